@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make up` and `make test`. Both set up what is
+# missing first (uv, the virtualenv, nginx, keys, databases), so a fresh clone needs
+# nothing else on a machine with PostgreSQL, RabbitMQ and Redis running.
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+TOOLS := .tools
+# uv must use the machine's Python 3.11; it cannot download interpreters here.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3.11
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+PY := .venv/bin/python
+
+.PHONY: up test lint format setup sync clean help
+
+help:
+	@echo "make up     set up and run the whole system on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
+	@echo "make test   set up and run every test suite"
+	@echo "make lint   ruff lint + format check"
+	@echo "make setup  keys, databases, migrations only"
+
+$(TOOLS)/bin/uv:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: uv.lock pyproject.toml */pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+sync: .venv/.synced
+
+up: sync
+	$(PY) -m ticketing_devtools.cli up
+
+test: sync
+	$(PY) -m ticketing_devtools.cli test
+
+setup: sync
+	$(PY) -m ticketing_devtools.cli setup
+
+lint: sync
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: sync
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+clean:
+	rm -rf .venv var */staticfiles

@@ -1,0 +1,30 @@
+"""auth_svc settings: the shared base plus what only the auth service has.
+
+Only this service holds JWT_PRIVATE_KEY (it alone mints session tokens) and a user table.
+"""
+
+from pathlib import Path
+
+from shared_lib.conf import env
+from shared_lib.service_settings import base_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_base = base_settings(service="auth", base_dir=BASE_DIR, apps=["users"])
+# Rate-limit counters live in Redis, so sign-in is not ready without it.
+_base["HEALTH_CHECKS"]["redis"] = "shared_lib.health.check_redis"
+globals().update(_base)
+
+JWT_PRIVATE_KEY = env("JWT_PRIVATE_KEY")
+AUTH_USER_MODEL = "users.User"
+
+# Argon2id: memory-hard, Django's recommended hasher. Scrypt (also memory-hard) stays
+# listed so hashes made with it still verify and get upgraded on sign-in.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
+RATE_LIMIT_SIGNUP = env("RATE_LIMIT_SIGNUP", default="20/min")
+RATE_LIMIT_SIGNIN = env("RATE_LIMIT_SIGNIN", default="30/min")
+RATE_LIMIT_EMAIL = env("RATE_LIMIT_EMAIL", default="10/min")

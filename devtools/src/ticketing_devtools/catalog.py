@@ -1,0 +1,44 @@
+"""What the repository contains: the Django services and where things live.
+
+    from ticketing_devtools.catalog import SERVICES, REPO_ROOT
+    for service in SERVICES:
+        print(service.name, service.directory, service.database)
+
+A new service joins by adding one line to SERVICES (and its routes to gateway/routes.toml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+VAR_DIR = REPO_ROOT / "var"
+DEV_DIR = VAR_DIR / "dev"  # generated keys and secrets; never committed (.gitignore)
+
+
+@dataclass(frozen=True)
+class DjangoService:
+    name: str  # short name: URL prefixes (/admin/<name>/), routes, database
+    mints_tokens: bool = False  # only auth_svc holds the JWT private key
+
+    @property
+    def directory(self) -> Path:
+        return REPO_ROOT / f"{self.name}_svc"
+
+    @property
+    def project(self) -> str:
+        return f"{self.name}_svc"
+
+    def database(self, prefix: str = "ticketing") -> str:
+        return f"{prefix}_{self.name}"
+
+
+SERVICES: tuple[DjangoService, ...] = (DjangoService("auth", mints_tokens=True),)
+
+
+def service(name: str) -> DjangoService:
+    for candidate in SERVICES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"No service {name!r}; known: {', '.join(s.name for s in SERVICES)}")

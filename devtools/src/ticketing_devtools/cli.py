@@ -1,0 +1,90 @@
+"""`ticketing-dev`: the commands behind the Makefile.
+
+ticketing-dev up                # set up and run the whole system on one URL
+ticketing-dev test [SUITE ...]  # set up and run every test suite
+ticketing-dev manage auth createsuperuser
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+from ticketing_devtools import testrun
+from ticketing_devtools.backing import require_backing_servers
+from ticketing_devtools.catalog import service
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.environment import service_env
+from ticketing_devtools.stack import Stack, prepare
+
+
+def _up(args: argparse.Namespace) -> int:
+    port = int(os.environ.get("GATEWAY_PORT", "8080"))
+    stack = Stack(gateway_port=port)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        stack.start()
+        stack.supervisor.say("ticketing", f"Ready: {stack.url}  (Ctrl-C stops everything)")
+        stack.supervisor.say(
+            "ticketing",
+            f"  try: curl -i -X POST {stack.url}/api/users/signup "
+            "-H 'Content-Type: application/json' "
+            '-d \'{"email": "me@example.com", "password": "a-long-secret"}\'',
+        )
+        stack.supervisor.say(
+            "ticketing", f"  API docs: {stack.url}/api/users/docs/ · admin: {stack.url}/admin/auth/"
+        )
+        exited = stack.supervisor.wait_any()
+        stack.supervisor.say(
+            "ticketing", f"{exited.name} exited ({exited.process.returncode}); stopping"
+        )
+        return 1
+    except KeyboardInterrupt:
+        stack.supervisor.say("ticketing", "stopping...")
+        return 0
+    finally:
+        stack.stop()
+
+
+def _setup(args: argparse.Namespace) -> int:
+    prepare()
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    return testrun.run(args.suites, args.pytest_args)
+
+
+def _manage(args: argparse.Namespace) -> int:
+    require_backing_servers()
+    target = service(args.service)
+    env = service_env(target, ensure_dev_secrets())
+    return subprocess.call([sys.executable, "manage.py", *args.args], cwd=target.directory, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ticketing-dev", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="set up and run the whole system").set_defaults(func=_up)
+    commands.add_parser("setup", help="secrets, databases, migrations").set_defaults(func=_setup)
+    test = commands.add_parser("test", help="run test suites (all by default)")
+    test.add_argument("suites", nargs="*", help="suite names: shared_lib, auth, devtools")
+    test.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[])
+    test.set_defaults(func=_test)
+    manage = commands.add_parser("manage", help="manage.py of one service, with its env")
+    manage.add_argument("service")
+    manage.add_argument("args", nargs=argparse.REMAINDER)
+    manage.set_defaults(func=_manage)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Development secrets, generated once per checkout at set-up time (never committed).
+
+from ticketing_devtools.devkeys import ensure_dev_secrets
+secrets = ensure_dev_secrets()
+secrets.jwt_private_key_file, secrets.django_secret("auth"), secrets.db_password("auth")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as pysecrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ticketing_devtools.catalog import DEV_DIR, SERVICES
+
+
+@dataclass(frozen=True)
+class DevSecrets:
+    directory: Path
+    values: dict[str, str]
+
+    @property
+    def jwt_private_key_file(self) -> Path:
+        return self.directory / "jwt_private.pem"
+
+    @property
+    def jwt_public_key_file(self) -> Path:
+        return self.directory / "jwt_public.pem"
+
+    def django_secret(self, service: str) -> str:
+        return self.values[f"{service}.secret_key"]
+
+    def db_password(self, service: str) -> str:
+        return self.values[f"{service}.db_password"]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def ensure_dev_secrets(directory: Path = DEV_DIR) -> DevSecrets:
+    """Create what is missing (keys, per-service secrets); keep what exists."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    private_file = directory / "jwt_private.pem"
+    public_file = directory / "jwt_public.pem"
+    if not private_file.exists() or not public_file.exists():
+        key = Ed25519PrivateKey.generate()
+        _write_private(
+            private_file,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        public_file.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    values_file = directory / "secrets.json"
+    values: dict[str, str] = json.loads(values_file.read_text()) if values_file.exists() else {}
+    for service in SERVICES:
+        values.setdefault(f"{service.name}.secret_key", pysecrets.token_urlsafe(50))
+        values.setdefault(f"{service.name}.db_password", pysecrets.token_urlsafe(24))
+    _write_private(values_file, json.dumps(values, indent=2, sort_keys=True).encode())
+    return DevSecrets(directory=directory, values=values)

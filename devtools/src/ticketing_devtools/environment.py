@@ -1,0 +1,50 @@
+"""The environment each local process runs with: the variables of .env.example, filled in.
+
+    from ticketing_devtools.environment import service_env
+    env = service_env(service("auth"), ensure_dev_secrets())
+    subprocess.run([sys.executable, "manage.py", "migrate"], env=env, cwd=...)
+
+Values the caller already exported (RATE_LIMIT_SIGNUP, SESSION_TTL_SECONDS, ...) pass
+through; per-service values (database, secret key, keys) are always this checkout's own.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ticketing_devtools.catalog import DjangoService
+from ticketing_devtools.devkeys import DevSecrets
+from ticketing_devtools.provision import database_url
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def common_env(secrets: DevSecrets) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+    env.setdefault("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    # Local runs are plain http on loopback: a Secure cookie would never come back.
+    env.setdefault("SESSION_COOKIE_SECURE", "false")
+    env["JWT_PUBLIC_KEY_FILE"] = str(secrets.jwt_public_key_file)
+    env["PYTHONUNBUFFERED"] = "1"
+    for name in ("JWT_PUBLIC_KEY", "JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE", "DATABASE_URL"):
+        env.pop(name, None)
+    return env
+
+
+def service_env(
+    service: DjangoService, secrets: DevSecrets, *, db_prefix: str = "ticketing"
+) -> dict[str, str]:
+    env = common_env(secrets)
+    database = service.database(db_prefix)
+    env.update(
+        DJANGO_SETTINGS_MODULE=f"{service.project}.settings",
+        SECRET_KEY=secrets.django_secret(service.name),
+        DATABASE_URL=database_url(
+            database=database, role=service.database(), password=secrets.db_password(service.name)
+        ),
+    )
+    if service.mints_tokens:
+        env["JWT_PRIVATE_KEY_FILE"] = str(secrets.jwt_private_key_file)
+    return env

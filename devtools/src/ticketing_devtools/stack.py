@@ -1,0 +1,147 @@
+"""The whole system on this machine: every service's web process behind the nginx gateway.
+
+    with Stack(gateway_port=0, db_prefix="ticketing_systest") as stack:
+        requests.post(f"{stack.url}/api/users/signup", json={...})
+    # `make up` runs the same Stack in the foreground with the dev databases.
+
+Start-up: dev secrets, each service's role and database, migrations, static files, one
+gunicorn per service on a free port (waited on through /readyz), then the gateway.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import IO
+
+from ticketing_devtools import gateway
+from ticketing_devtools.backing import ensure_nginx, require_backing_servers
+from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
+from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
+from ticketing_devtools.environment import service_env
+from ticketing_devtools.provision import admin_url, ensure_database
+from ticketing_devtools.supervisor import Supervisor
+
+# Two workers per service: requests overlap locally without crowding two cores.
+LOCAL_WEB_WORKERS = "2"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: ANN001
+    """Everything before a process starts: secrets, databases, migrations, static files."""
+    import subprocess
+
+    require_backing_servers()
+    secrets = ensure_dev_secrets()
+    for service in SERVICES:
+        ensure_database(
+            admin_url(),
+            database=service.database(db_prefix),
+            role=service.database(),
+            password=secrets.db_password(service.name),
+        )
+        env = service_env(service, secrets, db_prefix=db_prefix)
+        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
+            subprocess.run(
+                [sys.executable, "manage.py", *command],
+                cwd=service.directory,
+                env=env,
+                check=True,
+                stdout=run,
+                stderr=subprocess.STDOUT if run else None,
+            )
+    return secrets
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        gateway_port: int = 8080,
+        db_prefix: str = "ticketing",
+        log: IO[str] | None = None,
+        run_dir: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.gateway_port = gateway_port or free_port()
+        self.db_prefix = db_prefix
+        self.supervisor = Supervisor(log=log)
+        self.run_dir = run_dir or VAR_DIR / "run" / f"{db_prefix}-{self.gateway_port}"
+        self.service_ports: dict[str, int] = {}
+        self._log = log
+        self.extra_env = extra_env or {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def service_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.service_ports[name]}"
+
+    def _start_web(self, service: DjangoService, secrets: DevSecrets) -> None:
+        port = free_port()
+        self.service_ports[service.name] = port
+        env = {**service_env(service, secrets, db_prefix=self.db_prefix), **self.extra_env}
+        env["WEB_CONCURRENCY"] = env.get("WEB_CONCURRENCY", LOCAL_WEB_WORKERS)
+        self.supervisor.start(
+            f"{service.name}-web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+                f"{service.project}.wsgi",
+            ],
+            cwd=service.directory,
+            env=env,
+        )
+
+    def start(self) -> Stack:
+        nginx = ensure_nginx()
+        secrets = prepare(db_prefix=self.db_prefix, run=self._log)
+        try:
+            for service in SERVICES:
+                self._start_web(service, secrets)
+            for service in SERVICES:
+                self.supervisor.wait_http(
+                    f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
+                )
+            table = gateway.load_routes()
+            upstreams = {name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()}
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            conf = gateway.write_config(
+                table,
+                upstreams=upstreams,
+                listen=f"127.0.0.1:{self.gateway_port}",
+                run_dir=self.run_dir,
+            )
+            gateway.check_config(conf, self.run_dir, nginx=nginx)
+            self.supervisor.start(
+                "gateway",
+                gateway.nginx_command(conf, self.run_dir, nginx=nginx),
+                cwd=self.run_dir,
+                env={},
+            )
+            self.supervisor.wait_http("gateway", f"{self.url}/api/users/currentuser")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

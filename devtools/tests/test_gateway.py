@@ -1,0 +1,562 @@
+"""The gateway against a real nginx and real (echo) upstreams: no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from ticketing_devtools.gateway import (
+    API_ERROR_MESSAGES,
+    BODY_TOO_LARGE_MESSAGE,
+    GATEWAY_TIMEOUT_MESSAGE,
+    NOT_FOUND_MESSAGE,
+    ROUTES_PATH,
+    SERVICE_UNAVAILABLE_MESSAGE,
+    NginxConfigError,
+    Route,
+    RouteTable,
+    check_config,
+    load_routes,
+    nginx_command,
+    render_nginx,
+    write_config,
+)
+
+TIMEOUT = 5
+MAX_BODY = 64 * 1024
+SLOW_SECONDS = 2.0
+
+# Mirrors gateway/routes.toml, plus routes to the deliberately broken upstreams.
+TABLE = RouteTable(
+    routes=(
+        Route("/api/users", "auth"),
+        Route("/admin/auth", "auth"),
+        Route("/static/auth", "auth"),
+        Route("/api/slow", "slow"),
+        Route("/api/down", "down"),
+    ),
+    default_service="client",
+)
+
+
+def error_json(message: str) -> dict:
+    return {"errors": [{"message": message}]}
+
+
+# --- echo upstreams ---------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    server: ThreadingHTTPServer
+    seen: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # The slow backend writes to a socket nginx has already given up on; that is
+        # the point of the test, not a failure worth a traceback.
+        pass
+
+
+def _handler(backend: Backend, delay: float) -> type[BaseHTTPRequestHandler]:
+    class Echo(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length) if length else b""
+            backend.seen.append(self.path)
+            if delay:
+                time.sleep(delay)
+            status = int(self.headers.get("X-Echo-Status", 200))
+            payload = {
+                "backend": backend.name,
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body_length": len(body),
+                "pad": "x" * int(self.headers.get("X-Echo-Pad", 0)),
+            }
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Echo
+
+
+@contextmanager
+def run_backend(name: str, delay: float = 0.0) -> Iterator[Backend]:
+    server = _QuietServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    backend = Backend(name, server)
+    server.RequestHandlerClass = _handler(backend, delay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield backend
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- nginx ------------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    url: str
+    port: int
+    run_dir: Path
+    process: subprocess.Popen
+
+
+def _logs(run_dir: Path) -> str:
+    return "\n".join(
+        f"--- {name}:\n{(run_dir / name).read_text(errors='replace')}"
+        for name in ("stdout.log", "stderr.log")
+        if (run_dir / name).exists()
+    )
+
+
+@contextmanager
+def run_gateway(
+    table: RouteTable, upstreams: dict[str, str], run_dir: Path, **options: str
+) -> Iterator[Gateway]:
+    port = free_port()
+    conf = write_config(
+        table, upstreams=upstreams, listen=f"127.0.0.1:{port}", run_dir=run_dir, **options
+    )
+    check_config(conf, run_dir)
+    with (run_dir / "stdout.log").open("wb") as out, (run_dir / "stderr.log").open("wb") as err:
+        # Own process group, so a hard kill can take the workers along with the master.
+        process = subprocess.Popen(
+            nginx_command(conf, run_dir), stdout=out, stderr=err, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"nginx exited with {process.returncode}\n{_logs(run_dir)}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"nginx did not listen on {port}\n{_logs(run_dir)}")
+            time.sleep(0.02)
+        yield Gateway(f"http://127.0.0.1:{port}", port, run_dir, process)
+    finally:
+        stop_gateway(process)
+
+
+def stop_gateway(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGQUIT)  # graceful: finish in-flight requests
+        try:
+            process.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(TIMEOUT)
+    # The worker must be gone too, not just the master we waited for.
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail("nginx left processes behind after shutdown")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[dict[str, Backend]]:
+    with (
+        run_backend("auth") as auth,
+        run_backend("client") as client,
+        run_backend("slow", delay=SLOW_SECONDS) as slow,
+    ):
+        yield {"auth": auth, "client": client, "slow": slow}
+
+
+@pytest.fixture(scope="module")
+def dead_address() -> Iterator[str]:
+    # Bound but never listening: connections are refused, and no other process can
+    # take the port while the tests run.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    backends: dict[str, Backend], dead_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    upstreams = {name: b.address for name, b in backends.items()} | {"down": dead_address}
+    with run_gateway(
+        TABLE,
+        upstreams,
+        tmp_path_factory.mktemp("gateway"),
+        max_body="64k",
+        proxy_read_timeout="1s",
+        proxy_connect_timeout="1s",
+    ) as gw:
+        yield gw
+
+
+def get(gw: Gateway, path: str, **kwargs: object) -> requests.Response:
+    return request(gw, "GET", path, **kwargs)
+
+
+def request(gw: Gateway, method: str, path: str, **kwargs: object) -> requests.Response:
+    return requests.request(method, gw.url + path, allow_redirects=False, timeout=TIMEOUT, **kwargs)
+
+
+def assert_nginx_error(response: requests.Response, status: int, message: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == error_json(message)
+    assert "Location" not in response.headers
+
+
+# --- routing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "backend"),
+    [
+        ("/api/users", "auth"),
+        ("/api/users?next=%2Fhome&b=2", "auth"),
+        ("/api/users/", "auth"),
+        ("/api/users/signup?x=1", "auth"),
+        ("/api/users/me/sessions/3", "auth"),
+        ("/admin/auth", "auth"),
+        ("/admin/auth/login/?next=/admin/auth/", "auth"),
+        ("/static/auth/css/base.css", "auth"),
+        ("/", "client"),
+        ("/anything", "client"),
+        ("/tickets/42?page=2", "client"),
+        ("/api", "client"),  # not under /api/, so it is the web client's like any page
+        ("/admin/authx", "client"),
+        ("/static/authfoo/x.css", "client"),
+    ],
+)
+def test_routes_to_service_with_path_and_query_preserved(
+    gateway: Gateway, path: str, backend: str
+) -> None:
+    response = get(gateway, path)
+    assert response.status_code == 200
+    assert "Location" not in response.headers
+    body = response.json()
+    assert body["backend"] == backend
+    assert body["path"] == path
+    assert body["method"] == "GET"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_every_method_is_proxied(gateway: Gateway, method: str) -> None:
+    response = request(gateway, method, "/api/users/signup", data=b"{}")
+    assert response.status_code == 200
+    assert response.json()["method"] == method
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/usersfoo", "/api/nothing", "/api/", "/api/nothing.html", "/api/users2/x"]
+)
+def test_unrouted_api_paths_get_json_404_from_nginx(
+    gateway: Gateway, backends: dict[str, Backend], path: str
+) -> None:
+    before = {name: len(b.seen) for name, b in backends.items()}
+    response = get(gateway, path)
+    assert_nginx_error(response, 404, NOT_FOUND_MESSAGE)
+    assert {name: len(b.seen) for name, b in backends.items()} == before
+
+
+def test_prefix_without_slash_is_not_redirected(gateway: Gateway) -> None:
+    for method in ("GET", "POST"):
+        response = request(gateway, method, "/api/users")
+        assert response.status_code == 200
+        assert "Location" not in response.headers
+        assert response.json()["path"] == "/api/users"
+
+
+# --- headers ----------------------------------------------------------------------------
+
+
+def test_forwarded_headers(gateway: Gateway) -> None:
+    response = get(
+        gateway,
+        "/api/users/me",
+        headers={"X-Forwarded-For": "6.6.6.6, 7.7.7.7", "Forwarded": "for=6.6.6.6"},
+    )
+    headers = response.json()["headers"]
+    assert headers["host"] == f"127.0.0.1:{gateway.port}"
+    assert headers["x-forwarded-host"] == f"127.0.0.1:{gateway.port}"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-port"] == str(gateway.port)
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert "forwarded" not in headers
+
+
+def test_request_id_is_passed_through(gateway: Gateway) -> None:
+    response = get(gateway, "/api/users/me", headers={"X-Request-ID": "req-abc-123"})
+    assert response.json()["headers"]["x-request-id"] == "req-abc-123"
+
+
+def test_request_id_is_generated_when_absent(gateway: Gateway) -> None:
+    ids = [get(gateway, "/anything").json()["headers"]["x-request-id"] for _ in range(2)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids)
+    assert ids[0] != ids[1]
+
+
+def test_chunked_upload_reaches_service_with_content_length(gateway: Gateway) -> None:
+    chunks = [b"a" * 1000, b"b" * 1000]
+    response = request(gateway, "POST", "/api/users/signup", data=iter(chunks))
+    headers = response.json()["headers"]
+    assert headers["content-length"] == "2000"
+    assert "transfer-encoding" not in headers
+    assert response.json()["body_length"] == 2000
+
+
+# --- bodies and buffering ---------------------------------------------------------------
+
+
+def test_body_at_the_limit_is_accepted(gateway: Gateway) -> None:
+    # Larger than client_body_buffer_size, so nginx spools it to the temp dir in the
+    # run dir: this also proves the workers can write there.
+    response = request(gateway, "POST", "/api/users/signup", data=b"x" * MAX_BODY)
+    assert response.status_code == 200
+    assert response.json()["body_length"] == MAX_BODY
+
+
+def test_body_over_the_limit_is_413_json_and_never_reaches_service(
+    gateway: Gateway, backends: dict[str, Backend]
+) -> None:
+    before = len(backends["auth"].seen)
+    response = request(gateway, "POST", "/api/users/signup", data=b"x" * (MAX_BODY + 1))
+    assert_nginx_error(response, 413, BODY_TOO_LARGE_MESSAGE)
+    assert len(backends["auth"].seen) == before
+
+
+def test_large_response_is_buffered_through_temp_file(gateway: Gateway) -> None:
+    response = get(gateway, "/api/users/big", headers={"X-Echo-Pad": str(512 * 1024)})
+    assert response.status_code == 200
+    assert len(response.json()["pad"]) == 512 * 1024
+
+
+# --- upstream failures ------------------------------------------------------------------
+
+
+def test_upstream_down_is_502_json(gateway: Gateway) -> None:
+    assert_nginx_error(get(gateway, "/api/down/x"), 502, SERVICE_UNAVAILABLE_MESSAGE)
+    assert_nginx_error(request(gateway, "POST", "/api/down"), 502, SERVICE_UNAVAILABLE_MESSAGE)
+
+
+def test_upstream_timeout_is_504_json(gateway: Gateway) -> None:
+    started = time.monotonic()
+    response = get(gateway, "/api/slow/report")
+    assert_nginx_error(response, 504, GATEWAY_TIMEOUT_MESSAGE)
+    assert time.monotonic() - started < SLOW_SECONDS
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 502, 503])
+def test_service_errors_pass_through_untouched(gateway: Gateway, status: int) -> None:
+    response = get(gateway, "/api/users/me", headers={"X-Echo-Status": str(status)})
+    assert response.status_code == status
+    assert response.json()["backend"] == "auth"
+
+
+# --- a table without a default service --------------------------------------------------
+
+
+def test_without_default_service_other_paths_are_404(
+    backends: dict[str, Backend], tmp_path: Path
+) -> None:
+    table = RouteTable(routes=(Route("/api/users", "auth"),), default_service=None)
+    with run_gateway(table, {"auth": backends["auth"].address}, tmp_path) as gw:
+        root = get(gw, "/")
+        assert root.status_code == 404
+        assert "Location" not in root.headers
+        assert get(gw, "/anything").status_code == 404
+        assert_nginx_error(get(gw, "/api/nothing"), 404, NOT_FOUND_MESSAGE)
+        assert get(gw, "/api/users").json()["backend"] == "auth"
+        process = gw.process
+    assert process.returncode is not None
+
+
+def test_route_for_all_of_api_replaces_the_json_404(
+    backends: dict[str, Backend], tmp_path: Path
+) -> None:
+    table = RouteTable(routes=(Route("/api", "auth"),), default_service="client")
+    upstreams = {"auth": backends["auth"].address, "client": backends["client"].address}
+    with run_gateway(table, upstreams, tmp_path) as gw:
+        assert get(gw, "/api/anything").json()["backend"] == "auth"
+        assert get(gw, "/api").json()["backend"] == "auth"
+        assert get(gw, "/apix").json()["backend"] == "client"
+
+
+# --- rendering and the real route table -------------------------------------------------
+
+
+def test_real_route_table_renders_and_passes_nginx_t(tmp_path: Path) -> None:
+    table = load_routes(ROUTES_PATH)
+    assert "/api/users" in {route.prefix for route in table.routes}
+    upstreams = {service: f"127.0.0.1:{9000 + i}" for i, service in enumerate(table.services)}
+    # `nginx -t` really binds the listen address, so it needs a free, unprivileged port.
+    listen = f"127.0.0.1:{free_port()}"
+    conf = write_config(table, upstreams=upstreams, listen=listen, run_dir=tmp_path)
+    check_config(conf, tmp_path)
+
+
+def test_every_path_nginx_writes_is_in_the_run_dir(tmp_path: Path) -> None:
+    text = render_nginx(
+        TABLE,
+        upstreams=dict.fromkeys(TABLE.services, "127.0.0.1:1"),
+        listen="8080",
+        run_dir=tmp_path,
+    )
+    paths = re.findall(r'"(/[^"]*)"', text)
+    assert paths
+    assert all(Path(p).is_relative_to(tmp_path.resolve()) for p in paths)
+    assert "access_log /dev/stdout" in text
+    assert "error_log stderr" in text
+    assert ("user root;" in text) == (os.geteuid() == 0)
+    assert "daemon off;" in text
+    assert "server_tokens off;" in text
+
+
+def test_render_names_services_without_upstream(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="client, down"):
+        render_nginx(
+            TABLE,
+            upstreams={"auth": "127.0.0.1:1", "slow": "127.0.0.1:2"},
+            listen="8080",
+            run_dir=tmp_path,
+        )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_body", "1m; evil"), ("proxy_read_timeout", "soon"), ("listen", "80 default")],
+)
+def test_render_rejects_bad_options(tmp_path: Path, option: str, value: str) -> None:
+    kwargs = {"listen": "8080", option: value}
+    with pytest.raises(ValueError, match="not a valid nginx value"):
+        render_nginx(
+            TABLE,
+            upstreams=dict.fromkeys(TABLE.services, "127.0.0.1:1"),
+            run_dir=tmp_path,
+            **kwargs,
+        )
+
+
+def test_check_config_raises_with_nginx_stderr(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp { bogus_directive on; }\n")
+    with pytest.raises(NginxConfigError, match="bogus_directive"):
+        check_config(conf, tmp_path)
+
+
+def test_nginx_command_runs_in_foreground_inside_run_dir(tmp_path: Path) -> None:
+    command = nginx_command(tmp_path / "nginx.conf", tmp_path)
+    assert command[0].endswith("nginx")
+    assert command[command.index("-p") + 1] == f"{tmp_path.resolve()}/"
+    assert command[command.index("-c") + 1] == str(tmp_path.resolve() / "nginx.conf")
+
+
+def test_error_messages_are_the_documented_ones() -> None:
+    assert API_ERROR_MESSAGES[404] == "Not Found"
+    assert API_ERROR_MESSAGES[413] == "Request body too large"
+    assert API_ERROR_MESSAGES[502] == API_ERROR_MESSAGES[503] == "Service unavailable"
+    assert API_ERROR_MESSAGES[504] == "Gateway timeout"
+
+
+# --- load_routes validation -------------------------------------------------------------
+
+
+def write_routes(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routes.toml"
+    path.write_text(text)
+    return path
+
+
+def test_load_routes_reads_default_service_and_services(tmp_path: Path) -> None:
+    path = write_routes(
+        tmp_path,
+        'default_service = "client"\n'
+        '[[route]]\nprefix = "/api/users"\nservice = "auth"\n'
+        '[[route]]\nprefix = "/api/tickets"\nservice = "tickets"\n',
+    )
+    table = load_routes(path)
+    assert table.routes == (Route("/api/users", "auth"), Route("/api/tickets", "tickets"))
+    assert table.default_service == "client"
+    assert table.services == {"auth", "tickets", "client"}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[[route]]\nprefix = "/api/users/"\nservice = "auth"\n', "must not end with '/'"),
+        ('[[route]]\nprefix = "/"\nservice = "auth"\n', "default_service"),
+        ('[[route]]\nprefix = "api/users"\nservice = "auth"\n', "must start with '/'"),
+        ('[[route]]\nprefix = "/api//users"\nservice = "auth"\n', "path segments"),
+        ('[[route]]\nprefix = "/api/users;"\nservice = "auth"\n', "path segments"),
+        (
+            '[[route]]\nprefix = "/api/users"\nservice = "auth"\n'
+            '[[route]]\nprefix = "/api/users"\nservice = "other"\n',
+            "duplicate route prefix '/api/users'",
+        ),
+        ('[[route]]\nprefix = "/api/users"\nservice = "Auth_Svc"\n', "DNS label"),
+        ('[[route]]\nprefix = "/api/users"\n', "missing \\['service'\\]"),
+        ('[[route]]\nprefix = "/a"\nservice = "auth"\nport = 1\n', "unknown \\['port'\\]"),
+        ('default-service = "client"\n', "unknown top-level key"),
+        ('default_service = "Client!"\n', "default_service"),
+        ("[[route]\n", "not valid TOML"),
+    ],
+)
+def test_load_routes_rejects_invalid_tables(tmp_path: Path, text: str, match: str) -> None:
+    path = write_routes(tmp_path, text)
+    with pytest.raises(ValueError, match=match) as info:
+        load_routes(path)
+    assert str(path) in str(info.value)
+
+
+def test_route_table_built_in_code_is_validated_too() -> None:
+    with pytest.raises(ValueError, match="duplicate"):
+        RouteTable(routes=(Route("/a", "x"), Route("/a", "y")), default_service=None)
+    with pytest.raises(ValueError, match="must not end with '/'"):
+        Route("/a/", "x")

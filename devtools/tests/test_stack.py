@@ -1,0 +1,136 @@
+"""The whole local system as `make up` runs it: gunicorn per service behind nginx.
+
+One stack for the module (start-up takes a few seconds); throw-away databases.
+"""
+
+import os
+import signal
+import uuid
+
+import pytest
+import redis
+import requests
+
+from ticketing_devtools.catalog import SERVICES
+from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.stack import Stack
+
+DB_PREFIX = "ticketing_systest"
+SIGNUP_LIMIT = 3
+RATE_LIMIT_PREFIX = f"systest:{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("stack") / "stack.log"
+    with log_path.open("w") as log:
+        running = Stack(
+            gateway_port=0,
+            db_prefix=DB_PREFIX,
+            log=log,
+            run_dir=tmp_path_factory.mktemp("gateway"),
+            extra_env={
+                "RATE_LIMIT_SIGNUP": f"{SIGNUP_LIMIT}/min",
+                "RATE_LIMIT_KEY_PREFIX": RATE_LIMIT_PREFIX,
+                "WEB_CONCURRENCY": "1",
+            },
+        )
+        try:
+            running.start()
+        except Exception:
+            log.flush()
+            pytest.fail(f"stack did not start:\n{log_path.read_text()[-4000:]}")
+        yield running
+        pids = [child.process.pid for child in running.supervisor.children]
+        running.stop()
+    for service in SERVICES:
+        drop_database(admin_url(), database=service.database(DB_PREFIX))
+    for pid in pids:  # nothing outlives the stack
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, signal.SIG_DFL)
+
+
+def test_a_newcomer_signs_up_through_the_gateway(stack):
+    session = requests.Session()
+
+    created = session.post(
+        f"{stack.url}/api/users/signup",
+        json={"email": "Newcomer@Example.com", "password": "a-long-secret-phrase"},
+        timeout=10,
+    )
+    current = session.get(f"{stack.url}/api/users/currentuser", timeout=10)
+
+    assert created.status_code == 201
+    assert created.json()["email"] == "newcomer@example.com"
+    cookie = next(c for c in session.cookies if c.name == "session")
+    assert cookie.secure is False  # local http; production cookies are Secure
+    assert current.status_code == 200
+    assert current.json()["currentUser"]["id"] == created.json()["id"]
+
+
+def test_unknown_and_lookalike_api_paths_are_json_404s(stack):
+    for path in ("/api/usersfoo", "/api/users/nope", "/api/nothing"):
+        response = requests.get(f"{stack.url}{path}", timeout=10, allow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.json() == {"errors": [{"message": "Not Found"}]}, path
+
+
+def test_no_redirect_for_a_missing_trailing_slash(stack):
+    response = requests.get(f"{stack.url}/api/users/currentuser", timeout=10, allow_redirects=False)
+
+    assert response.status_code == 200
+    assert response.json() == {"currentUser": None}
+
+
+def test_admin_docs_and_static_files_are_reachable_through_the_gateway(stack):
+    login = requests.get(f"{stack.url}/admin/auth/login/", timeout=10)
+    docs = requests.get(f"{stack.url}/api/users/docs/", timeout=10)
+    css = requests.get(f"{stack.url}/static/auth/admin/css/base.css", timeout=10)
+
+    assert login.status_code == 200
+    assert "Ticketing auth admin" in login.text
+    assert docs.status_code == 200
+    assert css.status_code == 200
+    assert css.headers["Content-Type"].startswith("text/css")
+
+
+@pytest.fixture
+def fresh_rate_limits():
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = list(client.scan_iter(f"{RATE_LIMIT_PREFIX}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_a_spoofed_forwarded_address_does_not_escape_the_rate_limit(stack, fresh_rate_limits):
+    url = f"{stack.url}/api/users/signup"
+    statuses = []
+    for index in range(SIGNUP_LIMIT + 2):
+        response = requests.post(
+            url,
+            json={"email": f"spoof{index}@example.com", "password": "a-long-secret-phrase"},
+            headers={"X-Forwarded-For": f"203.0.113.{index}"},
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+
+    assert statuses == [201] * SIGNUP_LIMIT + [429, 429]
+
+
+def test_an_oversized_body_is_refused_at_the_gateway(stack):
+    response = requests.post(
+        f"{stack.url}/api/users/signin",
+        data=b"x" * (1024 * 1024 + 1),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {"errors": [{"message": "Request body too large"}]}
+
+
+def test_services_report_ready_directly(stack):
+    for service in SERVICES:
+        ready = requests.get(f"{stack.service_url(service.name)}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ok"

@@ -1,0 +1,169 @@
+"""Session auth: the EdDSA-signed JWT every service verifies and only auth_svc mints.
+
+    from shared_lib.auth import IsSignedIn
+    class TicketCreateApi(APIView):
+        permission_classes = [IsSignedIn]      # request.user.id / .email, or 401
+
+The token comes from `Authorization: Bearer <jwt>` (which wins) or the `session` cookie.
+Anything that does not verify — missing, expired, forged, another key, `alg=none`, HS256
+— means anonymous, never an error. Plain Django views read `request.current_user`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+SESSION_COOKIE = "session"
+ALGORITHM = "EdDSA"  # the only algorithm accepted: a token naming any other is anonymous
+REQUIRED_CLAIMS = ("id", "email", "iat", "exp")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUser:
+    """Who the verified token says the caller is; no database row behind it."""
+
+    id: str
+    email: str
+    iat: int
+    exp: int
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def pk(self) -> str:  # DRF throttles and logging look for .pk
+        return self.id
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "email": self.email, "iat": self.iat, "exp": self.exp}
+
+
+@lru_cache(maxsize=8)
+def _public_key(pem: str) -> Ed25519PublicKey:
+    key = load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ImproperlyConfigured("JWT_PUBLIC_KEY must be an Ed25519 public key")
+    return key
+
+
+@lru_cache(maxsize=8)
+def _private_key(pem: str) -> Ed25519PrivateKey:
+    key = load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ImproperlyConfigured("JWT_PRIVATE_KEY must be an Ed25519 private key")
+    return key
+
+
+def mint_session_token(*, user_id: str, email: str, now: int | None = None) -> str:
+    """A signed session token; needs JWT_PRIVATE_KEY, which only auth_svc holds."""
+    private_pem = getattr(settings, "JWT_PRIVATE_KEY", None)
+    if not private_pem:
+        raise ImproperlyConfigured("Only auth_svc can mint session tokens (JWT_PRIVATE_KEY)")
+    issued = int(time.time()) if now is None else now
+    claims = {
+        "id": str(user_id),
+        "email": email,
+        "iat": issued,
+        "exp": issued + settings.SESSION_TTL_SECONDS,
+    }
+    return jwt.encode(claims, _private_key(private_pem), algorithm=ALGORITHM)
+
+
+def verify_session_token(token: str) -> SessionUser | None:
+    """The user a token names, or None for anything that does not fully verify."""
+    try:
+        claims = jwt.decode(
+            token,
+            _public_key(settings.JWT_PUBLIC_KEY),
+            algorithms=[ALGORITHM],
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+        user_id = str(uuid.UUID(str(claims["id"])))
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+    email, iat, exp = claims["email"], claims["iat"], claims["exp"]
+    if not isinstance(email, str) or not isinstance(iat, int) or not isinstance(exp, int):
+        return None
+    return SessionUser(id=user_id, email=email, iat=iat, exp=exp)
+
+
+def token_from_request(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.COOKIES.get(SESSION_COOKIE) or None
+
+
+def current_user(request: HttpRequest) -> SessionUser | None:
+    """The verified session user of a request (computed once per request)."""
+    if not hasattr(request, "_session_user"):
+        token = token_from_request(request)
+        request._session_user = verify_session_token(token) if token else None  # type: ignore[attr-defined]
+    return request._session_user  # type: ignore[attr-defined]
+
+
+class CurrentUserMiddleware:
+    """Sets `request.current_user` (SessionUser or None) for plain Django views.
+
+    `request.user` stays Django's own, which the admin needs for its staff sessions.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.current_user = current_user(request)  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+class JWTAuthentication(BaseAuthentication):
+    """DRF authentication: request.user becomes the SessionUser, or anonymous."""
+
+    def authenticate(self, request: Request) -> tuple[SessionUser, str] | None:
+        user = current_user(request._request)
+        if user is None:
+            return None
+        return user, token_from_request(request._request) or ""
+
+    def authenticate_header(self, request: Request) -> str:
+        # Having a challenge makes DRF answer 401 (not 403) to anonymous callers.
+        return 'Bearer realm="api"'
+
+
+class IsSignedIn(BasePermission):
+    """401 in the shared error shape unless a valid session came with the request."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, SessionUser)
+
+
+def set_session_cookie(response: HttpResponse, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.SESSION_TTL_SECONDS,
+        path="/",
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def clear_session_cookie(response: HttpResponse) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", samesite="Lax")

@@ -1,0 +1,171 @@
+"""The Django settings every service shares, built from the environment in one place.
+
+    from shared_lib.service_settings import base_settings
+    globals().update(base_settings(service="tickets", base_dir=BASE_DIR, apps=["tickets"]))
+    HEALTH_CHECKS["redis"] = "shared_lib.health.check_redis"   # then service extras
+
+Required variables (see .env.example): SECRET_KEY, DATABASE_URL, JWT_PUBLIC_KEY.
+A missing one stops start-up with an ImproperlyConfigured naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+from shared_lib.conf import env, env_bool, env_int, env_list
+
+API_PATH_PREFIX = "/api/"
+
+# Enough for any JSON this API accepts; larger bodies are refused with 413 before
+# parsing (the gateway enforces the same 1 MiB, see gateway/routes.toml).
+MAX_BODY_BYTES = 1024 * 1024
+
+# Reuse a connection across requests for a minute: saves a TCP+auth round trip per
+# request without holding idle connections long after a burst.
+CONN_MAX_AGE_SECONDS = 60
+DB_CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _database() -> dict[str, Any]:
+    database = dj_database_url.parse(
+        env("DATABASE_URL"), conn_max_age=CONN_MAX_AGE_SECONDS, conn_health_checks=True
+    )
+    database.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT_SECONDS
+    return database
+
+
+def _logging(level: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line"}},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            # Request errors are logged with their traceback here, never sent to clients.
+            "django.request": {"level": "ERROR"},
+            "django.server": {"level": "WARNING"},
+        },
+    }
+
+
+def base_settings(*, service: str, base_dir: Path, apps: list[str]) -> dict[str, Any]:
+    """Settings shared by every Django service; `service` names its URL prefixes."""
+    debug = env_bool("DEBUG", default=False)
+    project = f"{service}_svc"
+    return {
+        "BASE_DIR": base_dir,
+        "SECRET_KEY": env("SECRET_KEY"),
+        "DEBUG": debug,
+        "ALLOWED_HOSTS": env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]),
+        "INSTALLED_APPS": [
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django.contrib.staticfiles",
+            "rest_framework",
+            "drf_spectacular",
+            "drf_spectacular_sidecar",
+            "shared_lib",
+            *apps,
+        ],
+        "MIDDLEWARE": [
+            "shared_lib.health.HealthMiddleware",
+            "shared_lib.errors.ErrorShapeMiddleware",
+            "django.middleware.security.SecurityMiddleware",
+            "whitenoise.middleware.WhiteNoiseMiddleware",
+            "shared_lib.errors.JsonOnlyApiMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "shared_lib.auth.CurrentUserMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        ],
+        "ROOT_URLCONF": f"{project}.urls",
+        "WSGI_APPLICATION": f"{project}.wsgi.application",
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": [],
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        "DATABASES": {"default": _database()},
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "LANGUAGE_CODE": "en-us",
+        "TIME_ZONE": "UTC",
+        "USE_I18N": True,
+        "USE_TZ": True,
+        # Behind one gateway host every service needs its own URL space for static files
+        # and the admin, and its own admin cookies (a shared "sessionid" would collide).
+        "STATIC_URL": f"/static/{service}/",
+        "STATIC_ROOT": base_dir / "staticfiles",
+        "STORAGES": {
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+        },
+        "ADMIN_URL_PREFIX": f"admin/{service}/",
+        "SESSION_COOKIE_NAME": f"{service}_admin_session",
+        "SESSION_COOKIE_PATH": f"/admin/{service}/",
+        "CSRF_COOKIE_NAME": f"{service}_csrftoken",
+        "CSRF_COOKIE_PATH": f"/admin/{service}/",
+        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", default=True),
+        "CSRF_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", default=True),
+        "CSRF_TRUSTED_ORIGINS": env_list("CSRF_TRUSTED_ORIGINS", default=[]),
+        # The gateway forwards Host (with its port) and X-Forwarded-Proto, so links a
+        # service builds point at the gateway (DESIGN.md §3 "Routing").
+        "USE_X_FORWARDED_HOST": True,
+        "USE_X_FORWARDED_PORT": False,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+        "TRUSTED_PROXIES": env_list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"]),
+        "APPEND_SLASH": False,  # nothing under /api/ redirects
+        "DATA_UPLOAD_MAX_MEMORY_SIZE": MAX_BODY_BYTES,
+        "API_PATH_PREFIX": API_PATH_PREFIX,
+        "JWT_PUBLIC_KEY": env("JWT_PUBLIC_KEY"),
+        "SESSION_TTL_SECONDS": env_int("SESSION_TTL_SECONDS", default=900, minimum=60),
+        "REDIS_URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0"),
+        # Several deployments (or test stacks) can share one Redis under distinct prefixes.
+        "RATE_LIMIT_KEY_PREFIX": env(
+            "RATE_LIMIT_KEY_PREFIX", default=f"ticketing:{service}:ratelimit"
+        ),
+        "HEALTH_CHECKS": {"database": "shared_lib.health.check_database"},
+        "REST_FRAMEWORK": {
+            "DEFAULT_AUTHENTICATION_CLASSES": ["shared_lib.auth.JWTAuthentication"],
+            "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+            "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+            "DEFAULT_RENDERER_CLASSES": [
+                "rest_framework.renderers.JSONRenderer",
+                "rest_framework.renderers.BrowsableAPIRenderer",
+            ],
+            "EXCEPTION_HANDLER": "shared_lib.errors.drf_exception_handler",
+            "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+            "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+        },
+        "SPECTACULAR_SETTINGS": {
+            "TITLE": f"Ticketing {service} API",
+            "VERSION": "1.0.0",
+            "SERVE_INCLUDE_SCHEMA": False,
+            "SWAGGER_UI_DIST": "SIDECAR",
+            "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+            "REDOC_DIST": "SIDECAR",
+            "COMPONENT_SPLIT_REQUEST": True,
+            "PREPROCESSING_HOOKS": ["shared_lib.schema.document_paths_without_slash"],
+        },
+        "LOGGING": _logging(env("LOG_LEVEL", default="INFO").upper()),
+    }

@@ -1,0 +1,1 @@
+"""Test helpers shared by every service; the fixtures live in `plugin` (a pytest plugin)."""
