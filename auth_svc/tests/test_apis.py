@@ -11,6 +11,7 @@ from shared_lib.errors import (
     NOT_FOUND,
     UNSUPPORTED_MEDIA_TYPE,
 )
+from shared_lib.testing.tokens import ATTACKS
 from users import services
 from users.models import User
 
@@ -370,3 +371,19 @@ def test_static_files_are_served_by_the_service_under_its_prefix(live_server):
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/css")
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+def test_forged_tokens_are_anonymous_never_errors(api_client, session_keys, attack, transport):
+    token = ATTACKS[attack](session_keys)
+    if transport == "cookie":
+        api_client.cookies[SESSION_COOKIE] = token
+    else:
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    response = api_client.get("/api/users/currentuser")
+
+    assert response.status_code == 200
+    assert response.json() == {"currentUser": None}
+    assert SESSION_COOKIE not in response.cookies  # nothing renewed from a forgery

@@ -42,6 +42,9 @@ def _up(args: argparse.Namespace) -> int:
             "ticketing", f"  API docs: {stack.url}/api/users/docs/ · admin: {stack.url}/admin/auth/"
         )
         exited = stack.supervisor.wait_any()
+        if exited is None:
+            stack.supervisor.say("ticketing", "parent process gone; stopping")
+            return 1
         stack.supervisor.say(
             "ticketing", f"{exited.name} exited ({exited.process.returncode}); stopping"
         )

@@ -103,12 +103,19 @@ class Supervisor:
             time.sleep(0.2)
         raise TimeoutError(f"{name} not ready at {url} after {timeout:.0f}s (last: {last})")
 
-    def wait_any(self) -> Child:
-        """Block until some child exits; return it."""
+    def wait_any(self) -> Child | None:
+        """Block until some child exits (return it) or our own parent is gone (None).
+
+        Checking the parent matters when `make up` is killed outright: its SIGKILL is not
+        forwarded, and the stack must not linger as orphans holding the ports.
+        """
+        parent = os.getppid()
         while True:
             for child in self.children:
                 if child.process.poll() is not None:
                     return child
+            if os.getppid() != parent:
+                return None
             time.sleep(0.3)
 
     def stop_all(self, timeout: float = 15.0) -> None:

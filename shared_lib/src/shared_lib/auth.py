@@ -31,6 +31,7 @@ from rest_framework.request import Request
 SESSION_COOKIE = "session"
 ALGORITHM = "EdDSA"  # the only algorithm accepted: a token naming any other is anonymous
 REQUIRED_CLAIMS = ("id", "email", "iat", "exp")
+AUTH_CHALLENGE = 'Bearer realm="api"'  # sent with every 401 (RFC 9110)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class JWTAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         # Having a challenge makes DRF answer 401 (not 403) to anonymous callers.
-        return 'Bearer realm="api"'
+        return AUTH_CHALLENGE
 
 
 class IsSignedIn(BasePermission):

@@ -38,7 +38,8 @@ def _raw(name: str) -> str | None:
     path = os.environ.get(f"{name}_FILE")
     if path:
         try:
-            return Path(path).read_text()
+            # Mounted secrets usually end with a newline nobody meant as part of the value.
+            return Path(path).read_text().rstrip("\r\n")
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {exc}") from exc
     return None

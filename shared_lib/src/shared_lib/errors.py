@@ -11,6 +11,7 @@ whatever Django itself answers (404 for an unknown route, 400 for a bad Host, 40
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -22,6 +23,8 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
+
+from shared_lib.auth import AUTH_CHALLENGE
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +167,8 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
         status, body = exc.status_code, exc.as_body()
+        if status == 401:  # RFC 9110: every 401 carries a challenge
+            headers["WWW-Authenticate"] = AUTH_CHALLENGE
     elif isinstance(exc, Http404 | drf.NotFound):
         status, body = 404, error_body(NOT_FOUND)
     elif isinstance(exc, DjangoPermissionDenied):
@@ -198,6 +203,24 @@ def _is_error_shaped(response: HttpResponse) -> bool:
     return content_type.startswith("application/json") or response.streaming
 
 
+def _reshape(response: HttpResponse) -> HttpResponse:
+    """Give an error response the shared JSON body, keeping its status and headers.
+
+    A DRF error rendered as HTML (a browser asked for the browsable API) already holds
+    the shaped body in `.data`; anything else gets the generic message for its status.
+    """
+    data = getattr(response, "data", None)
+    if isinstance(data, dict) and "errors" in data:
+        body = data
+    else:
+        body = error_body(message_for_status(response.status_code))
+    response.content = json.dumps(body).encode()
+    response["Content-Type"] = "application/json"
+    if "Content-Length" in response:  # set by CommonMiddleware for the old body
+        response["Content-Length"] = str(len(response.content))
+    return response
+
+
 class ErrorShapeMiddleware:
     """Outermost guard: body size limit and the one error shape for Django's own answers.
 
@@ -221,11 +244,7 @@ class ErrorShapeMiddleware:
             return error_response(413)
         response = self.get_response(request)
         if response.status_code >= 400 and not _is_error_shaped(response):
-            reshaped = error_response(response.status_code)
-            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-                if header in response:
-                    reshaped[header] = response[header]
-            return reshaped
+            return _reshape(response)
         return response
 
 

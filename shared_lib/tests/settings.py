@@ -1,0 +1,25 @@
+"""Settings for shared_lib's own tests: the shared base with a small demo app."""
+
+import os
+from pathlib import Path
+
+from shared_lib.service_settings import base_settings
+
+# Tests only: the value signs nothing that leaves the test run.
+os.environ.setdefault("SECRET_KEY", "shared-lib-tests-only")
+
+globals().update(
+    base_settings(service="demo", base_dir=Path(__file__).resolve().parent, apps=["tests.demo"])
+)
+ROOT_URLCONF = "tests.urls"
+
+# The demo throttle's rate; tests lower or raise it with the `settings` fixture.
+RATE_LIMIT_DEMO = "3/min"
+
+# No collectstatic before tests: templates (admin, Swagger UI, DRF's browsable API) resolve
+# static URLs without the manifest, and WhiteNoise has no collected directory to serve.
+STORAGES = {
+    **STORAGES,  # noqa: F821 (set by base_settings above)
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_ROOT = None

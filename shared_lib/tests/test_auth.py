@@ -1,0 +1,199 @@
+import time
+import uuid
+
+import jwt
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
+
+from shared_lib.auth import (
+    SESSION_COOKIE,
+    SessionUser,
+    clear_session_cookie,
+    mint_session_token,
+    set_session_cookie,
+    verify_session_token,
+)
+from shared_lib.testing.tokens import ALICE, ATTACKS, BOB, claims, signed
+
+NOT_AUTHORIZED = {"errors": [{"message": "Not authorized"}]}
+
+
+def send(client, token: str, transport: str) -> None:
+    if transport == "cookie":
+        client.cookies[SESSION_COOKIE] = token
+    else:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def current_user(client) -> dict | None:
+    response = client.get("/api/demo/current-user")
+    assert response.status_code == 200
+    return response.json()["currentUser"]
+
+
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+def test_a_valid_token_signs_the_user_in(api_client, make_token, settings, transport):
+    now = int(time.time())
+    send(api_client, make_token(user_id=ALICE, email="alice@example.com", now=now), transport)
+
+    response = api_client.get("/api/demo/whoami")
+
+    assert response.status_code == 200
+    assert response.json() == {"id": ALICE, "email": "alice@example.com"}
+    assert current_user(api_client) == {
+        "id": ALICE,
+        "email": "alice@example.com",
+        "iat": now,
+        "exp": now + settings.SESSION_TTL_SECONDS,
+    }
+
+
+def test_the_bearer_scheme_is_case_insensitive(api_client, make_token):
+    api_client.credentials(HTTP_AUTHORIZATION=f"bearer {make_token(user_id=ALICE)}")
+
+    assert api_client.get("/api/demo/whoami").json()["id"] == ALICE
+
+
+def test_bearer_wins_over_the_cookie(api_client, make_token):
+    api_client.cookies[SESSION_COOKIE] = make_token(user_id=ALICE, email="alice@example.com")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(user_id=BOB, email='b@x.io')}")
+
+    response = api_client.get("/api/demo/whoami")
+
+    assert response.status_code == 200
+    assert response.json() == {"id": BOB, "email": "b@x.io"}
+    assert current_user(api_client)["id"] == BOB
+
+
+def test_an_invalid_bearer_is_not_rescued_by_a_valid_cookie(api_client, make_token):
+    api_client.cookies[SESSION_COOKIE] = make_token(user_id=ALICE)
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+
+    response = api_client.get("/api/demo/whoami")
+
+    assert response.status_code == 401
+    assert response.json() == NOT_AUTHORIZED
+    assert current_user(api_client) is None
+
+
+def test_another_authorization_scheme_leaves_the_cookie_in_charge(api_client, make_token):
+    api_client.cookies[SESSION_COOKIE] = make_token(user_id=ALICE)
+    api_client.credentials(HTTP_AUTHORIZATION="Basic YWxpY2U6cGFzc3dvcmQ=")
+
+    assert api_client.get("/api/demo/whoami").json()["id"] == ALICE
+
+
+@pytest.mark.parametrize("header", ["Bearer ", "Bearer", "Bearer    "])
+def test_an_empty_bearer_is_anonymous(api_client, session_keys, header):
+    api_client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = api_client.get("/api/demo/whoami")
+
+    assert response.status_code == 401
+    assert response.json() == NOT_AUTHORIZED
+    assert current_user(api_client) is None
+
+
+def test_an_empty_cookie_is_anonymous(api_client, session_keys):
+    api_client.cookies[SESSION_COOKIE] = ""
+
+    assert api_client.get("/api/demo/whoami").status_code == 401
+    assert current_user(api_client) is None
+
+
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_a_token_that_does_not_verify_is_anonymous(api_client, session_keys, attack, transport):
+    send(api_client, ATTACKS[attack](session_keys), transport)
+
+    response = api_client.get("/api/demo/whoami")
+
+    assert response.status_code == 401
+    assert response.json() == NOT_AUTHORIZED
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert current_user(api_client) is None
+
+
+def test_the_claims_the_attacks_start_from_do_sign_in_when_properly_signed(session_keys):
+    # Guards the table above: its tokens fail for the attack, not for their claims.
+    values = claims()
+
+    assert verify_session_token(signed(session_keys, values)) == SessionUser(**values)
+
+
+def test_verify_returns_the_canonical_uuid(session_keys):
+    token = signed(session_keys, claims(id=ALICE.upper()))
+
+    assert verify_session_token(token).id == ALICE
+
+
+def test_a_session_user_is_authenticated_and_keyed_by_id():
+    user = SessionUser(id=ALICE, email="alice@example.com", iat=1, exp=2)
+
+    assert user.is_authenticated is True
+    assert user.is_anonymous is False
+    assert user.pk == ALICE
+    assert user.as_dict() == {"id": ALICE, "email": "alice@example.com", "iat": 1, "exp": 2}
+
+
+def test_mint_signs_the_claims_for_the_session_lifetime(session_keys, settings):
+    settings.SESSION_TTL_SECONDS = 120
+
+    token = mint_session_token(user_id=uuid.UUID(ALICE), email="alice@example.com", now=1_000)
+
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
+    assert jwt.decode(
+        token, session_keys.public_pem, algorithms=["EdDSA"], options={"verify_exp": False}
+    ) == {"id": ALICE, "email": "alice@example.com", "iat": 1_000, "exp": 1_120}
+
+
+def test_mint_uses_the_current_time_by_default(make_token, settings):
+    before = int(time.time())
+
+    user = verify_session_token(make_token(user_id=ALICE))
+
+    assert before <= user.iat <= int(time.time())
+    assert user.exp == user.iat + settings.SESSION_TTL_SECONDS
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_mint_without_a_private_key_is_refused(settings, value):
+    if value is None:
+        del settings.JWT_PRIVATE_KEY
+    else:
+        settings.JWT_PRIVATE_KEY = value
+
+    with pytest.raises(ImproperlyConfigured, match="JWT_PRIVATE_KEY"):
+        mint_session_token(user_id=ALICE, email="alice@example.com")
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_the_session_cookie_attributes(settings, secure):
+    settings.SESSION_COOKIE_SECURE = secure
+    settings.SESSION_TTL_SECONDS = 600
+    response = HttpResponse()
+
+    set_session_cookie(response, "the-token")
+
+    cookie = response.cookies[SESSION_COOKIE]
+    assert cookie.value == "the-token"
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/"
+    assert cookie["max-age"] == 600
+    assert cookie["secure"] == (True if secure else "")
+    assert cookie["domain"] == ""
+
+
+def test_clearing_the_session_cookie_expires_it_on_the_same_path(settings):
+    response = HttpResponse()
+
+    clear_session_cookie(response)
+
+    cookie = response.cookies[SESSION_COOKIE]
+    assert cookie.value == ""
+    assert cookie["max-age"] == 0
+    assert cookie["expires"] == "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert cookie["path"] == "/"
+    assert cookie["samesite"] == "Lax"
