@@ -15,3 +15,8 @@ def redis_down(settings: Any) -> Iterator[str]:
     settings.REDIS_URL = url
     yield url
     redis_client.cache_clear()
+
+
+@pytest.fixture
+def celery_app_name() -> str:
+    return "tests.celery_app"

@@ -7,9 +7,14 @@ from shared_lib.service_settings import base_settings
 
 # Tests only: the value signs nothing that leaves the test run.
 os.environ.setdefault("SECRET_KEY", "shared-lib-tests-only")
+# Short retry delays so retry and dead-letter tests take seconds, not minutes.
+os.environ.setdefault("EVENTS_RETRY_DELAYS_MS", "200,400")
+os.environ.setdefault("EVENTS_MAX_ATTEMPTS", "3")
 
 globals().update(
-    base_settings(service="demo", base_dir=Path(__file__).resolve().parent, apps=["tests.demo"])
+    base_settings(
+        service="demo", base_dir=Path(__file__).resolve().parent, apps=["tests.demo"], events=True
+    )
 )
 ROOT_URLCONF = "tests.urls"
 

@@ -2,7 +2,7 @@
 
     MIDDLEWARE = ["shared_lib.health.HealthMiddleware", ...]   # first in the list
     HEALTH_CHECKS = {"database": "shared_lib.health.check_database",
-                     "redis": "shared_lib.health.check_redis"}
+                     "broker": "shared_lib.health.check_broker"}
 
 `/healthz` answers 200 while the process serves requests; `/readyz` runs each check and
 answers 200, or 503 in the error shape naming what failed.
@@ -33,6 +33,13 @@ def check_redis() -> None:
     from shared_lib.redis_client import redis_client
 
     redis_client().ping()
+
+
+def check_broker() -> None:
+    from shared_lib.events.broker import connection
+
+    with connection() as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)
 
 
 def run_checks() -> dict[str, str]:

@@ -37,14 +37,26 @@ def _database() -> dict[str, Any]:
     return database
 
 
-def _logging(level: str) -> dict[str, Any]:
+def _logging(level: str, style: str) -> dict[str, Any]:
+    formatter = {
+        "json": {"()": "shared_lib.correlation.JsonFormatter"},
+        "text": {
+            "()": "shared_lib.correlation.KeyValueFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
+    }[style]
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "filters": {"correlation": {"()": "shared_lib.correlation.CorrelationFilter"}},
+        "formatters": {"line": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "filters": ["correlation"],
+            }
         },
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line"}},
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
             # Request errors are logged with their traceback here, never sent to clients.
@@ -54,11 +66,49 @@ def _logging(level: str) -> dict[str, Any]:
     }
 
 
-def base_settings(*, service: str, base_dir: Path, apps: list[str]) -> dict[str, Any]:
-    """Settings shared by every Django service; `service` names its URL prefixes."""
+def _events(service: str) -> dict[str, Any]:
+    """Settings of the event bus (shared_lib.events) and the service's Celery worker."""
+    broker_url = env("RABBITMQ_URL")
+    return {
+        "RABBITMQ_URL": broker_url,
+        "EVENTS_SERVICE": service,
+        "EVENTS_EXCHANGE": env("EVENTS_EXCHANGE", default="ticketing.events"),
+        # Wait-queue delays for retries: the n-th retry waits the n-th delay (the last
+        # repeats). Short first, so a version gap closes quickly; capped, so a fault
+        # that lasts minutes is not hammered.
+        "EVENTS_RETRY_DELAYS_MS": [
+            int(ms) for ms in env_list("EVENTS_RETRY_DELAYS_MS", default=["1000", "5000", "30000"])
+        ],
+        # Deliveries of a failing message before it is dead-lettered (about a minute and a
+        # half with the delays above): a transient fault passes, a bug does not loop.
+        "EVENTS_MAX_ATTEMPTS": env_int("EVENTS_MAX_ATTEMPTS", default=5, minimum=1),
+        # Unacked messages per consumer: enough to hide the round trip to the broker,
+        # few enough that a dying worker hands back little to redeliver.
+        "EVENTS_PREFETCH": env_int("EVENTS_PREFETCH", default=32, minimum=1),
+        "EVENTS_RETENTION_DAYS": env_int("EVENTS_RETENTION_DAYS", default=7, minimum=1),
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
+        "CELERY_WORKER_HIJACK_ROOT_LOGGER": False,
+        "CELERY_TASK_ACKS_LATE": True,
+        "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
+    }
+
+
+def base_settings(
+    *, service: str, base_dir: Path, apps: list[str], events: bool = False
+) -> dict[str, Any]:
+    """Settings shared by every Django service; `service` names its URL prefixes.
+
+    `events=True` for a service on the event bus: it then needs RABBITMQ_URL, runs a
+    worker, and its readiness includes the broker.
+    """
     debug = env_bool("DEBUG", default=False)
     project = f"{service}_svc"
+    health_checks = {"database": "shared_lib.health.check_database"}
+    if events:
+        health_checks["broker"] = "shared_lib.health.check_broker"
     return {
+        **(_events(service) if events else {}),
         "BASE_DIR": base_dir,
         "SECRET_KEY": env("SECRET_KEY"),
         "DEBUG": debug,
@@ -78,6 +128,7 @@ def base_settings(*, service: str, base_dir: Path, apps: list[str]) -> dict[str,
         ],
         "MIDDLEWARE": [
             "shared_lib.health.HealthMiddleware",
+            "shared_lib.correlation.CorrelationIdMiddleware",
             "shared_lib.errors.ErrorShapeMiddleware",
             "django.middleware.security.SecurityMiddleware",
             "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -144,7 +195,7 @@ def base_settings(*, service: str, base_dir: Path, apps: list[str]) -> dict[str,
         "RATE_LIMIT_KEY_PREFIX": env(
             "RATE_LIMIT_KEY_PREFIX", default=f"ticketing:{service}:ratelimit"
         ),
-        "HEALTH_CHECKS": {"database": "shared_lib.health.check_database"},
+        "HEALTH_CHECKS": health_checks,
         "REST_FRAMEWORK": {
             "DEFAULT_AUTHENTICATION_CLASSES": ["shared_lib.auth.JWTAuthentication"],
             "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
@@ -167,5 +218,8 @@ def base_settings(*, service: str, base_dir: Path, apps: list[str]) -> dict[str,
             "COMPONENT_SPLIT_REQUEST": True,
             "PREPROCESSING_HOOKS": ["shared_lib.schema.document_paths_without_slash"],
         },
-        "LOGGING": _logging(env("LOG_LEVEL", default="INFO").upper()),
+        "LOGGING": _logging(
+            env("LOG_LEVEL", default="INFO").upper(),
+            "text" if env("LOG_FORMAT", default="json").lower() == "text" else "json",
+        ),
     }

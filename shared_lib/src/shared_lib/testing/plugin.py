@@ -103,3 +103,70 @@ def redis_keys(settings: Any) -> Iterator[str]:
     keys = list(client.scan_iter(f"{prefix}:*"))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost(django_db_setup: Any) -> Iterator[str]:
+    """A fresh RabbitMQ vhost for the session; settings point at it; deleted afterwards."""
+    from django.conf import settings
+
+    from shared_lib.events import broker
+    from shared_lib.testing.events import rabbitmqctl, vhost_url
+
+    vhost = f"ticketing-test-{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    original = settings.RABBITMQ_URL, settings.CELERY_BROKER_URL
+    url = vhost_url(settings.RABBITMQ_URL, vhost)
+    settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
+    broker.forget_declarations()
+    try:
+        yield url
+    finally:
+        settings.RABBITMQ_URL, settings.CELERY_BROKER_URL = original
+        broker.forget_declarations()
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def celery_app_name() -> str:
+    """The Celery app a service's worker runs (`-A`); services may override this fixture."""
+    from django.conf import settings
+
+    return f"{settings.EVENTS_SERVICE}_svc"
+
+
+@pytest.fixture
+def event_worker(
+    rabbitmq_vhost: str, transactional_db: Any, celery_app_name: str, tmp_path: Any
+) -> Iterator[Callable[..., Any]]:
+    """Factory of real worker processes (on the test database); all stopped afterwards."""
+    import os
+    from pathlib import Path
+
+    from shared_lib.testing.events import Worker, test_database_url
+
+    workers: list[Any] = []
+
+    def start(**extra_env: str) -> Any:
+        index = len(workers)
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "RABBITMQ_URL": rabbitmq_vhost,
+            "WORKER_HEARTBEAT_FILE": str(tmp_path / f"worker-{index}.alive"),
+            "LOG_FORMAT": "text",
+            **extra_env,
+        }
+        worker = Worker(
+            app=celery_app_name,
+            cwd=Path.cwd(),
+            env=env,
+            log_path=tmp_path / f"worker-{index}.log",
+        )
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -1,0 +1,105 @@
+"""Correlation ids: one id follows a request through every event it causes, in every log line.
+
+    MIDDLEWARE = [..., "shared_lib.correlation.CorrelationIdMiddleware", ...]
+    with correlation_scope(envelope_correlation_id):   # in an event consumer
+        logger.info("handled")                          # the line carries correlation_id
+
+The gateway sends X-Request-ID (it makes one when the client did not); a request's
+correlation id is that value, echoed back in the response and copied into every event
+the request publishes, then into every event its handlers publish, and so on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+from django.http import HttpRequest, HttpResponse
+
+_current: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+# What a client may choose as its request id: short and printable, so it is safe in logs.
+_ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+HEADER = "X-Request-ID"
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_correlation_id() -> str:
+    """The id of the work in progress; a fresh one outside any request or event."""
+    value = _current.get()
+    if value is None:
+        value = new_correlation_id()
+        _current.set(value)
+    return value
+
+
+@contextlib.contextmanager
+def correlation_scope(correlation_id: str | None) -> Iterator[str]:
+    value = correlation_id if correlation_id and _ACCEPTABLE.match(correlation_id) else None
+    token = _current.set(value or new_correlation_id())
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        _current.reset(token)
+
+
+class CorrelationIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with correlation_scope(request.headers.get(HEADER)) as correlation_id:
+            response = self.get_response(request)
+            response[HEADER] = correlation_id
+            return response
+
+
+class CorrelationFilter(logging.Filter):
+    """Adds `correlation_id` to every record (None outside requests and events)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = _current.get()
+        return True
+
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "correlation_id"}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, correlation id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None),
+            **_extras(record),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Human-readable, still one line per event: `... message key=value key=value`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        pairs = {"correlation_id": getattr(record, "correlation_id", None), **_extras(record)}
+        suffix = " ".join(f"{key}={value}" for key, value in pairs.items() if value is not None)
+        return f"{text} {suffix}" if suffix else text

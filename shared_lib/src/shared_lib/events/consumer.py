@@ -1,0 +1,282 @@
+"""Consuming: each message handled once in effect, in a transaction, acked after commit.
+
+    dispatcher = Dispatcher(service="orders", handlers=discover_handlers())
+    consumers = dispatcher.consumers(channel)     # kombu Consumers, one per subject
+    # the worker's consumer bootstep (shared_lib.events.worker) does exactly this
+
+For each delivery: validate the envelope and payload (invalid -> dead letter at once),
+then in one transaction insert the inbox row (message id, queue) and run the handler.
+A redelivered message finds its inbox row and is acked without running anything. The
+message is acked only after the commit, so a crash before it means redelivery, never
+loss. NotYet and database outages come back through a wait queue after a delay; other
+failures too, at most EVENTS_MAX_ATTEMPTS times, then the message is dead-lettered with
+its error in the headers and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import Enum
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
+from kombu import Consumer
+from pydantic import ValidationError
+
+from shared_lib.correlation import correlation_scope
+from shared_lib.events import broker
+from shared_lib.events.contracts import ContractError, Envelope, Subject
+from shared_lib.events.registry import Event, Handler, NotYet
+from shared_lib.models import InboxMessage
+
+logger = logging.getLogger("shared_lib.events")
+
+ATTEMPTS_HEADER = "x-attempts"
+ERROR_HEADER = "x-error"
+# Enough for a handler to ride out a transient fault; a message that still fails is a
+# bug or poison, better parked in the dead-letter queue than retried forever.
+MAX_NOT_YET_FACTOR = 20  # a version gap may take a while to fill: 20x the failure budget
+
+
+class Outcome(Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+
+
+def run_handler(handler: Handler, event: Event, *, consumer: str) -> Outcome:
+    """Apply `event` once: inbox row and handler effects commit together, or neither."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():  # savepoint: the conflict must not poison the outer
+                InboxMessage.objects.create(
+                    message_id=event.id,
+                    consumer=consumer,
+                    subject=event.subject,
+                    correlation_id=event.correlation_id,
+                )
+        except IntegrityError:
+            return Outcome.DUPLICATE
+        handler(event)
+    return Outcome.APPLIED
+
+
+def _retry_delay_ms(attempt: int) -> int:
+    delays = settings.EVENTS_RETRY_DELAYS_MS
+    return delays[min(attempt, len(delays)) - 1]
+
+
+def _log(
+    message: str, event_id: str, subject: str, correlation_id: str | None, **extra: Any
+) -> None:
+    level = logging.WARNING if message.startswith("event dead") else logging.INFO
+    logger.log(
+        level,
+        message,
+        extra={"subject": subject, "event_id": event_id, "correlation_id": correlation_id, **extra},
+    )
+
+
+class Dispatcher:
+    """Turns deliveries on a service's queues into handler calls."""
+
+    def __init__(self, *, service: str, handlers: dict[Subject, Handler]) -> None:
+        self.service = service
+        self.handlers = handlers
+
+    def declare(self, channel: Any) -> None:
+        broker.events_exchange()(channel).declare()
+        broker.declare_consumer_queues(channel, service=self.service, subjects=self.handlers)
+
+    def consumers(self, channel: Any, *, prefetch: int | None = None) -> list[Consumer]:
+        self.declare(channel)
+        return [
+            Consumer(
+                channel,
+                queues=[broker.consumer_queue(self.service, subject)],
+                callbacks=[partial(self.on_message, subject)],
+                accept=["json"],
+                prefetch_count=prefetch or settings.EVENTS_PREFETCH,
+            )
+            for subject in self.handlers
+        ]
+
+    def on_message(self, subject: Subject, body: Any, message: Any) -> None:
+        """kombu callback: handle, then ack (or hand the message on and ack)."""
+        queue = broker.queue_name(self.service, subject)
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPTS_HEADER, 0))
+        correlation_id = headers.get("correlation_id") or message.properties.get("correlation_id")
+        try:
+            envelope = Envelope.model_validate(body)
+            if envelope.subject != subject:
+                raise ContractError(f"envelope says {envelope.subject}, queue carries {subject}")
+            data = envelope.payload()
+        except (ValidationError, ContractError) as exc:
+            self._dead_letter(queue, subject, body, message, headers, f"invalid message: {exc}")
+            return
+        event = Event(
+            id=envelope.id,
+            subject=envelope.subject,
+            occurred_at=envelope.occurredAt,
+            data=data,
+            correlation_id=correlation_id or "",
+            attempt=attempt,
+        )
+        with correlation_scope(correlation_id):
+            self._handle(queue, subject, event, body, message, headers)
+
+    def _handle(
+        self, queue: str, subject: Subject, event: Event, body: Any, message: Any, headers: dict
+    ) -> None:
+        started = time.perf_counter()
+        close_old_connections()  # a long-idle worker's connection may be gone
+        try:
+            outcome = run_handler(self.handlers[subject], event, consumer=queue)
+        except NotYet as exc:
+            limit = settings.EVENTS_MAX_ATTEMPTS * MAX_NOT_YET_FACTOR
+            self._retry_or_dead(queue, subject, body, message, headers, f"not yet: {exc}", limit)
+            return
+        except (OperationalError, InterfaceError) as exc:
+            # The database is unreachable: not this message's fault, so it does not use up
+            # the failure budget; it waits and comes back like NotYet.
+            close_old_connections()
+            limit = settings.EVENTS_MAX_ATTEMPTS * MAX_NOT_YET_FACTOR
+            self._retry_or_dead(queue, subject, body, message, headers, f"database: {exc}", limit)
+            return
+        except Exception as exc:
+            logger.exception(
+                "event handler failed",
+                extra={"subject": str(subject), "event_id": str(event.id)},
+            )
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            self._retry_or_dead(
+                queue, subject, body, message, headers, error, settings.EVENTS_MAX_ATTEMPTS
+            )
+            return
+        message.ack()
+        _log(
+            "event handled" if outcome is Outcome.APPLIED else "event duplicate skipped",
+            str(event.id),
+            str(subject),
+            event.correlation_id,
+            queue=queue,
+            attempt=event.attempt,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def _republish(
+        self, message: Any, body: Any, *, routing_key: str, headers: dict[str, Any]
+    ) -> None:
+        with broker.producer() as pooled:
+            broker.send(
+                pooled,
+                body=body,
+                routing_key=routing_key,
+                message_id=str(message.properties.get("message_id") or ""),
+                correlation_id=str(headers.get("correlation_id") or ""),
+                headers=headers,
+            )
+
+    def _retry_or_dead(
+        self,
+        queue: str,
+        subject: Subject,
+        body: Any,
+        message: Any,
+        headers: dict,
+        error: str,
+        limit: int,
+    ) -> None:
+        attempt = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
+        if attempt >= limit:
+            self._dead_letter(queue, subject, body, message, headers, error, attempt=attempt)
+            return
+        delay = _retry_delay_ms(attempt)
+        retry_headers = {**headers, ATTEMPTS_HEADER: attempt, ERROR_HEADER: error[:1000]}
+        # The copy is confirmed by the broker before the original is acked: a crash in
+        # between leaves two copies (the inbox absorbs one), never none.
+        self._republish(
+            message, body, routing_key=broker.wait_queue_name(queue, delay), headers=retry_headers
+        )
+        message.ack()
+        _log(
+            "event retry scheduled",
+            str(message.properties.get("message_id")),
+            str(subject),
+            headers.get("correlation_id"),
+            queue=queue,
+            attempt=attempt,
+            delay_ms=delay,
+            error=error[:300],
+        )
+
+    def _dead_letter(
+        self,
+        queue: str,
+        subject: Subject,
+        body: Any,
+        message: Any,
+        headers: dict,
+        error: str,
+        *,
+        attempt: int | None = None,
+    ) -> None:
+        dead_headers = {
+            **headers,
+            ATTEMPTS_HEADER: attempt if attempt is not None else headers.get(ATTEMPTS_HEADER, 0),
+            ERROR_HEADER: error[:4000],
+            "x-dead-at": datetime.now(UTC).isoformat(),
+            "x-queue": queue,
+        }
+        self._republish(
+            message, body, routing_key=broker.dead_queue_name(queue), headers=dead_headers
+        )
+        message.ack()
+        _log(
+            "event dead-lettered",
+            str(message.properties.get("message_id")),
+            str(subject),
+            headers.get("correlation_id"),
+            queue=queue,
+            error=error[:300],
+        )
+
+
+def drain(
+    connection: Any,
+    dispatcher: Dispatcher,
+    *,
+    idle_seconds: float = 0.5,
+    until: Callable[[], bool] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Consume in this thread until idle for `idle_seconds` (or `until()` holds): tests, bench."""
+    deadline = time.monotonic() + timeout
+    with connection.channel() as channel:
+        consumers = dispatcher.consumers(channel)
+        for consumer in consumers:
+            consumer.consume()
+        try:
+            while time.monotonic() < deadline:
+                if until is not None and until():
+                    return
+                try:
+                    connection.drain_events(timeout=idle_seconds)
+                except TimeoutError:
+                    if until is None:
+                        return
+        finally:
+            for consumer in consumers:
+                consumer.cancel()

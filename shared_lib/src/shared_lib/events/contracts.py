@@ -1,0 +1,143 @@
+"""Event contracts: every subject, its payload schema, and the envelope around it.
+
+    from shared_lib.events.contracts import Subject, validate_data
+    data = validate_data(Subject.TICKET_CREATED, {"id": ..., "version": 0, ...})
+    data.price   # Decimal("20.00"): money is never a float, on the wire it is a string
+
+Publishers validate before the outbox row is written; consumers validate again on
+receipt, so a producer and a consumer that disagree fail loudly (dead letter), never
+silently. Payloads ignore unknown fields (a producer may add one before consumers read
+it) but a missing or mistyped field is an error. The JSON Schemas are snapshotted in
+`schemas/`; a test fails when a contract changes without the snapshot changing too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+
+__all__ = ["CONTRACTS", "ContractError", "Envelope", "Subject", "ValidationError", "validate_data"]
+
+
+class Subject(StrEnum):
+    """`<aggregate>.<past tense>`; the routing key on the events exchange."""
+
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    ORDER_CREATED = "order.created"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_COMPLETED = "order.completed"
+    EXPIRATION_COMPLETE = "expiration.complete"
+    PAYMENT_CREATED = "payment.created"
+
+
+class ContractError(ValueError):
+    """A payload that does not match its subject's contract."""
+
+
+# Exact decimal money, written as a plain decimal string ("20.50") so no JSON parser on
+# the way turns it into a binary float; more than 2 decimals is a contract error.
+Money = Annotated[
+    Decimal,
+    Field(gt=0, lt=1_000_000, max_digits=8, decimal_places=2),
+    PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json"),
+]
+Version = Annotated[int, Field(ge=0, strict=True)]
+OrderStatus = Literal["created", "cancelled", "complete"]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class TicketCreated(Payload):
+    id: uuid.UUID
+    version: Version
+    title: str = Field(min_length=1, max_length=200)
+    price: Money
+    userId: uuid.UUID  # wire names are camelCase (DESIGN.md §3)
+
+
+class TicketUpdated(TicketCreated):
+    orderId: uuid.UUID | None = None
+
+
+class OrderTicket(Payload):
+    id: uuid.UUID
+    price: Money
+
+
+class OrderCreated(Payload):
+    id: uuid.UUID
+    version: Version
+    status: OrderStatus
+    userId: uuid.UUID
+    expiresAt: datetime
+    ticket: OrderTicket
+
+
+class TicketRef(Payload):
+    id: uuid.UUID
+
+
+class OrderCancelled(Payload):
+    id: uuid.UUID
+    version: Version
+    ticket: TicketRef
+
+
+class OrderCompleted(Payload):
+    id: uuid.UUID
+    version: Version
+
+
+class ExpirationComplete(Payload):
+    orderId: uuid.UUID
+
+
+class PaymentCreated(Payload):
+    id: uuid.UUID
+    orderId: uuid.UUID
+    stripeId: str = Field(min_length=1, max_length=255)
+
+
+CONTRACTS: dict[Subject, type[Payload]] = {
+    Subject.TICKET_CREATED: TicketCreated,
+    Subject.TICKET_UPDATED: TicketUpdated,
+    Subject.ORDER_CREATED: OrderCreated,
+    Subject.ORDER_CANCELLED: OrderCancelled,
+    Subject.ORDER_COMPLETED: OrderCompleted,
+    Subject.EXPIRATION_COMPLETE: ExpirationComplete,
+    Subject.PAYMENT_CREATED: PaymentCreated,
+}
+
+
+def validate_data(subject: Subject | str, data: Any) -> Payload:
+    """The payload parsed against its subject's contract; ContractError if it does not fit."""
+    try:
+        contract = CONTRACTS[Subject(subject)]
+    except ValueError:
+        raise ContractError(f"Unknown subject {subject!r}") from None
+    try:
+        return contract.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(f"{subject}: {exc.errors(include_url=False)}") from exc
+
+
+class Envelope(BaseModel):
+    """What travels on the wire: `{id, subject, occurredAt, data}`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: uuid.UUID
+    subject: Subject
+    occurredAt: datetime
+    data: dict[str, Any]
+
+    def payload(self) -> Payload:
+        return validate_data(self.subject, self.data)

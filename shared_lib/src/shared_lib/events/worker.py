@@ -1,0 +1,140 @@
+"""The service worker: `celery -A <project> worker` consumes events and relays the outbox.
+
+    # <project>/celery.py
+    from shared_lib.events.worker import make_celery_app
+    app = make_celery_app("tickets_svc")
+
+Two bootsteps do the work. EventConsumerStep (consumer blueprint) declares this service's
+queues and feeds deliveries to the Dispatcher; Celery restarts it when the connection
+drops. OutboxRelayStep (worker blueprint) runs the relay in a thread. A heartbeat file,
+touched from the consumer's event loop, is what the Kubernetes liveness probe checks:
+`python -m shared_lib.events.worker --check-alive`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, bootsteps
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger("shared_lib.events")
+
+# The heartbeat timer also bounds how long the consumer's event loop sleeps, and so how
+# quickly a SIGTERM is noticed; touching a file every 2 s costs nothing.
+HEARTBEAT_SECONDS = 2.0
+# Long enough for a slow handler (the loop cannot beat while a handler runs), short
+# enough that Kubernetes restarts a hung worker within a minute.
+HEARTBEAT_MAX_AGE_SECONDS = 45.0
+RELAY_INTERVAL_SECONDS = 1.0
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+def heartbeat_path() -> Path:
+    return Path(os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/ticketing-worker-heartbeat"))  # noqa: S108
+
+
+class EventConsumerStep(bootsteps.ConsumerStep):
+    """Consumes this service's event queues inside the Celery consumer."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._heartbeat: Any = None
+
+    def get_consumers(self, channel: Any) -> list[Any]:
+        from shared_lib.events.consumer import Dispatcher
+        from shared_lib.events.registry import discover_handlers
+
+        handlers = discover_handlers()
+        dispatcher = Dispatcher(service=settings.EVENTS_SERVICE, handlers=handlers)
+        logger.info(
+            "event consumer starting",
+            extra={"service": settings.EVENTS_SERVICE, "subjects": sorted(map(str, handlers))},
+        )
+        return dispatcher.consumers(channel)
+
+    def start(self, c: Any) -> None:
+        super().start(c)
+        touch_heartbeat()
+        self._heartbeat = c.timer.call_repeatedly(HEARTBEAT_SECONDS, touch_heartbeat)
+
+    def stop(self, c: Any) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        super().stop(c)
+
+
+class OutboxRelayStep(bootsteps.StartStopStep):
+    """Sends outbox rows left behind by crashed or broker-less requests, with back-off."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=relay_loop, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def relay_loop(stop: threading.Event) -> None:
+    from shared_lib.events import outbox
+
+    failures = 0
+    last_purge = 0.0
+    while not stop.is_set():
+        try:
+            sent, failed = outbox.relay_pending()
+            if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
+                outbox.purge()
+                last_purge = time.monotonic()
+        except Exception:  # the database may be down; keep trying with back-off
+            logger.exception("outbox relay error")
+            sent, failed = 0, True
+        finally:
+            close_old_connections()
+        failures = failures + 1 if failed else 0
+        # Busy backlog: go again at once. Idle: poll gently. Failing: back off to 30 s.
+        wait = 0 if sent and not failed else min(30.0, RELAY_INTERVAL_SECONDS * 2**failures)
+        stop.wait(wait)
+
+
+def touch_heartbeat() -> None:
+    path = heartbeat_path()
+    path.touch()
+
+
+def is_alive(max_age: float = HEARTBEAT_MAX_AGE_SECONDS) -> bool:
+    try:
+        return time.time() - heartbeat_path().stat().st_mtime < max_age
+    except FileNotFoundError:
+        return False
+
+
+def make_celery_app(project: str) -> Celery:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{project}.settings")
+    app = Celery(project)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.steps["consumer"].add(EventConsumerStep)
+    app.steps["worker"].add(OutboxRelayStep)
+    return app
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--check-alive"]:
+        sys.exit(0 if is_alive() else 1)
+    sys.exit("usage: python -m shared_lib.events.worker --check-alive")

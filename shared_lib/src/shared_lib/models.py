@@ -1,0 +1,84 @@
+"""The tables shared_lib installs in every service's own database (no data of its own).
+
+OutboxEvent: events written with the state change that caused them, sent after commit.
+InboxMessage: which messages a consumer has applied, so a redelivery changes nothing.
+AggregateVersion: the last version of another service's aggregate a consumer applied,
+so events about one aggregate take effect in version order.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class OutboxEvent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # = message_id
+    subject = models.CharField(max_length=64, db_index=True)
+    data = models.JSONField()
+    occurred_at = models.DateTimeField(default=timezone.now)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            # The relay's query: unsent rows due now, oldest first. Partial, so the index
+            # stays as small as the backlog however many sent rows the table keeps.
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(sent_at__isnull=True),
+                name="outbox_pending_idx",
+            ),
+            models.Index(fields=["sent_at"], name="outbox_sent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.id}"
+
+    @property
+    def is_sent(self) -> bool:
+        return self.sent_at is not None
+
+
+class InboxMessage(models.Model):
+    message_id = models.UUIDField()
+    consumer = models.CharField(max_length=128)  # the queue: <service>.<subject>
+    subject = models.CharField(max_length=64)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    processed_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-processed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message_id", "consumer"], name="inbox_once_per_consumer"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} {self.message_id}"
+
+
+class AggregateVersion(models.Model):
+    aggregate = models.CharField(max_length=64)  # e.g. "order"
+    aggregate_id = models.UUIDField()
+    version = models.IntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["aggregate", "aggregate_id"], name="aggregate_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.aggregate} {self.aggregate_id} v{self.version}"

@@ -1,0 +1,69 @@
+"""Demo handlers: a replica (ticket events) and an ordered reaction (order events)."""
+
+import os
+import time
+
+from shared_lib.events import Event, Subject, event_handler
+from shared_lib.events.versioning import apply_to_replica, claim_version
+from tests.demo.models import Effect, TicketReplica
+
+POISON_TITLE = "poison"  # a handler bug: this title makes the ticket handler raise
+
+
+def _slow_down() -> None:
+    # Lets a test kill a worker while it is in the middle of a batch.
+    delay_ms = int(os.environ.get("DEMO_HANDLER_SLEEP_MS", "0"))
+    if delay_ms:
+        time.sleep(delay_ms / 1000)
+
+
+def _on_ticket(event: Event) -> None:
+    _slow_down()
+    data = event.data
+    if data.title == POISON_TITLE:
+        raise RuntimeError("simulated handler bug")
+    outcome = apply_to_replica(
+        TicketReplica,
+        id=data.id,
+        version=data.version,
+        fields={
+            "title": data.title,
+            "price": data.price,
+            "user_id": data.userId,
+            "order_id": getattr(data, "orderId", None),
+        },
+    )
+    Effect.objects.create(
+        event_id=event.id,
+        subject=f"{event.subject}:{outcome.value}",
+        aggregate_id=data.id,
+        version=data.version,
+    )
+
+
+event_handler(Subject.TICKET_CREATED)(_on_ticket)
+event_handler(Subject.TICKET_UPDATED)(_on_ticket)
+
+
+@event_handler(Subject.ORDER_CREATED)
+def on_order_created(event: Event) -> None:
+    _slow_down()
+    if claim_version("order", id=event.data.id, version=event.data.version):
+        Effect.objects.create(
+            event_id=event.id,
+            subject=event.subject,
+            aggregate_id=event.data.id,
+            version=event.data.version,
+        )
+
+
+@event_handler(Subject.ORDER_CANCELLED)
+def on_order_cancelled(event: Event) -> None:
+    _slow_down()
+    if claim_version("order", id=event.data.id, version=event.data.version):
+        Effect.objects.create(
+            event_id=event.id,
+            subject=event.subject,
+            aggregate_id=event.data.id,
+            version=event.data.version,
+        )
