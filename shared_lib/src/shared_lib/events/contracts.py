@@ -13,10 +13,13 @@ it) but a missing or mistyped field is an error. The JSON Schemas are snapshotte
 
 from __future__ import annotations
 
+import json
+import sys
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
@@ -141,3 +144,32 @@ class Envelope(BaseModel):
 
     def payload(self) -> Payload:
         return validate_data(self.subject, self.data)
+
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """Each subject's payload JSON Schema, as snapshotted in `schemas/<subject>.json`."""
+    return {
+        str(subject): contract.model_json_schema(mode="validation")
+        for subject, contract in CONTRACTS.items()
+    }
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(exist_ok=True)
+    written = []
+    for subject, schema in json_schemas().items():
+        path = directory / f"{subject}.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    # python -m shared_lib.events.contracts --write-schemas  (after a deliberate change)
+    if sys.argv[1:] != ["--write-schemas"]:
+        sys.exit("usage: python -m shared_lib.events.contracts --write-schemas")
+    for path in write_schemas():
+        print(path)
