@@ -21,6 +21,7 @@ DEV_DIR = VAR_DIR / "dev"  # generated keys and secrets; never committed (.gitig
 class DjangoService:
     name: str  # short name: URL prefixes (/admin/<name>/), routes, database
     mints_tokens: bool = False  # only auth_svc holds the JWT private key
+    events: bool = False  # on the event bus: runs a Celery worker beside its web process
 
     @property
     def directory(self) -> Path:
@@ -34,7 +35,11 @@ class DjangoService:
         return f"{prefix}_{self.name}"
 
 
-SERVICES: tuple[DjangoService, ...] = (DjangoService("auth", mints_tokens=True),)
+SERVICES: tuple[DjangoService, ...] = (
+    DjangoService("auth", mints_tokens=True),
+    DjangoService("tickets", events=True),
+    DjangoService("orders", events=True),
+)
 
 
 def service(name: str) -> DjangoService:

@@ -96,10 +96,41 @@ class Stack:
                 "-m",
                 "gunicorn",
                 "-c",
-                "gunicorn.conf.py",
+                "python:shared_lib.gunicorn_conf",
                 "--bind",
                 f"127.0.0.1:{port}",
                 f"{service.project}.wsgi",
+            ],
+            cwd=service.directory,
+            env=env,
+        )
+
+    def heartbeat_file(self, service: DjangoService) -> Path:
+        return self.run_dir / f"{service.name}-worker.alive"
+
+    def _start_worker(self, service: DjangoService, secrets: DevSecrets) -> None:
+        env = {**service_env(service, secrets, db_prefix=self.db_prefix), **self.extra_env}
+        env["WORKER_HEARTBEAT_FILE"] = str(self.heartbeat_file(service))
+        self.heartbeat_file(service).unlink(missing_ok=True)
+        self.supervisor.start(
+            f"{service.name}-worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                service.project,
+                "worker",
+                # Events are consumed by the consumer bootstep itself; the pool only runs
+                # tasks, and these workers have none.
+                "--pool",
+                "solo",
+                "--hostname",
+                f"{service.name}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
             ],
             cwd=service.directory,
             env=env,
@@ -109,9 +140,16 @@ class Stack:
         nginx = ensure_nginx()
         secrets = prepare(db_prefix=self.db_prefix, run=self._log)
         try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             for service in SERVICES:
                 self._start_web(service, secrets)
+                if service.events:
+                    self._start_worker(service, secrets)
             for service in SERVICES:
+                if service.events:
+                    self.supervisor.wait_file(
+                        f"{service.name}-worker", self.heartbeat_file(service)
+                    )
                 self.supervisor.wait_http(
                     f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
                 )

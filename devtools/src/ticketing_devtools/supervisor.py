@@ -103,6 +103,17 @@ class Supervisor:
             time.sleep(0.2)
         raise TimeoutError(f"{name} not ready at {url} after {timeout:.0f}s (last: {last})")
 
+    def wait_file(self, name: str, path: Path, *, timeout: float = 60.0) -> None:
+        """Until `path` exists (a worker's heartbeat); fails early if the child exits."""
+        child = self._child(name)
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {child.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not ready after {timeout:.0f}s (no {path})")
+            time.sleep(0.2)
+
     def wait_any(self) -> Child | None:
         """Block until some child exits (return it) or our own parent is gone (None).
 

@@ -199,7 +199,7 @@ def base_settings(
         "REST_FRAMEWORK": {
             "DEFAULT_AUTHENTICATION_CLASSES": ["shared_lib.auth.JWTAuthentication"],
             "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-            "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+            "DEFAULT_PARSER_CLASSES": ["shared_lib.parsers.JSONParser"],
             "DEFAULT_RENDERER_CLASSES": [
                 "rest_framework.renderers.JSONRenderer",
                 "rest_framework.renderers.BrowsableAPIRenderer",

@@ -13,9 +13,15 @@ from typing import Any
 from django.urls import URLPattern, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# A UUID in a path; anything else there matches no route and is a 404 (DESIGN.md §3 "Ids").
+UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
 
 def api_route(route: str, view: Any, name: str) -> URLPattern:
-    """An API route that answers with or without a trailing slash, never redirecting."""
+    """An API route that answers with or without a trailing slash, never redirecting.
+
+    `route` is a regex fragment: api_route(rf"api/tickets/(?P<ticket_id>{UUID})", ...).
+    """
     return re_path(rf"^{route}/?$", view, name=name)
 
 

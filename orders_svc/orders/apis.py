@@ -1,0 +1,73 @@
+"""Thin HTTP adapters over orders.services (DESIGN.md §3, /api/orders...)."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orders import selectors, services
+from shared_lib.auth import IsSignedIn
+from shared_lib.errors import NotFound
+from shared_lib.fields import RawValue
+from shared_lib.pagination import PAGE_PARAMETERS, paginate
+
+
+class OrderInputSerializer(serializers.Serializer):
+    ticketId = RawValue()
+
+
+class OrderTicketSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    price = serializers.DecimalField(max_digits=8, decimal_places=2, coerce_to_string=False)
+    version = serializers.IntegerField()
+
+
+class OrderOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    userId = serializers.UUIDField(source="user_id")
+    status = serializers.CharField()
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    ticket = OrderTicketSerializer()
+    version = serializers.IntegerField()
+
+
+class OrderListCreateApi(APIView):
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OrderOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        page = paginate(request, selectors.order_list_for(user_id=uuid.UUID(request.user.id)))
+        return page.response(OrderOutputSerializer(page.items, many=True).data)
+
+    @extend_schema(request=OrderInputSerializer, responses={201: OrderOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = OrderInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_create(
+            user_id=uuid.UUID(request.user.id), ticket_id=serializer.validated_data["ticketId"]
+        )
+        return Response(OrderOutputSerializer(order).data, status=201)
+
+
+class OrderDetailApi(APIView):
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(responses={200: OrderOutputSerializer})
+    def get(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get_for(
+            order_id=uuid.UUID(order_id), user_id=uuid.UUID(request.user.id)
+        )
+        if order is None:
+            raise NotFound()
+        return Response(OrderOutputSerializer(order).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, order_id: str) -> Response:
+        services.order_cancel(order_id=uuid.UUID(order_id), user_id=uuid.UUID(request.user.id))
+        return Response(status=204)

@@ -1,0 +1,32 @@
+"""Ticket events feed the replica; expiry and payment move orders on."""
+
+from orders import services
+from shared_lib.events import Event, Subject, event_handler
+from shared_lib.events.contracts import ExpirationComplete, PaymentCreated, TicketCreated
+
+
+@event_handler(Subject.TICKET_CREATED)
+def on_ticket_created(event: Event[TicketCreated]) -> None:
+    data = event.data
+    services.ticket_replica_apply(
+        ticket_id=data.id,
+        version=data.version,
+        title=data.title,
+        price=data.price,
+        user_id=data.userId,
+    )
+
+
+# ticket.updated carries the same fields (plus orderId, which orders_svc does not need:
+# its own orders are the reservation's source of truth).
+event_handler(Subject.TICKET_UPDATED)(on_ticket_created)
+
+
+@event_handler(Subject.EXPIRATION_COMPLETE)
+def on_expiration_complete(event: Event[ExpirationComplete]) -> None:
+    services.order_expire(order_id=event.data.orderId)
+
+
+@event_handler(Subject.PAYMENT_CREATED)
+def on_payment_created(event: Event[PaymentCreated]) -> None:
+    services.order_complete(order_id=event.data.orderId)

@@ -1,0 +1,13 @@
+"""orders_svc settings: the shared base, on the event bus, plus the reservation window."""
+
+from pathlib import Path
+
+from shared_lib.conf import env_int
+from shared_lib.service_settings import base_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+globals().update(base_settings(service="orders", base_dir=BASE_DIR, apps=["orders"], events=True))
+
+# How long an order holds its ticket while the buyer pays (DESIGN.md: 15 minutes).
+EXPIRATION_WINDOW_SECONDS = env_int("EXPIRATION_WINDOW_SECONDS", default=900, minimum=1)

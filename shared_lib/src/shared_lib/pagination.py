@@ -1,0 +1,98 @@
+"""Cursor pagination that keeps the body a JSON list (DESIGN.md §3 "Pagination").
+
+    page = paginate(request, Ticket.objects.filter(order_id=None))   # newest first
+    return page.response(TicketOutput(page.items, many=True).data)
+    # -> 200 [...]   Link: <http://host:8080/api/tickets?limit=20&cursor=...>; rel="next"
+
+Rows are ordered by (created_at, id) descending and the cursor names the last row
+shown, so a page is stable while new rows arrive (they sort before it) and every page is
+one index range scan, however deep. The cursor is opaque (base64 JSON) to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from shared_lib.errors import BadRequest
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100  # larger requests are served 100 at a time, as GitHub's API does
+
+INVALID_LIMIT = f"limit must be a whole number from 1 to {MAX_LIMIT}"
+INVALID_CURSOR = "cursor is not valid"
+
+# For @extend_schema(parameters=PAGE_PARAMETERS) on every paginated list.
+PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "limit", int, description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+    ),
+    OpenApiParameter("cursor", str, description="From the previous page's Link rel=next"),
+]
+
+
+def _encode(row: Any) -> str:
+    raw = json.dumps({"t": row.created_at.isoformat(), "id": str(row.pk)}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        created_at = datetime.fromisoformat(data["t"])
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, uuid.UUID(data["id"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest(INVALID_CURSOR, field="cursor") from None
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest(INVALID_LIMIT, field="limit")
+    return min(int(raw), MAX_LIMIT)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_url: str | None
+
+    def response(self, data: Any, status: int = 200) -> Response:
+        headers = {"Link": f'<{self.next_url}>; rel="next"'} if self.next_url else {}
+        return Response(data, status=status, headers=headers)
+
+
+def paginate(request: Request, queryset: QuerySet) -> Page:
+    """One page of `queryset`, newest first, from the request's ?limit= and ?cursor=."""
+    limit = _limit(request)
+    cursor = request.query_params.get("cursor")
+    ordered = queryset.order_by("-created_at", "-pk")
+    if cursor:
+        created_at, last_id = _decode(cursor)
+        ordered = ordered.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=last_id)
+        )
+    rows = list(ordered[: limit + 1])
+    items, more = rows[:limit], len(rows) > limit
+    next_url = None
+    if more:
+        params = {k: v for k, v in request.query_params.items() if k not in ("cursor", "limit")}
+        params.update(limit=str(limit), cursor=_encode(items[-1]))
+        next_url = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+    return Page(items=items, next_url=next_url)

@@ -1,0 +1,40 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Ticket(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=8, decimal_places=2)  # exact money, < 1,000,000
+    user_id = models.UUIDField(db_index=True, help_text="The seller (auth_svc user id).")
+    order_id = models.UUIDField(null=True, blank=True, help_text="Set while an order holds it.")
+    # Up by one on every change; consumers apply ticket events in this order.
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # GET /api/tickets: unreserved tickets, newest first, by cursor. The partial
+            # index holds exactly those rows in that order, so a page is one range scan
+            # whatever the table's size.
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(order_id__isnull=True),
+                name="tickets_available_idx",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0), name="tickets_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_reserved(self) -> bool:
+        return self.order_id is not None

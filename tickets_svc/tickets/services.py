@@ -1,0 +1,176 @@
+"""Every ticket write and rule: selling, editing, and the reservation lock."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
+from shared_lib.events import Subject, publish
+from tickets.models import Ticket
+
+logger = logging.getLogger(__name__)
+
+TITLE_REQUIRED = "Title is required"
+TITLE_TOO_LONG = "Title must be at most 200 characters"
+PRICE_POSITIVE = "Price must be greater than 0"
+PRICE_DECIMALS = "Price must have at most 2 decimal places"
+PRICE_TOO_HIGH = "Price must be less than 1000000"
+TICKET_RESERVED = "Cannot edit a reserved ticket"
+
+TITLE_MAX_LENGTH = 200
+PRICE_LIMIT = Decimal(1_000_000)
+CENT = Decimal("0.01")
+# A numeric string in plain decimal notation: no exponent, no thousands separators.
+_PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def _title_error(title: Any) -> tuple[str | None, str]:
+    if not isinstance(title, str) or not title.strip():
+        return TITLE_REQUIRED, ""
+    title = title.strip()
+    if len(title) > TITLE_MAX_LENGTH:
+        return TITLE_TOO_LONG, title
+    return None, title
+
+
+def _price_error(price: Any) -> tuple[str | None, Decimal]:
+    # bool is an int in Python; a JSON true is not a price.
+    if isinstance(price, bool) or not isinstance(price, int | Decimal | str):
+        return PRICE_POSITIVE, Decimal(0)
+    if isinstance(price, str):
+        if not _PLAIN_DECIMAL.match(price.strip()):
+            return PRICE_POSITIVE, Decimal(0)
+        price = price.strip()
+    try:
+        amount = Decimal(price)
+    except InvalidOperation:
+        return PRICE_POSITIVE, Decimal(0)
+    if not amount.is_finite() or amount <= 0:
+        return PRICE_POSITIVE, amount
+    if amount != amount.quantize(CENT):
+        return PRICE_DECIMALS, amount
+    if amount >= PRICE_LIMIT:
+        return PRICE_TOO_HIGH, amount
+    return None, amount.quantize(CENT)
+
+
+def validate_ticket_input(*, title: Any, price: Any) -> tuple[str, Decimal]:
+    """(title, price) cleaned, or InvalidInput naming every bad field."""
+    title_error, clean_title = _title_error(title)
+    price_error, clean_price = _price_error(price)
+    errors = [(m, f) for m, f in ((title_error, "title"), (price_error, "price")) if m]
+    if errors:
+        raise InvalidInput(errors)
+    return clean_title, clean_price
+
+
+def ticket_event_data(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "version": ticket.version,
+        "title": ticket.title,
+        "price": ticket.price,
+        "userId": ticket.user_id,
+        "orderId": ticket.order_id,
+    }
+
+
+def ticket_create(*, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
+    clean_title, clean_price = validate_ticket_input(title=title, price=price)
+    with transaction.atomic():
+        ticket = Ticket.objects.create(user_id=user_id, title=clean_title, price=clean_price)
+        data = ticket_event_data(ticket)
+        del data["orderId"]  # ticket.created has no orderId (DESIGN.md §4)
+        publish(Subject.TICKET_CREATED, data)
+    return ticket
+
+
+def ticket_update(*, ticket_id: uuid.UUID, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
+    """Edit a ticket: 404, then 403 for a non-owner, then input, then the lock (in that order).
+
+    Optimistic: the UPDATE applies only to the version that was read and only while the
+    ticket is free, so an edit can never undo a lock taken meanwhile by an order.
+    """
+    ticket = Ticket.objects.filter(id=ticket_id).first()
+    if ticket is None:
+        raise NotFound()
+    if ticket.user_id != user_id:
+        raise Forbidden()  # before the lock: a non-owner learns nothing about it
+    clean_title, clean_price = validate_ticket_input(title=title, price=price)
+    if ticket.is_reserved:
+        raise BadRequest(TICKET_RESERVED)
+    with transaction.atomic():
+        changed = Ticket.objects.filter(
+            id=ticket.id, version=ticket.version, order_id__isnull=True
+        ).update(
+            title=clean_title,
+            price=clean_price,
+            version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
+        if not changed:
+            current = Ticket.objects.get(id=ticket.id)
+            if current.is_reserved:
+                raise BadRequest(TICKET_RESERVED)
+            raise Conflict()  # another edit won the race; the client reloads and retries
+        ticket.refresh_from_db()
+        publish(Subject.TICKET_UPDATED, ticket_event_data(ticket))
+    return ticket
+
+
+def _locked_ticket(ticket_id: uuid.UUID) -> Ticket | None:
+    ticket = Ticket.objects.select_for_update().filter(id=ticket_id).first()
+    if ticket is None:
+        # Orders only know tickets from our own events, so this is a bug or a foreign
+        # event; there is nothing to lock.
+        logger.error("order event names an unknown ticket", extra={"ticket_id": str(ticket_id)})
+    return ticket
+
+
+def _save_and_announce(ticket: Ticket) -> None:
+    ticket.version += 1
+    ticket.updated_at = timezone.now()
+    ticket.save(update_fields=["order_id", "version", "updated_at"])
+    publish(Subject.TICKET_UPDATED, ticket_event_data(ticket))
+
+
+def ticket_reserve(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | None:
+    """An order was created: lock the ticket for it unless another order holds it."""
+    with transaction.atomic():
+        ticket = _locked_ticket(ticket_id)
+        if ticket is None or ticket.order_id == order_id:
+            return ticket
+        if ticket.order_id is not None:
+            # orders_svc allows one active order per ticket, so this means events crossed
+            # (an old order's cancel not yet seen); the current holder keeps the lock.
+            logger.warning(
+                "ticket already reserved by another order",
+                extra={
+                    "ticket_id": str(ticket.id),
+                    "held_by": str(ticket.order_id),
+                    "requested_by": str(order_id),
+                },
+            )
+            return ticket
+        ticket.order_id = order_id
+        _save_and_announce(ticket)
+        return ticket
+
+
+def ticket_release(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | None:
+    """An order was cancelled: free the ticket only if that very order holds it."""
+    with transaction.atomic():
+        ticket = _locked_ticket(ticket_id)
+        if ticket is None or ticket.order_id != order_id:
+            return ticket
+        ticket.order_id = None
+        _save_and_announce(ticket)
+        return ticket
