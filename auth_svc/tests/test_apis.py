@@ -387,3 +387,19 @@ def test_forged_tokens_are_anonymous_never_errors(api_client, session_keys, atta
     assert response.status_code == 200
     assert response.json() == {"currentUser": None}
     assert SESSION_COOKIE not in response.cookies  # nothing renewed from a forgery
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"email": "a@example.com", "password": "long enough \\ud800 secret"}',
+        '{"email": "a\\u0000@example.com", "password": "long enough secret"}',
+    ],
+    ids=["lone-surrogate-password", "nul-in-email"],
+)
+def test_text_a_database_or_hasher_cannot_take_is_a_400_not_a_500(api_client, body):
+    response = api_client.post("/api/users/signup", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((MALFORMED_JSON,))
+    assert User.objects.count() == 0

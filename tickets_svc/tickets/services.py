@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
-from shared_lib.events import Subject, publish
+from shared_lib.events import NotYet, Subject, publish
 from tickets.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,11 @@ def _price_error(price: Any) -> tuple[str | None, Decimal]:
         return PRICE_POSITIVE, Decimal(0)
     if not amount.is_finite() or amount <= 0:
         return PRICE_POSITIVE, amount
-    if amount != amount.quantize(CENT):
-        return PRICE_DECIMALS, amount
+    # The limit first: quantize() cannot represent a number of 28+ digits at cents.
     if amount >= PRICE_LIMIT:
         return PRICE_TOO_HIGH, amount
+    if amount != amount.quantize(CENT):
+        return PRICE_DECIMALS, amount
     return None, amount.quantize(CENT)
 
 
@@ -143,23 +144,27 @@ def _save_and_announce(ticket: Ticket) -> None:
 
 
 def ticket_reserve(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | None:
-    """An order was created: lock the ticket for it unless another order holds it."""
+    """An order was created: lock the ticket for it.
+
+    orders_svc allows one active order per ticket, so a ticket held by another order means
+    that order's cancellation has not reached us yet (events travel on separate queues).
+    NotYet rolls the handler back and retries later, once the cancel has freed the ticket;
+    dropping the event instead would leave the new order's ticket unlocked for good.
+    """
     with transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         if ticket is None or ticket.order_id == order_id:
             return ticket
         if ticket.order_id is not None:
-            # orders_svc allows one active order per ticket, so this means events crossed
-            # (an old order's cancel not yet seen); the current holder keeps the lock.
             logger.warning(
-                "ticket already reserved by another order",
+                "ticket still held by another order; retrying later",
                 extra={
                     "ticket_id": str(ticket.id),
                     "held_by": str(ticket.order_id),
                     "requested_by": str(order_id),
                 },
             )
-            return ticket
+            raise NotYet(f"ticket {ticket.id} still held by order {ticket.order_id}")
         ticket.order_id = order_id
         _save_and_announce(ticket)
         return ticket

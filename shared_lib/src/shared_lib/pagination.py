@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ MAX_LIMIT = 100  # larger requests are served 100 at a time, as GitHub's API doe
 
 INVALID_LIMIT = f"limit must be a whole number from 1 to {MAX_LIMIT}"
 INVALID_CURSOR = "cursor is not valid"
+_LIMIT_PATTERN = re.compile(r"^[0-9]{1,6}$")
 
 # For @extend_schema(parameters=PAGE_PARAMETERS) on every paginated list.
 PAGE_PARAMETERS = [
@@ -51,11 +53,13 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ["t", "id"]):
+            raise ValueError("not a cursor")
         created_at = datetime.fromisoformat(data["t"])
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
         return created_at, uuid.UUID(data["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error):  # UnicodeDecodeError and JSON errors are ValueErrors
         raise BadRequest(INVALID_CURSOR, field="cursor") from None
 
 
@@ -63,7 +67,9 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or int(raw) < 1:
+    # ASCII digits only, and few of them: str.isdigit() accepts "²", and int() refuses
+    # strings of thousands of digits.
+    if not _LIMIT_PATTERN.match(raw) or int(raw) < 1:
         raise BadRequest(INVALID_LIMIT, field="limit")
     return min(int(raw), MAX_LIMIT)
 

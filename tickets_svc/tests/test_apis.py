@@ -1,0 +1,900 @@
+import base64
+import json
+import re
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from shared_lib.auth import SESSION_COOKIE
+from shared_lib.errors import (
+    BODY_TOO_LARGE,
+    FORBIDDEN,
+    MALFORMED_JSON,
+    METHOD_NOT_ALLOWED,
+    NOT_AUTHORIZED,
+    NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+)
+from shared_lib.models import OutboxEvent
+from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
+from shared_lib.testing.tokens import ALICE, ATTACKS
+from tests.factories import make_ticket, make_tickets, published, ticket_json
+from tickets import services
+from tickets.models import Ticket
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/api/tickets"
+NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
+
+
+def errors(*items):
+    return {"errors": [dict(zip(("message", "field"), item, strict=False)) for item in items]}
+
+
+def detail(ticket_id):
+    return f"/api/tickets/{ticket_id}"
+
+
+def raw_json(client, method, path, text):
+    """Send `text` verbatim as the JSON body: numbers keep the exact digits written."""
+    return getattr(client, method)(path, text, content_type="application/json")
+
+
+def body_with_price(price_json, title='"Concert"'):
+    return f'{{"title": {title}, "price": {price_json}}}'
+
+
+def next_url(response):
+    link = response.headers.get("Link")
+    if link is None:
+        return None
+    match = NEXT_LINK.match(link)
+    assert match, link
+    return match["url"]
+
+
+def listed_ids(response):
+    return [item["id"] for item in response.json()]
+
+
+def encode_cursor(value):
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+# --- POST /api/tickets -----------------------------------------------------------------
+
+
+def test_create_requires_sign_in(api_client):
+    response = api_client.post(LIST, {"title": "Concert", "price": "20"}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == errors((NOT_AUTHORIZED,))
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_create_returns_the_ticket_and_announces_it(seller):
+    response = seller.post(LIST, {"title": "  Concert  ", "price": "20.50"}, format="json")
+
+    assert response.status_code == 201
+    ticket = Ticket.objects.get()
+    body = response.json()
+    assert body == {
+        "id": str(ticket.id),
+        "title": "Concert",
+        "price": 20.5,
+        "userId": seller.user_id,
+        "version": 0,
+        "orderId": None,
+    }
+    assert isinstance(body["price"], float)  # a JSON number, not a string
+    assert (ticket.title, ticket.price, str(ticket.user_id)) == (
+        "Concert",
+        Decimal("20.50"),
+        seller.user_id,
+    )
+    assert (ticket.order_id, ticket.version) == (None, 0)
+    assert published() == [
+        (
+            "ticket.created",
+            {
+                "id": str(ticket.id),
+                "version": 0,
+                "title": "Concert",
+                "price": "20.50",
+                "userId": seller.user_id,
+            },
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("price_json", "answered", "stored"),
+    [
+        ("20.5", 20.5, "20.50"),
+        ("20.50", 20.5, "20.50"),
+        ("20.500", 20.5, "20.50"),  # trailing zeros are not extra decimals
+        ("7", 7, "7.00"),
+        ('"20.50"', 20.5, "20.50"),
+        ('"7"', 7, "7.00"),
+        ('"0.01"', 0.01, "0.01"),
+        ("999999.99", 999999.99, "999999.99"),
+        ('"999999.99"', 999999.99, "999999.99"),
+    ],
+)
+def test_create_accepts_a_price_as_a_number_or_a_numeric_string(
+    seller, price_json, answered, stored
+):
+    response = raw_json(seller, "post", LIST, body_with_price(price_json))
+
+    assert response.status_code == 201
+    assert response.json()["price"] == answered
+    assert Ticket.objects.get().price == Decimal(stored)
+    [(subject, data)] = published()
+    assert (subject, data["price"]) == ("ticket.created", stored)
+
+
+def test_a_title_of_200_characters_is_accepted_after_trimming(seller):
+    title = "t" * 200
+
+    response = seller.post(LIST, {"title": f"  {title}\n", "price": "5"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["title"] == title
+    assert Ticket.objects.get().title == title
+
+
+@pytest.mark.parametrize(
+    ("price_json", "message"),
+    [
+        ("-1", services.PRICE_POSITIVE),
+        ("0", services.PRICE_POSITIVE),
+        ("0.00", services.PRICE_POSITIVE),
+        ("-0.5", services.PRICE_POSITIVE),
+        ('"-1"', services.PRICE_POSITIVE),
+        ('"0"', services.PRICE_POSITIVE),
+        ('"abc"', services.PRICE_POSITIVE),
+        ('"1e3"', services.PRICE_POSITIVE),  # strings are plain decimal notation only
+        ('"20,50"', services.PRICE_POSITIVE),
+        ('"1,000"', services.PRICE_POSITIVE),
+        ('"Infinity"', services.PRICE_POSITIVE),
+        ('"NaN"', services.PRICE_POSITIVE),
+        ('""', services.PRICE_POSITIVE),
+        ('"   "', services.PRICE_POSITIVE),
+        ("true", services.PRICE_POSITIVE),
+        ("false", services.PRICE_POSITIVE),
+        ("null", services.PRICE_POSITIVE),
+        ("[20]", services.PRICE_POSITIVE),
+        ('{"amount": 20}', services.PRICE_POSITIVE),
+        ("20.555", services.PRICE_DECIMALS),
+        ('"20.555"', services.PRICE_DECIMALS),
+        ("0.001", services.PRICE_DECIMALS),
+        # A float parser would make this 21.0 and accept it; the exact decimal is refused.
+        ("20.999999999999999999", services.PRICE_DECIMALS),
+        ('"20.999999999999999999"', services.PRICE_DECIMALS),
+        ("1000000", services.PRICE_TOO_HIGH),
+        ("1000000.00", services.PRICE_TOO_HIGH),
+        ('"1000000"', services.PRICE_TOO_HIGH),
+        ("1e6", services.PRICE_TOO_HIGH),
+        ("99999999999999999999", services.PRICE_TOO_HIGH),
+        ('"99999999999999999999"', services.PRICE_TOO_HIGH),
+        pytest.param(
+            "1" + "0" * 30,
+            services.PRICE_TOO_HIGH,
+            id="31-digit-integer",
+        ),
+        pytest.param(
+            '"' + "9" * 30 + '"',
+            services.PRICE_TOO_HIGH,
+            id="30-digit-string",
+        ),
+        pytest.param(
+            "1e400",
+            services.PRICE_TOO_HIGH,
+            id="1e400",
+        ),
+    ],
+)
+def test_create_rejects_a_bad_price_and_writes_nothing(seller, price_json, message):
+    response = raw_json(seller, "post", LIST, body_with_price(price_json))
+
+    assert response.status_code == 400
+    assert response.json() == errors((message, "price"))
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_create_rejects_a_missing_price(seller):
+    response = seller.post(LIST, {"title": "Concert"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.PRICE_POSITIVE, "price"))
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("title_json", "message"),
+    [
+        ('""', services.TITLE_REQUIRED),
+        ('"   "', services.TITLE_REQUIRED),
+        ('"\\n\\t "', services.TITLE_REQUIRED),
+        ("null", services.TITLE_REQUIRED),
+        ("123", services.TITLE_REQUIRED),
+        ("true", services.TITLE_REQUIRED),
+        ('["Concert"]', services.TITLE_REQUIRED),
+        ('{"text": "Concert"}', services.TITLE_REQUIRED),
+        (json.dumps("t" * 201), services.TITLE_TOO_LONG),
+        (json.dumps(" " + "t" * 201 + " "), services.TITLE_TOO_LONG),
+    ],
+)
+def test_create_rejects_a_bad_title_and_writes_nothing(seller, title_json, message):
+    response = raw_json(seller, "post", LIST, body_with_price('"20"', title=title_json))
+
+    assert response.status_code == 400
+    assert response.json() == errors((message, "title"))
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "title_json", ['"Con\\u0000cert"', '"Con\\ud800cert"'], ids=["nul", "lone-surrogate"]
+)
+def test_create_refuses_text_a_database_cannot_store(seller, title_json):
+    response = raw_json(seller, "post", LIST, body_with_price('"20"', title=title_json))
+
+    assert response.status_code == 400
+    assert response.json() == errors((MALFORMED_JSON,))
+    assert Ticket.objects.count() == 0
+
+
+def test_create_rejects_a_missing_title(seller):
+    response = seller.post(LIST, {"price": "20"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.TITLE_REQUIRED, "title"))
+    assert Ticket.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"title": "", "price": -1}, {}, {"title": None, "price": None}],
+)
+def test_create_reports_every_bad_field_at_once(seller, body):
+    response = seller.post(LIST, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors(
+        (services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")
+    )
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_create_with_an_empty_json_body_reports_both_fields(seller):
+    response = seller.post(LIST, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == errors(
+        (services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")
+    )
+    assert Ticket.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [('[{"title": "Concert", "price": 20}]', "list"), ('"Concert"', "str"), ("20", "int")],
+)
+def test_create_refuses_a_body_that_is_not_an_object(seller, text, kind):
+    # Not an object: it carries neither field, and says so field by field.
+    response = raw_json(seller, "post", LIST, text)
+
+    assert response.status_code == 400
+    assert response.json() == errors(
+        (services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")
+    )
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"title": "Concert", "price": 20', "{'title': 'Concert'}", '{"title": "x", "price": NaN}'],
+)
+def test_create_with_malformed_json_is_a_400(seller, text):
+    response = raw_json(seller, "post", LIST, text)
+
+    assert response.status_code == 400
+    assert response.json() == errors((MALFORMED_JSON,))
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_create_refuses_non_json_bodies(seller, content_type):
+    response = seller.post(LIST, "title=Concert&price=20", content_type=content_type)
+
+    assert response.status_code == 415
+    assert response.json() == errors((UNSUPPORTED_MEDIA_TYPE,))
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_create_refuses_an_oversized_body(seller, settings):
+    title = "t" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    response = seller.post(LIST, {"title": title, "price": "20"}, format="json")
+
+    assert response.status_code == 413
+    assert response.json() == errors((BODY_TOO_LARGE,))
+    assert Ticket.objects.count() == 0
+
+
+def test_create_accepts_a_bearer_token(api_client, make_token):
+    user_id = str(uuid.uuid4())
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(user_id=user_id)}")
+
+    response = api_client.post(LIST, {"title": "Concert", "price": "20"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["userId"] == user_id
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+def test_create_with_a_forged_token_is_401(api_client, session_keys, attack, transport):
+    token = ATTACKS[attack](session_keys)
+    if transport == "cookie":
+        api_client.cookies[SESSION_COOKIE] = token
+    else:
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    response = api_client.post(LIST, {"title": "Concert", "price": "20"}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == errors((NOT_AUTHORIZED,))
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+# --- GET /api/tickets ------------------------------------------------------------------
+
+
+def test_list_is_empty_without_tickets(api_client):
+    response = api_client.get(LIST)
+
+    assert response.status_code == 200
+    assert response.json() == []
+    assert "Link" not in response.headers
+
+
+def test_list_shows_unreserved_tickets_newest_first(api_client):
+    newest, reserved, older, oldest = make_tickets(4)
+    Ticket.objects.filter(id=reserved.id).update(order_id=uuid.uuid4())
+
+    response = api_client.get(LIST)
+
+    assert response.status_code == 200
+    assert response.json() == [ticket_json(newest), ticket_json(older), ticket_json(oldest)]
+    assert response.json()[0]["price"] == 10.0
+    assert "Link" not in response.headers
+
+
+def test_list_needs_no_sign_in_and_ignores_a_forged_token(api_client, session_keys):
+    [ticket] = make_tickets(1)
+    api_client.cookies[SESSION_COOKIE] = ATTACKS["alg-none"](session_keys)
+
+    response = api_client.get(LIST)
+
+    assert response.status_code == 200
+    assert listed_ids(response) == [str(ticket.id)]
+
+
+def test_a_reserved_ticket_leaves_the_list_and_a_released_one_returns(api_client):
+    ticket = make_ticket()
+    order_id = uuid.uuid4()
+    assert listed_ids(api_client.get(LIST)) == [str(ticket.id)]
+
+    services.ticket_reserve(ticket_id=ticket.id, order_id=order_id)
+    assert api_client.get(LIST).json() == []
+
+    services.ticket_release(ticket_id=ticket.id, order_id=order_id)
+    assert listed_ids(api_client.get(LIST)) == [str(ticket.id)]
+
+
+@pytest.mark.parametrize(("count", "has_next"), [(20, False), (21, True)])
+def test_list_default_page_size_is_20(api_client, count, has_next):
+    tickets = make_tickets(count)
+
+    response = api_client.get(LIST)
+
+    assert listed_ids(response) == [str(t.id) for t in tickets[:20]]
+    assert (next_url(response) is not None) is has_next
+
+
+def test_list_limit_and_next_link(api_client):
+    tickets = make_tickets(3)
+
+    response = api_client.get(LIST, {"limit": "2"})
+
+    assert listed_ids(response) == [str(tickets[0].id), str(tickets[1].id)]
+    url = next_url(response)
+    assert url.startswith("http://testserver/api/tickets?limit=2&cursor=")
+    last_page = api_client.get(url)
+    assert listed_ids(last_page) == [str(tickets[2].id)]
+    assert "Link" not in last_page.headers
+
+
+def test_list_serves_at_most_100(api_client):
+    tickets = make_tickets(101)
+
+    response = api_client.get(LIST, {"limit": "500"})
+
+    assert response.status_code == 200
+    assert listed_ids(response) == [str(t.id) for t in tickets[:100]]
+    assert "limit=100&" in next_url(response)
+    assert listed_ids(api_client.get(next_url(response))) == [str(tickets[100].id)]
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        "0",
+        "-1",
+        "x",
+        "1.5",
+        "+5",
+        " 5",
+        pytest.param(
+            "²",
+            id="superscript-two",
+        ),
+        pytest.param(
+            "9" * 5000,
+            id="5000-digits",
+        ),
+    ],
+)
+def test_list_refuses_a_bad_limit(api_client, limit):
+    make_tickets(1)
+
+    response = api_client.get(LIST, {"limit": limit})
+
+    assert response.status_code == 400
+    assert response.json() == errors((INVALID_LIMIT, "limit"))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!",
+        "e30",  # {}
+        encode_cursor([1, 2]),
+        encode_cursor({"t": "2024-01-01T00:00:00", "id": str(uuid.uuid4())}),  # naive
+        encode_cursor({"t": "yesterday", "id": str(uuid.uuid4())}),
+        encode_cursor({"t": "2024-01-01T00:00:00+00:00", "id": "not-a-uuid"}),
+        encode_cursor({"t": 5, "id": str(uuid.uuid4())}),
+        pytest.param(
+            encode_cursor({"t": "2024-01-01T00:00:00+00:00", "id": 5}),
+            id="integer-id",
+        ),
+    ],
+)
+def test_list_refuses_a_bad_cursor(api_client, cursor):
+    make_tickets(1)
+
+    response = api_client.get(LIST, {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json() == errors((INVALID_CURSOR, "cursor"))
+
+
+def test_following_the_links_walks_every_ticket_exactly_once(api_client):
+    tickets = make_tickets(7)
+    seen, url, pages = [], LIST + "?limit=3", 0
+
+    while url:
+        response = api_client.get(url)
+        assert response.status_code == 200
+        seen += listed_ids(response)
+        url = next_url(response)
+        pages += 1
+
+    assert pages == 3
+    assert seen == [str(t.id) for t in tickets]
+
+
+def test_pages_stay_stable_while_tickets_are_added(api_client):
+    tickets = make_tickets(6)
+    first = api_client.get(LIST, {"limit": "2"})
+    added = [make_ticket(title="Newer 1"), make_ticket(title="Newer 2")]
+
+    seen = listed_ids(first)
+    url = next_url(first)
+    while url:
+        response = api_client.get(url)
+        seen += listed_ids(response)
+        url = next_url(response)
+
+    assert seen == [str(t.id) for t in tickets]
+    assert not {str(t.id) for t in added} & set(seen)
+    assert listed_ids(api_client.get(LIST, {"limit": "2"})) == [str(added[1].id), str(added[0].id)]
+
+
+def test_the_next_link_points_at_the_host_the_client_used(api_client):
+    make_tickets(2)
+
+    response = api_client.get(LIST, {"limit": "1"}, HTTP_HOST="localhost:8080")
+
+    assert next_url(response).startswith("http://localhost:8080/api/tickets?limit=1&cursor=")
+
+
+def test_the_next_link_follows_the_gateway_forwarded_host_and_scheme(api_client, settings):
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "tickets.example.com"]
+    make_tickets(2)
+
+    response = api_client.get(
+        LIST,
+        {"limit": "1"},
+        HTTP_X_FORWARDED_HOST="tickets.example.com:8443",
+        HTTP_X_FORWARDED_PROTO="https",
+    )
+
+    assert next_url(response).startswith(
+        "https://tickets.example.com:8443/api/tickets?limit=1&cursor="
+    )
+
+
+def test_list_with_a_trailing_slash(api_client):
+    [ticket] = make_tickets(1)
+
+    response = api_client.get(LIST + "/")
+
+    assert response.status_code == 200
+    assert listed_ids(response) == [str(ticket.id)]
+
+
+# --- GET /api/tickets/<id> -------------------------------------------------------------
+
+
+def test_show_a_ticket(api_client):
+    ticket = make_ticket(title="Opera", price="99.90")
+
+    response = api_client.get(detail(ticket.id))
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": str(ticket.id),
+        "title": "Opera",
+        "price": 99.9,
+        "userId": str(ticket.user_id),
+        "version": 0,
+        "orderId": None,
+    }
+
+
+def test_show_a_reserved_ticket_with_its_order(api_client):
+    order_id = uuid.uuid4()
+    ticket = make_ticket(order_id=order_id, version=1)
+
+    response = api_client.get(detail(ticket.id))
+
+    assert response.status_code == 200
+    assert response.json()["orderId"] == str(order_id)
+    assert response.json()["version"] == 1
+
+
+@pytest.mark.parametrize("suffix", ["/", ""])
+def test_show_answers_with_or_without_a_trailing_slash_and_never_redirects(api_client, suffix):
+    ticket = make_ticket()
+
+    response = api_client.get(detail(ticket.id) + suffix)
+
+    assert response.status_code == 200
+    assert response.json()["id"] == str(ticket.id)
+
+
+def test_show_accepts_an_upper_case_id(api_client):
+    ticket = make_ticket()
+
+    response = api_client.get(detail(str(ticket.id).upper()))
+
+    assert response.status_code == 200
+    assert response.json()["id"] == str(ticket.id)
+
+
+@pytest.mark.parametrize(
+    "ticket_id", [uuid.uuid4(), "not-a-uuid", "123", f"{uuid.uuid4()}x", f"{uuid.uuid4()}/extra"]
+)
+def test_show_unknown_or_malformed_id_is_404(api_client, ticket_id):
+    make_ticket()
+
+    response = api_client.get(detail(ticket_id))
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+
+
+# --- PUT /api/tickets/<id> -------------------------------------------------------------
+
+EDIT = {"title": "  Edited  ", "price": "25"}
+
+
+def assert_unchanged(ticket):
+    row = Ticket.objects.get(id=ticket.id)
+    assert (row.title, row.price, row.version, row.order_id) == (
+        ticket.title,
+        ticket.price,
+        ticket.version,
+        ticket.order_id,
+    )
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_update_by_the_owner(seller):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    response = seller.put(detail(ticket.id), EDIT, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": str(ticket.id),
+        "title": "Edited",
+        "price": 25.0,
+        "userId": seller.user_id,
+        "version": 1,
+        "orderId": None,
+    }
+    row = Ticket.objects.get(id=ticket.id)
+    assert (row.title, row.price, row.version, row.order_id) == (
+        "Edited",
+        Decimal("25.00"),
+        1,
+        None,
+    )
+    assert row.updated_at > ticket.updated_at
+    assert published() == [
+        (
+            "ticket.updated",
+            {
+                "id": str(ticket.id),
+                "version": 1,
+                "title": "Edited",
+                "price": "25.00",
+                "userId": seller.user_id,
+                "orderId": None,
+            },
+        )
+    ]
+
+
+def test_every_update_adds_one_to_the_version(seller):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    first = seller.put(detail(ticket.id), {"title": "A", "price": 1}, format="json")
+    second = seller.put(detail(ticket.id) + "/", {"title": "A", "price": 1}, format="json")
+
+    assert (first.json()["version"], second.json()["version"]) == (1, 2)
+    assert [data["version"] for _, data in published()] == [1, 2]
+
+
+def test_update_requires_sign_in(api_client):
+    ticket = make_ticket()
+
+    response = api_client.put(detail(ticket.id), EDIT, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == errors((NOT_AUTHORIZED,))
+    assert_unchanged(ticket)
+
+
+def test_update_requires_sign_in_before_anything_else(api_client):
+    response = api_client.put(detail(uuid.uuid4()), {"title": "", "price": -1}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == errors((NOT_AUTHORIZED,))
+
+
+@pytest.mark.parametrize("attack", ["alg-none", "another-ed25519-key", "expired"])
+def test_update_with_a_forged_token_is_401(api_client, session_keys, attack):
+    ticket = make_ticket(user_id=ALICE)  # whom the forged tokens claim to be
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {ATTACKS[attack](session_keys)}")
+
+    response = api_client.put(detail(ticket.id), EDIT, format="json")
+
+    assert response.status_code == 401
+    assert_unchanged(ticket)
+
+
+@pytest.mark.parametrize(
+    "ticket_id", [uuid.uuid4(), "not-a-uuid", "123", f"{uuid.uuid4()}x"], ids=str
+)
+def test_update_unknown_or_malformed_id_is_404(seller, ticket_id):
+    make_ticket(user_id=seller.user_id)
+
+    response = seller.put(detail(ticket_id), EDIT, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_update_unknown_ticket_is_404_even_with_invalid_input(seller):
+    response = seller.put(detail(uuid.uuid4()), {"title": "", "price": -1}, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+
+
+@pytest.mark.parametrize(
+    ("reserved", "body"),
+    [
+        (False, EDIT),
+        (True, EDIT),  # ownership is checked before the lock: nothing leaks about it
+        (False, {"title": "", "price": "-1"}),  # 403 before 400
+        (True, {"title": "", "price": "-1"}),
+    ],
+)
+def test_update_by_someone_else_is_403(seller, buyer, reserved, body):
+    ticket = make_ticket(user_id=seller.user_id, order_id=uuid.uuid4() if reserved else None)
+
+    response = buyer.put(detail(ticket.id), body, format="json")
+
+    assert response.status_code == 403
+    assert response.json() == errors((FORBIDDEN,))
+    assert_unchanged(ticket)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"title": "  ", "price": "25"}, [(services.TITLE_REQUIRED, "title")]),
+        ({"title": "t" * 201, "price": "25"}, [(services.TITLE_TOO_LONG, "title")]),
+        ({"title": "Edited", "price": "0"}, [(services.PRICE_POSITIVE, "price")]),
+        ({"title": "Edited"}, [(services.PRICE_POSITIVE, "price")]),
+        ({"title": "Edited", "price": "20.555"}, [(services.PRICE_DECIMALS, "price")]),
+        ({"title": "Edited", "price": 1000000}, [(services.PRICE_TOO_HIGH, "price")]),
+        (
+            {"price": True},
+            [(services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")],
+        ),
+    ],
+)
+def test_update_by_the_owner_with_invalid_input(seller, body, expected):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    response = seller.put(detail(ticket.id), body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors(*expected)
+    assert_unchanged(ticket)
+
+
+def test_update_of_a_reserved_ticket_is_refused(seller):
+    ticket = make_ticket(user_id=seller.user_id, order_id=uuid.uuid4(), version=1)
+
+    response = seller.put(detail(ticket.id), EDIT, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.TICKET_RESERVED,))
+    assert_unchanged(ticket)
+
+
+def test_update_of_a_reserved_ticket_with_invalid_input_reports_the_input(seller):
+    ticket = make_ticket(user_id=seller.user_id, order_id=uuid.uuid4(), version=1)
+
+    response = seller.put(detail(ticket.id), {"title": "Edited", "price": "0"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.PRICE_POSITIVE, "price"))
+    assert_unchanged(ticket)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"title": "Edited", "price": 2', [(MALFORMED_JSON,)]),
+        ("[]", [(services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")]),
+    ],
+)
+def test_update_by_the_owner_with_a_bad_body(seller, text, expected):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    response = raw_json(seller, "put", detail(ticket.id), text)
+
+    assert response.status_code == 400
+    assert response.json() == errors(*expected)
+    assert_unchanged(ticket)
+
+
+def test_update_by_someone_else_with_a_non_object_body_is_still_403(seller, buyer):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    response = raw_json(buyer, "put", detail(ticket.id), "[]")
+
+    assert response.status_code == 403
+    assert_unchanged(ticket)
+
+
+def test_update_refuses_non_json_bodies(seller):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    response = seller.put(
+        detail(ticket.id), "title=x&price=1", content_type="application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 415
+    assert response.json() == errors((UNSUPPORTED_MEDIA_TYPE,))
+    assert_unchanged(ticket)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("put", LIST, "GET, POST, HEAD, OPTIONS"),
+        ("delete", "/api/tickets/0b7e6f5c-2f4e-4c8e-9d57-5a3f1d8e6a01", "GET, PUT, HEAD, OPTIONS"),
+        ("patch", "/api/tickets/0b7e6f5c-2f4e-4c8e-9d57-5a3f1d8e6a01", "GET, PUT, HEAD, OPTIONS"),
+    ],
+)
+def test_wrong_method_is_405(seller, method, path, allowed):
+    response = getattr(seller, method)(path, {}, format="json")
+
+    assert response.status_code == 405
+    assert response.json() == errors((METHOD_NOT_ALLOWED,))
+    assert response["Allow"] == allowed
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("path", ["/api/tickets/nope/extra", "/api/ticketsx", "/nothing"])
+def test_unknown_routes_are_json_404(api_client, path):
+    response = api_client.get(path)
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+
+
+# --- admin, docs, health ---------------------------------------------------------------
+
+
+def test_admin_lives_under_its_own_prefix(client):
+    response = client.get("/admin/tickets/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/tickets/login/?next=/admin/tickets/"
+    assert client.get("/admin/tickets/login/").status_code == 200
+
+
+def test_openapi_schema_documents_both_routes(api_client):
+    response = api_client.get("/api/tickets/schema", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert set(paths) == {"/api/tickets", "/api/tickets/{ticket_id}"}
+    assert set(paths["/api/tickets"]) >= {"get", "post"}
+    assert set(paths["/api/tickets/{ticket_id}"]) >= {"get", "put"}
+    assert {p["name"] for p in paths["/api/tickets"]["get"]["parameters"]} == {"limit", "cursor"}
+
+
+def test_docs_page(api_client):
+    response = api_client.get("/api/tickets/docs")
+
+    assert response.status_code == 200
+    assert b"/static/tickets/drf_spectacular_sidecar/" in response.content
+
+
+def test_liveness(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_checks_the_database_and_the_broker(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
