@@ -20,3 +20,22 @@ def redis_down(settings: Any) -> Iterator[str]:
 @pytest.fixture
 def celery_app_name() -> str:
     return "tests.celery_app"
+
+
+@pytest.fixture
+def demo_queues(rabbitmq_vhost: str) -> Iterator[None]:
+    """The demo service's queues (main, wait, dead) declared and empty, before and after."""
+    from tests.demo.bus import reset_demo_queues
+
+    reset_demo_queues()
+    yield
+    reset_demo_queues()
+
+
+@pytest.fixture
+def tap(rabbitmq_vhost: str) -> Iterator[Any]:
+    """A queue of the test's own bound to every subject: what reached the events exchange."""
+    from tests.demo.bus import tap
+
+    with tap("#") as bound:
+        yield bound

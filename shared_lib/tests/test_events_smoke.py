@@ -1,5 +1,6 @@
 import uuid
 
+import pytest
 from django.db import transaction
 
 from shared_lib.events import Subject, publish
@@ -22,6 +23,7 @@ def ticket(version=0, title="Front row", **extra):
 TICKET = str(uuid.uuid4())
 
 
+@pytest.mark.usefixtures("demo_queues")  # no message left over from an earlier test
 def test_published_event_reaches_the_worker_and_is_applied(event_worker):
     event_worker()
 

@@ -33,17 +33,14 @@ def new_correlation_id() -> str:
 
 
 def current_correlation_id() -> str:
-    """The id of the work in progress; a fresh one outside any request or event."""
-    value = _current.get()
-    if value is None:
-        value = new_correlation_id()
-        _current.set(value)
-    return value
+    """The id of the work in progress; a fresh one each time outside any request or event
+    (work with no cause of its own, e.g. a periodic task, should open a correlation_scope)."""
+    return _current.get() or new_correlation_id()
 
 
 @contextlib.contextmanager
 def correlation_scope(correlation_id: str | None) -> Iterator[str]:
-    value = correlation_id if correlation_id and _ACCEPTABLE.match(correlation_id) else None
+    value = correlation_id if correlation_id and _ACCEPTABLE.fullmatch(correlation_id) else None
     token = _current.set(value or new_correlation_id())
     try:
         yield _current.get()  # type: ignore[misc]

@@ -3,11 +3,14 @@
 import os
 import time
 
-from shared_lib.events import Event, Subject, event_handler
+from shared_lib.events import Event, Subject, event_handler, publish
 from shared_lib.events.versioning import apply_to_replica, claim_version
 from tests.demo.models import Effect, TicketReplica
 
 POISON_TITLE = "poison"  # a handler bug: this title makes the ticket handler raise
+# A handler that publishes (as tickets_svc does when an order locks a ticket): this title
+# makes the ticket handler announce order.completed, which no demo handler consumes.
+ECHO_TITLE = "echo"
 
 
 def _slow_down() -> None:
@@ -39,6 +42,8 @@ def _on_ticket(event: Event) -> None:
         aggregate_id=data.id,
         version=data.version,
     )
+    if data.title == ECHO_TITLE:
+        publish(Subject.ORDER_COMPLETED, {"id": str(data.id), "version": data.version})
 
 
 event_handler(Subject.TICKET_CREATED)(_on_ticket)

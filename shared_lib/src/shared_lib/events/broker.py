@@ -156,13 +156,21 @@ def send(
     message_id: str,
     headers: dict[str, Any],
     correlation_id: str,
+    content_type: str | None = None,
+    content_encoding: str | None = None,
 ) -> None:
-    """Publish one persistent JSON message and wait for the broker's confirm."""
+    """Publish one persistent message (JSON, or raw bytes with their content type) and
+    wait for the broker's confirm."""
+    encoding = (
+        {"content_type": content_type, "content_encoding": content_encoding or "binary"}
+        if content_type
+        else {"serializer": "json"}
+    )
     pooled.publish(
         body,
         exchange=exchange,
         routing_key=routing_key,
-        serializer="json",
+        **encoding,
         delivery_mode=2,
         message_id=message_id,
         correlation_id=correlation_id,

@@ -43,7 +43,8 @@ from shared_lib.models import InboxMessage
 
 logger = logging.getLogger("shared_lib.events")
 
-ATTEMPTS_HEADER = "x-attempts"
+ATTEMPTS_HEADER = "x-attempts"  # failed deliveries so far
+WAITS_HEADER = "x-waits"  # NotYet / database-down deliveries so far
 ERROR_HEADER = "x-error"
 # Enough for a handler to ride out a transient fault; a message that still fails is a
 # bug or poison, better parked in the dead-letter queue than retried forever.
@@ -106,35 +107,49 @@ class Dispatcher:
                 channel,
                 queues=[broker.consumer_queue(self.service, subject)],
                 callbacks=[partial(self.on_message, subject)],
+                on_decode_error=partial(self.on_undecodable, subject),
                 accept=["json"],
                 prefetch_count=prefetch or settings.EVENTS_PREFETCH,
             )
             for subject in self.handlers
         ]
 
+    def on_undecodable(self, subject: Subject, message: Any, exc: Exception) -> None:
+        """kombu calls this for a body it cannot decode (not JSON, wrong content type):
+        park it as it came, rather than leave it unacked to block a prefetch slot."""
+        queue = broker.queue_name(self.service, subject)
+        headers = dict(message.headers or {})
+        error = f"undecodable message: {type(exc).__name__}: {exc}"
+        self._dead_letter(queue, subject, message.body, message, headers, error, raw=True)
+
     def on_message(self, subject: Subject, body: Any, message: Any) -> None:
         """kombu callback: handle, then ack (or hand the message on and ack)."""
         queue = broker.queue_name(self.service, subject)
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPTS_HEADER, 0))
-        correlation_id = headers.get("correlation_id") or message.properties.get("correlation_id")
-        try:
-            envelope = Envelope.model_validate(body)
-            if envelope.subject != subject:
-                raise ContractError(f"envelope says {envelope.subject}, queue carries {subject}")
-            data = envelope.payload()
-        except (ValidationError, ContractError) as exc:
-            self._dead_letter(queue, subject, body, message, headers, f"invalid message: {exc}")
-            return
-        event = Event(
-            id=envelope.id,
-            subject=envelope.subject,
-            occurred_at=envelope.occurredAt,
-            data=data,
-            correlation_id=correlation_id or "",
-            attempt=attempt,
-        )
-        with correlation_scope(correlation_id):
+        sent_id = headers.get("correlation_id") or message.properties.get("correlation_id")
+        # The scope cleans the id up (a fresh one if it is missing or unsafe); the event,
+        # its inbox row, its log lines and whatever it publishes all carry that one.
+        with correlation_scope(sent_id) as correlation_id:
+            headers["correlation_id"] = correlation_id
+            try:
+                envelope = Envelope.model_validate(body)
+                if envelope.subject != subject:
+                    raise ContractError(
+                        f"envelope says {envelope.subject}, queue carries {subject}"
+                    )
+                data = envelope.payload()
+            except (ValidationError, ContractError) as exc:
+                error = f"invalid message: {exc}"
+                self._dead_letter(queue, subject, body, message, headers, error)
+                return
+            event = Event(
+                id=envelope.id,
+                subject=envelope.subject,
+                occurred_at=envelope.occurredAt,
+                data=data,
+                correlation_id=correlation_id,
+                attempt=int(headers.get(ATTEMPTS_HEADER, 0)) + int(headers.get(WAITS_HEADER, 0)),
+            )
             self._handle(queue, subject, event, body, message, headers)
 
     def _handle(
@@ -145,15 +160,16 @@ class Dispatcher:
         try:
             outcome = run_handler(self.handlers[subject], event, consumer=queue)
         except NotYet as exc:
-            limit = settings.EVENTS_MAX_ATTEMPTS * MAX_NOT_YET_FACTOR
-            self._retry_or_dead(queue, subject, body, message, headers, f"not yet: {exc}", limit)
+            self._retry_or_dead(
+                queue, subject, body, message, headers, f"not yet: {exc}", wait=True
+            )
             return
         except (OperationalError, InterfaceError) as exc:
-            # The database is unreachable: not this message's fault, so it does not use up
-            # the failure budget; it waits and comes back like NotYet.
+            # The database is unreachable: not this message's fault, so it waits and comes
+            # back like NotYet, without using up the failure budget.
             close_old_connections()
-            limit = settings.EVENTS_MAX_ATTEMPTS * MAX_NOT_YET_FACTOR
-            self._retry_or_dead(queue, subject, body, message, headers, f"database: {exc}", limit)
+            error = f"database: {exc}"
+            self._retry_or_dead(queue, subject, body, message, headers, error, wait=True)
             return
         except Exception as exc:
             logger.exception(
@@ -161,9 +177,7 @@ class Dispatcher:
                 extra={"subject": str(subject), "event_id": str(event.id)},
             )
             error = "".join(traceback.format_exception_only(exc)).strip()
-            self._retry_or_dead(
-                queue, subject, body, message, headers, error, settings.EVENTS_MAX_ATTEMPTS
-            )
+            self._retry_or_dead(queue, subject, body, message, headers, error, wait=False)
             return
         message.ack()
         _log(
@@ -177,7 +191,7 @@ class Dispatcher:
         )
 
     def _republish(
-        self, message: Any, body: Any, *, routing_key: str, headers: dict[str, Any]
+        self, message: Any, body: Any, *, routing_key: str, headers: dict[str, Any], raw: bool
     ) -> None:
         with broker.producer() as pooled:
             broker.send(
@@ -187,6 +201,9 @@ class Dispatcher:
                 message_id=str(message.properties.get("message_id") or ""),
                 correlation_id=str(headers.get("correlation_id") or ""),
                 headers=headers,
+                # An undecodable body goes on byte for byte, with its own content type.
+                content_type=message.content_type if raw else None,
+                content_encoding=message.content_encoding if raw else None,
             )
 
     def _retry_or_dead(
@@ -197,18 +214,30 @@ class Dispatcher:
         message: Any,
         headers: dict,
         error: str,
-        limit: int,
+        *,
+        wait: bool,
     ) -> None:
-        attempt = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
-        if attempt >= limit:
-            self._dead_letter(queue, subject, body, message, headers, error, attempt=attempt)
+        """Come back after a delay, or be dead-lettered once the budget is spent.
+
+        Two budgets, two counters: waiting (NotYet, database down) may take long and is
+        nobody's fault; failures (bugs, bad data) get EVENTS_MAX_ATTEMPTS deliveries.
+        """
+        counter = WAITS_HEADER if wait else ATTEMPTS_HEADER
+        limit = settings.EVENTS_MAX_ATTEMPTS * (MAX_NOT_YET_FACTOR if wait else 1)
+        count = int(headers.get(counter, 0)) + 1
+        if count >= limit:
+            self._dead_letter(queue, subject, body, message, {**headers, counter: count}, error)
             return
-        delay = _retry_delay_ms(attempt)
-        retry_headers = {**headers, ATTEMPTS_HEADER: attempt, ERROR_HEADER: error[:1000]}
+        delay = _retry_delay_ms(count)
+        retry_headers = {**headers, counter: count, ERROR_HEADER: error[:1000]}
         # The copy is confirmed by the broker before the original is acked: a crash in
         # between leaves two copies (the inbox absorbs one), never none.
         self._republish(
-            message, body, routing_key=broker.wait_queue_name(queue, delay), headers=retry_headers
+            message,
+            body,
+            routing_key=broker.wait_queue_name(queue, delay),
+            headers=retry_headers,
+            raw=False,
         )
         message.ack()
         _log(
@@ -217,7 +246,8 @@ class Dispatcher:
             str(subject),
             headers.get("correlation_id"),
             queue=queue,
-            attempt=attempt,
+            attempt=count,
+            waiting=wait,
             delay_ms=delay,
             error=error[:300],
         )
@@ -231,17 +261,16 @@ class Dispatcher:
         headers: dict,
         error: str,
         *,
-        attempt: int | None = None,
+        raw: bool = False,
     ) -> None:
         dead_headers = {
             **headers,
-            ATTEMPTS_HEADER: attempt if attempt is not None else headers.get(ATTEMPTS_HEADER, 0),
             ERROR_HEADER: error[:4000],
             "x-dead-at": datetime.now(UTC).isoformat(),
             "x-queue": queue,
         }
         self._republish(
-            message, body, routing_key=broker.dead_queue_name(queue), headers=dead_headers
+            message, body, routing_key=broker.dead_queue_name(queue), headers=dead_headers, raw=raw
         )
         message.ack()
         _log(

@@ -48,9 +48,15 @@ class ContractError(ValueError):
 Money = Annotated[
     Decimal,
     Field(gt=0, lt=1_000_000, max_digits=8, decimal_places=2),
-    PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json"),
+    # Always two decimals on the wire ("20.500" in, "20.50" out).
+    PlainSerializer(
+        lambda value: format(value.quantize(Decimal("0.01")), "f"),
+        return_type=str,
+        when_used="json",
+    ),
 ]
-Version = Annotated[int, Field(ge=0, strict=True)]
+# Versions live in 32-bit integer columns on every side.
+Version = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]
 OrderStatus = Literal["created", "cancelled", "complete"]
 
 

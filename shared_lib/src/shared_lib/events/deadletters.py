@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared_lib.events import broker
-from shared_lib.events.consumer import ATTEMPTS_HEADER, ERROR_HEADER
+from shared_lib.events.consumer import ATTEMPTS_HEADER, ERROR_HEADER, WAITS_HEADER
 from shared_lib.events.registry import discover_handlers
 
 
@@ -27,7 +27,8 @@ class DeadLetter:
     subject: str
     error: str
     dead_at: str
-    attempts: int
+    attempts: int  # failed deliveries
+    waits: int  # NotYet / database-down deliveries
     body: Any
 
 
@@ -45,7 +46,10 @@ def _letters(channel: Any, queue: str) -> Iterator[tuple[DeadLetter, Any]]:
     dead.declare()
     while (message := dead.get(no_ack=False)) is not None:
         headers = message.headers or {}
-        body = message.decode() if message.body else None
+        try:
+            body = message.decode() if message.body else None
+        except Exception:  # parked because it could not be decoded: show it as it is
+            body = message.body
         letter = DeadLetter(
             queue=queue,
             message_id=str(message.properties.get("message_id", "")),
@@ -53,6 +57,7 @@ def _letters(channel: Any, queue: str) -> Iterator[tuple[DeadLetter, Any]]:
             error=str(headers.get(ERROR_HEADER, "")),
             dead_at=str(headers.get("x-dead-at", "")),
             attempts=int(headers.get(ATTEMPTS_HEADER, 0)),
+            waits=int(headers.get(WAITS_HEADER, 0)),
             body=body,
         )
         yield letter, message
@@ -77,10 +82,13 @@ def replay(
                     continue
                 headers = dict(message.headers or {})
                 headers["x-previous-error"] = headers.pop(ERROR_HEADER, "")
-                headers[ATTEMPTS_HEADER] = 0
+                headers[ATTEMPTS_HEADER] = headers[WAITS_HEADER] = 0
+                raw = not isinstance(letter.body, dict)
                 broker.send(
                     pooled,
                     body=letter.body,
+                    content_type=message.content_type if raw else None,
+                    content_encoding=message.content_encoding if raw else None,
                     routing_key=name,
                     message_id=letter.message_id,
                     correlation_id=str(headers.get("correlation_id") or ""),

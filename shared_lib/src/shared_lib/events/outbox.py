@@ -49,8 +49,8 @@ def publish(subject: Subject | str, data: Any) -> uuid.UUID:
         raise OutsideTransaction(
             "publish() must run inside transaction.atomic(), with the change it announces"
         )
+    payload = validate_data(subject, data).model_dump(mode="json")  # ContractError if bad
     subject = Subject(subject)
-    payload = validate_data(subject, data).model_dump(mode="json")
     event = OutboxEvent.objects.create(
         subject=subject,
         data=payload,
@@ -162,6 +162,7 @@ def relay_pending(*, batch: int = RELAY_BATCH, grace: timedelta = RELAY_GRACE) -
 
 def purge(*, older_than: timedelta | None = None) -> int:
     """Delete sent outbox rows past the retention period (they only serve debugging)."""
-    cutoff = timezone.now() - (older_than or timedelta(days=settings.EVENTS_RETENTION_DAYS))
+    age = older_than if older_than is not None else timedelta(days=settings.EVENTS_RETENTION_DAYS)
+    cutoff = timezone.now() - age
     deleted, _ = OutboxEvent.objects.filter(sent_at__lt=cutoff).delete()
     return deleted

@@ -116,6 +116,10 @@ class Worker:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                # A node name of its own: two workers named alike fight over one pidbox
+                # queue, and the second dies with RESOURCE_LOCKED.
+                "--hostname",
+                f"{self.log_path.stem}-{uuid.uuid4().hex[:6]}@%h",
             ],
             cwd=self.cwd,
             env=self.env,

@@ -53,6 +53,7 @@ def _describe(letter: Any, *, as_json: bool) -> str:
     if as_json:
         return json.dumps(letter.__dict__, default=str)
     return (
-        f"{letter.queue}  {letter.message_id}  {letter.subject}  attempts={letter.attempts}  "
+        f"{letter.queue}  {letter.message_id}  {letter.subject}  "
+        f"attempts={letter.attempts}  waits={letter.waits}  "
         f"dead_at={letter.dead_at}\n    error: {letter.error}"
     )
