@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from ticketing_devtools.catalog import SERVICES
+from ticketing_devtools.catalog import DATABASE_SERVICES
 from ticketing_devtools.provision import admin_url, drop_database
 from ticketing_devtools.stack import Stack
 
@@ -60,7 +60,7 @@ def stack(tmp_path_factory, stack_vhost):
         yield running
         pids = [child.process.pid for child in running.supervisor.children]
         running.stop()
-    for service in SERVICES:
+    for service in DATABASE_SERVICES:
         drop_database(admin_url(), database=service.database(DB_PREFIX))
     for pid in pids:  # nothing outlives the stack
         with pytest.raises(ProcessLookupError):

@@ -39,3 +39,10 @@ def tap(rabbitmq_vhost: str) -> Iterator[Any]:
 
     with tap("#") as bound:
         yield bound
+
+
+@pytest.fixture
+def event_worker(transactional_db, event_worker):
+    """The plugin's worker factory on this suite's test database (committed rows only);
+    transactional_db first, so the workers stop before the tables are flushed."""
+    return event_worker

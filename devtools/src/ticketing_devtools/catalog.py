@@ -17,19 +17,29 @@ VAR_DIR = REPO_ROOT / "var"
 DEV_DIR = VAR_DIR / "dev"  # generated keys and secrets; never committed (.gitignore)
 
 
+# The pool runs Celery tasks. Services that only consume events need none (the consumer
+# bootstep handles events itself); the expiration worker runs many short timer tasks.
+SOLO_POOL = ("--pool", "solo")
+THREAD_POOL = ("--pool", "threads", "--concurrency", "8")
+
+
 @dataclass(frozen=True)
 class DjangoService:
     name: str  # short name: URL prefixes (/admin/<name>/), routes, database
+    package: str = ""  # folder and Django project; default "<name>_svc"
     mints_tokens: bool = False  # only auth_svc holds the JWT private key
-    events: bool = False  # on the event bus: runs a Celery worker beside its web process
-
-    @property
-    def directory(self) -> Path:
-        return REPO_ROOT / f"{self.name}_svc"
+    events: bool = False  # on the event bus: runs a Celery worker
+    web: bool = True  # serves HTTP through gunicorn
+    has_database: bool = True
+    worker_pool: tuple[str, ...] = SOLO_POOL
 
     @property
     def project(self) -> str:
-        return f"{self.name}_svc"
+        return self.package or f"{self.name}_svc"
+
+    @property
+    def directory(self) -> Path:
+        return REPO_ROOT / self.project
 
     def database(self, prefix: str = "ticketing") -> str:
         return f"{prefix}_{self.name}"
@@ -39,7 +49,17 @@ SERVICES: tuple[DjangoService, ...] = (
     DjangoService("auth", mints_tokens=True),
     DjangoService("tickets", events=True),
     DjangoService("orders", events=True),
+    DjangoService(
+        "expiration",
+        package="expiration_worker",
+        events=True,
+        web=False,
+        has_database=False,
+        worker_pool=THREAD_POOL,
+    ),
 )
+WEB_SERVICES = tuple(s for s in SERVICES if s.web)
+DATABASE_SERVICES = tuple(s for s in SERVICES if s.has_database)
 
 
 def service(name: str) -> DjangoService:

@@ -26,6 +26,8 @@ def common_env(secrets: DevSecrets) -> dict[str, str]:
     env.setdefault("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
     # Local runs are plain http on loopback: a Secure cookie would never come back.
     env.setdefault("SESSION_COOKIE_SECURE", "false")
+    # A person reads these logs: key=value lines rather than JSON objects.
+    env.setdefault("LOG_FORMAT", "text")
     env["JWT_PUBLIC_KEY_FILE"] = str(secrets.jwt_public_key_file)
     env["PYTHONUNBUFFERED"] = "1"
     for name in ("JWT_PUBLIC_KEY", "JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE", "DATABASE_URL"):
@@ -37,14 +39,16 @@ def service_env(
     service: DjangoService, secrets: DevSecrets, *, db_prefix: str = "ticketing"
 ) -> dict[str, str]:
     env = common_env(secrets)
-    database = service.database(db_prefix)
-    env.update(
-        DJANGO_SETTINGS_MODULE=f"{service.project}.settings",
-        SECRET_KEY=secrets.django_secret(service.name),
-        DATABASE_URL=database_url(
-            database=database, role=service.database(), password=secrets.db_password(service.name)
-        ),
-    )
+    env["DJANGO_SETTINGS_MODULE"] = f"{service.project}.settings"
+    if service.has_database:
+        env.update(
+            SECRET_KEY=secrets.django_secret(service.name),
+            DATABASE_URL=database_url(
+                database=service.database(db_prefix),
+                role=service.database(),
+                password=secrets.db_password(service.name),
+            ),
+        )
     if service.mints_tokens:
         env["JWT_PRIVATE_KEY_FILE"] = str(secrets.jwt_private_key_file)
     return env

@@ -17,7 +17,7 @@ from typing import IO
 
 from ticketing_devtools import gateway
 from ticketing_devtools.backing import ensure_nginx, require_backing_servers
-from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
+from ticketing_devtools.catalog import DATABASE_SERVICES, SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import service_env
 from ticketing_devtools.provision import admin_url, ensure_database
@@ -39,7 +39,7 @@ def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: A
 
     require_backing_servers()
     secrets = ensure_dev_secrets()
-    for service in SERVICES:
+    for service in DATABASE_SERVICES:
         ensure_database(
             admin_url(),
             database=service.database(db_prefix),
@@ -47,7 +47,10 @@ def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: A
             password=secrets.db_password(service.name),
         )
         env = service_env(service, secrets, db_prefix=db_prefix)
-        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
+        commands = [["migrate", "--noinput"]]
+        if service.web:
+            commands.append(["collectstatic", "--noinput", "-v", "0"])
+        for command in commands:
             subprocess.run(
                 [sys.executable, "manage.py", *command],
                 cwd=service.directory,
@@ -121,10 +124,7 @@ class Stack:
                 "-A",
                 service.project,
                 "worker",
-                # Events are consumed by the consumer bootstep itself; the pool only runs
-                # tasks, and these workers have none.
-                "--pool",
-                "solo",
+                *service.worker_pool,  # see catalog.SOLO_POOL / THREAD_POOL
                 "--hostname",
                 f"{service.name}@%h",
                 "--loglevel",
@@ -142,7 +142,8 @@ class Stack:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for service in SERVICES:
-                self._start_web(service, secrets)
+                if service.web:
+                    self._start_web(service, secrets)
                 if service.events:
                     self._start_worker(service, secrets)
             for service in SERVICES:
@@ -150,9 +151,10 @@ class Stack:
                     self.supervisor.wait_file(
                         f"{service.name}-worker", self.heartbeat_file(service)
                     )
-                self.supervisor.wait_http(
-                    f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
-                )
+                if service.web:
+                    self.supervisor.wait_http(
+                        f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
+                    )
             table = gateway.load_routes()
             upstreams = {name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()}
             self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketing_devtools.backing import ensure_nginx, require_backing_servers
-from ticketing_devtools.catalog import REPO_ROOT, SERVICES, VAR_DIR
+from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, SERVICES, VAR_DIR
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import common_env, service_env
 from ticketing_devtools.provision import admin_url, database_url, ensure_database
@@ -71,7 +71,7 @@ def run(selected: list[str], pytest_args: list[str]) -> int:
     require_backing_servers()
     ensure_nginx()  # the gateway tests run the real nginx
     secrets = ensure_dev_secrets()
-    for service in SERVICES:
+    for service in DATABASE_SERVICES:
         ensure_database(
             admin_url(),
             database=service.database(),

@@ -37,7 +37,7 @@ def _database() -> dict[str, Any]:
     return database
 
 
-def _logging(level: str, style: str) -> dict[str, Any]:
+def logging_settings(level: str, style: str) -> dict[str, Any]:
     formatter = {
         "json": {"()": "shared_lib.correlation.JsonFormatter"},
         "text": {
@@ -66,12 +66,15 @@ def _logging(level: str, style: str) -> dict[str, Any]:
     }
 
 
-def _events(service: str) -> dict[str, Any]:
+def events_settings(service: str, *, inbox: bool = True) -> dict[str, Any]:
     """Settings of the event bus (shared_lib.events) and the service's Celery worker."""
     broker_url = env("RABBITMQ_URL")
     return {
         "RABBITMQ_URL": broker_url,
         "EVENTS_SERVICE": service,
+        # Handlers run in a transaction with an inbox row; a service with no database
+        # (expiration_worker) turns this off and keeps its handlers idempotent by nature.
+        "EVENTS_INBOX": inbox,
         "EVENTS_EXCHANGE": env("EVENTS_EXCHANGE", default="ticketing.events"),
         # Wait-queue delays for retries: the n-th retry waits the n-th delay (the last
         # repeats). Short first, so a version gap closes quickly; capped, so a fault
@@ -88,6 +91,9 @@ def _events(service: str) -> dict[str, Any]:
         "EVENTS_RETENTION_DAYS": env_int("EVENTS_RETENTION_DAYS", default=7, minimum=1),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
+        # Tasks a worker publishes (expiry timers) are confirmed by the broker before the
+        # event that caused them is acked.
+        "CELERY_BROKER_TRANSPORT_OPTIONS": {"confirm_publish": True},
         "CELERY_WORKER_HIJACK_ROOT_LOGGER": False,
         "CELERY_TASK_ACKS_LATE": True,
         "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
@@ -108,7 +114,7 @@ def base_settings(
     if events:
         health_checks["broker"] = "shared_lib.health.check_broker"
     return {
-        **(_events(service) if events else {}),
+        **(events_settings(service) if events else {}),
         "BASE_DIR": base_dir,
         "SECRET_KEY": env("SECRET_KEY"),
         "DEBUG": debug,
@@ -218,7 +224,7 @@ def base_settings(
             "COMPONENT_SPLIT_REQUEST": True,
             "PREPROCESSING_HOOKS": ["shared_lib.schema.document_paths_without_slash"],
         },
-        "LOGGING": _logging(
+        "LOGGING": logging_settings(
             env("LOG_LEVEL", default="INFO").upper(),
             "text" if env("LOG_FORMAT", default="json").lower() == "text" else "json",
         ),

@@ -125,12 +125,17 @@ def is_alive(max_age: float = HEARTBEAT_MAX_AGE_SECONDS) -> bool:
         return False
 
 
-def make_celery_app(project: str) -> Celery:
+def make_celery_app(
+    project: str, *, outbox: bool = True, consumer_step: type[bootsteps.Step] | None = None
+) -> Celery:
+    """The service's Celery app: the event consumer, and the outbox relay unless the
+    service has no database (`outbox=False`)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{project}.settings")
     app = Celery(project)
     app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.steps["consumer"].add(EventConsumerStep)
-    app.steps["worker"].add(OutboxRelayStep)
+    app.steps["consumer"].add(consumer_step or EventConsumerStep)
+    if outbox:
+        app.steps["worker"].add(OutboxRelayStep)
     return app
 
 

@@ -130,19 +130,24 @@ def rabbitmq_vhost(django_db_setup: Any) -> Iterator[str]:
 
 @pytest.fixture
 def celery_app_name() -> str:
-    """The Celery app a service's worker runs (`-A`); services may override this fixture."""
-    from django.conf import settings
+    """The Celery app a service's worker runs (`-A`): the settings module's package, e.g.
+    tickets_svc; a suite whose app lives elsewhere overrides this fixture."""
+    import os
 
-    return f"{settings.EVENTS_SERVICE}_svc"
+    return os.environ["DJANGO_SETTINGS_MODULE"].rsplit(".", 1)[0]
 
 
 @pytest.fixture
 def event_worker(
-    rabbitmq_vhost: str, transactional_db: Any, celery_app_name: str, tmp_path: Any
+    rabbitmq_vhost: str, celery_app_name: str, tmp_path: Any
 ) -> Iterator[Callable[..., Any]]:
-    """Factory of real worker processes (on the test database); all stopped afterwards."""
+    """Factory of real worker processes; all stopped afterwards. For a service with a
+    database, request `transactional_db` too: the worker uses the test database and sees
+    only committed rows."""
     import os
     from pathlib import Path
+
+    from django.conf import settings
 
     from shared_lib.testing.events import Worker, test_database_url
 
@@ -152,12 +157,13 @@ def event_worker(
         index = len(workers)
         env = {
             **os.environ,
-            "DATABASE_URL": test_database_url(),
             "RABBITMQ_URL": rabbitmq_vhost,
             "WORKER_HEARTBEAT_FILE": str(tmp_path / f"worker-{index}.alive"),
             "LOG_FORMAT": "text",
             **extra_env,
         }
+        if settings.DATABASES:
+            env["DATABASE_URL"] = test_database_url()
         worker = Worker(
             app=celery_app_name,
             cwd=Path.cwd(),

@@ -1,0 +1,165 @@
+"""Order expiry with real workers, RabbitMQ's native delayed delivery and a throw-away vhost."""
+
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kombu import Connection, Exchange
+
+ON_TIME = 1.0  # seconds: an expiry may arrive this much after expiresAt, never before
+
+
+def order_created(*, expires_in: float, order_id: str | None = None) -> dict:
+    expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
+    return {
+        "id": str(uuid.uuid4()),
+        "subject": "order.created",
+        "occurredAt": datetime.now(UTC).isoformat(),
+        "data": {
+            "id": order_id or str(uuid.uuid4()),
+            "version": 0,
+            "status": "created",
+            "userId": str(uuid.uuid4()),
+            "expiresAt": expires_at.isoformat(),
+            "ticket": {"id": str(uuid.uuid4()), "price": "10.00"},
+        },
+    }
+
+
+def publish(url, envelope, correlation_id="corr-1"):
+    with Connection(url) as conn:
+        conn.Producer().publish(
+            envelope,
+            exchange=Exchange("ticketing.events", type="topic", durable=True),
+            routing_key="order.created",
+            serializer="json",
+            message_id=envelope["id"],
+            headers={"correlation_id": correlation_id},
+            delivery_mode=2,
+        )
+
+
+def receive(expirations, timeout):
+    message = expirations.get(timeout=timeout)
+    message.ack()
+    return message, datetime.now(UTC)
+
+
+def expires_at(envelope):
+    return datetime.fromisoformat(envelope["data"]["expiresAt"])
+
+
+def queue_depths(vhost_url):
+    vhost = vhost_url.rsplit("/", 1)[1]
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = (line.split("\t") for line in out.splitlines()[1:] if "\t" in line)
+    return {name: int(count) for name, count in rows}
+
+
+def test_an_order_expires_on_time_with_its_correlation_id(
+    event_worker, rabbitmq_vhost, expirations
+):
+    event_worker()
+    envelope = order_created(expires_in=2.5)
+
+    publish(rabbitmq_vhost, envelope, correlation_id="req-abc")
+    message, received_at = receive(expirations, timeout=15)
+
+    body = message.payload
+    assert body["subject"] == "expiration.complete"
+    assert body["data"] == {"orderId": envelope["data"]["id"]}
+    assert message.headers["correlation_id"] == "req-abc"
+    lateness = (received_at - expires_at(envelope)).total_seconds()
+    assert 0 <= lateness < ON_TIME
+
+
+def test_an_order_already_past_its_expiry_expires_at_once(
+    event_worker, rabbitmq_vhost, expirations
+):
+    event_worker()
+    envelope = order_created(expires_in=-30)
+    sent = time.monotonic()
+
+    publish(rabbitmq_vhost, envelope)
+    message, _ = receive(expirations, timeout=10)
+
+    assert message.payload["data"]["orderId"] == envelope["data"]["id"]
+    assert time.monotonic() - sent < 3
+
+
+def test_a_long_window_waits_in_the_broker_not_in_the_worker(event_worker, rabbitmq_vhost):
+    event_worker()
+
+    publish(rabbitmq_vhost, order_created(expires_in=3600))
+
+    def parked():
+        depths = queue_depths(rabbitmq_vhost)
+        return sum(n for name, n in depths.items() if name.startswith("celery_delayed_"))
+
+    deadline = time.monotonic() + 10
+    while parked() != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert parked() == 1
+    assert queue_depths(rabbitmq_vhost)["expiration.tasks"] == 0
+
+
+def test_a_worker_killed_after_scheduling_loses_no_expiry(
+    event_worker, rabbitmq_vhost, expirations
+):
+    first = event_worker()
+    envelope = order_created(expires_in=6)
+    publish(rabbitmq_vhost, envelope)
+    deadline = time.monotonic() + 10
+    while "expiry scheduled" not in first.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "expiry scheduled" in first.log()
+
+    first.kill()
+    with pytest.raises(expirations.Empty):  # nothing may arrive while it is dead
+        expirations.get(timeout=1)
+    event_worker()
+    message, received_at = receive(expirations, timeout=15)
+
+    assert message.payload["data"]["orderId"] == envelope["data"]["id"]
+    lateness = (received_at - expires_at(envelope)).total_seconds()
+    assert 0 <= lateness < ON_TIME
+
+
+def test_a_redelivered_order_created_expires_the_order_again_harmlessly(
+    event_worker, rabbitmq_vhost, expirations
+):
+    # No database here: a duplicate schedules a second expiry, which orders_svc ignores.
+    event_worker()
+    envelope = order_created(expires_in=1)
+
+    publish(rabbitmq_vhost, envelope)
+    publish(rabbitmq_vhost, envelope)
+    first, _ = receive(expirations, timeout=10)
+    second, _ = receive(expirations, timeout=10)
+
+    assert first.payload["data"] == second.payload["data"] == {"orderId": envelope["data"]["id"]}
+    assert first.payload["id"] != second.payload["id"]
+
+
+def test_the_liveness_check_reads_the_worker_heartbeat(event_worker):
+    worker = event_worker()
+    env = {**worker.env}
+
+    alive = subprocess.run(
+        [sys.executable, "-m", "shared_lib.events.worker", "--check-alive"], env=env, check=False
+    )
+    worker.kill()
+    worker.heartbeat.unlink()
+    dead = subprocess.run(
+        [sys.executable, "-m", "shared_lib.events.worker", "--check-alive"], env=env, check=False
+    )
+
+    assert (alive.returncode, dead.returncode) == (0, 1)
