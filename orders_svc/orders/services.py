@@ -15,26 +15,15 @@ from orders.models import Order, TicketReplica
 from shared_lib.errors import BadRequest, NotFound
 from shared_lib.events import Subject, publish
 from shared_lib.events.versioning import Applied, apply_to_replica
+from shared_lib.ids import invalid_message, parse_id, required_message
 
 logger = logging.getLogger(__name__)
 
-TICKET_ID_REQUIRED = "TicketId must be provided"
-TICKET_ID_INVALID = "TicketId must be a valid id"
+TICKET_ID_REQUIRED = required_message("ticketId")  # "TicketId must be provided"
+TICKET_ID_INVALID = invalid_message("ticketId")  # "TicketId must be a valid id"
 TICKET_RESERVED = "Ticket is already reserved"
 OWN_TICKET = "You cannot buy your own ticket"
 ORDER_COMPLETE = "Cannot cancel a completed order"
-
-
-def parse_ticket_id(value: Any) -> uuid.UUID:
-    """The body's ticketId: a malformed one is a 400 on that field (a path id would be 404)."""
-    if value is None or value == "":
-        raise BadRequest(TICKET_ID_REQUIRED, field="ticketId")
-    if not isinstance(value, str):
-        raise BadRequest(TICKET_ID_INVALID, field="ticketId")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadRequest(TICKET_ID_INVALID, field="ticketId") from None
 
 
 def order_created_data(order: Order) -> dict[str, Any]:
@@ -50,7 +39,7 @@ def order_created_data(order: Order) -> dict[str, Any]:
 
 def order_create(*, user_id: uuid.UUID, ticket_id: Any) -> Order:
     """Reserve a ticket: 404 unknown, 400 your own, 400 already reserved (by the database)."""
-    parsed_id = parse_ticket_id(ticket_id)
+    parsed_id = parse_id(ticket_id, field="ticketId")
     ticket = TicketReplica.objects.filter(id=parsed_id).first()
     if ticket is None:
         raise NotFound()

@@ -31,6 +31,7 @@ class DjangoService:
     events: bool = False  # on the event bus: runs a Celery worker
     web: bool = True  # serves HTTP through gunicorn
     has_database: bool = True
+    uses_stripe: bool = False  # locally talks to localstripe, which the stack starts
     worker_pool: tuple[str, ...] = SOLO_POOL
 
     @property
@@ -49,6 +50,7 @@ SERVICES: tuple[DjangoService, ...] = (
     DjangoService("auth", mints_tokens=True),
     DjangoService("tickets", events=True),
     DjangoService("orders", events=True),
+    DjangoService("payments", events=True, uses_stripe=True),
     DjangoService(
         "expiration",
         package="expiration_worker",

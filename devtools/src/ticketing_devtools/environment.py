@@ -18,6 +18,8 @@ from ticketing_devtools.provision import database_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+# localstripe accepts any key; real keys only ever come from the environment.
+LOCAL_STRIPE_KEY = "sk_test_local"
 
 
 def common_env(secrets: DevSecrets) -> dict[str, str]:
@@ -49,6 +51,8 @@ def service_env(
                 password=secrets.db_password(service.name),
             ),
         )
+    if service.uses_stripe:
+        env.setdefault("STRIPE_SECRET_KEY", LOCAL_STRIPE_KEY)
     if service.mints_tokens:
         env["JWT_PRIVATE_KEY_FILE"] = str(secrets.jwt_private_key_file)
     return env

@@ -10,6 +10,7 @@ gunicorn per service on a free port (waited on through /readyz), then the gatewa
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -136,11 +137,24 @@ class Stack:
             env=env,
         )
 
+    def _start_localstripe(self) -> None:
+        port = free_port()
+        self.extra_env.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{port}")
+        self.supervisor.start(
+            "localstripe",
+            [str(Path(sys.executable).with_name("localstripe")), "--port", str(port)],
+            cwd=self.run_dir,
+            env=dict(os.environ),
+        )
+        self.supervisor.wait_tcp("localstripe", "127.0.0.1", port)
+
     def start(self) -> Stack:
         nginx = ensure_nginx()
         secrets = prepare(db_prefix=self.db_prefix, run=self._log)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if any(s.uses_stripe for s in SERVICES) and "STRIPE_API_BASE" not in self.extra_env:
+                self._start_localstripe()
             for service in SERVICES:
                 if service.web:
                     self._start_web(service, secrets)

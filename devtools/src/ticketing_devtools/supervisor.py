@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -102,6 +103,21 @@ class Supervisor:
                 last = exc
             time.sleep(0.2)
         raise TimeoutError(f"{name} not ready at {url} after {timeout:.0f}s (last: {last})")
+
+    def wait_tcp(self, name: str, host: str, port: int, *, timeout: float = 30.0) -> None:
+        """Until something accepts connections on host:port; fails early if the child exits."""
+        child = self._child(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {child.process.returncode} while starting")
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not listening on {host}:{port}") from None
+                time.sleep(0.1)
 
     def wait_file(self, name: str, path: Path, *, timeout: float = 60.0) -> None:
         """Until `path` exists (a worker's heartbeat); fails early if the child exits."""

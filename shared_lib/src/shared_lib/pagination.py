@@ -33,7 +33,7 @@ MAX_LIMIT = 100  # larger requests are served 100 at a time, as GitHub's API doe
 
 INVALID_LIMIT = f"limit must be a whole number from 1 to {MAX_LIMIT}"
 INVALID_CURSOR = "cursor is not valid"
-_LIMIT_PATTERN = re.compile(r"^[0-9]{1,6}$")
+_LIMIT_PATTERN = re.compile(r"[0-9]{1,6}")
 
 # For @extend_schema(parameters=PAGE_PARAMETERS) on every paginated list.
 PAGE_PARAMETERS = [
@@ -69,7 +69,7 @@ def _limit(request: Request) -> int:
         return DEFAULT_LIMIT
     # ASCII digits only, and few of them: str.isdigit() accepts "²", and int() refuses
     # strings of thousands of digits.
-    if not _LIMIT_PATTERN.match(raw) or int(raw) < 1:
+    if not _LIMIT_PATTERN.fullmatch(raw) or int(raw) < 1:
         raise BadRequest(INVALID_LIMIT, field="limit")
     return min(int(raw), MAX_LIMIT)
 

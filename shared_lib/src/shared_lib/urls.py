@@ -13,8 +13,10 @@ from typing import Any
 from django.urls import URLPattern, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from shared_lib.ids import UUID_PATTERN
+
 # A UUID in a path; anything else there matches no route and is a 404 (DESIGN.md §3 "Ids").
-UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID = UUID_PATTERN
 
 
 def api_route(route: str, view: Any, name: str) -> URLPattern:

@@ -56,7 +56,8 @@ def apply_to_replica(
     for name, value in fields.items():
         setattr(row, name, value)
     row.version = version
-    row.save(update_fields=[*fields, "version"])
+    touched = [f.name for f in model._meta.concrete_fields if getattr(f, "auto_now", False)]
+    row.save(update_fields=[*fields, "version", *touched])
     return Applied.UPDATED
 
 
