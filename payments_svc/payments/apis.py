@@ -1,0 +1,39 @@
+"""Thin HTTP adapter over payments.services (DESIGN.md §3, POST /api/payments)."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from payments import services
+from shared_lib.auth import IsSignedIn
+
+
+class PaymentInputSerializer(serializers.Serializer):
+    """The request body, for the OpenAPI schema; services check it in DESIGN order."""
+
+    orderId = serializers.UUIDField()
+    token = serializers.CharField(help_text="A Stripe PaymentMethod id (pm_...)")
+
+
+class PaymentOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+
+
+class PaymentCreateApi(APIView):
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=PaymentInputSerializer, responses={201: PaymentOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        payment = services.payment_create(
+            user_id=uuid.UUID(request.user.id),
+            order_id=data.get("orderId"),
+            token=data.get("token"),
+        )
+        return Response(PaymentOutputSerializer(payment).data, status=201)

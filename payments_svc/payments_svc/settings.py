@@ -1,0 +1,20 @@
+"""payments_svc settings: the shared base, on the event bus, plus Stripe."""
+
+from pathlib import Path
+
+from shared_lib.conf import env, env_int
+from shared_lib.service_settings import base_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+globals().update(
+    base_settings(service="payments", base_dir=BASE_DIR, apps=["payments"], events=True)
+)
+
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
+# Where the SDK sends requests: Stripe itself unless set (localstripe in tests and
+# local runs, e.g. http://127.0.0.1:8420).
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="") or None
+# A charge that takes longer than this is treated as an outage (503); its outcome is
+# settled by retrying the same attempt under the same idempotency key.
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", default=20, minimum=1)

@@ -1,0 +1,52 @@
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    """A real localstripe server (the fake Stripe from PyPI) for the session, over HTTP."""
+    port = _free_port()
+    binary = Path(sys.executable).with_name("localstripe")
+    process = subprocess.Popen(
+        [str(binary), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(f"{base}/v1/customers", timeout=1, auth=("sk_test_local", ""))
+            break
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("localstripe did not start") from None
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(session_keys, redis_keys, settings, localstripe):
+    """Fresh signing keys and rate-limit keys per test; Stripe is the session's localstripe."""
+    from payments import gateway
+
+    settings.STRIPE_API_BASE = localstripe
+    gateway._client.cache_clear()
+    yield
+    gateway._client.cache_clear()
