@@ -11,13 +11,16 @@ import uuid
 
 import pytest
 
+from tests import system
+from tests.system import (
+    DB_PREFIX,
+    EXPIRATION_WINDOW_SECONDS,
+    RATE_LIMIT_PREFIX,
+    SIGNIN_LIMIT,
+)
 from ticketing_devtools.catalog import DATABASE_SERVICES
 from ticketing_devtools.provision import admin_url, drop_database
 from ticketing_devtools.stack import Stack
-
-DB_PREFIX = "ticketing_systest"
-SIGNIN_LIMIT = 3
-RATE_LIMIT_PREFIX = f"systest:{uuid.uuid4().hex}"
 
 
 def _rabbitmqctl(*args):
@@ -49,6 +52,9 @@ def stack(tmp_path_factory, stack_vhost):
                 "RATE_LIMIT_KEY_PREFIX": RATE_LIMIT_PREFIX,
                 "WEB_CONCURRENCY": "2",
                 "EVENTS_RETRY_DELAYS_MS": "200,500,1000",
+                # Short enough for the expiry tests to wait out, long enough for the
+                # other flows to finish well inside it.
+                "EXPIRATION_WINDOW_SECONDS": str(EXPIRATION_WINDOW_SECONDS),
             },
         )
         try:
@@ -65,3 +71,13 @@ def stack(tmp_path_factory, stack_vhost):
     for pid in pids:  # nothing outlives the stack
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, signal.SIG_DFL)
+
+
+@pytest.fixture
+def seller(stack):
+    return system.user(stack, "seller")
+
+
+@pytest.fixture
+def buyer(stack):
+    return system.user(stack, "buyer")

@@ -4,8 +4,8 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import RATE_LIMIT_PREFIX, SIGNIN_LIMIT
-from ticketing_devtools.catalog import SERVICES
+from tests.system import RATE_LIMIT_PREFIX, SIGNIN_LIMIT
+from ticketing_devtools.catalog import WEB_SERVICES
 
 
 def test_a_newcomer_signs_up_through_the_gateway(stack):
@@ -88,7 +88,7 @@ def test_an_oversized_body_is_refused_at_the_gateway(stack):
 
 
 def test_services_report_ready_directly(stack):
-    for service in SERVICES:
+    for service in WEB_SERVICES:
         ready = requests.get(f"{stack.service_url(service.name)}/readyz", timeout=10)
         assert ready.status_code == 200
         assert ready.json()["status"] == "ok"

@@ -137,6 +137,14 @@ class Stack:
             env=env,
         )
 
+    def restart_worker(self, name: str, *, kill: bool = True) -> None:
+        """Kill a service's worker outright (no shutdown) and start a fresh one."""
+        target = next(s for s in SERVICES if s.name == name)
+        if kill:
+            self.supervisor.kill(f"{name}-worker")
+        self._start_worker(target, ensure_dev_secrets())
+        self.supervisor.wait_file(f"{name}-worker", self.heartbeat_file(target))
+
     def _start_localstripe(self) -> None:
         port = free_port()
         self.extra_env.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{port}")

@@ -145,6 +145,17 @@ class Supervisor:
                 return None
             time.sleep(0.3)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one child's whole process group (fault tests) and forget it."""
+        child = self._child(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+        if child.pump is not None:
+            child.pump.join(timeout=2)
+        self.children.remove(child)
+        self.say(name, "killed (SIGKILL)")
+
     def stop_all(self, timeout: float = 15.0) -> None:
         """SIGTERM every group (newest first), then SIGKILL what outlives `timeout`."""
         for child in reversed(self.children):

@@ -1,0 +1,191 @@
+"""Expiry and payment across every service, with the stack's workers and localstripe.
+
+The stack's payment window is EXPIRATION_WINDOW_SECONDS (a few seconds), so these tests
+wait out real expiries rather than faking the clock.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import requests
+
+from tests.system import (
+    EXPIRATION_WINDOW_SECONDS,
+    first_answer,
+    order,
+    orderable,
+    sell,
+    ticket,
+    user,
+    wait_for,
+)
+
+ON_TIME = 1.0  # seconds after expiresAt by which the order must be cancelled
+
+
+def pay(stack, buyer, order_id, token="pm_card_visa"):
+    return buyer.post(
+        f"{stack.url}/api/payments", json={"orderId": order_id, "token": token}, timeout=30
+    )
+
+
+def get_order(stack, buyer, order_id):
+    return buyer.get(f"{stack.url}/api/orders/{order_id}", timeout=10).json()
+
+
+def payable(stack, buyer, order_id, token="pm_card_visa"):
+    """Pay as soon as payments_svc has the order's replica (404 until then)."""
+    return first_answer(lambda: pay(stack, buyer, order_id, token))
+
+
+def intents_for(stack, order_id):
+    """What localstripe charged for this order (its PaymentIntents carry our metadata)."""
+    response = requests.get(
+        f"{stack.extra_env['STRIPE_API_BASE']}/v1/payment_intents?limit=100",
+        auth=("sk_test_local", ""),
+        timeout=10,
+    )
+    response.raise_for_status()
+    return [
+        intent
+        for intent in response.json()["data"]
+        if intent.get("metadata", {}).get("orderId") == order_id
+    ]
+
+
+def succeeded(intents):
+    return [i for i in intents if i["status"] == "succeeded"]
+
+
+def refunded_amount(intent):
+    return sum(charge.get("amount_refunded", 0) for charge in intent["charges"]["data"])
+
+
+def test_an_unpaid_order_expires_on_time_and_the_ticket_is_for_sale_again(stack, seller, buyer):
+    sold = sell(stack, seller, price="12.00")
+    created = orderable(stack, buyer, sold["id"]).json()
+    expires_at = datetime.fromisoformat(created["expiresAt"])
+
+    cancelled = wait_for(
+        lambda: (
+            get_order(stack, buyer, created["id"])["status"] == "cancelled" and datetime.now(UTC)
+        ),
+        timeout=EXPIRATION_WINDOW_SECONDS + 10,
+    )
+
+    assert 0 <= (cancelled - expires_at).total_seconds() < ON_TIME + 0.5  # + polling
+    wait_for(lambda: ticket(stack, sold["id"])["orderId"] is None)
+    listed = requests.get(f"{stack.url}/api/tickets?limit=100", timeout=10).json()
+    assert sold["id"] in {t["id"] for t in listed}
+    edit = seller.put(
+        f"{stack.url}/api/tickets/{sold['id']}", json={"title": "Later", "price": 9}, timeout=10
+    )
+    assert edit.status_code == 200
+    refused = pay(stack, buyer, created["id"])
+    assert refused.status_code == 400
+    assert refused.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
+    assert intents_for(stack, created["id"]) == []
+
+
+def test_a_paid_order_completes_and_its_expiry_changes_nothing(stack, seller, buyer):
+    sold = sell(stack, seller, price="30.00")
+    created = orderable(stack, buyer, sold["id"]).json()
+
+    paid = payable(stack, buyer, created["id"])
+
+    assert paid.status_code == 201, paid.text
+    wait_for(lambda: get_order(stack, buyer, created["id"])["status"] == "complete")
+    # Past the window: the expiry has fired and must have changed nothing.
+    time.sleep(
+        max(0.0, (datetime.fromisoformat(created["expiresAt"]) - datetime.now(UTC)).total_seconds())
+        + 1.5
+    )
+    final = get_order(stack, buyer, created["id"])
+    assert (final["status"], final["version"]) == ("complete", 1)
+    assert ticket(stack, sold["id"])["orderId"] == created["id"]
+    cancel = buyer.delete(f"{stack.url}/api/orders/{created['id']}", timeout=10)
+    assert cancel.status_code == 400
+    assert cancel.json() == {"errors": [{"message": "Cannot cancel a completed order"}]}
+    [intent] = succeeded(intents_for(stack, created["id"]))
+    assert (intent["amount"], intent["currency"], refunded_amount(intent)) == (3000, "usd", 0)
+
+
+def test_a_declined_card_then_a_good_one_and_a_double_submit_charge_once(stack, seller, buyer):
+    sold = sell(stack, seller, price="45.50")
+    created = orderable(stack, buyer, sold["id"]).json()
+
+    declined = payable(stack, buyer, created["id"], token="pm_card_chargeCustomerFail")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        both = list(pool.map(lambda _: pay(stack, buyer, created["id"]), range(2)))
+
+    assert declined.status_code == 402
+    assert declined.json() == {"errors": [{"message": "Your card was declined."}]}
+    assert sorted(r.status_code for r in both) == [201, 400]
+    loser = next(r for r in both if r.status_code == 400)
+    assert loser.json() == {"errors": [{"message": "Order is already paid"}]}
+    assert len(succeeded(intents_for(stack, created["id"]))) == 1
+    wait_for(lambda: get_order(stack, buyer, created["id"])["status"] == "complete")
+
+
+def test_the_expiration_worker_killed_after_an_order_still_expires_it_on_time(stack, seller, buyer):
+    sold = sell(stack, seller, price="8.00")
+    created = orderable(stack, buyer, sold["id"]).json()
+    expires_at = datetime.fromisoformat(created["expiresAt"])
+    time.sleep(1)  # the expiry is scheduled (its task waits in RabbitMQ, not the worker)
+
+    stack.restart_worker("expiration")
+
+    cancelled = wait_for(
+        lambda: (
+            get_order(stack, buyer, created["id"])["status"] == "cancelled" and datetime.now(UTC)
+        ),
+        timeout=EXPIRATION_WINDOW_SECONDS + 10,
+    )
+    assert 0 <= (cancelled - expires_at).total_seconds() < ON_TIME + 0.5
+
+
+def test_paying_at_the_moment_of_expiry_never_leaves_a_cancelled_order_charged(
+    stack, seller, buyer
+):
+    outcomes = []
+    for _ in range(3):
+        sold = sell(stack, seller, price="5.00")
+        created = orderable(stack, buyer, sold["id"]).json()
+        wait_for(lambda c=created: pay(stack, buyer, c["id"], token="pm_x").status_code == 400)
+        expires_at = datetime.fromisoformat(created["expiresAt"])
+        time.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds() - 0.05))
+        pay(stack, buyer, created["id"])
+        time.sleep(2)  # let the expiry, the payment and any refund settle
+        status = get_order(stack, buyer, created["id"])["status"]
+        intents = succeeded(intents_for(stack, created["id"]))
+        if status == "complete":
+            assert len(intents) == 1
+            assert refunded_amount(intents[0]) == 0
+        else:
+            assert status == "cancelled"
+            charged = [i for i in intents if refunded_amount(i) < i["amount"]]
+            wait_for(
+                lambda c=created: (
+                    not [
+                        i
+                        for i in succeeded(intents_for(stack, c["id"]))
+                        if refunded_amount(i) < i["amount"]
+                    ]
+                )
+            )
+            assert len(intents) <= 1, charged
+        outcomes.append(status)
+
+    assert set(outcomes) <= {"complete", "cancelled"}
+
+
+def test_an_order_cannot_be_bought_twice_while_paid(stack, seller, buyer):
+    sold = sell(stack, seller, price="15.00")
+    created = orderable(stack, buyer, sold["id"]).json()
+    assert payable(stack, buyer, created["id"]).status_code == 201
+
+    second = order(stack, user(stack, "second"), sold["id"])
+
+    assert second.status_code == 400
+    assert second.json() == {"errors": [{"message": "Ticket is already reserved"}]}
