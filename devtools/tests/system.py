@@ -9,7 +9,8 @@ import requests
 from ticketing_devtools.catalog import service
 from ticketing_devtools.provision import admin_url
 
-DB_PREFIX = "ticketing_systest"
+# Unique per run: concurrent runs on one server keep to their own databases.
+DB_PREFIX = f"ticketing_systest_{uuid.uuid4().hex[:8]}"
 SIGNIN_LIMIT = 3
 # Short enough for the expiry tests to wait out, long enough for the other flows.
 EXPIRATION_WINDOW_SECONDS = 8

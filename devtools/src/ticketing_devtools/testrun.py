@@ -10,6 +10,7 @@ fails the run: a silently empty suite is a broken suite.
 
 from __future__ import annotations
 
+import secrets as pysecrets
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -23,6 +24,7 @@ from ticketing_devtools.environment import common_env, service_env
 from ticketing_devtools.provision import admin_url, database_url, ensure_database
 
 PYTEST_NO_TESTS = 5
+
 SHARED_LIB_DB = "ticketing_shared_lib_tests"
 
 
@@ -78,6 +80,7 @@ def run(selected: list[str], pytest_args: list[str]) -> int:
             role=service.database(),
             password=secrets.db_password(service.name),
         )
+    run_id = pysecrets.token_hex(4)  # names this run's throw-away test databases
     reports = VAR_DIR / "test-reports"
     reports.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in suites() if not selected or s.name in selected]
@@ -91,6 +94,7 @@ def run(selected: list[str], pytest_args: list[str]) -> int:
         report.unlink(missing_ok=True)
         print(f"\n=== {suite.name} ===", flush=True)
         env = _suite_env(suite, secrets)
+        env["TEST_DATABASE_SUFFIX"] = run_id
         if (suite.directory / "manage.py").exists():
             # Served through the same manifest storage as in production, so a template
             # naming a missing static file fails here rather than after deploy.

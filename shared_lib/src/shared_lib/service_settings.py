@@ -34,6 +34,11 @@ def _database() -> dict[str, Any]:
         env("DATABASE_URL"), conn_max_age=CONN_MAX_AGE_SECONDS, conn_health_checks=True
     )
     database.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT_SECONDS
+    # The test runner names each run's throw-away database, so two runs on one server
+    # (a checkout and a fresh clone, CI and a developer) never drop each other's.
+    suffix = env("TEST_DATABASE_SUFFIX", default="")
+    if suffix:
+        database["TEST"] = {"NAME": f"test_{database['NAME']}_{suffix}"}
     return database
 
 
