@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from payments import gateway
@@ -30,14 +31,14 @@ ORDER_PAID = "Order is already paid"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 
 # What Stripe.js Elements produces: a PaymentMethod id.
-_TOKEN = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
+_TOKEN = re.compile(r"pm_[A-Za-z0-9_]{1,250}")
 # An attempt still pending after this long died with its process; it is then retried
 # under its own idempotency key. Longer than Stripe's timeout, so it is never live.
 STALE_ATTEMPT = timedelta(minutes=2)
 
 
 def parse_token(value: Any) -> str:
-    if not isinstance(value, str) or not _TOKEN.match(value):
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise BadRequest(TOKEN_INVALID, field="token")
     return value
 
@@ -90,14 +91,13 @@ def _settle(attempt: PaymentAttempt, status: str, error: str = "") -> None:
     attempt.save(update_fields=["status", "error", "updated_at"])
 
 
-def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
-    """Charge the buyer for their order, exactly once (DESIGN.md §5)."""
-    attempt = _start_attempt(
-        user_id=user_id, order_id=parse_id(order_id, field="orderId"), token=token
-    )
+def _charge(attempt: PaymentAttempt) -> str:
+    """Call Stripe for this attempt under its idempotency key; settle it if refused.
+
+    Raises CardDeclined (attempt declined) or GatewayUnavailable (attempt unknown).
+    """
     try:
-        # No lock is held while Stripe works: the pending attempt keeps others out.
-        stripe_id = gateway.stripe_charge(
+        return gateway.stripe_charge(
             amount_cents=attempt.amount_cents,
             token=attempt.token,
             idempotency_key=attempt.idempotency_key,
@@ -105,10 +105,14 @@ def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
         )
     except gateway.CardDeclined as exc:
         _settle(attempt, PaymentAttempt.Status.DECLINED, exc.message)
-        raise PaymentRequired(exc.message) from None
+        raise
     except gateway.GatewayUnavailable as exc:
         _settle(attempt, PaymentAttempt.Status.UNKNOWN, str(exc))
-        raise ServiceUnavailable(PROVIDER_UNAVAILABLE) from None
+        raise
+
+
+def _record(attempt: PaymentAttempt, stripe_id: str) -> tuple[Payment, OrderReplica]:
+    """Store the charge and announce it, in one transaction."""
     with transaction.atomic():
         order = OrderReplica.objects.select_for_update().get(id=attempt.order_id)
         _settle(attempt, PaymentAttempt.Status.SUCCEEDED)
@@ -119,10 +123,30 @@ def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
             Subject.PAYMENT_CREATED,
             {"id": payment.id, "orderId": order.id, "stripeId": stripe_id},
         )
+    return payment, order
+
+
+def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
+    """Charge the buyer for their order, exactly once (DESIGN.md §5)."""
+    attempt = _start_attempt(
+        user_id=user_id, order_id=parse_id(order_id, field="orderId"), token=token
+    )
+    try:
+        # No lock is held while Stripe works: the pending attempt keeps others out.
+        stripe_id = _charge(attempt)
+    except gateway.CardDeclined as exc:
+        raise PaymentRequired(exc.message) from None
+    except gateway.GatewayUnavailable:
+        raise ServiceUnavailable(PROVIDER_UNAVAILABLE) from None
+    payment, order = _record(attempt, stripe_id)
     if order.status == OrderReplica.Status.CANCELLED:
         # Expired while the card was being charged: the buyer never pays for a ticket
-        # they did not get. orders_svc ignores the payment; we give the money back.
-        payment_refund(payment_id=payment.id)
+        # they did not get. orders_svc ignores the payment; the money goes back now, or
+        # (Stripe down) on the worker's next reconciliation, which finds it owed.
+        try:
+            payment_refund(payment_id=payment.id)
+        except gateway.GatewayUnavailable:
+            logger.warning("refund deferred: Stripe unavailable", extra={"order_id": str(order.id)})
         raise BadRequest(ORDER_CANCELLED)
     return payment
 
@@ -145,6 +169,57 @@ def payment_refund(*, payment_id: uuid.UUID) -> Refund:
     return refund
 
 
+def order_settle_cancelled(*, order_id: uuid.UUID) -> None:
+    """Give back whatever a cancelled order was charged, including charges we never
+    heard back about.
+
+    An attempt left unknown (a timeout, a lost answer) or pending past STALE_ATTEMPT (its
+    process died) is sent again under its idempotency key: Stripe then answers with the
+    charge it already made, if any, instead of charging again. What succeeded is recorded
+    and refunded. Raises GatewayUnavailable while Stripe is down (the caller retries).
+    """
+    stale = timezone.now() - STALE_ATTEMPT
+    unsettled = PaymentAttempt.objects.filter(order_id=order_id).filter(
+        Q(status=PaymentAttempt.Status.UNKNOWN)
+        | Q(status=PaymentAttempt.Status.PENDING, updated_at__lte=stale)
+    )
+    for attempt in unsettled:
+        try:
+            stripe_id = _charge(attempt)
+        except gateway.CardDeclined:
+            continue  # never charged: nothing to give back
+        if not Payment.objects.filter(order_id=order_id).exists():
+            _record(attempt, stripe_id)
+        else:  # an earlier attempt already holds the order's payment: refund this one too
+            gateway.stripe_refund(
+                payment_intent_id=stripe_id, idempotency_key=f"refund-attempt-{attempt.id}"
+            )
+            _settle(attempt, PaymentAttempt.Status.SUCCEEDED, "refunded: order already paid")
+    payment = Payment.objects.filter(order_id=order_id).first()
+    if payment is not None:
+        payment_refund(payment_id=payment.id)
+
+
+def payments_reconcile() -> int:
+    """Settle every cancelled order still owing money back (the worker runs this
+    periodically, so a refund that met a Stripe outage is not forgotten)."""
+    stale = timezone.now() - STALE_ATTEMPT
+    owing = OrderReplica.objects.filter(status=OrderReplica.Status.CANCELLED).filter(
+        Q(payment__isnull=False, payment__refund__isnull=True)
+        | Q(attempts__status=PaymentAttempt.Status.UNKNOWN)
+        | Q(attempts__status=PaymentAttempt.Status.PENDING, attempts__updated_at__lte=stale)
+    )
+    settled = 0
+    for order_id in owing.values_list("id", flat=True).distinct():
+        try:
+            order_settle_cancelled(order_id=order_id)
+            settled += 1
+        except gateway.GatewayUnavailable:
+            logger.warning("reconciliation deferred: Stripe unavailable")
+            break  # the next run tries again
+    return settled
+
+
 def order_replica_apply(*, order_id: uuid.UUID, version: int, **fields: Any) -> Applied:
     """Bring the order replica to `version` (created with every field; later only status)."""
     return apply_to_replica(OrderReplica, id=order_id, version=version, fields=fields)
@@ -154,10 +229,9 @@ def order_cancelled_apply(*, order_id: uuid.UUID, version: int) -> Applied:
     outcome = order_replica_apply(
         order_id=order_id, version=version, status=OrderReplica.Status.CANCELLED
     )
-    payment = Payment.objects.filter(order_id=order_id).first()
-    if payment is not None:
-        # Paid, then cancelled (the expiry won the race with the charge): refund.
-        payment_refund(payment_id=payment.id)
+    # Paid (or maybe paid), then cancelled: the expiry won the race with the charge.
+    # A Stripe outage fails the handler, which is retried; reconciliation backs it up.
+    order_settle_cancelled(order_id=order_id)
     return outcome
 
 

@@ -17,4 +17,9 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="") or None
 # A charge that takes longer than this is treated as an outage (503); its outcome is
 # settled by retrying the same attempt under the same idempotency key.
-STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", default=20, minimum=1)
+# Kept well under payments.services.STALE_ATTEMPT (2 min), after which a pending attempt
+# counts as abandoned.
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", default=20, minimum=1, maximum=60)
+
+# Refunds owed for cancelled orders, retried until Stripe takes them (DESIGN.md §5).
+WORKER_PERIODIC_TASKS = {"payments.services.payments_reconcile": 30}

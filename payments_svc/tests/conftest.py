@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.stripe_http import StripeLedger, StripeProxy
+
 
 def _free_port():
     with socket.socket() as sock:
@@ -20,7 +22,9 @@ def localstripe():
     port = _free_port()
     binary = Path(sys.executable).with_name("localstripe")
     process = subprocess.Popen(
-        [str(binary), "--port", str(port)],
+        # From scratch: localstripe otherwise reloads /tmp/localstripe.pickle, the store
+        # every instance on this machine (a dev stack, another run) keeps dumping there.
+        [str(binary), "--port", str(port), "--from-scratch"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -50,3 +54,23 @@ def _isolated(session_keys, redis_keys, settings, localstripe):
     gateway._client.cache_clear()
     yield
     gateway._client.cache_clear()
+
+
+@pytest.fixture
+def stripe_ledger(localstripe):
+    """What localstripe charged and refunded, read over its own HTTP API."""
+    return StripeLedger(localstripe)
+
+
+@pytest.fixture
+def stripe_proxy(localstripe, settings):
+    """A recording HTTP hop between the SDK and localstripe; faults on request."""
+    from payments import gateway
+
+    proxy = StripeProxy(localstripe).start()
+    settings.STRIPE_API_BASE = proxy.url
+    gateway._client.cache_clear()
+    yield proxy
+    proxy.stop()
+    if proxy.errors:
+        raise proxy.errors[0]

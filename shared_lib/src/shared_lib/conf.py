@@ -67,7 +67,13 @@ def env_bool(name: str, *, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
 
 
-def env_int(name: str, *, default: int | object = _REQUIRED, minimum: int | None = None) -> int:
+def env_int(
+    name: str,
+    *,
+    default: int | object = _REQUIRED,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
     value = _raw(name)
     if value is None:
         if default is _REQUIRED:
@@ -79,6 +85,8 @@ def env_int(name: str, *, default: int | object = _REQUIRED, minimum: int | None
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}")
     return number
 
 

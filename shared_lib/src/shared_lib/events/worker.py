@@ -72,6 +72,58 @@ class EventConsumerStep(bootsteps.ConsumerStep):
         super().stop(c)
 
 
+class PeriodicStep(bootsteps.StartStopStep):
+    """Runs the service's WORKER_PERIODIC_TASKS ({"dotted.path": seconds}) in a thread.
+
+    For upkeep that must happen eventually and repeat harmlessly (payments reconciles
+    refunds owed); each call runs under its own correlation id, and a failure is logged
+    and tried again at the next interval.
+    """
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def include_if(self, parent: Any) -> bool:
+        return bool(getattr(settings, "WORKER_PERIODIC_TASKS", None))
+
+    def start(self, parent: Any) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=periodic_loop, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def periodic_loop(stop: threading.Event) -> None:
+    from django.utils.module_loading import import_string
+
+    from shared_lib.correlation import correlation_scope
+
+    tasks = {
+        import_string(path): float(seconds)
+        for path, seconds in settings.WORKER_PERIODIC_TASKS.items()
+    }
+    due = dict.fromkeys(tasks, 0.0)
+    while not stop.is_set():
+        for task, interval in tasks.items():
+            if time.monotonic() < due[task]:
+                continue
+            with correlation_scope(None):
+                try:
+                    task()
+                except Exception:
+                    logger.exception("periodic task failed", extra={"task": task.__name__})
+                finally:
+                    close_old_connections()
+            due[task] = time.monotonic() + interval
+        stop.wait(min(due.values()) - time.monotonic() if due else 1.0)
+
+
 class OutboxRelayStep(bootsteps.StartStopStep):
     """Sends outbox rows left behind by crashed or broker-less requests, with back-off."""
 
@@ -136,6 +188,7 @@ def make_celery_app(
     app.steps["consumer"].add(consumer_step or EventConsumerStep)
     if outbox:
         app.steps["worker"].add(OutboxRelayStep)
+        app.steps["worker"].add(PeriodicStep)
     return app
 
 

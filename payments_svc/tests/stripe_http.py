@@ -1,0 +1,183 @@
+"""Reading what localstripe charged, and a recording HTTP hop in front of it.
+
+    ledger = StripeLedger(localstripe)
+    [intent] = ledger.payment_intents(order.id)        # by metadata orderId
+    proxy = StripeProxy(localstripe).start()            # point STRIPE_API_BASE at proxy.url
+    proxy.fail("POST", "/v1/refunds", "refuse")         # the next refund meets an outage
+
+Both talk real HTTP: the ledger reads localstripe's own API (independently of the code
+under test), the proxy forwards the SDK's requests unchanged and only records them (so a
+test can see the Idempotency-Key on the wire) or, when told, answers the way an outage
+or a lost response would.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.db import connections
+
+API_KEY = "sk_test_local"
+# localstripe pages lists (default 10) but has no maximum: one page holds everything.
+EVERYTHING = 100_000
+
+
+def unreachable_url() -> str:
+    """A local address nobody listens on: connecting fails at once, as in an outage."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class StripeLedger:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def _list(self, resource: str, **params: Any) -> list[dict[str, Any]]:
+        response = requests.get(
+            f"{self.base}/v1/{resource}",
+            params={"limit": EVERYTHING, **params},
+            auth=(API_KEY, ""),
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def payment_intents(self, order_id: Any) -> list[dict[str, Any]]:
+        """Every PaymentIntent created for this order (declined ones too), oldest first."""
+        intents = [
+            intent
+            for intent in self._list("payment_intents")
+            if intent["metadata"].get("orderId") == str(order_id)
+        ]
+        return sorted(intents, key=lambda intent: intent["created"])
+
+    def succeeded(self, order_id: Any) -> list[dict[str, Any]]:
+        return [i for i in self.payment_intents(order_id) if i["status"] == "succeeded"]
+
+    def refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
+        return self._list("refunds", payment_intent=payment_intent_id)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    idempotency_key: str | None
+    status: int | None  # None: the connection was dropped without an answer
+
+
+class StripeProxy:
+    """Forwards to localstripe and records; faults and hooks are per (method, path)."""
+
+    REFUSE = "refuse"  # answer 503 without forwarding: Stripe is down, nothing charged
+    LOSE = "lose"  # forward, then drop the connection: charged, but nobody heard back
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.recorded: list[Recorded] = []
+        self.errors: list[BaseException] = []
+        self._faults: dict[tuple[str, str], list[str]] = {}
+        self._hooks: dict[tuple[str, str], Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        # A short poll, so stop() (shutdown) returns at once rather than after 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> StripeProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def fail(self, method: str, path: str, *modes: str) -> None:
+        """The next len(modes) requests to method+path meet these faults, in order."""
+        with self._lock:
+            self._faults.setdefault((method, path), []).extend(modes)
+
+    def before(self, method: str, path: str, hook: Callable[[], None]) -> None:
+        """Run hook (once, in the proxy's thread) before forwarding the next such request."""
+        self._hooks[(method, path)] = hook
+
+    def keys(self, method: str, path: str) -> list[str | None]:
+        return [r.idempotency_key for r in self.recorded if (r.method, r.path) == (method, path)]
+
+    def _take(self, method: str, path: str) -> tuple[str | None, Callable[[], None] | None]:
+        with self._lock:
+            modes = self._faults.get((method, path)) or []
+            mode = modes.pop(0) if modes else None
+            hook = self._hooks.pop((method, path), None)
+        return mode, hook
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def _serve(self) -> None:
+                path = urlsplit(self.path).path
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                key = self.headers.get("Idempotency-Key")
+                mode, hook = proxy._take(self.command, path)
+                if hook is not None:
+                    try:
+                        hook()
+                    except BaseException as exc:  # surfaced by the fixture's teardown
+                        proxy.errors.append(exc)
+                    finally:
+                        connections.close_all()  # this thread's own database connection
+                if mode == StripeProxy.REFUSE:
+                    proxy.recorded.append(Recorded(self.command, path, key, 503))
+                    self._answer(503, b'{"error": {"type": "api_error", "message": "down"}}')
+                    return
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() not in {"host", "content-length", "connection"}
+                }
+                upstream = requests.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    data=body,
+                    headers=headers,
+                    timeout=30,
+                )
+                if mode == StripeProxy.LOSE:
+                    proxy.recorded.append(Recorded(self.command, path, key, None))
+                    self.close_connection = True  # no answer at all: the outcome is unknown
+                    return
+                proxy.recorded.append(Recorded(self.command, path, key, upstream.status_code))
+                self._answer(upstream.status_code, upstream.content)
+
+            def _answer(self, status: int, content: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_DELETE = _serve
+
+        return Handler

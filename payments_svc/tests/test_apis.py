@@ -1,0 +1,754 @@
+"""POST /api/payments over the test client, charging the session's localstripe over HTTP."""
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from payments import services
+from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
+from shared_lib.auth import AUTH_CHALLENGE, SESSION_COOKIE
+from shared_lib.errors import (
+    BODY_TOO_LARGE,
+    MALFORMED_JSON,
+    METHOD_NOT_ALLOWED,
+    NOT_AUTHORIZED,
+    NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+)
+from shared_lib.models import OutboxEvent
+from shared_lib.testing.tokens import ALICE, ATTACKS
+from tests.factories import DECLINED, DECLINED_CARD, GOOD_CARD, order_replica
+from tests.stripe_http import unreachable_url
+
+pytestmark = pytest.mark.django_db
+
+PAYMENTS = "/api/payments"
+INTENTS = ("POST", "/v1/payment_intents")
+
+
+def errors(*items):
+    return {"errors": [dict(zip(("message", "field"), item, strict=False)) for item in items]}
+
+
+def pay(client, order_id, token=GOOD_CARD, **fields):
+    body = {"orderId": str(order_id), "token": token, **fields}
+    return client.post(PAYMENTS, body, format="json")
+
+
+def assert_nothing_charged(order, ledger, *, attempts=0):
+    """No payment, no event, no charge at Stripe; `attempts` attempts recorded."""
+    assert Payment.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+    assert PaymentAttempt.objects.filter(order_id=order.id).count() == attempts
+    assert ledger.payment_intents(order.id) == []
+
+
+def assert_replica_unchanged(order):
+    before = (order.status, order.version, order.price, order.expires_at)
+    order.refresh_from_db()
+    assert (order.status, order.version, order.price, order.expires_at) == before
+
+
+# --- sign-in --------------------------------------------------------------------------
+
+
+def test_pay_requires_sign_in(api_client, stripe_ledger):
+    order = order_replica(user_id=ALICE)
+
+    response = pay(api_client, order.id)
+
+    assert response.status_code == 401
+    assert response.json() == errors((NOT_AUTHORIZED,))
+    assert response["WWW-Authenticate"] == AUTH_CHALLENGE
+    assert_nothing_charged(order, stripe_ledger)
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+@pytest.mark.parametrize("carrier", ["cookie", "bearer"])
+def test_forged_tokens_cannot_pay(api_client, session_keys, stripe_ledger, attack, carrier):
+    # The order belongs to the user the forged tokens name: accepting one would pay.
+    order = order_replica(user_id=ALICE)
+    token = ATTACKS[attack](session_keys)
+    if carrier == "cookie":
+        api_client.cookies[SESSION_COOKIE] = token
+        extra = {}
+    else:
+        extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    response = api_client.post(
+        PAYMENTS, {"orderId": str(order.id), "token": GOOD_CARD}, format="json", **extra
+    )
+
+    assert response.status_code == 401
+    assert response.json() == errors((NOT_AUTHORIZED,))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_a_genuine_token_for_the_same_user_pays(api_client, make_token):
+    # The control for the forged tokens above: the same order, a real token, paid.
+    order = order_replica(user_id=ALICE)
+
+    response = api_client.post(
+        PAYMENTS,
+        {"orderId": str(order.id), "token": GOOD_CARD},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {make_token(user_id=ALICE)}",
+    )
+
+    assert response.status_code == 201
+    assert response.json() == {"id": str(Payment.objects.get(order=order).id)}
+
+
+# --- orderId --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [{}, {"orderId": None}, {"orderId": ""}], ids=str)
+def test_pay_without_an_order_id(signed_in_client, stripe_ledger, body):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = buyer.post(PAYMENTS, {**body, "token": GOOD_CARD}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_ID_REQUIRED, "orderId"))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda id: "not-an-id",
+        lambda id: str(id)[:-1],
+        lambda id: str(id) + "0",
+        lambda id: id.hex,  # uuid.UUID() would take these; the API must not
+        lambda id: f"{{{id}}}",
+        lambda id: f"urn:uuid:{id}",
+        lambda id: f" {id}",
+        lambda id: f"{id} ",
+        lambda id: f"{id}\n",
+        lambda id: str(id).replace("-", "_"),
+        lambda id: 123,
+        lambda id: 1.5,
+        lambda id: 0,
+        lambda id: True,
+        lambda id: False,
+        lambda id: [str(id)],
+        lambda id: {"id": str(id)},
+        lambda id: id.int,
+    ],
+    ids=[
+        "word",
+        "short",
+        "long",
+        "bare-hex",
+        "braces",
+        "urn",
+        "leading-space",
+        "trailing-space",
+        "trailing-newline",
+        "underscores",
+        "int",
+        "float",
+        "zero",
+        "true",
+        "false",
+        "list",
+        "object",
+        "uuid-as-int",
+    ],
+)
+def test_pay_with_a_malformed_order_id(signed_in_client, stripe_ledger, form):
+    # Every form is built from the caller's own order id: a lenient parser would pay.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = buyer.post(PAYMENTS, {"orderId": form(order.id), "token": GOOD_CARD}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_ID_INVALID, "orderId"))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_pay_with_an_upper_case_order_id(signed_in_client):
+    # The canonical dashed form in either case, as ids in paths (shared_lib.ids).
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, str(order.id).upper())
+
+    assert response.status_code == 201
+    assert Payment.objects.get().order_id == order.id
+
+
+def test_an_order_id_check_comes_before_the_token_check(signed_in_client):
+    buyer = signed_in_client()
+
+    response = buyer.post(PAYMENTS, {"orderId": "nope", "token": "tok_visa"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_ID_INVALID, "orderId"))
+
+
+# --- 404 ------------------------------------------------------------------------------
+
+
+def test_pay_for_an_unknown_order(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    mine = order_replica(user_id=buyer.user_id)
+    unknown = uuid.uuid4()
+
+    response = pay(buyer, unknown)
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+    assert_nothing_charged(mine, stripe_ledger)
+    assert stripe_ledger.payment_intents(unknown) == []
+    assert not OrderReplica.objects.filter(id=unknown).exists()
+
+
+@pytest.mark.parametrize("token", [GOOD_CARD, "tok_visa", None, 5])
+def test_pay_for_someone_elses_order(signed_in_client, stripe_ledger, token):
+    # 404, whatever the token: the order's existence is checked before the input.
+    owner = signed_in_client()
+    order = order_replica(user_id=owner.user_id)
+    stranger = signed_in_client()
+
+    response = stranger.post(PAYMENTS, {"orderId": str(order.id), "token": token}, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+    assert_nothing_charged(order, stripe_ledger)
+    assert_replica_unchanged(order)
+
+
+@pytest.mark.parametrize("token", ["tok_visa", None])
+def test_an_unknown_order_is_404_even_with_a_bad_token(signed_in_client, token):
+    response = signed_in_client().post(
+        PAYMENTS, {"orderId": str(uuid.uuid4()), "token": token}, format="json"
+    )
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+    assert PaymentAttempt.objects.count() == 0
+
+
+def test_someone_elses_cancelled_order_is_404_not_400(signed_in_client):
+    owner = signed_in_client()
+    order = order_replica(user_id=owner.user_id, status="cancelled")
+
+    response = pay(signed_in_client(), order.id)
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+
+
+# --- token ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"token": None},
+        {"token": ""},
+        {"token": "tok_visa"},
+        {"token": "pm_"},
+        {"token": "pm"},
+        {"token": "card_1234"},
+        {"token": "src_1234"},
+        {"token": "PM_card_visa"},
+        {"token": "pm_card visa"},
+        {"token": "pm_card-visa"},
+        {"token": " pm_card_visa"},
+        {"token": "pm_" + "a" * 251},
+        {"token": 123},
+        {"token": True},
+        {"token": ["pm_card_visa"]},
+        {"token": {"id": "pm_card_visa"}},
+    ],
+    ids=str,
+)
+def test_pay_with_an_invalid_token(signed_in_client, stripe_ledger, body):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = buyer.post(PAYMENTS, {"orderId": str(order.id), **body}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.TOKEN_INVALID, "token"))
+    assert_nothing_charged(order, stripe_ledger)
+    assert_replica_unchanged(order)
+
+
+def test_a_token_with_a_trailing_newline_is_invalid(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, order.id, token="pm_card_visa\n")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.TOKEN_INVALID, "token"))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_the_longest_token_is_accepted_as_input(signed_in_client):
+    # 250 characters after "pm_" pass validation; Stripe then says no such method.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, order.id, token="pm_" + "a" * 250)
+
+    assert response.status_code == 402
+    attempt = PaymentAttempt.objects.get()
+    assert (attempt.status, attempt.token) == ("declined", "pm_" + "a" * 250)
+    assert Payment.objects.count() == 0
+
+
+def test_an_invalid_token_is_reported_before_the_order_state(signed_in_client):
+    # Order of checks: input valid (400 on the field) before state allows it.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, status="cancelled")
+
+    response = pay(buyer, order.id, token="tok_visa")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.TOKEN_INVALID, "token"))
+
+
+# --- order state ----------------------------------------------------------------------
+
+
+def test_pay_for_a_cancelled_order(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, status="cancelled")
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_CANCELLED,))
+    assert_nothing_charged(order, stripe_ledger)
+    assert_replica_unchanged(order)
+
+
+def test_pay_for_a_cancelled_order_that_also_expired(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(
+        user_id=buyer.user_id, status="cancelled", expires_in=timedelta(minutes=-1)
+    )
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_CANCELLED,))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_pay_for_a_complete_order(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, status="complete")
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_PAID,))
+    assert_nothing_charged(order, stripe_ledger)
+    assert_replica_unchanged(order)
+
+
+def test_pay_twice_for_an_order_whose_completion_has_not_arrived(signed_in_client, stripe_ledger):
+    # The replica still says "created" (order.completed is on its way); the Payment row
+    # is what says it is paid.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    first = pay(buyer, order.id)
+    assert first.status_code == 201
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_PAID,))
+    assert Payment.objects.get().id == uuid.UUID(first.json()["id"])
+    assert PaymentAttempt.objects.count() == 1
+    assert [e.subject for e in OutboxEvent.objects.all()] == ["payment.created"]
+    assert len(stripe_ledger.payment_intents(order.id)) == 1
+
+
+def test_pay_for_an_expired_order(signed_in_client, stripe_ledger):
+    # Still "created" here (its expiry event may be on the way), but the window closed.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, expires_in=timedelta(seconds=-1))
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_EXPIRED,))
+    assert_nothing_charged(order, stripe_ledger)
+    assert_replica_unchanged(order)
+
+
+def test_pay_for_a_complete_order_that_also_expired(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(
+        user_id=buyer.user_id, status="complete", expires_in=timedelta(minutes=-1)
+    )
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_PAID,))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+# --- success --------------------------------------------------------------------------
+
+
+def test_pay_charges_the_replica_amount_once_and_records_it(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, price="20.50")
+
+    # The amount in the body is ignored: it comes from the order replica.
+    response = pay(buyer, order.id, amount=1, currency="eur")
+
+    assert response.status_code == 201
+    payment = Payment.objects.get()
+    assert response.json() == {"id": str(payment.id)}
+    attempt = PaymentAttempt.objects.get()
+    assert (payment.order_id, payment.attempt_id, payment.amount_cents) == (
+        order.id,
+        attempt.id,
+        2050,
+    )
+    assert (attempt.status, attempt.token, attempt.amount_cents, attempt.error) == (
+        "succeeded",
+        GOOD_CARD,
+        2050,
+        "",
+    )
+    [intent] = stripe_ledger.payment_intents(order.id)
+    assert intent["id"] == payment.stripe_id
+    assert (intent["amount"], intent["currency"], intent["status"]) == (2050, "usd", "succeeded")
+    assert intent["metadata"] == {"orderId": str(order.id), "attemptId": str(attempt.id)}
+    assert intent["payment_method"] == GOOD_CARD
+    assert stripe_ledger.refunds(payment.stripe_id) == []
+    assert Refund.objects.count() == 0
+    event = OutboxEvent.objects.get()
+    assert (event.subject, event.data) == (
+        "payment.created",
+        {"id": str(payment.id), "orderId": str(order.id), "stripeId": payment.stripe_id},
+    )
+    assert event.sent_at is None  # only after the commit, which this test never reaches
+    # payments_svc does not complete the order itself: order.completed will say so.
+    assert_replica_unchanged(order)
+
+
+@pytest.mark.parametrize(
+    ("price", "cents"),
+    [("0.01", 1), ("0.29", 29), ("4.35", 435), ("19.99", 1999), ("999999.99", 99999999)],
+)
+def test_pay_charges_exact_integer_cents(signed_in_client, stripe_ledger, price, cents):
+    # 0.29 and 4.35 are the float traps: int(0.29 * 100) == 28.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, price=price)
+
+    response = pay(buyer, order.id, amount=str(cents + 1))
+
+    assert response.status_code == 201
+    assert Payment.objects.get().amount_cents == cents
+    [intent] = stripe_ledger.payment_intents(order.id)
+    assert intent["amount"] == cents
+
+
+def test_pay_with_a_bearer_token(api_client, make_token):
+    user_id = str(uuid.uuid4())
+    order = order_replica(user_id=user_id)
+
+    response = api_client.post(
+        PAYMENTS,
+        {"orderId": str(order.id), "token": GOOD_CARD},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {make_token(user_id=user_id)}",
+    )
+
+    assert response.status_code == 201
+
+
+def test_pay_with_a_trailing_slash_does_not_redirect(signed_in_client):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = buyer.post(
+        f"{PAYMENTS}/", {"orderId": str(order.id), "token": GOOD_CARD}, format="json"
+    )
+
+    assert response.status_code == 201
+
+
+# --- declined cards -------------------------------------------------------------------
+
+
+def test_a_declined_card_is_402_and_a_new_card_then_pays(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, price="12.00")
+
+    declined = pay(buyer, order.id, token=DECLINED_CARD)
+
+    assert declined.status_code == 402
+    assert declined.json() == errors((DECLINED,))
+    assert Payment.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+    first = PaymentAttempt.objects.get()
+    assert (first.status, first.token, first.amount_cents, first.error) == (
+        "declined",
+        DECLINED_CARD,
+        1200,
+        DECLINED,
+    )
+    [failed] = stripe_ledger.payment_intents(order.id)
+    assert failed["status"] == "requires_payment_method"
+    assert_replica_unchanged(order)
+
+    paid = pay(buyer, order.id, token=GOOD_CARD)
+
+    assert paid.status_code == 201
+    payment = Payment.objects.get()
+    assert paid.json() == {"id": str(payment.id)}
+    second = PaymentAttempt.objects.exclude(id=first.id).get()
+    assert (second.status, second.token) == ("succeeded", GOOD_CARD)
+    assert payment.attempt_id == second.id  # a new attempt, so a new idempotency key
+    first.refresh_from_db()
+    assert first.status == "declined"
+    intents = stripe_ledger.payment_intents(order.id)
+    assert [i["status"] for i in intents] == ["requires_payment_method", "succeeded"]
+    assert intents[1]["id"] == payment.stripe_id
+    assert intents[1]["metadata"]["attemptId"] == str(second.id)
+    assert [e.subject for e in OutboxEvent.objects.all()] == ["payment.created"]
+
+
+def test_a_declined_card_can_be_declined_again(signed_in_client):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    responses = [pay(buyer, order.id, token=DECLINED_CARD) for _ in range(2)]
+
+    assert [r.status_code for r in responses] == [402, 402]
+    assert sorted(PaymentAttempt.objects.values_list("status", flat=True)) == [
+        "declined",
+        "declined",
+    ]
+    assert Payment.objects.count() == 0
+
+
+def test_an_unknown_payment_method_is_declined_without_a_charge(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, order.id, token="pm_doesnotexist")
+
+    assert response.status_code == 402
+    attempt = PaymentAttempt.objects.get()
+    assert attempt.status == "declined"
+    assert attempt.error
+    assert response.json() == errors((attempt.error,))
+    assert_nothing_charged(order, stripe_ledger, attempts=1)
+
+
+# --- Stripe outage --------------------------------------------------------------------
+
+
+def test_a_stripe_outage_is_503_and_the_retry_reuses_the_attempt(
+    signed_in_client, stripe_ledger, stripe_proxy, settings
+):
+    from payments import gateway
+
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    settings.STRIPE_API_BASE = unreachable_url()
+    gateway._client.cache_clear()
+
+    down = pay(buyer, order.id)
+
+    assert down.status_code == 503
+    assert down.json() == {
+        "errors": [{"message": "The payment provider is unavailable; please try again"}]
+    }
+    attempt = PaymentAttempt.objects.get()
+    assert (attempt.status, attempt.token) == ("unknown", GOOD_CARD)
+    assert attempt.error  # what the SDK said, for the admin
+    assert_nothing_charged(order, stripe_ledger, attempts=1)
+
+    settings.STRIPE_API_BASE = stripe_proxy.url  # Stripe is back
+    gateway._client.cache_clear()
+    retried = pay(buyer, order.id)
+
+    assert retried.status_code == 201
+    payment = Payment.objects.get()
+    assert retried.json() == {"id": str(payment.id)}
+    assert PaymentAttempt.objects.get().id == attempt.id  # the same attempt ...
+    assert payment.attempt_id == attempt.id
+    # ... so the same idempotency key on the wire: Stripe would answer with the first result.
+    assert stripe_proxy.keys(*INTENTS) == [f"payment-attempt-{attempt.id}"]
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.error) == ("succeeded", "")
+    [intent] = stripe_ledger.payment_intents(order.id)
+    assert intent["id"] == payment.stripe_id
+    assert [e.subject for e in OutboxEvent.objects.all()] == ["payment.created"]
+
+
+def test_stripe_answering_5xx_is_503_too(signed_in_client, stripe_ledger, stripe_proxy):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    stripe_proxy.fail(*INTENTS, stripe_proxy.REFUSE)
+
+    response = pay(buyer, order.id)
+
+    assert response.status_code == 503
+    assert response.json() == errors((services.PROVIDER_UNAVAILABLE,))
+    assert PaymentAttempt.objects.get().status == "unknown"
+    assert_nothing_charged(order, stripe_ledger, attempts=1)
+
+
+# --- request shape --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ['{"orderId": ', "{'orderId': 'x'}", '{"token": NaN}', "\x00"])
+def test_pay_with_malformed_json(signed_in_client, stripe_ledger, raw):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = buyer.post(PAYMENTS, raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((MALFORMED_JSON,))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_pay_with_a_json_body_that_is_not_an_object(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = buyer.post(PAYMENTS, [str(order.id), GOOD_CARD], format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((services.ORDER_ID_REQUIRED, "orderId"))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
+)
+def test_pay_from_a_form_is_refused(signed_in_client, stripe_ledger, content_type):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    if content_type == "multipart/form-data":
+        body = {"orderId": str(order.id), "token": GOOD_CARD}
+        response = buyer.post(PAYMENTS, body, format="multipart")
+    else:
+        body = f"orderId={order.id}&token={GOOD_CARD}"
+        response = buyer.post(PAYMENTS, body, content_type=content_type)
+
+    assert response.status_code == 415
+    assert response.json() == errors((UNSUPPORTED_MEDIA_TYPE,))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_pay_with_a_body_over_the_limit(signed_in_client, stripe_ledger, settings):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    body = json.dumps(
+        {
+            "orderId": str(order.id),
+            "token": GOOD_CARD,
+            "pad": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        }
+    )
+
+    response = buyer.post(PAYMENTS, body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json() == errors((BODY_TOO_LARGE,))
+    assert_nothing_charged(order, stripe_ledger)
+
+
+def test_get_is_not_allowed(signed_in_client):
+    response = signed_in_client().get(PAYMENTS)
+
+    assert response.status_code == 405
+    assert response.json() == errors((METHOD_NOT_ALLOWED,))
+    assert response["Allow"] == "POST, OPTIONS"
+
+
+def test_unknown_api_route_is_a_json_404(signed_in_client):
+    response = signed_in_client().get(f"{PAYMENTS}/{uuid.uuid4()}")
+
+    assert response.status_code == 404
+    assert response.json() == errors((NOT_FOUND,))
+
+
+# --- admin, schema, docs, probes ------------------------------------------------------
+
+
+def test_admin_redirects_to_its_login(api_client):
+    response = api_client.get("/admin/payments/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/payments/login/?next=/admin/payments/"
+
+
+def test_admin_shows_payments_read_only(admin_client, signed_in_client):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    assert pay(buyer, order.id).status_code == 201
+    payment = Payment.objects.get()
+
+    changelist = admin_client.get("/admin/payments/payments/payment/")
+    change = admin_client.get(f"/admin/payments/payments/payment/{payment.id}/change/")
+    add = admin_client.get("/admin/payments/payments/payment/add/")
+    attempts = admin_client.get("/admin/payments/payments/paymentattempt/")
+    delete = admin_client.post(
+        f"/admin/payments/payments/payment/{payment.id}/delete/", {"post": "yes"}
+    )
+
+    assert changelist.status_code == 200
+    assert payment.stripe_id in changelist.content.decode()
+    assert change.status_code == 200
+    assert b'name="_save"' not in change.content
+    assert add.status_code == 403
+    assert attempts.status_code == 200
+    assert delete.status_code == 403
+    assert Payment.objects.filter(id=payment.id).exists()
+
+
+def test_schema_documents_the_payment_route(api_client):
+    response = api_client.get(
+        "/api/payments/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    )
+
+    assert response.status_code == 200
+    paths = json.loads(response.content)["paths"]
+    assert set(paths) == {"/api/payments"}
+    assert set(paths["/api/payments"]) == {"post"}
+    assert "201" in paths["/api/payments"]["post"]["responses"]
+
+
+def test_docs_page(api_client):
+    response = api_client.get("/api/payments/docs")
+
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
+
+
+def test_readiness_checks_database_and_broker(api_client):
+    response = api_client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_liveness(api_client):
+    response = api_client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

@@ -1,0 +1,179 @@
+"""Races against a live server: real threads, real connections, the database and localstripe.
+
+Transactional tests commit, so the outbox's after-commit send really runs; the
+`rabbitmq_vhost` fixture points it at a throw-away vhost.
+"""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.servers.basehttp import ThreadedWSGIServer
+from django.db import connections
+from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
+
+from payments import services
+from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
+from shared_lib.models import OutboxEvent
+from shared_lib.testing.events import deliver
+from tests.factories import GOOD_CARD, cancelled_event, order_replica
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("rabbitmq_vhost")]
+
+# How long the cancellation waits behind the payment in each race (seconds): from "at
+# once" (before the attempt) through "while Stripe charges" to "after the payment".
+CANCEL_DELAYS = [0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.15]
+
+
+class OneRequestPerConnection(QuietWSGIRequestHandler):
+    # No keep-alive: the request thread ends, closing its database connection, as soon as
+    # its response is out, so shutting the server down never waits on an idle client.
+    def parse_request(self):
+        parsed = super().parse_request()
+        self.close_connection = True
+        return parsed
+
+
+class WideBacklogServer(ThreadedWSGIServer):
+    # Every buyer connects at the same instant; with the stock listen backlog of 10 the
+    # kernel resets the overflow and the race never reaches the database.
+    request_queue_size = 128
+    # Joined on shutdown, so no request thread still holds a database connection when
+    # the test database is flushed or dropped.
+    daemon_threads = False
+
+
+class WideBacklogServerThread(LiveServerThread):
+    server_class = WideBacklogServer
+
+    def _create_server(self, connections_override=None):
+        return self.server_class(
+            (self.host, self.port),
+            OneRequestPerConnection,
+            allow_reuse_address=False,
+            connections_override=connections_override,
+        )
+
+
+@pytest.fixture
+def server_url(transactional_db):
+    """Django's live server (a thread per request, the test database), wide backlog."""
+    thread = WideBacklogServerThread("localhost", StaticFilesHandler)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    yield f"http://localhost:{thread.port}"
+    thread.terminate()
+
+
+def race(count, action):
+    """Run action(index) in `count` threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        barrier.wait(timeout=30)
+        return action(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def post_payment(server_url, order, token):
+    return requests.post(
+        f"{server_url}/api/payments",
+        json={"orderId": str(order.id), "token": GOOD_CARD},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("payers", [2, 10])
+def test_simultaneous_payments_for_one_order_charge_once(
+    server_url, make_token, stripe_ledger, payers
+):
+    order = order_replica(price="17.35")
+    token = make_token(user_id=str(order.user_id))
+
+    responses = race(payers, lambda _: post_payment(server_url, order, token))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [400] * (payers - 1)
+    for response in responses:
+        if response.status_code == 400:
+            assert response.json() == {"errors": [{"message": services.ORDER_PAID}]}
+    [winner] = [r.json() for r in responses if r.status_code == 201]
+    payment = Payment.objects.get()
+    assert winner == {"id": str(payment.id)}
+    assert (payment.order_id, payment.amount_cents) == (order.id, 1735)
+    assert list(PaymentAttempt.objects.values_list("status", flat=True)) == ["succeeded"]
+    # The losers never reached Stripe: one PaymentIntent for this order, and it succeeded.
+    [intent] = stripe_ledger.payment_intents(order.id)
+    assert (intent["id"], intent["status"], intent["amount"]) == (
+        payment.stripe_id,
+        "succeeded",
+        1735,
+    )
+    event = OutboxEvent.objects.get()
+    assert (event.subject, event.data) == (
+        "payment.created",
+        {"id": str(payment.id), "orderId": str(order.id), "stripeId": payment.stripe_id},
+    )
+    assert event.sent_at is not None  # published after the commit, to the test vhost
+
+
+def test_a_double_submit_charges_once(server_url, make_token, stripe_ledger):
+    order = order_replica()
+    token = make_token(user_id=str(order.user_id))
+
+    first = post_payment(server_url, order, token)
+    second = post_payment(server_url, order, token)
+
+    assert first.status_code == 201
+    assert second.status_code == 400
+    assert second.json() == {"errors": [{"message": services.ORDER_PAID}]}
+    assert str(Payment.objects.get().id) == first.json()["id"]
+    assert PaymentAttempt.objects.count() == 1
+    assert len(stripe_ledger.payment_intents(order.id)) == 1
+    assert OutboxEvent.objects.filter(subject="payment.created").count() == 1
+
+
+def test_a_payment_racing_the_orders_cancellation_never_keeps_the_money(
+    server_url, make_token, stripe_ledger
+):
+    # Whoever wins, the buyer of a cancelled order ends up not paying: either nothing
+    # was charged, or the one charge was refunded exactly once.
+    orders = [order_replica() for _ in CANCEL_DELAYS]
+
+    def cancel(order, delay):
+        time.sleep(delay)
+        try:
+            deliver(cancelled_event(order))
+        finally:
+            connections.close_all()
+
+    for order, delay in zip(orders, CANCEL_DELAYS, strict=True):
+        token = make_token(user_id=str(order.user_id))
+        payment, _ = race(
+            2,
+            lambda index, order=order, token=token, delay=delay: (
+                post_payment(server_url, order, token) if index == 0 else cancel(order, delay)
+            ),
+        )
+
+        assert payment.status_code in (201, 400), payment.content
+        if payment.status_code == 400:
+            assert payment.json() == {"errors": [{"message": services.ORDER_CANCELLED}]}
+        else:
+            assert Payment.objects.filter(order=order).exists()
+        assert OrderReplica.objects.get(id=order.id).status == "cancelled"
+        charged = stripe_ledger.succeeded(order.id)
+        payments = list(Payment.objects.filter(order=order))
+        assert [p.stripe_id for p in payments] == [i["id"] for i in charged]
+        assert Refund.objects.filter(payment__order=order).count() == len(payments)
+        for intent in charged:
+            assert len(stripe_ledger.refunds(intent["id"])) == 1
