@@ -72,7 +72,8 @@ def test_cancelling_releases_the_ticket_for_sale_and_edits(stack, seller, buyer)
     assert again.status_code == 201
     url = f"{stack.url}/api/orders/{again.json()['id']}"
     wait_for(lambda: buyer.get(url, timeout=10).json()["ticket"]["title"] == "Balcony")
-    assert buyer.get(url, timeout=10).json()["ticket"]["version"] == 3
+    # v3 is the edit; the new order's own lock (v4) may already have arrived too.
+    assert buyer.get(url, timeout=10).json()["ticket"]["version"] in (3, 4)
 
 
 def test_a_stale_cancel_of_an_old_order_does_not_release_a_newer_lock(
