@@ -1,19 +1,7 @@
 from django.contrib import admin
 
 from orders.models import Order, TicketReplica
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Changes go through services (which publish events); the admin only shows."""
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
+from shared_lib.admin import ReadOnlyAdmin
 
 
 @admin.register(Order)

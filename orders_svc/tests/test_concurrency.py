@@ -4,18 +4,13 @@ Transactional tests commit, so the outbox's after-commit send really runs; the
 `rabbitmq_vhost` fixture points it at a throw-away vhost.
 """
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 import requests
-from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.core.servers.basehttp import ThreadedWSGIServer
-from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
 
 from orders import services
 from orders.models import Order
 from shared_lib.models import OutboxEvent
+from shared_lib.testing.live import race
 from tests.factories import ticket_replica
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("rabbitmq_vhost")]
@@ -24,64 +19,9 @@ BUYERS = 50
 CANCELLERS = 10
 
 
-class OneRequestPerConnection(QuietWSGIRequestHandler):
-    # No keep-alive: the request thread ends, closing its database connection, as soon as
-    # its response is out, so shutting the server down never waits on an idle client.
-    def parse_request(self):
-        parsed = super().parse_request()
-        self.close_connection = True
-        return parsed
-
-
-class WideBacklogServer(ThreadedWSGIServer):
-    # Every buyer connects at the same instant; with the stock listen backlog of 10 the
-    # kernel resets the overflow and the race never reaches the database.
-    request_queue_size = 128
-    # Joined on shutdown, so no request thread still holds a database connection when
-    # the test database is flushed or dropped.
-    daemon_threads = False
-
-
-class WideBacklogServerThread(LiveServerThread):
-    server_class = WideBacklogServer
-
-    def _create_server(self, connections_override=None):
-        return self.server_class(
-            (self.host, self.port),
-            OneRequestPerConnection,
-            allow_reuse_address=False,
-            connections_override=connections_override,
-        )
-
-
-@pytest.fixture
-def server_url(transactional_db):
-    """Django's live server (a thread per request, the test database), wide backlog."""
-    thread = WideBacklogServerThread("localhost", StaticFilesHandler)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    yield f"http://localhost:{thread.port}"
-    thread.terminate()
-
-
-def race(count, request):
-    """Run request(index) in `count` threads released together by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        barrier.wait(timeout=30)
-        return request(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
-def test_many_buyers_racing_for_one_ticket_yield_exactly_one_order(server_url, make_token):
+def test_many_buyers_racing_for_one_ticket_yield_exactly_one_order(race_server, make_token):
     ticket = ticket_replica()
-    url = f"{server_url}/api/orders"
+    url = f"{race_server}/api/orders"
     tokens = [make_token(email=f"buyer{i}@example.com") for i in range(BUYERS)]
 
     def buy(index):
@@ -120,15 +60,15 @@ def test_many_buyers_racing_for_one_ticket_yield_exactly_one_order(server_url, m
     assert event.sent_at is not None  # published after the commit, to the test vhost
 
 
-def test_concurrent_cancels_of_one_order_cancel_it_once(server_url, make_token):
+def test_concurrent_cancels_of_one_order_cancel_it_once(race_server, make_token):
     ticket = ticket_replica()
     token = make_token()
     auth = {"Authorization": f"Bearer {token}"}
     created = requests.post(
-        f"{server_url}/api/orders", json={"ticketId": str(ticket.id)}, headers=auth, timeout=30
+        f"{race_server}/api/orders", json={"ticketId": str(ticket.id)}, headers=auth, timeout=30
     )
     assert created.status_code == 201
-    url = f"{server_url}/api/orders/{created.json()['id']}"
+    url = f"{race_server}/api/orders/{created.json()['id']}"
 
     # A declared JSON type, as the client sends it (Django's dev server would otherwise
     # label these body-less requests text/plain).
@@ -146,15 +86,15 @@ def test_concurrent_cancels_of_one_order_cancel_it_once(server_url, make_token):
     assert OutboxEvent.objects.filter(sent_at__isnull=True).count() == 0
 
 
-def test_cancel_without_a_content_type_on_the_django_server(server_url, make_token):
+def test_cancel_without_a_content_type_on_the_django_server(race_server, make_token):
     ticket = ticket_replica()
     auth = {"Authorization": f"Bearer {make_token()}"}
     created = requests.post(
-        f"{server_url}/api/orders", json={"ticketId": str(ticket.id)}, headers=auth, timeout=30
+        f"{race_server}/api/orders", json={"ticketId": str(ticket.id)}, headers=auth, timeout=30
     )
 
     response = requests.delete(
-        f"{server_url}/api/orders/{created.json()['id']}", headers=auth, timeout=30
+        f"{race_server}/api/orders/{created.json()['id']}", headers=auth, timeout=30
     )
 
     assert "Content-Type" not in response.request.headers

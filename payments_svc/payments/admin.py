@@ -1,19 +1,7 @@
 from django.contrib import admin
 
 from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Money moves only through services (and Stripe); the admin shows what happened."""
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
+from shared_lib.admin import ReadOnlyAdmin
 
 
 @admin.register(Payment)

@@ -4,21 +4,17 @@ Transactional tests commit, so the outbox's after-commit send really runs; the
 `rabbitmq_vhost` fixture points it at a throw-away vhost.
 """
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connections
-from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
 
 from payments import services
 from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
 from shared_lib.models import OutboxEvent
 from shared_lib.testing.events import deliver
+from shared_lib.testing.live import race
 from tests.factories import GOOD_CARD, cancelled_event, order_replica
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("rabbitmq_vhost")]
@@ -28,64 +24,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 CANCEL_DELAYS = [0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.15]
 
 
-class OneRequestPerConnection(QuietWSGIRequestHandler):
-    # No keep-alive: the request thread ends, closing its database connection, as soon as
-    # its response is out, so shutting the server down never waits on an idle client.
-    def parse_request(self):
-        parsed = super().parse_request()
-        self.close_connection = True
-        return parsed
-
-
-class WideBacklogServer(ThreadedWSGIServer):
-    # Every buyer connects at the same instant; with the stock listen backlog of 10 the
-    # kernel resets the overflow and the race never reaches the database.
-    request_queue_size = 128
-    # Joined on shutdown, so no request thread still holds a database connection when
-    # the test database is flushed or dropped.
-    daemon_threads = False
-
-
-class WideBacklogServerThread(LiveServerThread):
-    server_class = WideBacklogServer
-
-    def _create_server(self, connections_override=None):
-        return self.server_class(
-            (self.host, self.port),
-            OneRequestPerConnection,
-            allow_reuse_address=False,
-            connections_override=connections_override,
-        )
-
-
-@pytest.fixture
-def server_url(transactional_db):
-    """Django's live server (a thread per request, the test database), wide backlog."""
-    thread = WideBacklogServerThread("localhost", StaticFilesHandler)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    yield f"http://localhost:{thread.port}"
-    thread.terminate()
-
-
-def race(count, action):
-    """Run action(index) in `count` threads released together by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        barrier.wait(timeout=30)
-        return action(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
-def post_payment(server_url, order, token):
+def post_payment(race_server, order, token):
     return requests.post(
-        f"{server_url}/api/payments",
+        f"{race_server}/api/payments",
         json={"orderId": str(order.id), "token": GOOD_CARD},
         headers={"Authorization": f"Bearer {token}"},
         timeout=60,
@@ -94,12 +35,12 @@ def post_payment(server_url, order, token):
 
 @pytest.mark.parametrize("payers", [2, 10])
 def test_simultaneous_payments_for_one_order_charge_once(
-    server_url, make_token, stripe_ledger, payers
+    race_server, make_token, stripe_ledger, payers
 ):
     order = order_replica(price="17.35")
     token = make_token(user_id=str(order.user_id))
 
-    responses = race(payers, lambda _: post_payment(server_url, order, token))
+    responses = race(payers, lambda _: post_payment(race_server, order, token))
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [400] * (payers - 1)
@@ -126,12 +67,12 @@ def test_simultaneous_payments_for_one_order_charge_once(
     assert event.sent_at is not None  # published after the commit, to the test vhost
 
 
-def test_a_double_submit_charges_once(server_url, make_token, stripe_ledger):
+def test_a_double_submit_charges_once(race_server, make_token, stripe_ledger):
     order = order_replica()
     token = make_token(user_id=str(order.user_id))
 
-    first = post_payment(server_url, order, token)
-    second = post_payment(server_url, order, token)
+    first = post_payment(race_server, order, token)
+    second = post_payment(race_server, order, token)
 
     assert first.status_code == 201
     assert second.status_code == 400
@@ -143,7 +84,7 @@ def test_a_double_submit_charges_once(server_url, make_token, stripe_ledger):
 
 
 def test_a_payment_racing_the_orders_cancellation_never_keeps_the_money(
-    server_url, make_token, stripe_ledger
+    race_server, make_token, stripe_ledger
 ):
     # Whoever wins, the buyer of a cancelled order ends up not paying: either nothing
     # was charged, or the one charge was refunded exactly once.
@@ -161,7 +102,7 @@ def test_a_payment_racing_the_orders_cancellation_never_keeps_the_money(
         payment, _ = race(
             2,
             lambda index, order=order, token=token, delay=delay: (
-                post_payment(server_url, order, token) if index == 0 else cancel(order, delay)
+                post_payment(race_server, order, token) if index == 0 else cancel(order, delay)
             ),
         )
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from shared_lib.admin import ReadOnlyAdmin
 from tickets.models import Ticket
 
 
@@ -19,23 +20,12 @@ class ReservedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(ReadOnlyAdmin):
     list_display = ["title", "price", "is_reserved", "version", "user_id", "order_id", "created_at"]
     list_filter = [ReservedFilter, "created_at"]
     search_fields = ["title", "=id", "=user_id", "=order_id"]
     readonly_fields = ["id", "user_id", "order_id", "version", "created_at", "updated_at"]
     date_hierarchy = "created_at"
-
-    # Edits here bypass services (no event would be published): view only, except delete
-    # is also refused, since consumers would keep a replica of a deleted ticket.
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
 
     @admin.display(boolean=True, description="reserved")
     def is_reserved(self, obj: Ticket) -> bool:

@@ -1,10 +1,34 @@
+"""Admin views of the event bus tables, and the read-only base every service's admin uses.
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):   # rows change only through services (and events)
+    list_display = [...]
+"""
+
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from shared_lib.models import AggregateVersion, InboxMessage, OutboxEvent
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Changes go through services, which publish their events; an edit here would not,
+    and other services' replicas would silently drift. The admin shows, it does not edit."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "subject", "id", "sent_at", "attempts", "correlation_id"]
     list_filter = ["subject", ("sent_at", admin.EmptyFieldListFilter), "created_at"]
     search_fields = ["=id", "=correlation_id"]
@@ -13,7 +37,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboxMessage)
-class InboxMessageAdmin(admin.ModelAdmin):
+class InboxMessageAdmin(ReadOnlyAdmin):
     list_display = ["processed_at", "consumer", "subject", "message_id", "correlation_id"]
     list_filter = ["consumer", "subject", "processed_at"]
     search_fields = ["=message_id", "=correlation_id"]
@@ -21,7 +45,7 @@ class InboxMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(AggregateVersion)
-class AggregateVersionAdmin(admin.ModelAdmin):
+class AggregateVersionAdmin(ReadOnlyAdmin):
     list_display = ["aggregate", "aggregate_id", "version", "updated_at"]
     list_filter = ["aggregate"]
     search_fields = ["=aggregate_id"]

@@ -176,3 +176,11 @@ def event_worker(
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def race_server(transactional_db: Any) -> Iterator[str]:
+    """A live server for races (wide backlog, joined threads) on the test database."""
+    from shared_lib.testing.live import serve
+
+    yield from serve()
