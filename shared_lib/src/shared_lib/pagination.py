@@ -91,8 +91,12 @@ def paginate(request: Request, queryset: QuerySet) -> Page:
     ordered = queryset.order_by("-created_at", "-pk")
     if cursor:
         created_at, last_id = _decode(cursor)
-        ordered = ordered.filter(
-            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=last_id)
+        # The first filter is the index range (everything up to the cursor's time); the
+        # OR only trims ties at that instant. Written as the OR alone, PostgreSQL filters
+        # every earlier entry of the index instead of seeking, and a page deep in a large
+        # table reads tens of thousands of rows to return twenty.
+        ordered = ordered.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(pk__lt=last_id)
         )
     rows = list(ordered[: limit + 1])
     items, more = rows[:limit], len(rows) > limit

@@ -187,6 +187,9 @@ def base_settings(
         "SESSION_COOKIE_PATH": f"/admin/{service}/",
         "CSRF_COOKIE_NAME": f"{service}_csrftoken",
         "CSRF_COOKIE_PATH": f"/admin/{service}/",
+        # Only the admin shows messages, and it has a session; the default cookie storage
+        # would build a signer on every API request for nothing.
+        "MESSAGE_STORAGE": "django.contrib.messages.storage.session.SessionStorage",
         "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", default=True),
         "CSRF_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", default=True),
         "CSRF_TRUSTED_ORIGINS": env_list("CSRF_TRUSTED_ORIGINS", default=[]),

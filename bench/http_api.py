@@ -1,0 +1,1127 @@
+"""HTTP benchmark: the tickets and orders APIs through gunicorn, beside a bare Django view.
+
+    .venv/bin/python bench/http_api.py                  # from the repo root, after `make test`
+    .venv/bin/python bench/http_api.py --json out.json  # the same figures as JSON, too
+
+One run (about 90 s, bounded) starts four gunicorns with the production settings
+(`-c python:shared_lib.gunicorn_conf`: sync workers, WEB_CONCURRENCY defaulting to cores + 1,
+access log on; DEBUG off, LOG_LEVEL INFO) on free loopback ports, straight (no nginx
+gateway in front), and drives each with wrk (Debian's; installed when missing and run as
+root) at a fixed concurrency, on the same machine as the servers:
+
+ceiling   GET /bare of a bare Django project (bench/bare: no database, no middleware, one
+          view returning a small JSON body), measured right before each group of endpoints;
+          its best run is the ceiling (other processes can only ever lower a run).
+list      GET /api/tickets, a page of 20 (the first page or one at a random cursor depth),
+          from two tickets_svc servers measured back to back: one on a table of 1k
+          tickets, one on a table of 100k (10% of them reserved in both).
+writes    POST /api/tickets (signed in, on the 100k table) and POST /api/orders (signed in,
+          a different ticket every request, so each is a 201); both publish through the
+          outbox after commit to RabbitMQ with publisher confirms.
+
+Targets (printed, never asserted): list req/s >= 50% of the bare view's, each write >= 30%;
+the list's p50 at 100k tickets <= 1.3 x its p50 at 1k. Also printed: the CPU each request
+cost the server, its database and wrk, and what other processes took meanwhile (the noise);
+EXPLAIN ANALYZE of the list's own query at 100k tickets (is the partial index used, and how).
+
+The run creates its own three databases (role `ticketing_bench_http`) and RabbitMQ vhost and
+drops them at the end, also on failure, Ctrl-C or SIGTERM; its servers stop with it.
+See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import requests
+
+from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
+from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
+from ticketing_devtools.provision import admin_url, database_url, drop_database, ensure_database
+from ticketing_devtools.stack import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO_ROOT / "bench"
+BARE_DIR = BENCH_DIR / "bare"
+LUA_SCRIPT = BENCH_DIR / "http_api.lua"
+TICKETS_DIR = REPO_ROOT / "tickets_svc"
+ORDERS_DIR = REPO_ROOT / "orders_svc"
+
+# Its own role: bench/events.py sets a fresh password on `ticketing_bench` at every run,
+# which would lock this run's servers out of their databases if both ran at once.
+BENCH_ROLE = "ticketing_bench_http"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+# The load: a fixed number of connections, each sending its next request as soon as the
+# previous answer arrives (closed loop). 16 keeps every gunicorn worker busy with a queue
+# behind it; 2 wrk threads, because the machine has 2 cores and the servers need them.
+WRK_THREADS = 2
+WRK_CONNECTIONS = 16
+MEASURE_SECONDS = 8
+# Before the first measurement of an endpoint: every worker connects to PostgreSQL (and,
+# for writes, RabbitMQ), imports what the first request needs and warms its caches.
+WARMUP_SECONDS = 2
+# A request slower than this is a wrk timeout (counted as an error), not a latency sample.
+WRK_TIMEOUT = "10s"
+WRK_EXTRA_SECONDS = 30  # on top of the duration, before wrk itself is given up on
+
+SMALL_TABLE = 1_000
+LARGE_TABLE = 100_000
+RESERVED_SHARE = 0.10  # tickets an order holds: in the table, not in the list
+LISTING_WINDOW = timedelta(days=30)  # created_at spread over the last month
+SELLERS = 500  # distinct sellers of the loaded tickets
+CURSOR_PAGES = 255  # random-depth pages beside the first page
+PAGE_SIZE = 20  # the API's default ?limit=
+# POST /api/orders: a different ticket for every request. Enough replicas for well over
+# any rate this machine reaches (a few hundred orders/s), warm-up and measurement apart.
+ORDER_POOL_WARMUP = 8_000
+ORDER_POOL_MEASURE = 30_000
+
+START_TIMEOUT_SECONDS = 60.0
+# Other processes using more than this many cores during a measurement get a warning.
+NOISY_CORES = 0.25
+
+LIST_TARGET_RATIO = 0.50
+WRITE_TARGET_RATIO = 0.30
+LIST_GROWTH_TARGET = 1.30
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CpuUse:
+    """Where the machine's CPU went during one measurement (from /proc).
+
+    app, db and loadgen are per request: the gunicorn under test (master and workers),
+    this run's PostgreSQL backends, wrk. servers and foreign are in cores: PostgreSQL's and
+    RabbitMQ's own processes (WAL writer, broker; shared with anything else using them),
+    and everything else on the machine, e.g. another test run: the noise in the figures.
+    """
+
+    machine_cores: float = 0.0
+    app_ms: float = 0.0
+    db_ms: float = 0.0
+    loadgen_ms: float = 0.0
+    servers_cores: float = 0.0
+    foreign_cores: float = 0.0
+
+    @property
+    def run_ms(self) -> float:
+        """CPU per request of this run's own processes: what decides its req/s once they
+        have the cores to themselves and are CPU-bound."""
+        return self.app_ms + self.db_ms + self.loadgen_ms
+
+
+@dataclass
+class Measurement:
+    """One wrk run: throughput, latency percentiles (ms), what went wrong, CPU used."""
+
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int  # HTTP status >= 400 (these routes answer no 1xx or 3xx)
+    socket_errors: int  # connect, read, write errors and timeouts
+    cpu: CpuUse = field(default_factory=CpuUse)
+
+    @classmethod
+    def from_wrk(cls, data: dict[str, Any]) -> Measurement:
+        seconds = data["duration_us"] / 1e6
+        errors = data["errors"]
+        latency = data["latency_us"]
+        return cls(
+            requests=data["requests"],
+            seconds=seconds,
+            rps=data["requests"] / seconds,
+            p50_ms=latency["p50"] / 1000,
+            p90_ms=latency["p90"] / 1000,
+            p99_ms=latency["p99"] / 1000,
+            max_ms=latency["max"] / 1000,
+            non_2xx=errors["status"],
+            socket_errors=sum(errors[k] for k in ("connect", "read", "write", "timeout")),
+        )
+
+
+@dataclass
+class Pair:
+    """An endpoint's measurement and the bare view's, taken right before it."""
+
+    endpoint: Measurement
+    bare: Measurement
+
+
+# name -> (label, kind of target or None); the order of the table.
+ENDPOINTS = {
+    "list_1k": (f"GET  /api/tickets, {SMALL_TABLE // 1000}k tickets", None),
+    "list_100k": (f"GET  /api/tickets, {LARGE_TABLE // 1000}k tickets", "list"),
+    "post_tickets": ("POST /api/tickets", "write"),
+    "post_orders": ("POST /api/orders", "write"),
+}
+TARGETS = {"list": LIST_TARGET_RATIO, "write": WRITE_TARGET_RATIO}
+
+
+@dataclass
+class Results:
+    started_at: str
+    machine: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, Pair] = field(default_factory=dict)
+    rows_created: dict[str, int] = field(default_factory=dict)
+    outbox_unsent: dict[str, int] = field(default_factory=dict)
+    plans: dict[str, list[str]] = field(default_factory=dict)
+    list_index_used: bool = False
+
+    @property
+    def ceilings(self) -> list[Measurement]:
+        """The bare view's runs, each once (the two lists share theirs)."""
+        unique: dict[int, Measurement] = {}
+        for pair in self.pairs.values():
+            unique.setdefault(id(pair.bare), pair.bare)
+        return list(unique.values())
+
+    @property
+    def ceiling_rps(self) -> float:
+        """The bare view's best run: other processes can only ever lower a run, so the best
+        of several, spread over the run, is the closest to what the machine does alone."""
+        return max(b.rps for b in self.ceilings)
+
+    def ratio(self, name: str) -> float:
+        return self.pairs[name].endpoint.rps / self.ceiling_rps
+
+    def cpu_ratio(self, name: str) -> float:
+        """The ratio the CPU costs predict: the bare view's CPU per request (its cheapest
+        run) / the endpoint's. Steadier than `ratio` when other processes take cores; it
+        leaves out PostgreSQL's and RabbitMQ's own processes, so for writes it is a little
+        optimistic."""
+        bare = min(b.cpu.run_ms for b in self.ceilings)
+        return bare / self.pairs[name].endpoint.cpu.run_ms
+
+    def noisy(self, m: Measurement) -> bool:
+        return m.cpu.foreign_cores > NOISY_CORES
+
+    @property
+    def list_growth(self) -> float:
+        return self.pairs["list_100k"].endpoint.p50_ms / self.pairs["list_1k"].endpoint.p50_ms
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ceiling_rps"] = self.ceiling_rps
+        data["ratios"] = {name: self.ratio(name) for name in self.pairs}
+        data["cpu_ratios"] = {name: self.cpu_ratio(name) for name in self.pairs}
+        data["list_p50_100k_over_1k"] = self.list_growth
+        data["targets"] = {
+            "list_ratio_min": LIST_TARGET_RATIO,
+            "write_ratio_min": WRITE_TARGET_RATIO,
+            "list_p50_growth_max": LIST_GROWTH_TARGET,
+        }
+        return data
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def _figures_table(r: Results) -> list[str]:
+    lines = [
+        f"{'':<32s}{'req/s':>7s}{'p50 ms':>8s}{'p99 ms':>8s}{'non-2xx':>8s}{'sock err':>9s}"
+        f"{'ratio':>7s}{'cpu ratio':>11s}  target",
+    ]
+    for name, (label, kind) in ENDPOINTS.items():
+        m = r.pairs[name].endpoint
+        ratio = r.ratio(name)
+        target = TARGETS.get(kind or "")
+        verdict = ""
+        if target:
+            noisy = " (noisy: read the cpu ratio)" if r.noisy(m) else ""
+            verdict = f">= {target:.2f}: {_verdict(ratio >= target)}{noisy}"
+        lines.append(
+            f"{label:<32s}{m.rps:7.0f}{m.p50_ms:8.1f}{m.p99_ms:8.1f}{m.non_2xx:8d}"
+            f"{m.socket_errors:9d}{ratio:7.2f}{r.cpu_ratio(name):11.2f}  {verdict}"
+        )
+    bares = r.ceilings
+    best = max(bares, key=lambda b: b.rps)
+    lines += [
+        f"{'ceiling: bare Django view':<32s}{best.rps:7.0f}{best.p50_ms:8.1f}{best.p99_ms:8.1f}"
+        f"{sum(b.non_2xx for b in bares):8d}{sum(b.socket_errors for b in bares):9d}"
+        f"   (the best of its {len(bares)} runs: {', '.join(f'{b.rps:.0f}' for b in bares)})",
+        "         ratio: req/s / the ceiling's (the verdict); cpu ratio: the bare view's CPU"
+        " per request / the endpoint's (app + db + wrk below), steadier when other processes"
+        " take cores",
+    ]
+    return lines
+
+
+def _cpu_table(r: Results) -> list[str]:
+    lines = [
+        f"{'CPU, ms per request':<32s}{'app':>7s}{'db':>7s}{'wrk':>7s}{'cores busy:':>16s}"
+        f"{'machine':>9s}{'pg+mq':>7s}{'other':>7s}",
+    ]
+
+    def row(label: str, c: CpuUse) -> str:
+        return (
+            f"{label:<32s}{c.app_ms:7.2f}{c.db_ms:7.2f}{c.loadgen_ms:7.2f}{'':16s}"
+            f"{c.machine_cores:9.2f}{c.servers_cores:7.2f}{c.foreign_cores:7.2f}"
+        )
+
+    for name, (label, _) in ENDPOINTS.items():
+        lines.append(row(label, r.pairs[name].endpoint.cpu))
+    for index, bare in enumerate(r.ceilings, start=1):
+        lines.append(row(f"bare view ({index})", bare.cpu))
+    return lines
+
+
+def _writes_line(r: Results) -> str:
+    parts = []
+    for name, noun in (("post_tickets", "tickets"), ("post_orders", "orders")):
+        m = r.pairs[name].endpoint
+        parts.append(
+            f"{ENDPOINTS[name][0].split()[1]}: {m.requests - m.non_2xx} answered 2xx,"
+            f" {r.rows_created.get(name, 0)} {noun} created"
+        )
+    unsent = sum(r.outbox_unsent.values())
+    return f"writes   {'; '.join(parts)}; outbox rows left unsent: {unsent}"
+
+
+def print_table(r: Results) -> None:
+    m, load = r.machine, r.load
+    small, large = r.pairs["list_1k"].endpoint, r.pairs["list_100k"].endpoint
+    growth = r.list_growth
+    plan_lines = [
+        f"{name.replace('_', ' '):<11s}{line}" for name, lines in r.plans.items() for line in lines
+    ]
+    measured = [*(p.endpoint for p in r.pairs.values()), *r.ceilings]
+    busiest = max(x.cpu.foreign_cores for x in measured)
+    warning = (
+        [
+            f"WARNING  other processes took up to {busiest:.2f} of the {m.get('cores')} cores"
+            " while measuring: req/s and ratios understate this code on a quiet machine",
+        ]
+        if busiest > NOISY_CORES
+        else []
+    )
+    lines = [
+        "",
+        f"http bench  {r.started_at}",
+        f"machine  {m.get('summary', '')}",
+        f"load     wrk {m.get('wrk', '?')}: {load['threads']} threads, {load['connections']}"
+        f" connections, {load['seconds']} s per figure, after a {load['warmup_seconds']} s"
+        " warm-up; on the same cores as the servers",
+        f"servers  gunicorn {m.get('gunicorn', '?')} -c python:shared_lib.gunicorn_conf:"
+        f" {load['workers']} sync workers each, access log on, DEBUG off, LOG_LEVEL INFO;"
+        " straight on loopback, no nginx gateway in front",
+        f"         1-min load average {m.get('loadavg_1min_start', 0):.2f} at start,"
+        f" {m.get('loadavg_1min_end', 0):.2f} at end",
+        *warning,
+        "",
+        *_figures_table(r),
+        "",
+        f"list p50 at {LARGE_TABLE // 1000}k / {SMALL_TABLE // 1000}k tickets:"
+        f" {large.p50_ms:.1f} ms / {small.p50_ms:.1f} ms = {growth:.2f}"
+        f"  (target <= {LIST_GROWTH_TARGET:.2f}: {_verdict(growth <= LIST_GROWTH_TARGET)}"
+        f"{' (noisy)' if r.noisy(small) or r.noisy(large) else ''})",
+        _writes_line(r),
+        "",
+        *_cpu_table(r),
+        "         app: the gunicorn under test; db: this run's PostgreSQL backends; pg+mq:"
+        " the servers' own processes; other: everything else on the machine (noise)",
+        "",
+        f"plan     EXPLAIN ANALYZE of the list's query at {LARGE_TABLE // 1000}k tickets"
+        f" (tickets_available_idx used: {'yes' if r.list_index_used else 'NO'}):",
+        *(f"         {line}" for line in plan_lines),
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# CPU accounting: /proc snapshots around each measurement
+# ---------------------------------------------------------------------------------------
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_USERS = {"postgres", "rabbitmq"}
+
+
+def _busy_ticks() -> int:
+    """Ticks every core spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+@dataclass(frozen=True)
+class _Proc:
+    group: int
+    ticks: int
+    owner: str
+    cmdline: str
+
+
+def _processes() -> dict[int, _Proc]:
+    procs: dict[int, _Proc] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            uid = entry.stat().st_uid
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        procs[int(entry.name)] = _Proc(
+            group=int(fields[2]),
+            ticks=int(fields[11]) + int(fields[12]),
+            owner=_user_name(uid),
+            cmdline=cmdline,
+        )
+    return procs
+
+
+_USER_NAMES: dict[int, str] = {}
+
+
+def _user_name(uid: int) -> str:
+    if uid not in _USER_NAMES:
+        import pwd
+
+        try:
+            _USER_NAMES[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            _USER_NAMES[uid] = str(uid)
+    return _USER_NAMES[uid]
+
+
+@dataclass
+class CpuMeter:
+    """Attributes the CPU used between start() and stop() to this run's parts."""
+
+    server_group: int  # the process group of the gunicorn under test
+    databases: tuple[str, ...]  # this run's database names (in backends' process titles)
+    _procs: dict[int, _Proc] = field(default_factory=dict)
+    _busy: int = 0
+    _children: float = 0.0
+    _started: float = 0.0
+
+    def start(self) -> None:
+        self._procs = _processes()
+        self._busy = _busy_ticks()
+        self._children = _children_cpu()
+        self._started = time.monotonic()
+
+    def stop(self, requests: int) -> CpuUse:
+        wall = time.monotonic() - self._started
+        after = _processes()
+        busy = (_busy_ticks() - self._busy) / CLOCK_TICKS
+        loadgen = _children_cpu() - self._children  # wrk ran and was reaped in between
+        app = db = servers = 0.0
+        for pid, proc in after.items():
+            before = self._procs.get(pid)
+            # Born in between (a PostgreSQL backend replacing one past CONN_MAX_AGE): all
+            # its time is in the window. Gone in between: unattributed, so "other".
+            used = (proc.ticks - (before.ticks if before else 0)) / CLOCK_TICKS
+            if proc.group == self.server_group:
+                app += used
+            elif pid == os.getpid():
+                loadgen += used  # this script: idle while wrk runs, then reads /proc
+            elif proc.owner == "postgres" and any(db in proc.cmdline for db in self.databases):
+                db += used
+            elif proc.owner in SERVER_USERS and not _is_foreign_backend(proc.cmdline):
+                servers += used
+        foreign = max(0.0, busy - app - db - servers - loadgen)
+        per_request = 1000 / max(1, requests)
+        return CpuUse(
+            machine_cores=busy / wall,
+            app_ms=app * per_request,
+            db_ms=db * per_request,
+            loadgen_ms=loadgen * per_request,
+            servers_cores=servers / wall,
+            foreign_cores=foreign / wall,
+        )
+
+
+def _is_foreign_backend(cmdline: str) -> bool:
+    """A PostgreSQL backend ("postgres: 15/main: role db host(port) state") of another
+    database than ours; the postmaster and its helpers (walwriter, ...) have no host."""
+    return cmdline.startswith("postgres: ") and "(" in cmdline
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---------------------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    """Path of wrk, installing Debian's package first when it is missing (as root)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    apt_get = shutil.which("apt-get")
+    if os.geteuid() != 0 or not apt_get:
+        raise SystemExit("wrk is missing: install it (Debian: apt-get install -y wrk)")
+    progress("installing wrk (Debian's package) for the load")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([apt_get, "update", "-qq"], check=True, env=env)  # noqa: S603 (fixed argv)
+    subprocess.run(  # noqa: S603 (fixed argv)
+        [apt_get, "install", "-y", "-qq", "--no-install-recommends", "wrk"], check=True, env=env
+    )
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk still missing after apt-get install wrk")
+    return found
+
+
+def wrk_version(wrk: str) -> str:
+    # `wrk -v` prints "wrk 4.1.0 [epoll] Copyright ..." and exits 1.
+    out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)  # noqa: S603
+    words = (out.stdout or out.stderr).split()
+    return words[1] if len(words) > 1 else "?"
+
+
+def run_wrk(wrk: str, base_url: str, args: list[str], *, seconds: int) -> Measurement:
+    """wrk at the fixed concurrency with bench/http_api.lua in mode `args`."""
+    command = [
+        wrk,
+        "-t",
+        str(WRK_THREADS),
+        "-c",
+        str(WRK_CONNECTIONS),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        WRK_TIMEOUT,
+        "-s",
+        str(LUA_SCRIPT),
+        base_url,
+        "--",
+        *args,
+    ]
+    out = subprocess.run(  # noqa: S603 (our own wrk and arguments)
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + WRK_EXTRA_SECONDS,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return Measurement.from_wrk(json.loads(line.removeprefix("WRK_JSON ")))
+    raise RuntimeError(
+        f"wrk gave no figures (exit {out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Set-up: throw-away databases and vhost, Django (for tokens and EXPLAIN), servers
+# ---------------------------------------------------------------------------------------
+
+
+def _require_loopback(url: str, what: str) -> None:
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK_HOSTS:
+        raise SystemExit(f"{what} must be on loopback for this benchmark, not {host!r}")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run(  # noqa: S603 (fixed binary, our own vhost name)
+        [binary, "-q", *args], check=True, capture_output=True, timeout=60
+    )
+
+
+@dataclass
+class Sandbox:
+    workdir: Path
+    databases: tuple[str, ...]  # their names
+    db_urls: dict[str, str]  # tickets_1k, tickets_100k, orders
+    envs: dict[str, dict[str, str]]  # the same keys, and bare
+    vhost_url: str
+
+
+def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
+    """Three databases and a vhost; `stack` drops them all on exit."""
+    base_env = common_env(dev)  # os.environ as it was, plus the checkout's public key
+    _require_loopback(admin_url(), "PG_ADMIN_URL")
+    rabbit_url = base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    _require_loopback(rabbit_url, "RABBITMQ_URL")
+
+    suffix = uuid.uuid4().hex[:10]
+    workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-http-"))
+    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    password = secrets.token_urlsafe(24)  # a fresh one per run: nothing to store
+
+    urls, names = {}, []
+    for name in ("tickets_1k", "tickets_100k", "orders"):
+        database = f"ticketing_bench_http_{name}_{suffix}"
+        names.append(database)
+        ensure_database(admin_url(), database=database, role=BENCH_ROLE, password=password)
+        stack.callback(drop_database, admin_url(), database=database)
+        urls[name] = database_url(database=database, role=BENCH_ROLE, password=password)
+
+    vhost = f"ticketing-bench-http-{suffix}"
+    _rabbitmqctl("add_vhost", vhost)
+    stack.callback(_rabbitmqctl, "delete_vhost", vhost)
+    user = urlsplit(rabbit_url).username or "guest"
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    parts = urlsplit(rabbit_url)
+    vhost_url = f"{parts.scheme}://{parts.netloc}/{vhost}"
+
+    def env_for(project: str, db_url: str | None) -> dict[str, str]:
+        env = {
+            **base_env,
+            "DJANGO_SETTINGS_MODULE": f"{project}.settings",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "RABBITMQ_URL": vhost_url,
+            # The production defaults, whatever this shell exports.
+            "DEBUG": "false",
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "json",
+        }
+        if db_url:
+            env["DATABASE_URL"] = db_url
+        return env
+
+    return Sandbox(
+        workdir=workdir,
+        databases=tuple(names),
+        db_urls=urls,
+        envs={
+            "tickets_1k": env_for("tickets_svc", urls["tickets_1k"]),
+            "tickets_100k": env_for("tickets_svc", urls["tickets_100k"]),
+            "orders": env_for("orders_svc", urls["orders"]),
+            "bare": env_for("bare_site", None),
+        },
+        vhost_url=vhost_url,
+    )
+
+
+def migrate(sb: Sandbox) -> None:
+    """Each service's own `manage.py migrate` on its bench databases, all at once."""
+    running = []
+    for name, cwd in (
+        ("tickets_1k", TICKETS_DIR),
+        ("tickets_100k", TICKETS_DIR),
+        ("orders", ORDERS_DIR),
+    ):
+        env = sb.envs[name]
+        log_path = sb.workdir / f"migrate-{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "migrate", "--noinput"],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        running.append((name, process, log_path))
+    for name, process, log_path in running:
+        try:
+            code = process.wait(timeout=START_TIMEOUT_SECONDS)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        if code != 0:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"migrate of {name} failed ({code}):\n{tail}")
+
+
+def setup_django(sb: Sandbox, dev: DevSecrets) -> None:
+    """tickets_svc's settings (on the 100k database) in this process: its ORM for the
+    EXPLAIN, shared_lib's own mint_session_token with the checkout's dev private key."""
+    os.environ.update({**sb.envs["tickets_100k"], "LOG_LEVEL": "WARNING"})
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # Only auth_svc holds the private key in a deployment; here the bench signs in its
+    # users the way auth_svc would, with the same key the services verify against.
+    settings.JWT_PRIVATE_KEY = dev.jwt_private_key_file.read_text()
+
+
+def mint_token(user_id: uuid.UUID, email: str) -> str:
+    from shared_lib.auth import mint_session_token
+
+    return mint_session_token(user_id=str(user_id), email=email)
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self, timeout: float = 25.0) -> None:
+        if self.process.poll() is not None:
+            return
+        # The whole group: the master and its workers.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_server(
+    stack: ExitStack, sb: Sandbox, name: str, module: str, cwd: Path, env: dict[str, str]
+) -> Server:
+    """gunicorn with the production settings on a free loopback port; its access log and
+    stderr go to a file (a pipe read by this process would take CPU from the servers)."""
+    port = free_port()
+    log_path = sb.workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and gunicorn)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:shared_lib.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                module,
+            ],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    stack.callback(server.stop)
+    return server
+
+
+def wait_ready(server: Server, path: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    last: Any = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited while starting:\n{server.log_tail()}")
+        try:
+            response = requests.get(server.url + path, timeout=5)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:300]}"
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready at {path} (last: {last}):\n{server.log_tail()}")
+
+
+def machine_summary(sb: Sandbox, wrk: str) -> dict[str, Any]:
+    import django
+    import gunicorn
+    from kombu import Connection
+
+    with psycopg.connect(sb.db_urls["orders"]) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    with Connection(sb.vhost_url) as conn:
+        conn.connect()
+        rabbit_version = conn.connection.server_properties.get("version", "?")
+    cores = os.cpu_count() or 0
+    versions = {
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "gunicorn": gunicorn.__version__,
+        "postgres": pg_version,
+        "rabbitmq": rabbit_version,
+        "wrk": wrk_version(wrk),
+    }
+    return {
+        "loadavg_1min_start": os.getloadavg()[0],
+        "cores": cores,
+        **versions,
+        "summary": (
+            f"{cores} cores, Python {versions['python']}, Django {versions['django']},"
+            f" PostgreSQL {pg_version}, RabbitMQ {rabbit_version}"
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+
+SELLER = uuid.UUID("5e11e500-0000-4000-8000-000000000001")  # sells via POST /api/tickets
+BUYER = uuid.UUID("b0b0b0b0-0000-4000-8000-000000000002")  # buys via POST /api/orders
+
+
+def load_tickets(db_url: str, count: int, rng: random.Random) -> None:
+    """`count` more tickets by COPY: created over the last month in random order, 10%
+    held by an order, from a few hundred sellers; then ANALYZE, as autovacuum would do
+    within a minute of such a load, so the planner knows the table's size."""
+    now = datetime.now(UTC)
+    sellers = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(SELLERS)]
+    window = LISTING_WINDOW.total_seconds()
+    with psycopg.connect(db_url) as conn:
+        with conn.cursor().copy(
+            "COPY tickets_ticket (id, title, price, user_id, order_id, version,"
+            " created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for index in range(count):
+                created = now - timedelta(seconds=rng.uniform(0, window))
+                reserved = rng.random() < RESERVED_SHARE
+                copy.write_row(
+                    (
+                        uuid.UUID(int=rng.getrandbits(128), version=4),
+                        f"Concert ticket {index}",
+                        Decimal(rng.randint(500, 50_000)) / 100,
+                        rng.choice(sellers),
+                        uuid.UUID(int=rng.getrandbits(128), version=4) if reserved else None,
+                        1 if reserved else 0,
+                        created,
+                        created,
+                    )
+                )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE tickets_ticket")
+
+
+def load_replicas(db_url: str, count: int, rng: random.Random) -> list[uuid.UUID]:
+    """orders_svc's replicas of `count` tickets of SELLER (as ticket.created would have
+    put them there); the buyer is someone else, so each is buyable once."""
+    ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(count)]
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url) as conn:
+        with conn.cursor().copy(
+            "COPY orders_ticketreplica (id, title, price, user_id, version, updated_at) FROM STDIN"
+        ) as copy:
+            for index, ticket_id in enumerate(ids):
+                copy.write_row(
+                    (ticket_id, f"Concert ticket {index}", Decimal("20.50"), SELLER, 0, now)
+                )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE orders_ticketreplica")
+    return ids
+
+
+@dataclass(frozen=True)
+class _Row:
+    pk: uuid.UUID
+    created_at: datetime
+
+
+def write_list_paths(path: Path, db_url: str, rng: random.Random) -> None:
+    """The first page and CURSOR_PAGES pages at random depths, as a client paging through
+    the list would ask for them (the cursor each page's Link rel=next names)."""
+    from shared_lib.pagination import _encode  # the API's own cursor format
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")  # as Django's connections: the same cursors
+        rows = [
+            _Row(pk, created_at)
+            for pk, created_at in conn.execute(
+                "SELECT id, created_at FROM tickets_ticket WHERE order_id IS NULL"
+                " ORDER BY created_at DESC, id DESC"
+            )
+        ]
+    picks = rng.sample(rows[: len(rows) - PAGE_SIZE], CURSOR_PAGES)
+    lines = ["/api/tickets", *(f"/api/tickets?cursor={_encode(row)}" for row in picks)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_id_files(prefix: Path, ids: list[uuid.UUID]) -> None:
+    """One file per wrk thread (prefix.0, prefix.1, ...), the ids dealt round-robin."""
+    for thread in range(WRK_THREADS):
+        Path(f"{prefix}.{thread}").write_text("\n".join(str(i) for i in ids[thread::WRK_THREADS]))
+
+
+def count_rows(db_url: str, table: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (ours)
+
+
+def wait_outbox_sent(sb: Sandbox, timeout: float = 5.0) -> dict[str, int]:
+    """Outbox rows still unsent once the last requests in flight have finished (a few
+    seconds at most): each write's after-commit send should have sent its row, since no
+    worker runs here to relay what it left behind."""
+    deadline = time.monotonic() + timeout
+    while True:
+        unsent = {}
+        for name in ("tickets_100k", "orders"):
+            with psycopg.connect(sb.db_urls[name]) as conn:
+                unsent[name] = conn.execute(
+                    "SELECT count(*) FROM shared_lib_outboxevent WHERE sent_at IS NULL"
+                ).fetchone()[0]
+        if not any(unsent.values()) or time.monotonic() > deadline:
+            return unsent
+        time.sleep(0.2)
+
+
+def explain_list() -> tuple[dict[str, list[str]], bool]:
+    """EXPLAIN ANALYZE of the very SQL paginate() runs for the first page and a deep page.
+
+    Keeps each plan's first line (the LIMIT node and its actual time) and the scan below
+    it with its conditions; `used` says whether every plan scans tickets_available_idx.
+    """
+    from django.db import connection
+    from django.test.client import RequestFactory
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.request import Request
+
+    from shared_lib.pagination import _encode, paginate
+    from tickets import selectors
+
+    rows = list(
+        selectors.ticket_list_available().order_by("-created_at", "-pk").only("id", "created_at")
+    )
+    deep = rows[len(rows) // 2]
+    factory = RequestFactory()
+    plans: dict[str, list[str]] = {}
+    used = True
+    for name, query in (("first_page", {}), ("deep_page", {"cursor": _encode(deep)})):
+        request = Request(factory.get("/api/tickets", query, SERVER_NAME="127.0.0.1"))
+        with CaptureQueriesContext(connection) as captured:
+            paginate(request, selectors.ticket_list_available())
+        sql = captured.captured_queries[-1]["sql"]
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+            plan = [line for (line,) in cursor.fetchall()]
+        # The first line (LIMIT, with the page's actual time), then the scan and how it
+        # finds its rows: an Index Cond bounds the range; a Filter reads and drops rows.
+        keep = ("Index", "Seq Scan", "Bitmap", "Filter", "Rows Removed", "Execution Time")
+        detail = [line.strip() for line in plan[1:] if line.lstrip(" ->").startswith(keep)]
+        used = used and "tickets_available_idx" in "\n".join(plan)
+        plans[name] = [plan[0], *detail]
+    return plans, used
+
+
+def preflight(servers: dict[str, Server], cookies: dict[str, str], ticket_id: uuid.UUID) -> None:
+    """One request of each kind, checked, before any load: a bench of 400s means nothing."""
+    small, tickets = servers["tickets_1k"], servers["tickets_100k"]
+    orders, bare = servers["orders"], servers["bare"]
+    checks = [
+        ("GET /bare", requests.get(f"{bare.url}/bare", timeout=10), 200),
+        ("GET /api/tickets", requests.get(f"{tickets.url}/api/tickets", timeout=10), 200),
+        ("GET /api/tickets (1k)", requests.get(f"{small.url}/api/tickets", timeout=10), 200),
+        (
+            "POST /api/tickets",
+            requests.post(
+                f"{tickets.url}/api/tickets",
+                json={"title": "Preflight ticket", "price": "20.50"},
+                cookies={"session": cookies["seller"]},
+                timeout=10,
+            ),
+            201,
+        ),
+        (
+            "POST /api/orders",
+            requests.post(
+                f"{orders.url}/api/orders",
+                json={"ticketId": str(ticket_id)},
+                cookies={"session": cookies["buyer"]},
+                timeout=10,
+            ),
+            201,
+        ),
+    ]
+    for what, response, expected in checks:
+        if response.status_code != expected:
+            raise RuntimeError(
+                f"{what} answered {response.status_code}, not {expected}: {response.text[:500]}"
+            )
+    for _, response, _ in checks[1:3]:
+        page = response.json()
+        if not isinstance(page, list) or len(page) != PAGE_SIZE:
+            raise RuntimeError(f"GET /api/tickets gave no page of {PAGE_SIZE}: {str(page)[:300]}")
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the clean-up callbacks run.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(json_path: Path | None, seconds: int) -> Results:
+    results = Results(started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    rng = random.Random(20_240_601)  # noqa: S311 (test data, not secrets)
+    wrk = ensure_wrk()
+    dev = ensure_dev_secrets()
+    with ExitStack() as stack:
+        sb = create_sandbox(stack, dev)
+        setup_django(sb, dev)
+        from django.db import connections
+
+        stack.callback(connections.close_all)
+        from shared_lib import gunicorn_conf
+
+        results.machine = machine_summary(sb, wrk)
+        results.load = {
+            "threads": WRK_THREADS,
+            "connections": WRK_CONNECTIONS,
+            "seconds": seconds,
+            "warmup_seconds": WARMUP_SECONDS,
+            "workers": gunicorn_conf.workers,
+            "gateway": "none (gunicorn straight on loopback)",
+        }
+        progress(f"databases and vhost ready under {sb.workdir}; migrating")
+        migrate(sb)
+        progress(
+            f"loading {SMALL_TABLE} and {LARGE_TABLE} tickets,"
+            f" {ORDER_POOL_WARMUP + ORDER_POOL_MEASURE} ticket replicas"
+        )
+        load_tickets(sb.db_urls["tickets_1k"], SMALL_TABLE, rng)
+        load_tickets(sb.db_urls["tickets_100k"], LARGE_TABLE, rng)
+        pool = load_replicas(sb.db_urls["orders"], 1 + ORDER_POOL_WARMUP + ORDER_POOL_MEASURE, rng)
+        write_id_files(sb.workdir / "orders-warmup", pool[1 : 1 + ORDER_POOL_WARMUP])
+        write_id_files(sb.workdir / "orders-measure", pool[1 + ORDER_POOL_WARMUP :])
+        for name in ("tickets_1k", "tickets_100k"):
+            write_list_paths(sb.workdir / f"{name}.paths", sb.db_urls[name], rng)
+        (sb.workdir / "bare.paths").write_text("/bare\n")
+        cookies = {
+            "seller": mint_token(SELLER, "seller@bench.example"),
+            "buyer": mint_token(BUYER, "buyer@bench.example"),
+        }
+
+        progress(f"starting 4 gunicorns ({gunicorn_conf.workers} workers each)")
+        servers = {
+            name: start_server(stack, sb, name, f"{project}.wsgi", cwd, sb.envs[name])
+            for name, project, cwd in (
+                ("tickets_1k", "tickets_svc", TICKETS_DIR),
+                ("tickets_100k", "tickets_svc", TICKETS_DIR),
+                ("orders", "orders_svc", ORDERS_DIR),
+                ("bare", "bare_site", BARE_DIR),
+            )
+        }
+        for name, server in servers.items():
+            wait_ready(server, "/bare" if name == "bare" else "/readyz")
+        preflight(servers, cookies, pool[0])
+
+        body = json.dumps({"title": "Bench ticket", "price": "20.50"})
+        loads = {  # endpoint -> (server, wrk script arguments, warm-up arguments)
+            "bare": ("bare", ["get", str(sb.workdir / "bare.paths")], None),
+            "list_1k": ("tickets_1k", ["get", str(sb.workdir / "tickets_1k.paths")], None),
+            "list_100k": ("tickets_100k", ["get", str(sb.workdir / "tickets_100k.paths")], None),
+            "post_tickets": (
+                "tickets_100k",
+                ["post-json", "/api/tickets", body, cookies["seller"]],
+                None,
+            ),
+            "post_orders": (
+                "orders",
+                ["post-each", "/api/orders", str(sb.workdir / "orders-measure"), cookies["buyer"]],
+                ["post-each", "/api/orders", str(sb.workdir / "orders-warmup"), cookies["buyer"]],
+            ),
+        }
+
+        def warm_up(name: str) -> None:
+            server, args, warmup = loads[name]
+            run_wrk(wrk, servers[server].url, warmup or args, seconds=WARMUP_SECONDS)
+
+        def measure(name: str) -> Measurement:
+            server, args, _ = loads[name]
+            progress(f"{ENDPOINTS[name][0] if name in ENDPOINTS else 'bare view'}: {seconds} s")
+            meter = CpuMeter(server_group=servers[server].process.pid, databases=sb.databases)
+            meter.start()
+            measured = run_wrk(wrk, servers[server].url, args, seconds=seconds)
+            measured.cpu = meter.stop(measured.requests)
+            return measured
+
+        # The list: both tables back to back (their p50s make the 100k/1k ratio), right
+        # after the ceiling they are compared with.
+        for name in ("bare", "list_1k", "list_100k"):
+            warm_up(name)
+        ceiling = measure("bare")
+        for name in ("list_1k", "list_100k"):
+            results.pairs[name] = Pair(endpoint=measure(name), bare=ceiling)
+        results.plans, results.list_index_used = explain_list()
+
+        # Each write right after its own ceiling; the rows it created, beside wrk's count.
+        for name, table, db in (
+            ("post_tickets", "tickets_ticket", "tickets_100k"),
+            ("post_orders", "orders_order", "orders"),
+        ):
+            warm_up(name)
+            ceiling = measure("bare")
+            before = count_rows(sb.db_urls[db], table)
+            results.pairs[name] = Pair(endpoint=measure(name), bare=ceiling)
+            results.rows_created[name] = count_rows(sb.db_urls[db], table) - before
+
+        results.outbox_unsent = wait_outbox_sent(sb)
+        results.machine["loadavg_1min_end"] = os.getloadavg()[0]
+        progress("cleaning up")
+    print_table(results)
+    if json_path is not None:
+        json_path.write_text(json.dumps(results.as_json(), indent=2) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures here")
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=MEASURE_SECONDS,
+        metavar="N",
+        help=f"length of each measurement (default {MEASURE_SECONDS})",
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        run(args.json, max(1, args.seconds))
+    except KeyboardInterrupt:
+        print("interrupted; databases, vhost and servers cleaned up", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
