@@ -11,13 +11,14 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: up test lint format setup sync clean help
+.PHONY: up test lint format setup sync clean help bench
 
 help:
 	@echo "make up     set up and run the whole system on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
 	@echo "make test   set up and run every test suite"
 	@echo "make lint   ruff lint + format check"
 	@echo "make setup  keys, databases, migrations only"
+	@echo "make bench  run the benchmarks in bench/ (printed figures beside ceilings)"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -37,6 +38,12 @@ test: sync
 
 setup: sync
 	$(PY) -m ticketing_devtools.cli setup
+
+# Each prints its figures beside a ceiling measured in the same run; see bench/README.md.
+bench: sync setup
+	$(PY) bench/events.py
+	$(PY) bench/http_api.py
+	$(PY) bench/expiry.py
 
 lint: sync
 	$(UV) run --frozen ruff check .
