@@ -41,5 +41,9 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     # No results are read anywhere.
     task_ignore_result=True,
+    # Expiry tasks arrive up to a second before their eta and are held until then; each
+    # holds a prefetch slot meanwhile, and a quorum queue cannot widen the window for
+    # eta tasks, so the window must cover every expiry due in one second (bench/expiry).
+    worker_prefetch_multiplier=128,
 )
 app.autodiscover_tasks(["expiration"])

@@ -95,6 +95,22 @@ def test_an_order_already_past_its_expiry_expires_at_once(
     assert time.monotonic() - sent < 3
 
 
+def test_an_order_with_less_than_a_second_left_expires_on_time_not_early(
+    event_worker, rabbitmq_vhost, expirations
+):
+    # Native delayed delivery refuses a countdown under one second; the task waits instead.
+    event_worker()
+    envelope = order_created(expires_in=1.6)  # about 0.6 s left once the worker has it
+    time.sleep(1.0)
+
+    publish(rabbitmq_vhost, envelope)
+    message, received_at = receive(expirations, timeout=10)
+
+    assert message.payload["data"]["orderId"] == envelope["data"]["id"]
+    lateness = (received_at - expires_at(envelope)).total_seconds()
+    assert 0 <= lateness < ON_TIME
+
+
 def test_a_long_window_waits_in_the_broker_not_in_the_worker(event_worker, rabbitmq_vhost):
     event_worker()
 
