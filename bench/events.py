@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import multiprocessing
 import os
 import platform
 import secrets
@@ -42,7 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
+
+from _common import percentile, progress, require_loopback
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_LIB_DIR = REPO_ROOT / "shared_lib"
@@ -64,7 +65,6 @@ from ticketing_devtools.provision import (  # noqa: E402
 )
 
 BENCH_ROLE = "ticketing_bench"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 # Sizes. Each phase is long enough (a few seconds) that start-up and timer noise are a
 # few percent of it, and short enough that the whole run stays well under two minutes
@@ -78,6 +78,10 @@ BACKLOG_EVENTS = 3000
 # worker's throughput, so the figure is the path plus the queueing such a load causes.
 LATENCY_RATE = 200.0
 LATENCY_SECONDS = 10.0
+# One publish (commit, then the confirmed after-commit send) takes 3-4 ms of a thread: one
+# thread alone would run at 70-80% of its capacity at 200/s and slip behind the schedule.
+# Two threads, like two request threads of a service, hold the rate.
+PUBLISHERS = 2
 # Bounds on waiting for the worker, so a broken pipeline ends the run instead of hanging.
 DRAIN_TIMEOUT_SECONDS = 60.0
 WORKER_START_TIMEOUT_SECONDS = 30.0
@@ -104,8 +108,8 @@ class Percentiles:
     def of(cls, seconds: list[float]) -> Percentiles:
         ordered = sorted(seconds)
         return cls(
-            p50_ms=_percentile(ordered, 50) * 1000,
-            p99_ms=_percentile(ordered, 99) * 1000,
+            p50_ms=percentile(ordered, 50) * 1000,
+            p99_ms=percentile(ordered, 99) * 1000,
             max_ms=ordered[-1] * 1000,
             samples=len(ordered),
         )
@@ -139,12 +143,6 @@ class Results:
             "latency_rate": LATENCY_RATE,
         }
         return data
-
-
-def _percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _verdict(met: bool) -> str:
@@ -213,19 +211,9 @@ def warnings(r: Results) -> list[str]:
     return found
 
 
-def progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------
 # Set-up: a throw-away database, vhost and Django context
 # ---------------------------------------------------------------------------------------
-
-
-def _require_loopback(url: str, what: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if host not in LOOPBACK_HOSTS:
-        raise SystemExit(f"{what} must be on loopback for this benchmark, not {host!r}")
 
 
 @dataclass
@@ -242,8 +230,8 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
     """Database, vhost, Django set up in this process; `stack` drops them all on exit."""
     dev = ensure_dev_secrets()
     base_env = common_env(dev)  # os.environ as it was, plus the checkout's keys
-    _require_loopback(admin_url(), "PG_ADMIN_URL")
-    _require_loopback(base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL), "RABBITMQ_URL")
+    require_loopback(admin_url(), "PG_ADMIN_URL")
+    require_loopback(base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL), "RABBITMQ_URL")
 
     suffix = uuid.uuid4().hex[:10]
     database = f"ticketing_bench_events_{suffix}"
@@ -532,43 +520,69 @@ def pipeline_throughput(sb: Sandbox, stack: ExitStack, results: Results) -> Any:
     return worker
 
 
+def _listen(db_url: str, ready: Any, stop: Any, results: Any) -> None:
+    """The listener process: stamp each notification on receipt, hand them over at `stop`."""
+    handled: dict[str, float] = {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        ready.set()
+        while not stop.is_set():
+            for notice in conn.notifies(timeout=0.2):
+                handled[notice.payload] = time.time()
+        for notice in conn.notifies(timeout=0.5):  # any still in flight
+            handled[notice.payload] = time.time()
+    results.send(handled)
+
+
 class HandledListener:
     """Receives a NOTIFY per handled event the moment the handler's transaction commits.
 
     A trigger on the demo Effect table (written by the handler) notifies; PostgreSQL
     delivers notifications only at commit, so the receipt time is "handled", as any other
     reader of the database could first see it. The trigger lives only in the bench's
-    database and adds one cheap notify to each handler transaction.
+    database and adds one cheap notify to each handler transaction. The listener is a
+    process of its own, so a receipt never waits for the publishing threads' GIL.
     """
 
     def __init__(self, db_url: str) -> None:
-        self.conn = psycopg.connect(db_url, autocommit=True)
-        self.handled: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.db_url = db_url
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        self._ready = context.Event()
+        self._stop = context.Event()
+        self._results, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_listen, args=(db_url, self._ready, self._stop, sender), daemon=True
+        )
 
     def install(self) -> None:
-        self.conn.execute(
-            "CREATE FUNCTION bench_notify_handled() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', NEW.event_id::text); RETURN NULL;"
-            " END $$"
-        )
-        self.conn.execute(
-            "CREATE TRIGGER bench_notify_handled AFTER INSERT ON demo_effect"
-            " FOR EACH ROW EXECUTE FUNCTION bench_notify_handled()"
-        )
-        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self._thread.start()
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION bench_notify_handled() RETURNS trigger LANGUAGE plpgsql AS $$"
+                f" BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', NEW.event_id::text);"
+                " RETURN NULL; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER bench_notify_handled AFTER INSERT ON demo_effect"
+                " FOR EACH ROW EXECUTE FUNCTION bench_notify_handled()"
+            )
+        self._process.start()
+        if not self._ready.wait(timeout=30):
+            raise RuntimeError("the NOTIFY listener process did not start")
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for notice in self.conn.notifies(timeout=0.2):
-                self.handled[notice.payload] = time.time()
+    def collect(self) -> dict[str, float]:
+        """Event id -> time its handler committed; call once every handler has committed."""
+        self._stop.set()
+        if not self._results.poll(timeout=30):
+            raise RuntimeError("the NOTIFY listener process did not report")
+        handled: dict[str, float] = self._results.recv()
+        self._process.join(timeout=5)
+        return handled
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.conn.close()
+        if self._process.is_alive():
+            self._process.terminate()
+        if self._process.pid is not None:
+            self._process.join(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -587,7 +601,8 @@ class Trace:
 
 def pipeline_latency(sb: Sandbox, stack: ExitStack, results: Results) -> list[Trace]:
     """Publish at a steady rate, one event per transaction; publisher commit -> handler commit."""
-    from django.db import transaction
+    from django.db import connection, transaction
+    from tests.demo.models import Effect
 
     from shared_lib.events import Subject, publish
     from shared_lib.models import InboxMessage, OutboxEvent
@@ -595,34 +610,49 @@ def pipeline_latency(sb: Sandbox, stack: ExitStack, results: Results) -> list[Tr
     listener = HandledListener(sb.database_url)
     stack.callback(listener.close)
     listener.install()
-    # The listener thread shares the GIL with this publishing loop: a short switch interval
-    # (default 5 ms) keeps a notification's receipt time from waiting on a publish.
-    stack.callback(sys.setswitchinterval, sys.getswitchinterval())
-    sys.setswitchinterval(0.0005)
+    already = Effect.objects.count()  # the backlog's
 
     committed: dict[str, float] = {}
     total = int(LATENCY_RATE * LATENCY_SECONDS)
     interval = 1 / LATENCY_RATE
+    errors: list[BaseException] = []
+
+    def publisher(first: int) -> None:
+        """Publish events first, first + PUBLISHERS, ... each at its slot of the schedule."""
+        try:
+            for index in range(first, total, PUBLISHERS):
+                # A fixed schedule, not a fixed sleep: a slow publish is caught up, so the
+                # offered rate stays LATENCY_RATE on average.
+                delay = started + index * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                stamp: list[float] = []
+                with transaction.atomic():
+                    # on_commit callbacks run in order: this one runs right after the
+                    # COMMIT, before publish()'s own after-commit send.
+                    transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
+                    event_id = publish(Subject.TICKET_CREATED, _ticket(index))
+                committed[str(event_id)] = stamp[0]
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()  # this thread's own Django connection
+
+    threads = [threading.Thread(target=publisher, args=(k,)) for k in range(PUBLISHERS)]
     started = time.perf_counter()
-    for index in range(total):
-        # A fixed schedule, not a fixed sleep: a slow publish is caught up, so the
-        # offered rate stays LATENCY_RATE on average.
-        delay = started + index * interval - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        stamp: list[float] = []
-        with transaction.atomic():
-            # on_commit callbacks run in order: this one runs right after the COMMIT,
-            # before publish()'s own after-commit send.
-            transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
-            event_id = publish(Subject.TICKET_CREATED, _ticket(index))
-        committed[str(event_id)] = stamp[0]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
     results.latency_rate_achieved = total / (time.perf_counter() - started)
     _wait_until(
-        lambda: all(event_id in listener.handled for event_id in committed),
+        lambda: Effect.objects.count() >= already + total,
         timeout=DRAIN_TIMEOUT_SECONDS,
         what=f"the worker to handle the {total} paced events",
     )
+    handled = listener.collect()
 
     # The intermediate steps come from the rows' own timestamps (timezone.now() in the
     # publisher and the worker: the same host clock as time.time()).
@@ -638,7 +668,7 @@ def pipeline_latency(sb: Sandbox, stack: ExitStack, results: Results) -> list[Tr
         )
     }
     traces = [
-        Trace(at, confirmed[event_id], handling[event_id], listener.handled[event_id])
+        Trace(at, confirmed[event_id], handling[event_id], handled[event_id])
         for event_id, at in committed.items()
     ]
     results.latency = Percentiles.of([trace.latency for trace in traces])

@@ -73,6 +73,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import jwt
 import psycopg
 import requests
+from _common import percentile, progress, rabbitmqctl, require_loopback
 from kombu import Connection, Consumer, Exchange, Queue
 
 from ticketing_devtools.catalog import DATABASE_SERVICES, service
@@ -83,7 +84,6 @@ from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORDERS_DIR = REPO_ROOT / "orders_svc"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 ORDERS = 1_000
 BUYERS = 20  # orders are spread over this many buyers (one seller sells every ticket)
@@ -149,18 +149,12 @@ class Percentiles:
         if not ordered:
             return cls(math.nan, math.nan, math.nan, math.nan, 0)
         return cls(
-            p50_ms=_percentile(ordered, 50) * 1000,
-            p99_ms=_percentile(ordered, 99) * 1000,
+            p50_ms=percentile(ordered, 50) * 1000,
+            p99_ms=percentile(ordered, 99) * 1000,
             max_ms=ordered[-1] * 1000,
             min_ms=ordered[0] * 1000,
             samples=len(ordered),
         )
-
-
-def _percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass
@@ -356,26 +350,9 @@ def print_table(r: Results) -> None:
     print("\n".join(lines), flush=True)
 
 
-def progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------
 # Set-up: a throw-away vhost, database prefix and work directory, then the Stack
 # ---------------------------------------------------------------------------------------
-
-
-def _require_loopback(url: str, what: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if host not in LOOPBACK_HOSTS:
-        raise SystemExit(f"{what} must be on loopback for this benchmark, not {host!r}")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run(  # noqa: S603 (fixed binary, our own vhost name)
-        [binary, "-q", *args], check=True, capture_output=True, timeout=60
-    )
 
 
 @dataclass
@@ -401,8 +378,8 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
     """Names, vhost and work directory; `stack` removes them (and the databases) on exit."""
     dev = ensure_dev_secrets()
     rabbit_url = common_env(dev).get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
-    _require_loopback(admin_url(), "PG_ADMIN_URL")
-    _require_loopback(rabbit_url, "RABBITMQ_URL")
+    require_loopback(admin_url(), "PG_ADMIN_URL")
+    require_loopback(rabbit_url, "RABBITMQ_URL")
 
     suffix = uuid.uuid4().hex[:8]
     db_prefix = f"ticketing_bench_expiry_{suffix}"
@@ -413,10 +390,10 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
         stack.callback(drop_database, admin_url(), database=svc.database(db_prefix))
 
     vhost = f"ticketing-bench-expiry-{suffix}"
-    _rabbitmqctl("add_vhost", vhost)
-    stack.callback(_rabbitmqctl, "delete_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
+    stack.callback(rabbitmqctl, "delete_vhost", vhost)
     parts = urlsplit(rabbit_url)
-    _rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+    rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
     vhost_url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
     return Sandbox(
         suffix=suffix,

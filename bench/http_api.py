@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import requests
+from _common import progress, rabbitmqctl, require_loopback
 
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
@@ -72,7 +73,6 @@ ORDERS_DIR = REPO_ROOT / "orders_svc"
 # Its own role: bench/events.py sets a fresh password on `ticketing_bench` at every run,
 # which would lock this run's servers out of their databases if both ran at once.
 BENCH_ROLE = "ticketing_bench_http"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 # The load: a fixed number of connections, each sending its next request as soon as the
 # previous answer arrives (closed loop). 16 keeps every gunicorn worker busy with a queue
@@ -361,10 +361,6 @@ def print_table(r: Results) -> None:
     print("\n".join(lines), flush=True)
 
 
-def progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------
 # CPU accounting: /proc snapshots around each measurement
 # ---------------------------------------------------------------------------------------
@@ -555,19 +551,6 @@ def run_wrk(wrk: str, base_url: str, args: list[str], *, seconds: int) -> Measur
 # ---------------------------------------------------------------------------------------
 
 
-def _require_loopback(url: str, what: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if host not in LOOPBACK_HOSTS:
-        raise SystemExit(f"{what} must be on loopback for this benchmark, not {host!r}")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run(  # noqa: S603 (fixed binary, our own vhost name)
-        [binary, "-q", *args], check=True, capture_output=True, timeout=60
-    )
-
-
 @dataclass
 class Sandbox:
     workdir: Path
@@ -580,9 +563,9 @@ class Sandbox:
 def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
     """Three databases and a vhost; `stack` drops them all on exit."""
     base_env = common_env(dev)  # os.environ as it was, plus the checkout's public key
-    _require_loopback(admin_url(), "PG_ADMIN_URL")
+    require_loopback(admin_url(), "PG_ADMIN_URL")
     rabbit_url = base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
-    _require_loopback(rabbit_url, "RABBITMQ_URL")
+    require_loopback(rabbit_url, "RABBITMQ_URL")
 
     suffix = uuid.uuid4().hex[:10]
     workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-http-"))
@@ -598,10 +581,10 @@ def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
         urls[name] = database_url(database=database, role=BENCH_ROLE, password=password)
 
     vhost = f"ticketing-bench-http-{suffix}"
-    _rabbitmqctl("add_vhost", vhost)
-    stack.callback(_rabbitmqctl, "delete_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
+    stack.callback(rabbitmqctl, "delete_vhost", vhost)
     user = urlsplit(rabbit_url).username or "guest"
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
     parts = urlsplit(rabbit_url)
     vhost_url = f"{parts.scheme}://{parts.netloc}/{vhost}"
 

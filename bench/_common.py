@@ -1,0 +1,42 @@
+"""What every benchmark here shares: progress lines, loopback checks, rabbitmqctl, percentiles.
+
+    from _common import progress, require_loopback, rabbitmqctl, percentile
+    require_loopback(os.environ["RABBITMQ_URL"], "RabbitMQ")
+    progress("broker ceiling"); p99 = percentile(sorted(samples), 99)
+
+(The benchmarks run as scripts, `python bench/<name>.py`, so bench/ is on sys.path.)
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+# Load, soak and benchmark traffic goes to this machine only.
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def require_loopback(url: str, what: str) -> None:
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK_HOSTS:
+        raise SystemExit(f"{what} must be on loopback for this benchmark, not {host!r}")
+
+
+def rabbitmqctl(*args: str) -> None:
+    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run(  # noqa: S603 (fixed binary, our own vhost names)
+        [binary, "-q", *args], check=True, capture_output=True, timeout=60
+    )
+
+
+def percentile(ordered: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
