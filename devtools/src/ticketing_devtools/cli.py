@@ -28,7 +28,9 @@ def _up(args: argparse.Namespace) -> int:
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Both, explicitly: a shell that starts us in the background hands down SIGINT ignored.
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
     try:
         stack.start()
         stack.supervisor.say("ticketing", f"Ready: {stack.url}  (Ctrl-C stops everything)")
