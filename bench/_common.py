@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 # Load, soak and benchmark traffic goes to this machine only.
@@ -40,3 +42,34 @@ def percentile(ordered: list[float], pct: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def busy_ticks() -> int:
+    """Ticks every core spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def process_table() -> dict[int, tuple[int, int, int, str]]:
+    """pid -> (process group, CPU ticks, owner uid, command line), from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            uid = entry.stat().st_uid
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[2]), int(fields[11]) + int(fields[12]), uid, cmdline)
+    return table

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _common import percentile, progress, require_loopback
+from _common import percentile, progress, require_loopback, verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_LIB_DIR = REPO_ROOT / "shared_lib"
@@ -145,10 +145,6 @@ class Results:
         return data
 
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
 def print_table(r: Results) -> None:
     rt = r.broker_round_trip
     lat = r.latency
@@ -172,13 +168,13 @@ def print_table(r: Results) -> None:
         "   (publisher side: commit + after-commit confirmed send)",
         f"pipeline handled events/s/worker      {r.handled_per_s_per_worker:8.0f} ev/s"
         f"   ratio to postgres tx/s: {ratio:.2f}  (target >= {THROUGHPUT_TARGET_RATIO:.2f}:"
-        f" {_verdict(ratio >= THROUGHPUT_TARGET_RATIO)})",
+        f" {verdict(ratio >= THROUGHPUT_TARGET_RATIO)})",
         f"         backlog of {BACKLOG_EVENTS} drained by 1 worker in"
         f" {r.handled_wall_seconds:.1f} s (rate: first to last inbox row)",
         f"latency  publish->handled @{LATENCY_RATE:.0f}/s      p50 {lat.p50_ms:.1f} ms"
         f"  p99 {lat.p99_ms:.1f} ms  max {lat.max_ms:.1f} ms"
         f"  (target p99 < {LATENCY_TARGET_P99_MS:.0f} ms:"
-        f" {_verdict(lat.p99_ms < LATENCY_TARGET_P99_MS)})",
+        f" {verdict(lat.p99_ms < LATENCY_TARGET_P99_MS)})",
         f"         beside broker round trip     p50 x{lat.p50_ms / rt.p50_ms:.1f}"
         f"  p99 x{lat.p99_ms / rt.p99_ms:.1f}"
         f"   ({lat.samples} events at {r.latency_rate_achieved:.0f}/s achieved)",

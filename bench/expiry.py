@@ -73,7 +73,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import jwt
 import psycopg
 import requests
-from _common import percentile, progress, rabbitmqctl, require_loopback
+from _common import (
+    CLOCK_TICKS,
+    busy_ticks,
+    percentile,
+    process_table,
+    progress,
+    rabbitmqctl,
+    require_loopback,
+    verdict,
+)
 from kombu import Connection, Consumer, Exchange, Queue
 
 from ticketing_devtools.catalog import DATABASE_SERVICES, service
@@ -237,10 +246,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
 def _row(label: str, value: Percentiles, note: str = "") -> str:
     return (
         f"{label:<64s}{value.p50_ms:9.1f}{value.p99_ms:9.1f}{value.max_ms:9.1f}"
@@ -293,10 +298,10 @@ def print_table(r: Results) -> None:
         _row(
             "lateness expiresAt -> order cancelled in orders_svc",
             lat,
-            f"target p99 < {TARGET_P99_MS:.0f} ms: {_verdict(lat.p99_ms < TARGET_P99_MS)}",
+            f"target p99 < {TARGET_P99_MS:.0f} ms: {verdict(lat.p99_ms < TARGET_P99_MS)}",
         ),
         f"lost     {r.lost} of {r.orders} not cancelled {LOST_AFTER_SECONDS:.0f} s after the"
-        f" last expiresAt ({statuses})   target 0: {_verdict(r.lost == 0)}",
+        f" last expiresAt ({statuses})   target 0: {verdict(r.lost == 0)}",
         *(
             [
                 f"         ({r.lost - r.lost_without_expiration} of them had their"
@@ -899,32 +904,6 @@ def queue_backlog(url: str, names: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _busy_ticks() -> int:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return user + nice + system + irq + softirq + steal
-
-
-def _process_table() -> dict[int, tuple[int, int, int, str]]:
-    """pid -> (process group, CPU ticks, owner uid, command line)."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            uid = entry.stat().st_uid
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[2]), int(fields[11]) + int(fields[12]), uid, cmdline)
-    return table
-
-
 class CpuMeter:
     """CPU used between start() and stop(), by the system's processes (by name), this
     run's PostgreSQL backends, the database and broker servers, this bench, and the rest."""
@@ -938,8 +917,8 @@ class CpuMeter:
         self._started = 0.0
 
     def start(self) -> None:
-        self._before = _process_table()
-        self._busy = _busy_ticks()
+        self._before = process_table()
+        self._busy = busy_ticks()
         self._started = time.monotonic()
 
     def _category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
@@ -965,8 +944,8 @@ class CpuMeter:
 
     def stop(self) -> tuple[float, float, dict[str, CpuShare]]:
         wall = time.monotonic() - self._started
-        after = _process_table()
-        busy = (_busy_ticks() - self._busy) / CLOCK_TICKS
+        after = process_table()
+        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
         used: dict[str, float] = {}
         for pid, (group, ticks, uid, cmdline) in after.items():
             before = self._before.get(pid)

@@ -56,7 +56,15 @@ from urllib.parse import urlsplit
 
 import psycopg
 import requests
-from _common import progress, rabbitmqctl, require_loopback
+from _common import (
+    CLOCK_TICKS,
+    busy_ticks,
+    process_table,
+    progress,
+    rabbitmqctl,
+    require_loopback,
+    verdict,
+)
 
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
@@ -245,10 +253,6 @@ class Results:
         return data
 
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
 def _figures_table(r: Results) -> list[str]:
     lines = [
         f"{'':<32s}{'req/s':>7s}{'p50 ms':>8s}{'p99 ms':>8s}{'non-2xx':>8s}{'sock err':>9s}"
@@ -261,7 +265,7 @@ def _figures_table(r: Results) -> list[str]:
         verdict = ""
         if target:
             noisy = " (noisy: read the cpu ratio)" if r.noisy(m) else ""
-            verdict = f">= {target:.2f}: {_verdict(ratio >= target)}{noisy}"
+            verdict = f">= {target:.2f}: {verdict(ratio >= target)}{noisy}"
         lines.append(
             f"{label:<32s}{m.rps:7.0f}{m.p50_ms:8.1f}{m.p99_ms:8.1f}{m.non_2xx:8d}"
             f"{m.socket_errors:9d}{ratio:7.2f}{r.cpu_ratio(name):11.2f}  {verdict}"
@@ -345,7 +349,7 @@ def print_table(r: Results) -> None:
         "",
         f"list p50 at {LARGE_TABLE // 1000}k / {SMALL_TABLE // 1000}k tickets:"
         f" {large.p50_ms:.1f} ms / {small.p50_ms:.1f} ms = {growth:.2f}"
-        f"  (target <= {LIST_GROWTH_TARGET:.2f}: {_verdict(growth <= LIST_GROWTH_TARGET)}"
+        f"  (target <= {LIST_GROWTH_TARGET:.2f}: {verdict(growth <= LIST_GROWTH_TARGET)}"
         f"{' (noisy)' if r.noisy(small) or r.noisy(large) else ''})",
         _writes_line(r),
         "",
@@ -366,15 +370,7 @@ def print_table(r: Results) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_USERS = {"postgres", "rabbitmq"}
-
-
-def _busy_ticks() -> int:
-    """Ticks every core spent busy since boot (user, nice, system, irq, softirq, steal)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return user + nice + system + irq + softirq + steal
 
 
 @dataclass(frozen=True)
@@ -386,24 +382,10 @@ class _Proc:
 
 
 def _processes() -> dict[int, _Proc]:
-    procs: dict[int, _Proc] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            uid = entry.stat().st_uid
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        procs[int(entry.name)] = _Proc(
-            group=int(fields[2]),
-            ticks=int(fields[11]) + int(fields[12]),
-            owner=_user_name(uid),
-            cmdline=cmdline,
-        )
-    return procs
+    return {
+        pid: _Proc(group=group, ticks=ticks, owner=_user_name(uid), cmdline=cmdline)
+        for pid, (group, ticks, uid, cmdline) in process_table().items()
+    }
 
 
 _USER_NAMES: dict[int, str] = {}
@@ -433,14 +415,14 @@ class CpuMeter:
 
     def start(self) -> None:
         self._procs = _processes()
-        self._busy = _busy_ticks()
+        self._busy = busy_ticks()
         self._children = _children_cpu()
         self._started = time.monotonic()
 
     def stop(self, requests: int) -> CpuUse:
         wall = time.monotonic() - self._started
         after = _processes()
-        busy = (_busy_ticks() - self._busy) / CLOCK_TICKS
+        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
         loadgen = _children_cpu() - self._children  # wrk ran and was reaped in between
         app = db = servers = 0.0
         for pid, proc in after.items():

@@ -50,8 +50,7 @@ event_handler(Subject.TICKET_CREATED)(_on_ticket)
 event_handler(Subject.TICKET_UPDATED)(_on_ticket)
 
 
-@event_handler(Subject.ORDER_CREATED)
-def on_order_created(event: Event) -> None:
+def _on_order(event: Event) -> None:
     _slow_down()
     if claim_version("order", id=event.data.id, version=event.data.version):
         Effect.objects.create(
@@ -62,13 +61,5 @@ def on_order_created(event: Event) -> None:
         )
 
 
-@event_handler(Subject.ORDER_CANCELLED)
-def on_order_cancelled(event: Event) -> None:
-    _slow_down()
-    if claim_version("order", id=event.data.id, version=event.data.version):
-        Effect.objects.create(
-            event_id=event.id,
-            subject=event.subject,
-            aggregate_id=event.data.id,
-            version=event.data.version,
-        )
+event_handler(Subject.ORDER_CREATED)(_on_order)
+event_handler(Subject.ORDER_CANCELLED)(_on_order)
