@@ -15,7 +15,9 @@ so a retry reaches only the service that failed, never every subscriber of X aga
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -24,6 +26,8 @@ from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
 
 from shared_lib.events.contracts import Subject
+
+logger = logging.getLogger("shared_lib.events")
 
 # A publish during a request must not hang the request when the broker is gone: the
 # outbox row is already committed and the relay will send it later.
@@ -177,4 +181,38 @@ def send(
         headers=headers,
         retry=True,
         retry_policy=PUBLISH_RETRY_POLICY,
+    )
+
+
+def publish_event(
+    pooled: Any,
+    *,
+    event_id: str,
+    subject: Subject,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    correlation_id: str,
+) -> None:
+    """Send one domain event (its envelope) to the events exchange, confirmed; log it.
+
+    The one way events leave a service, from the outbox or (no database) directly.
+    """
+    ensure_subject_topology(pooled, subject)
+    send(
+        pooled,
+        body={
+            "id": event_id,
+            "subject": str(subject),
+            "occurredAt": occurred_at.isoformat(),
+            "data": data,
+        },
+        exchange=events_exchange(),
+        routing_key=str(subject),
+        message_id=event_id,
+        correlation_id=correlation_id,
+        headers={"correlation_id": correlation_id},
+    )
+    logger.info(
+        "event published",
+        extra={"subject": str(subject), "event_id": event_id, "correlation_id": correlation_id},
     )

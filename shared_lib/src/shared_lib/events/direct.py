@@ -9,7 +9,6 @@ Services with a database always use the transactional outbox instead (outbox.pub
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -19,8 +18,6 @@ from shared_lib.correlation import current_correlation_id
 from shared_lib.events import broker
 from shared_lib.events.contracts import Subject, validate_data
 
-logger = logging.getLogger("shared_lib.events")
-
 
 def publish_now(subject: Subject | str, data: Any) -> uuid.UUID:
     payload = validate_data(subject, data).model_dump(mode="json")
@@ -28,27 +25,12 @@ def publish_now(subject: Subject | str, data: Any) -> uuid.UUID:
     event_id = uuid.uuid4()
     correlation_id = current_correlation_id()
     with broker.producer() as pooled:
-        broker.ensure_subject_topology(pooled, subject)
-        broker.send(
+        broker.publish_event(
             pooled,
-            body={
-                "id": str(event_id),
-                "subject": str(subject),
-                "occurredAt": timezone.now().isoformat(),
-                "data": payload,
-            },
-            exchange=broker.events_exchange(),
-            routing_key=str(subject),
-            message_id=str(event_id),
+            event_id=str(event_id),
+            subject=subject,
+            occurred_at=timezone.now(),
+            data=payload,
             correlation_id=correlation_id,
-            headers={"correlation_id": correlation_id},
         )
-    logger.info(
-        "event published",
-        extra={
-            "subject": str(subject),
-            "event_id": str(event_id),
-            "correlation_id": correlation_id,
-        },
-    )
     return event_id

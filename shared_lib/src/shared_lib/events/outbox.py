@@ -60,34 +60,14 @@ def publish(subject: Subject | str, data: Any) -> uuid.UUID:
     return event.id
 
 
-def envelope(row: OutboxEvent) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "subject": row.subject,
-        "occurredAt": row.occurred_at.isoformat(),
-        "data": row.data,
-    }
-
-
 def _send_row(pooled: Any, row: OutboxEvent) -> None:
-    subject = Subject(row.subject)
-    broker.ensure_subject_topology(pooled, subject)
-    broker.send(
+    broker.publish_event(
         pooled,
-        body=envelope(row),
-        exchange=broker.events_exchange(),
-        routing_key=str(subject),
-        message_id=str(row.id),
+        event_id=str(row.id),
+        subject=Subject(row.subject),
+        occurred_at=row.occurred_at,
+        data=row.data,
         correlation_id=row.correlation_id,
-        headers={"correlation_id": row.correlation_id},
-    )
-    logger.info(
-        "event published",
-        extra={
-            "subject": row.subject,
-            "event_id": str(row.id),
-            "correlation_id": row.correlation_id,
-        },
     )
 
 
