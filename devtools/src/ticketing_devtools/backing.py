@@ -3,6 +3,7 @@
 from ticketing_devtools.backing import require_backing_servers, ensure_nginx
 require_backing_servers()   # SystemExit naming each missing server and how to start it
 ensure_nginx()              # installs Debian's nginx when it is missing and we are root
+ensure_chromium()           # likewise Debian's Chromium, for the browser tests
 """
 
 from __future__ import annotations
@@ -59,28 +60,44 @@ def require_backing_servers() -> None:
         raise SystemExit("Backing server(s) missing:\n" + "\n".join(lines))
 
 
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+def _binary(name: str, fallback: str) -> str | None:
+    return shutil.which(name) or (fallback if os.path.exists(fallback) else None)
+
+
+def _ensure_debian_package(*, package: str, binary: str, fallback: str, purpose: str) -> str:
+    """Path of `binary`, installing Debian's `package` first when it is missing."""
+    found = _binary(binary, fallback)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(f"{binary} is missing: install it (Debian: apt-get install -y {package})")
+    print(f"Installing {package} (Debian's package) for {purpose}...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+        check=True,
+        env=env,
     )
+    found = _binary(binary, fallback)
+    if not found:
+        raise SystemExit(f"{binary} still missing after apt-get install {package}")
+    return found
 
 
 def ensure_nginx() -> str:
     """Path of nginx, installing Debian's nginx-light first when it is missing."""
-    found = nginx_binary()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise SystemExit("nginx is missing: install it (Debian: apt-get install -y nginx-light)")
-    print("Installing nginx (Debian's nginx-light) for the local gateway...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light"],
-        check=True,
-        env=env,
+    return _ensure_debian_package(
+        package="nginx-light", binary="nginx", fallback="/usr/sbin/nginx", purpose="the gateway"
     )
-    found = nginx_binary()
-    if not found:
-        raise SystemExit("nginx still missing after apt-get install nginx-light")
-    return found
+
+
+def ensure_chromium() -> str:
+    """Path of Debian's Chromium for the browser tests. Playwright drives this binary;
+    its own browser download cannot work here and is never used."""
+    return _ensure_debian_package(
+        package="chromium",
+        binary="chromium",
+        fallback="/usr/bin/chromium",
+        purpose="the browser tests",
+    )

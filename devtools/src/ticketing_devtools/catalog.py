@@ -26,12 +26,14 @@ THREAD_POOL = ("--pool", "threads", "--concurrency", "8")
 @dataclass(frozen=True)
 class DjangoService:
     name: str  # short name: URL prefixes (/admin/<name>/), routes, database
-    package: str = ""  # folder and Django project; default "<name>_svc"
+    package: str = ""  # the Django project package; default "<name>_svc"
+    folder: str = ""  # the repo folder holding manage.py; default: the package's name
     mints_tokens: bool = False  # only auth_svc holds the JWT private key
     events: bool = False  # on the event bus: runs a Celery worker
     web: bool = True  # serves HTTP through gunicorn
     has_database: bool = True
     uses_stripe: bool = False  # locally talks to localstripe, which the stack starts
+    calls_api: bool = False  # calls the APIs through the gateway (API_BASE_URL)
     worker_pool: tuple[str, ...] = SOLO_POOL
 
     @property
@@ -40,7 +42,7 @@ class DjangoService:
 
     @property
     def directory(self) -> Path:
-        return REPO_ROOT / self.project
+        return REPO_ROOT / (self.folder or self.project)
 
     def database(self, prefix: str = "ticketing") -> str:
         return f"{prefix}_{self.name}"
@@ -59,9 +61,16 @@ SERVICES: tuple[DjangoService, ...] = (
         has_database=False,
         worker_pool=THREAD_POOL,
     ),
+    # The web client: server-rendered pages that call the APIs through the gateway. It
+    # owns no data, so no database; the gateway sends it every path no route claims.
+    DjangoService(
+        "client", package="client_site", folder="client", has_database=False, calls_api=True
+    ),
 )
 WEB_SERVICES = tuple(s for s in SERVICES if s.web)
 DATABASE_SERVICES = tuple(s for s in SERVICES if s.has_database)
+# Every process with a Django SECRET_KEY (signing: admin sessions, the client's CSRF).
+SECRET_KEY_SERVICES = tuple(s for s in SERVICES if s.web or s.has_database)
 
 
 def service(name: str) -> DjangoService:

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ticketing_devtools.catalog import DATABASE_SERVICES, DEV_DIR
+from ticketing_devtools.catalog import DATABASE_SERVICES, DEV_DIR, SECRET_KEY_SERVICES
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,9 @@ def ensure_dev_secrets(directory: Path = DEV_DIR) -> DevSecrets:
         )
     values_file = directory / "secrets.json"
     values: dict[str, str] = json.loads(values_file.read_text()) if values_file.exists() else {}
-    for service in DATABASE_SERVICES:
+    for service in SECRET_KEY_SERVICES:
         values.setdefault(f"{service.name}.secret_key", pysecrets.token_urlsafe(50))
+    for service in DATABASE_SERVICES:
         values.setdefault(f"{service.name}.db_password", pysecrets.token_urlsafe(24))
     _write_private(values_file, json.dumps(values, indent=2, sort_keys=True).encode())
     return DevSecrets(directory=directory, values=values)

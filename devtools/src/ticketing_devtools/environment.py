@@ -42,9 +42,10 @@ def service_env(
 ) -> dict[str, str]:
     env = common_env(secrets)
     env["DJANGO_SETTINGS_MODULE"] = f"{service.project}.settings"
+    if service.web or service.has_database:
+        env["SECRET_KEY"] = secrets.django_secret(service.name)
     if service.has_database:
         env.update(
-            SECRET_KEY=secrets.django_secret(service.name),
             DATABASE_URL=database_url(
                 database=service.database(db_prefix),
                 role=service.database(),

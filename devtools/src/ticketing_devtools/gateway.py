@@ -12,12 +12,13 @@ under ``/api/users``) and never answers ``P`` with a slash-appending redirect.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import subprocess
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,8 +204,14 @@ def render_nginx(
     max_body: str = "1m",
     proxy_read_timeout: str = "60s",
     proxy_connect_timeout: str = "5s",
+    trusted_forwarders: Sequence[str] = (),
 ) -> str:
-    """Return the nginx.conf text; ``upstreams`` maps each service to ``host:port``."""
+    """Return the nginx.conf text; ``upstreams`` maps each service to ``host:port``.
+
+    ``trusted_forwarders``: networks (the web client) whose X-Forwarded-For the gateway
+    believes, so the browser address they forward is what the services see.
+    """
+    forwarders = [str(ipaddress.ip_network(cidr, strict=True)) for cidr in trusted_forwarders]
     missing = sorted(table.services - set(upstreams))
     if missing:
         raise ValueError(f"no upstream address for service(s): {', '.join(missing)}")
@@ -294,6 +301,17 @@ def render_nginx(
         "        # the client claims in X-Forwarded-For is replaced, not appended to; an",
         "        # appended list would let any client pick the address the services see.",
         "        proxy_set_header X-Forwarded-For $remote_addr;",
+        *(
+            [
+                "        # ...except from the web client, which calls the APIs for a browser",
+                "        # and names it: from these addresses only, $remote_addr is the",
+                "        # right-most X-Forwarded-For entry they send (the realip module).",
+                *(f"        set_real_ip_from {cidr};" for cidr in forwarders),
+                "        real_ip_header X-Forwarded-For;",
+            ]
+            if forwarders
+            else []
+        ),
         '        proxy_set_header Forwarded "";',
         "        proxy_set_header X-Request-ID $gateway_request_id;",
         "        # Buffer whole bodies so services get a Content-Length, never chunked input.",
@@ -354,6 +372,7 @@ def write_config(
     max_body: str = "1m",
     proxy_read_timeout: str = "60s",
     proxy_connect_timeout: str = "5s",
+    trusted_forwarders: Sequence[str] = (),
 ) -> Path:
     """Render the config into ``run_dir`` (created with its temp dirs); return its path."""
     text = render_nginx(
@@ -364,6 +383,7 @@ def write_config(
         max_body=max_body,
         proxy_read_timeout=proxy_read_timeout,
         proxy_connect_timeout=proxy_connect_timeout,
+        trusted_forwarders=trusted_forwarders,
     )
     run = run_dir.resolve()
     for name in _TEMP_DIRS:

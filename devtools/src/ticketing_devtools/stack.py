@@ -18,7 +18,7 @@ from typing import IO
 
 from ticketing_devtools import gateway
 from ticketing_devtools.backing import ensure_nginx, require_backing_servers
-from ticketing_devtools.catalog import DATABASE_SERVICES, SERVICES, VAR_DIR, DjangoService
+from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import service_env
 from ticketing_devtools.provision import admin_url, ensure_database
@@ -26,6 +26,10 @@ from ticketing_devtools.supervisor import Supervisor
 
 # Two workers per service: requests overlap locally without crowding two cores.
 LOCAL_WEB_WORKERS = "2"
+# Everything local is on 127.0.0.1, browsers included; the web client calls the gateway
+# from a loopback address of its own, so the gateway can believe the browser address it
+# forwards (for per-IP rate limits) and nobody else's, as it would a pod's IP.
+CLIENT_SOURCE_ADDRESS = "127.0.0.2"
 
 
 def free_port() -> int:
@@ -40,15 +44,17 @@ def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: A
 
     require_backing_servers()
     secrets = ensure_dev_secrets()
-    for service in DATABASE_SERVICES:
-        ensure_database(
-            admin_url(),
-            database=service.database(db_prefix),
-            role=service.database(),
-            password=secrets.db_password(service.name),
-        )
+    for service in SERVICES:
         env = service_env(service, secrets, db_prefix=db_prefix)
-        commands = [["migrate", "--noinput"]]
+        commands = []
+        if service.has_database:
+            ensure_database(
+                admin_url(),
+                database=service.database(db_prefix),
+                role=service.database(),
+                password=secrets.db_password(service.name),
+            )
+            commands.append(["migrate", "--noinput"])
         if service.web:
             commands.append(["collectstatic", "--noinput", "-v", "0"])
         for command in commands:
@@ -93,6 +99,9 @@ class Stack:
         self.service_ports[service.name] = port
         env = {**service_env(service, secrets, db_prefix=self.db_prefix), **self.extra_env}
         env["WEB_CONCURRENCY"] = env.get("WEB_CONCURRENCY", LOCAL_WEB_WORKERS)
+        if service.calls_api:
+            env["API_BASE_URL"] = self.url
+            env["API_SOURCE_ADDRESS"] = CLIENT_SOURCE_ADDRESS
         self.supervisor.start(
             f"{service.name}-web",
             [
@@ -185,6 +194,7 @@ class Stack:
                 upstreams=upstreams,
                 listen=f"127.0.0.1:{self.gateway_port}",
                 run_dir=self.run_dir,
+                trusted_forwarders=[f"{CLIENT_SOURCE_ADDRESS}/32"],
             )
             gateway.check_config(conf, self.run_dir, nginx=nginx)
             self.supervisor.start(

@@ -1,0 +1,92 @@
+"""The client's forms. They carry input to the APIs, which own every rule.
+
+    form = TicketForm(request.POST)
+    try:
+        request.api.post("/api/tickets", form.payload())
+    except ApiError as error:
+        form.show(error)      # messages next to their fields, the rest as the form's alert
+
+No rule is repeated here (the API's exact messages are what the person sees), so
+fields are optional and unstripped: what was typed goes to the API as typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from storefront.api import ApiError
+
+# Stripe's test PaymentMethods: the choice local runs and tests pay with when no
+# publishable key is configured (https://docs.stripe.com/testing#cards).
+TEST_CARD_SUCCEEDS = "pm_card_visa"
+TEST_CARD_DECLINED = "pm_card_visa_chargeDeclined"
+TEST_CARDS = (
+    (TEST_CARD_SUCCEEDS, "Test Visa ending 4242 (payment succeeds)"),
+    (TEST_CARD_DECLINED, "Test Visa ending 0002 (card is declined)"),
+)
+
+
+def _text(label: str, **attrs: str) -> forms.CharField:
+    return forms.CharField(
+        label=label, required=False, strip=False, widget=forms.TextInput(attrs=attrs)
+    )
+
+
+class ApiForm(forms.Form):
+    # The API's name for each field where it differs from the form's.
+    api_names: dict[str, str] = {}
+
+    def payload(self) -> dict[str, Any]:
+        data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
+        return {self.api_names.get(name, name): data.get(name, "") for name in self.fields}
+
+    def show(self, error: ApiError) -> None:
+        by_api_name = {self.api_names.get(name, name): name for name in self.fields}
+        for item in error.errors:
+            field = by_api_name.get(item.get("field", ""))
+            self.add_error(field, item["message"])
+
+
+class CredentialsForm(ApiForm):
+    email = forms.CharField(
+        label="Email",
+        required=False,
+        strip=False,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+    # Never rendered back: a password is not kept in the page after a failed attempt.
+    password = forms.CharField(
+        label="Password", required=False, strip=False, widget=forms.PasswordInput()
+    )
+
+    def __init__(self, *args: Any, new_password: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password"].widget.attrs["autocomplete"] = (
+            "new-password" if new_password else "current-password"
+        )
+        if new_password:
+            self.fields["password"].help_text = "8 to 128 characters."
+
+
+class TicketForm(ApiForm):
+    title = _text("Title", maxlength="200", autocomplete="off")
+    # Text, not type=number: the price goes to the API exactly as typed (no float,
+    # no browser rounding), and the API says what is wrong with it.
+    price = _text("Price (USD)", inputmode="decimal", autocomplete="off", placeholder="45.00")
+
+
+class PaymentForm(ApiForm):
+    token = forms.CharField(required=False, strip=False, widget=forms.HiddenInput())
+
+    def __init__(self, *args: Any, test_cards: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if test_cards:
+            self.fields["token"] = forms.ChoiceField(
+                label="Card",
+                choices=TEST_CARDS,
+                initial=TEST_CARD_SUCCEEDS,
+                required=False,
+                widget=forms.RadioSelect,
+            )

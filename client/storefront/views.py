@@ -1,0 +1,335 @@
+"""The pages. Each view is an adapter: read the form, call one API, render or redirect.
+
+API errors a form can explain are shown on that form with the input kept; the rest are
+turned into pages by ApiSessionMiddleware (sign-in redirect, not found, unavailable).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from storefront.api import ApiError
+from storefront.forms import CredentialsForm, PaymentForm, TicketForm
+from storefront.middleware import signin_redirect
+
+# A page of the ticket grid: four rows of three on a wide screen.
+TICKETS_PER_PAGE = 12
+ORDERS_PER_PAGE = 20
+
+SIGNED_UP = "Welcome to Ticketing! You are signed in as {email}."
+SIGNED_IN = "Signed in as {email}."
+SIGNED_OUT = "You are signed out."
+TICKET_LISTED = "Your ticket is listed for sale."
+TICKET_UPDATED = "Your ticket is updated."
+PAID = "Payment received. The ticket is yours. Enjoy the show!"
+ORDER_CANCELLED = "Order cancelled. The ticket is back on sale."
+# orders_svc learns of a new ticket from an event, a moment after it is listed.
+TICKET_NOT_READY = "This ticket was listed a moment ago. Please try again in a few seconds."
+
+ORDER_STATES = {
+    "created": "Awaiting payment",
+    "complete": "Complete",
+    "cancelled": "Cancelled",
+}
+EXPIRED = "Expired"
+
+
+def _next_url(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("ticket_list")
+
+
+def _page_params(request: HttpRequest, limit: int) -> dict[str, str]:
+    return {"limit": str(limit), "cursor": request.GET.get("cursor", "")}
+
+
+# --- tickets -------------------------------------------------------------------------
+
+
+@require_GET
+def ticket_list(request: HttpRequest) -> HttpResponse:
+    result = request.api.get("/api/tickets", params=_page_params(request, TICKETS_PER_PAGE))
+    return render(
+        request,
+        "storefront/ticket_list.html",
+        {
+            "tickets": result.data,
+            "next_cursor": result.next_cursor(),
+            "first_page": not request.GET.get("cursor"),
+        },
+    )
+
+
+def _ticket_page(
+    request: HttpRequest, ticket: dict[str, Any], *, error: ApiError | None = None
+) -> HttpResponse:
+    user = request.api.current_user()
+    return render(
+        request,
+        "storefront/ticket_detail.html",
+        {
+            "ticket": ticket,
+            "is_owner": bool(user) and user["id"] == ticket["userId"],
+            "alerts": error.general() if error else [],
+        },
+        status=error.status if error else 200,
+    )
+
+
+@require_GET
+def ticket_detail(request: HttpRequest, ticket_id: UUID) -> HttpResponse:
+    return _ticket_page(request, request.api.get(f"/api/tickets/{ticket_id}").data)
+
+
+@require_POST
+def ticket_purchase(request: HttpRequest, ticket_id: UUID) -> HttpResponse:
+    if not request.api.current_user():
+        return signin_redirect(request, reverse("ticket_detail", args=[ticket_id]))
+    try:
+        order = request.api.post("/api/orders", {"ticketId": str(ticket_id)}).data
+    except ApiError as error:
+        if error.status == 401:
+            raise
+        ticket = request.api.get(f"/api/tickets/{ticket_id}").data
+        if error.status == 404:  # the ticket exists (we just read it) but orders_svc
+            error = ApiError(409, [{"message": TICKET_NOT_READY}])  # has not heard yet
+        return _ticket_page(request, ticket, error=error)
+    return redirect("order_detail", order_id=order["id"])
+
+
+@require_http_methods(["GET", "POST"])
+def ticket_new(request: HttpRequest) -> HttpResponse:
+    if not request.api.current_user():
+        return signin_redirect(request)
+    form = TicketForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            ticket = request.api.post("/api/tickets", form.payload()).data
+        except ApiError as error:
+            if error.status == 401:
+                raise
+            status = error.status
+            form.show(error)
+        else:
+            messages.success(request, TICKET_LISTED)
+            return redirect("ticket_detail", ticket_id=ticket["id"])
+    return render(
+        request,
+        "storefront/ticket_form.html",
+        {"form": form, "heading": "Sell a ticket", "submit": "List ticket"},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def ticket_edit(request: HttpRequest, ticket_id: UUID) -> HttpResponse:
+    if not request.api.current_user():
+        return signin_redirect(request)
+    ticket = request.api.get(f"/api/tickets/{ticket_id}").data
+    form = TicketForm(
+        request.POST or None, initial={"title": ticket["title"], "price": ticket["price"]}
+    )
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            request.api.put(f"/api/tickets/{ticket_id}", form.payload())
+        except ApiError as error:
+            if error.status in (401, 404):
+                raise
+            status = error.status
+            form.show(error)
+        else:
+            messages.success(request, TICKET_UPDATED)
+            return redirect("ticket_detail", ticket_id=ticket_id)
+    return render(
+        request,
+        "storefront/ticket_form.html",
+        {"form": form, "heading": "Edit your ticket", "submit": "Save changes", "ticket": ticket},
+        status=status,
+    )
+
+
+# --- orders --------------------------------------------------------------------------
+
+
+def _expires_at(order: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(order["expiresAt"].replace("Z", "+00:00"))
+
+
+def order_state(order: dict[str, Any], *, now: datetime | None = None) -> str:
+    """What a person calls the order's state: an unpaid order past its time is expired
+    even in the moment before the expiry event has cancelled it."""
+    if order["status"] == "created" and _expires_at(order) <= (now or timezone.now()):
+        return EXPIRED
+    return ORDER_STATES.get(order["status"], order["status"])
+
+
+def _payment_form(data: Any) -> PaymentForm:
+    # Without a publishable key (local runs, tests) there is no Stripe.js to collect a
+    # card, so the person picks one of Stripe's test cards instead.
+    return PaymentForm(data, test_cards=not settings.STRIPE_PUBLISHABLE_KEY)
+
+
+def _order_page(
+    request: HttpRequest,
+    order: dict[str, Any],
+    *,
+    form: PaymentForm | None = None,
+    alerts: list[str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    now = timezone.now()
+    state = order_state(order, now=now)
+    seconds_left = max(0, int((_expires_at(order) - now).total_seconds()))
+    return render(
+        request,
+        "storefront/order_detail.html",
+        {
+            "order": order,
+            "state": state,
+            "payable": state == ORDER_STATES["created"],
+            "seconds_left": seconds_left,
+            "form": form or _payment_form(None),
+            "alerts": alerts or [],
+        },
+        status=status,
+    )
+
+
+@require_GET
+def order_detail(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    return _order_page(request, request.api.get(f"/api/orders/{order_id}").data)
+
+
+@require_POST
+def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    form = _payment_form(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            request.api.post(
+                "/api/payments", {"orderId": str(order_id), "token": form.cleaned_data["token"]}
+            )
+        except ApiError as error:
+            if error.status == 401:
+                raise
+            status = error.status
+            form.show(error)  # a declined card: Stripe's message, next to the card
+        else:
+            messages.success(request, PAID)
+            return redirect("order_list")
+    order = request.api.get(f"/api/orders/{order_id}").data
+    return _order_page(request, order, form=form, status=status)
+
+
+@require_POST
+def order_cancel(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    try:
+        request.api.delete(f"/api/orders/{order_id}")
+    except ApiError as error:
+        if error.status in (401, 404):
+            raise
+        order = request.api.get(f"/api/orders/{order_id}").data
+        return _order_page(request, order, alerts=error.general(), status=error.status)
+    messages.success(request, ORDER_CANCELLED)
+    return redirect("order_list")
+
+
+@require_GET
+def order_list(request: HttpRequest) -> HttpResponse:
+    result = request.api.get("/api/orders", params=_page_params(request, ORDERS_PER_PAGE))
+    now = timezone.now()
+    orders = [{**order, "state": order_state(order, now=now)} for order in result.data]
+    return render(
+        request,
+        "storefront/order_list.html",
+        {
+            "orders": orders,
+            "next_cursor": result.next_cursor(),
+            "first_page": not request.GET.get("cursor"),
+        },
+    )
+
+
+# --- sessions ------------------------------------------------------------------------
+
+
+def _credentials_page(
+    request: HttpRequest, *, endpoint: str, template: str, greeting: str, new_password: bool
+) -> HttpResponse:
+    form = CredentialsForm(request.POST or None, new_password=new_password)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = request.api.post(endpoint, form.payload()).data
+        except ApiError as error:
+            status = error.status
+            form.show(error)
+        else:
+            messages.success(request, greeting.format(email=user["email"]))
+            return redirect(_next_url(request))
+    return render(
+        request,
+        template,
+        {"form": form, "next": _next_url(request)},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    return _credentials_page(
+        request,
+        endpoint="/api/users/signup",
+        template="storefront/signup.html",
+        greeting=SIGNED_UP,
+        new_password=True,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def signin(request: HttpRequest) -> HttpResponse:
+    return _credentials_page(
+        request,
+        endpoint="/api/users/signin",
+        template="storefront/signin.html",
+        greeting=SIGNED_IN,
+        new_password=False,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def signout(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":  # a link or a bookmark: ask, since signing out is a write
+        return render(request, "storefront/signout.html")
+    request.api.post("/api/users/signout")
+    messages.success(request, SIGNED_OUT)
+    return redirect("ticket_list")
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(
+        request,
+        "storefront/error.html",
+        {"message": "This form has expired. Go back, reload the page and try again."},
+        status=403,
+    )
