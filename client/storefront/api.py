@@ -186,9 +186,10 @@ class Api:
             # a message worth showing as it is.
             if response.status in (502, 504) or (response.status == 503 and not errors):
                 raise ApiUnavailable(response.status, [{"message": UNAVAILABLE_MESSAGE}])
-            if response.status >= 500:
+            if response.status >= 500 and response.status != 503:
+                # A fault: its detail is in the service's log, not for the person.
                 logger.error("API call %s %s answered %s", method, path, response.status)
-                raise ApiError(response.status, [{"message": UNEXPECTED_MESSAGE}])
+                errors = []
             raise ApiError(response.status, errors or [{"message": UNEXPECTED_MESSAGE}])
         return ApiResult(status=response.status, data=data, headers=response.headers)
 

@@ -21,10 +21,10 @@ from storefront.api import ApiError
 # Stripe's test PaymentMethods: the choice local runs and tests pay with when no
 # publishable key is configured (https://docs.stripe.com/testing#cards).
 TEST_CARD_SUCCEEDS = "pm_card_visa"
-TEST_CARD_DECLINED = "pm_card_visa_chargeDeclined"
+TEST_CARD_DECLINED = "pm_card_chargeCustomerFail"
 TEST_CARDS = (
     (TEST_CARD_SUCCEEDS, "Test Visa ending 4242 (payment succeeds)"),
-    (TEST_CARD_DECLINED, "Test Visa ending 0002 (card is declined)"),
+    (TEST_CARD_DECLINED, "Test Visa ending 0341 (card is declined)"),
 )
 
 

@@ -1,0 +1,45 @@
+"""What a person does in the browser, as steps the browser tests share."""
+
+import re
+import time
+
+from playwright.sync_api import Page, expect
+
+from storefront.views import TICKET_NOT_READY
+from tests.conftest import PASSWORD
+
+ORDER_URL = re.compile(r"/orders/[0-9a-f-]{36}$")
+TICKET_URL = re.compile(r"/tickets/[0-9a-f-]{36}$")
+
+
+def sign_up(page: Page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/auth/signup")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_test_id("current-user")).to_have_text(email)
+
+
+def sell(page: Page, title: str, price: str) -> str:
+    page.goto("/tickets/new")
+    page.get_by_label("Title").fill(title)
+    page.get_by_label("Price (USD)").fill(price)
+    page.get_by_role("button", name="List ticket").click()
+    expect(page).to_have_url(TICKET_URL)
+    expect(page.get_by_role("heading", level=1)).to_have_text(title)
+    return page.url.rsplit("/", 1)[1]
+
+
+def purchase(page: Page, ticket_id: str, *, within: float = 15.0) -> str:
+    """Click Purchase on the ticket's page; again while orders_svc has not yet heard of
+    the ticket (as a person would), until the order page opens. Returns the order id."""
+    deadline = time.monotonic() + within
+    page.goto(f"/tickets/{ticket_id}")
+    while True:
+        page.get_by_role("button", name="Purchase").click()
+        page.wait_for_load_state()
+        if ORDER_URL.search(page.url):
+            return page.url.rsplit("/", 1)[1]
+        expect(page.get_by_test_id("form-alert")).to_have_text(TICKET_NOT_READY)
+        assert time.monotonic() < deadline, "the ticket never became purchasable"
+        time.sleep(0.3)

@@ -1,0 +1,197 @@
+"""The whole purchase in a real browser: Debian's Chromium, driven by Playwright, against
+every process of the system behind the gateway."""
+
+import re
+
+import requests
+from playwright.sync_api import expect
+
+from storefront.forms import TEST_CARD_DECLINED
+from storefront.views import PAID, SIGNED_OUT, TICKET_LISTED
+from tests.browser import ORDER_URL, purchase, sell, sign_up
+from tests.conftest import EXPIRATION_WINDOW_SECONDS, unique_email
+
+COUNTDOWN = re.compile(r"^\d+:\d\d$")
+DECLINED_MESSAGE = "Your card was declined."
+
+
+def test_sign_up_sell_buy_and_pay(new_page):
+    seller, buyer = new_page(), new_page()
+    seller_email, buyer_email = unique_email("seller"), unique_email("buyer")
+
+    sign_up(seller, seller_email)
+    ticket_id = sell(seller, "Arctic Monkeys, floor", "1234.5")
+    expect(seller.get_by_role("status")).to_have_text(TICKET_LISTED)
+    expect(seller.locator(".price")).to_have_text("$1,234.50")
+    expect(seller.get_by_text("This is your ticket.")).to_be_visible()
+    expect(seller.get_by_role("button", name="Purchase")).to_have_count(0)
+
+    sign_up(buyer, buyer_email)
+    buyer.goto("/")
+    card = buyer.locator(f"[data-ticket-id='{ticket_id}']")
+    expect(card).to_contain_text("Arctic Monkeys, floor")
+    expect(card).to_contain_text("$1,234.50")
+    card.get_by_role("link").click()
+    order_id = purchase(buyer, ticket_id)
+
+    expect(buyer.get_by_role("heading", level=1)).to_have_text("Order for Arctic Monkeys, floor")
+    expect(buyer.get_by_test_id("order-state")).to_have_text("Awaiting payment")
+    countdown = buyer.get_by_test_id("countdown")
+    expect(countdown).to_have_text(COUNTDOWN)
+    first = countdown.inner_text()
+    expect(countdown).not_to_have_text(first, timeout=3000)  # it ticks
+    buyer.get_by_role("button", name="Pay $1,234.50").click()
+
+    expect(buyer).to_have_url(re.compile(r"/orders$"))
+    expect(buyer.get_by_role("status")).to_have_text(PAID)
+    row = buyer.locator(f"tr[data-order-id='{order_id}']")
+    expect(row).to_contain_text("Arctic Monkeys, floor")
+    expect(row).to_contain_text("$1,234.50")
+    expect(row.get_by_test_id("order-state")).to_have_text("Complete")
+    # Sold: no longer for sale, and its page says it is taken.
+    buyer.goto("/")
+    expect(buyer.locator(f"[data-ticket-id='{ticket_id}']")).to_have_count(0)
+    seller.reload()
+    expect(seller.get_by_text("A buyer has reserved it.")).to_be_visible()
+
+
+def test_a_declined_card_shows_stripes_message_and_another_card_pays(new_page):
+    seller, buyer = new_page(), new_page()
+    sign_up(seller, unique_email("seller"))
+    ticket_id = sell(seller, "Opera box", "80")
+    sign_up(buyer, unique_email("buyer"))
+    order_id = purchase(buyer, ticket_id)
+
+    buyer.get_by_label("Test Visa ending 0341 (card is declined)").check()
+    buyer.get_by_role("button", name="Pay $80.00").click()
+
+    expect(buyer).to_have_url(re.compile(rf"/orders/{order_id}/pay$"))
+    expect(buyer.locator(".field-errors, [data-testid=form-alert]")).to_have_text(DECLINED_MESSAGE)
+    expect(buyer.get_by_test_id("order-state")).to_have_text("Awaiting payment")
+    # The choice is kept, so the person sees which card failed.
+    expect(buyer.get_by_label("Test Visa ending 0341 (card is declined)")).to_be_checked()
+    assert buyer.get_by_label("Test Visa ending 0341 (card is declined)").get_attribute(
+        "value"
+    ) == (TEST_CARD_DECLINED)
+
+    buyer.get_by_label("Test Visa ending 4242 (payment succeeds)").check()
+    buyer.get_by_role("button", name="Pay $80.00").click()
+    expect(buyer).to_have_url(re.compile(r"/orders$"))
+    expect(
+        buyer.locator(f"tr[data-order-id='{order_id}']").get_by_test_id("order-state")
+    ).to_have_text("Complete")
+
+
+def test_an_unpaid_order_expires_and_the_ticket_is_for_sale_again(new_page, stack):
+    seller, buyer = new_page(), new_page()
+    sign_up(seller, unique_email("seller"))
+    ticket_id = sell(seller, "Matinee, row F", "25")
+    sign_up(buyer, unique_email("buyer"))
+    purchase(buyer, ticket_id)
+    expect(buyer.get_by_test_id("countdown")).to_have_text(COUNTDOWN)
+    buyer.goto("/")
+    expect(buyer.locator(f"[data-ticket-id='{ticket_id}']")).to_have_count(0)  # held
+    buyer.go_back()
+
+    expired = buyer.get_by_test_id("expired")
+    expect(expired).to_be_visible(timeout=(EXPIRATION_WINDOW_SECONDS + 5) * 1000)
+    expect(expired).to_have_text("Order expired. The ticket has been released.")
+    expect(buyer.get_by_role("button", name=re.compile("^Pay"))).to_be_hidden()
+
+    # Released by the expiry event: for sale again, for anyone.
+    buyer.wait_for_timeout(500)
+    for _ in range(40):
+        buyer.goto("/")
+        if buyer.locator(f"[data-ticket-id='{ticket_id}']").count():
+            break
+        buyer.wait_for_timeout(500)
+    expect(buyer.locator(f"[data-ticket-id='{ticket_id}']")).to_have_count(1)
+    ticket = requests.get(f"{stack.url}/api/tickets/{ticket_id}", timeout=10).json()
+    assert ticket["orderId"] is None
+    buyer.goto("/orders")
+    expect(buyer.get_by_test_id("order-state")).to_have_text("Cancelled")
+
+
+def test_forms_show_the_apis_messages_and_keep_the_input(new_page):
+    page = new_page()
+    page.goto("/auth/signup")
+    page.get_by_label("Email").fill("not-an-email")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Sign up").click()
+
+    expect(page.locator("#id_email-errors")).to_have_text("Email must be valid")
+    expect(page.locator("#id_password-errors")).to_have_text(
+        "Password must be between 8 and 128 characters"
+    )
+    expect(page.get_by_label("Email")).to_have_value("not-an-email")
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Password")).to_have_value("")  # never echoed back
+    expect(page.get_by_test_id("current-user")).to_have_count(0)
+
+    email = unique_email("seller")
+    sign_up(page, email)
+    page.goto("/tickets/new")
+    page.get_by_label("Title").fill("Late show")
+    page.get_by_label("Price (USD)").fill("10.999")
+    page.get_by_role("button", name="List ticket").click()
+    expect(page.locator("#id_price-errors")).to_have_text(
+        "Price must have at most 2 decimal places"
+    )
+    expect(page.get_by_label("Title")).to_have_value("Late show")
+    expect(page.get_by_label("Price (USD)")).to_have_value("10.999")
+
+    page.get_by_label("Title").fill("   ")
+    page.get_by_label("Price (USD)").fill("12")
+    page.get_by_role("button", name="List ticket").click()
+    expect(page.locator("#id_title-errors")).to_have_text("Title is required")
+
+
+def test_wrong_credentials_are_an_alert_and_sign_out_signs_out(new_page):
+    page = new_page()
+    email = unique_email("person")
+    sign_up(page, email)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text(SIGNED_OUT)
+    expect(page.get_by_test_id("current-user")).to_have_count(0)
+
+    page.goto("/auth/signin")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("form-alert")).to_have_text("Invalid credentials")
+    expect(page.get_by_label("Email")).to_have_value(email)
+
+
+def test_signing_in_returns_to_the_page_that_asked(new_page):
+    page = new_page()
+    email = unique_email("person")
+    sign_up(page, email)
+    page.get_by_role("button", name="Sign out").click()
+
+    page.goto("/tickets/new")
+    expect(page).to_have_url(re.compile(r"/auth/signin\?next=%2Ftickets%2Fnew$"))
+    page.get_by_label("Email").fill(email.upper())  # emails are case-insensitive
+    page.get_by_label("Password").fill("a-long-secret-phrase")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/tickets/new$"))
+    expect(page.get_by_test_id("current-user")).to_have_text(email)
+
+
+def test_someone_elses_order_and_unknown_pages_are_the_not_found_page(new_page):
+    seller, buyer, other = new_page(), new_page(), new_page()
+    sign_up(seller, unique_email("seller"))
+    ticket_id = sell(seller, "Jazz night", "30")
+    sign_up(buyer, unique_email("buyer"))
+    order_id = purchase(buyer, ticket_id)
+    sign_up(other, unique_email("other"))
+
+    response = other.goto(f"/orders/{order_id}")
+    assert response.status == 404
+    expect(other.get_by_role("heading", level=1)).to_have_text("Page not found")
+    response = other.goto("/tickets/00000000-0000-4000-8000-000000000000")
+    assert response.status == 404
+    expect(other.get_by_role("heading", level=1)).to_have_text("Page not found")
+    response = other.goto("/no/such/page")
+    assert response.status == 404
+    expect(other.get_by_role("heading", level=1)).to_have_text("Page not found")
+    assert ORDER_URL.search(buyer.url)

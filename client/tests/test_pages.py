@@ -1,0 +1,248 @@
+"""The pages in-process (Django's test client) against the running system: statuses,
+redirects, cookies and headers a browser test would only see indirectly."""
+
+import re
+import uuid
+from decimal import Decimal
+
+import pytest
+import requests
+from django.template.loader import render_to_string
+from django.test import Client
+
+from storefront.api import UNAVAILABLE_MESSAGE
+from storefront.middleware import content_security_policy
+from storefront.templatetags.storefront import clock, money
+from storefront.views import (
+    EXPIRED,
+    SIGNED_IN,
+    TICKETS_PER_PAGE,
+    order_state,
+)
+from tests.conftest import PASSWORD, unique_email
+
+
+def browser(**kwargs):
+    # The client passes the browser's Host on to the APIs, which (like the client)
+    # accept only the site's host names: Django's default "testserver" is not one.
+    return Client(HTTP_HOST="localhost", **kwargs)
+
+
+CSRF_EXPIRED = "This form has expired. Go back, reload the page and try again."
+
+
+def api_user(stack):
+    session = requests.Session()
+    response = session.post(
+        f"{stack.url}/api/users/signup",
+        json={"email": unique_email("api"), "password": PASSWORD},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return session
+
+
+def signed_in_client(stack):
+    session = api_user(stack)
+    client = browser()
+    client.cookies["session"] = session.cookies["session"]
+    return client
+
+
+def test_every_page_has_a_strict_content_security_policy(stack):
+    response = browser().get("/")
+
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-src 'none'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; object-src 'none'"
+    )
+    assert response["X-Frame-Options"] == "DENY"
+    assert "<script>" not in response.content.decode()  # no inline script to allow
+
+
+def test_with_stripe_configured_only_stripe_is_added_to_the_policy():
+    policy = content_security_policy(stripe=True)
+
+    assert "script-src 'self' https://js.stripe.com;" in policy
+    assert "frame-src https://js.stripe.com https://hooks.stripe.com;" in policy
+    assert "connect-src 'self' https://api.stripe.com;" in policy
+
+
+def test_with_stripe_configured_the_order_page_uses_elements(stack, settings):
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
+    seller, buyer = api_user(stack), api_user(stack)
+    ticket = seller.post(
+        f"{stack.url}/api/tickets", json={"title": "Elements", "price": "5"}, timeout=10
+    ).json()
+    order = None
+    for _ in range(100):
+        answer = buyer.post(f"{stack.url}/api/orders", json={"ticketId": ticket["id"]}, timeout=10)
+        if answer.status_code == 201:
+            order = answer.json()
+            break
+    assert order is not None
+    client = browser()
+    client.cookies["session"] = buyer.cookies["session"]
+
+    page = client.get(f"/orders/{order['id']}").content.decode()
+
+    assert 'data-stripe-key="pk_test_example"' in page
+    assert '<script src="https://js.stripe.com/v3/"></script>' in page
+    assert 'id="card-element"' in page
+    assert 'type="hidden" name="token"' in page
+    assert "pm_card_visa" not in page  # no test cards when Stripe collects the card
+
+
+def test_signing_in_hands_the_apis_session_cookie_to_the_browser(stack):
+    email = unique_email("cookie")
+    api_user_session = requests.post(
+        f"{stack.url}/api/users/signup",
+        json={"email": email, "password": PASSWORD},
+        timeout=10,
+    )
+    assert api_user_session.status_code == 201
+    client = browser()
+
+    response = client.post(
+        "/auth/signin", {"email": email, "password": PASSWORD, "next": "/orders"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/orders"
+    cookie = response.cookies["session"]
+    assert cookie.value.count(".") == 2  # the API's JWT, passed on as it came
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/"
+    page = client.get("/orders")
+    assert page.status_code == 200
+    assert SIGNED_IN.format(email=email) in page.content.decode()
+
+    response = client.post("/auth/signout")
+    assert response.status_code == 302
+    assert response.cookies["session"].value == ""
+    assert client.get("/orders").status_code == 302  # signed out: sign in first
+
+
+def test_next_never_leaves_the_site(stack):
+    email = unique_email("redirect")
+    requests.post(
+        f"{stack.url}/api/users/signup", json={"email": email, "password": PASSWORD}, timeout=10
+    )
+
+    response = browser().post(
+        "/auth/signin", {"email": email, "password": PASSWORD, "next": "https://evil.example/"}
+    )
+
+    assert (response.status_code, response["Location"]) == (302, "/")
+
+
+@pytest.mark.parametrize("path", ["/tickets/new", "/orders"])
+def test_signed_in_pages_send_a_stranger_to_sign_in_and_back(stack, path):
+    response = browser().get(path)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/auth/signin?next={path.replace('/', '%2F')}"
+
+
+def test_a_form_without_its_csrf_token_is_refused_with_a_readable_page(stack):
+    client = browser(enforce_csrf_checks=True)
+
+    response = client.post("/auth/signin", {"email": "a@example.com", "password": PASSWORD})
+
+    assert response.status_code == 403
+    assert CSRF_EXPIRED in response.content.decode()
+
+
+def test_a_failed_sell_keeps_the_input_and_changes_nothing(stack):
+    client = signed_in_client(stack)
+    title = f"Kept {uuid.uuid4().hex[:6]}"
+
+    response = client.post("/tickets/new", {"title": title, "price": "0"})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f'value="{title}"' in page
+    assert "Price must be greater than 0" in page
+    listed = requests.get(f"{stack.url}/api/tickets", params={"limit": 100}, timeout=10).json()
+    assert title not in [ticket["title"] for ticket in listed]
+
+
+def test_the_ticket_list_pages_with_the_apis_cursor(stack):
+    seller = api_user(stack)
+    titles = [f"Paged {uuid.uuid4().hex[:6]} #{n}" for n in range(TICKETS_PER_PAGE + 1)]
+    for title in titles:
+        answer = seller.post(
+            f"{stack.url}/api/tickets", json={"title": title, "price": "12.5"}, timeout=10
+        )
+        assert answer.status_code == 201
+    client = browser()
+
+    first = client.get("/").content.decode()
+    cursor = re.search(r'rel="next" href="/\?cursor=([^"]+)"', first).group(1)
+    second = client.get(f"/?cursor={cursor}").content.decode()
+
+    newest_first = titles[::-1]
+    assert all(title in first for title in newest_first[:TICKETS_PER_PAGE])
+    assert newest_first[TICKETS_PER_PAGE] not in first
+    assert newest_first[TICKETS_PER_PAGE] in second
+    assert "$12.50" in first
+    assert 'href="/">Newest tickets</a>' in second
+
+
+def test_when_the_gateway_is_down_pages_say_so_and_forms_keep_input(stack, settings):
+    settings.API_BASE_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    client = browser()
+
+    listing = client.get("/")
+    signup = client.post("/auth/signup", {"email": "kept@example.com", "password": PASSWORD})
+
+    assert listing.status_code == 503
+    assert UNAVAILABLE_MESSAGE in listing.content.decode()
+    assert signup.status_code == 503
+    assert UNAVAILABLE_MESSAGE in signup.content.decode()
+    assert 'value="kept@example.com"' in signup.content.decode()
+
+
+def test_the_error_pages_render_without_a_request():
+    # Django renders 500.html with no context at all when something has gone wrong.
+    page = render_to_string("500.html")
+
+    assert "Something went wrong" in page
+    assert 'href="/auth/signin"' in page
+
+
+def test_probes_answer_without_the_apis(settings):
+    settings.API_BASE_URL = "http://127.0.0.1:9"
+    client = browser()
+
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok", "checks": {}}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Decimal("1234.5"), "$1,234.50"),
+        (Decimal("0.1"), "$0.10"),
+        ("999999.99", "$999,999.99"),
+        (7, "$7.00"),
+        ("n/a", ""),
+    ],
+)
+def test_money(value, shown):
+    assert money(value) == shown
+
+
+def test_clock():
+    assert [clock(s) for s in (0, 5, 65, 900, -3)] == ["0:00", "0:05", "1:05", "15:00", "0:00"]
+
+
+def test_an_unpaid_order_past_its_time_is_expired_before_the_event_arrives():
+    order = {"status": "created", "expiresAt": "2026-01-01T00:00:00Z"}
+
+    assert order_state(order) == EXPIRED
+    assert order_state({**order, "status": "complete"}) == "Complete"
+    assert order_state({**order, "expiresAt": "2999-01-01T00:00:00Z"}) == "Awaiting payment"
