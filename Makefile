@@ -11,12 +11,13 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: up test lint format setup sync clean help bench
+.PHONY: up test lint format setup sync clean help bench demo
 
 help:
 	@echo "make up     set up and run the whole system on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
 	@echo "make test   set up and run every test suite"
 	@echo "make lint   ruff lint + format check"
+	@echo "make demo   add demo users and tickets to the running system (after make up)"
 	@echo "make setup  keys, databases, migrations only"
 	@echo "make bench  run the benchmarks in bench/ (printed figures beside ceilings)"
 
@@ -35,6 +36,9 @@ up: sync
 
 test: sync
 	$(PY) -m ticketing_devtools.cli test
+
+demo: sync
+	$(PY) -m ticketing_devtools.cli demo
 
 setup: sync
 	$(PY) -m ticketing_devtools.cli setup

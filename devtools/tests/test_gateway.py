@@ -332,6 +332,41 @@ def test_forwarded_headers(gateway: Gateway) -> None:
     assert "forwarded" not in headers
 
 
+def test_only_a_trusted_forwarder_names_the_client_address(
+    backends: dict[str, Backend], tmp_path: Path
+) -> None:
+    # The web client calls from 127.0.0.2 (as the local stack runs it) and names the
+    # browser; anyone else claiming an address is ignored, as before.
+    with run_gateway(
+        TABLE,
+        {name: b.address for name, b in backends.items()} | {"down": "127.0.0.1:9"},
+        tmp_path,
+        trusted_forwarders=["127.0.0.2/32"],
+    ) as gw:
+        spoofed = get(gw, "/api/users/me", headers={"X-Forwarded-For": "6.6.6.6"})
+        session = requests.Session()
+        session.get_adapter("http://").init_poolmanager(1, 1, source_address=("127.0.0.2", 0))
+        forwarded = session.get(
+            gw.url + "/api/users/me", headers={"X-Forwarded-For": "198.51.100.7"}, timeout=TIMEOUT
+        )
+        unnamed = session.get(gw.url + "/api/users/me", timeout=TIMEOUT)
+
+    assert spoofed.json()["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert forwarded.json()["headers"]["x-forwarded-for"] == "198.51.100.7"
+    assert unnamed.json()["headers"]["x-forwarded-for"] == "127.0.0.2"
+
+
+def test_a_trusted_forwarder_must_be_a_network(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
+        render_nginx(
+            TABLE,
+            upstreams={"auth": "a:1", "client": "c:1", "slow": "s:1", "down": "d:1"},
+            listen="8080",
+            run_dir=tmp_path,
+            trusted_forwarders=["127.0.0.2/32; allow all"],
+        )
+
+
 def test_request_id_is_passed_through(gateway: Gateway) -> None:
     response = get(gateway, "/api/users/me", headers={"X-Request-ID": "req-abc-123"})
     assert response.json()["headers"]["x-request-id"] == "req-abc-123"

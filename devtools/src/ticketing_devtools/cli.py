@@ -1,6 +1,7 @@
 """`ticketing-dev`: the commands behind the Makefile.
 
 ticketing-dev up                # set up and run the whole system on one URL
+ticketing-dev demo              # add demo users and tickets to the running system
 ticketing-dev test [SUITE ...]  # set up and run every test suite
 ticketing-dev manage auth createsuperuser
 """
@@ -12,10 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 
 from ticketing_devtools import testrun
 from ticketing_devtools.backing import require_backing_servers
 from ticketing_devtools.catalog import service
+from ticketing_devtools.demo import add_demo_data
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.environment import service_env
 from ticketing_devtools.stack import Stack, prepare
@@ -23,7 +26,9 @@ from ticketing_devtools.stack import Stack, prepare
 
 def _up(args: argparse.Namespace) -> int:
     port = int(os.environ.get("GATEWAY_PORT", "8080"))
-    stack = Stack(gateway_port=port)
+    # With another prefix (and port, and RABBITMQ_URL vhost) a second system runs beside
+    # the first on the same servers; the `make up` test does exactly that.
+    stack = Stack(gateway_port=port, db_prefix=os.environ.get("TICKETING_DB_PREFIX", "ticketing"))
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -33,16 +38,13 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, terminate)
     try:
         stack.start()
-        stack.supervisor.say("ticketing", f"Ready: {stack.url}  (Ctrl-C stops everything)")
-        stack.supervisor.say(
-            "ticketing",
-            f"  try: curl -i -X POST {stack.url}/api/users/signup "
-            "-H 'Content-Type: application/json' "
-            '-d \'{"email": "me@example.com", "password": "a-long-secret"}\'',
-        )
-        stack.supervisor.say(
-            "ticketing", f"  API docs: {stack.url}/api/users/docs/ · admin: {stack.url}/admin/auth/"
-        )
+        say = partial(stack.supervisor.say, "ticketing")
+        for name, checks in stack.readiness.items():
+            detail = ", ".join(f"{check} {state}" for check, state in checks.items())
+            say(f"{name} ready at {stack.service_url(name)}  ({detail or 'no dependencies'})")
+        say(f"Ready: {stack.url}  (open it in a browser; Ctrl-C stops everything)")
+        say("  demo users and tickets: make demo (in another terminal)")
+        say(f"  API docs: {stack.url}/api/tickets/docs/ · admin: {stack.url}/admin/auth/")
         exited = stack.supervisor.wait_any()
         if exited is None:
             stack.supervisor.say("ticketing", "parent process gone; stopping")
@@ -56,6 +58,14 @@ def _up(args: argparse.Namespace) -> int:
         return 0
     finally:
         stack.stop()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    url = args.url or f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8080')}"
+    lines = add_demo_data(url)
+    print(f"Demo data is in {url}. Sign in with:")
+    print("\n".join(lines))
+    return 0
 
 
 def _setup(args: argparse.Namespace) -> int:
@@ -79,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="set up and run the whole system").set_defaults(func=_up)
     commands.add_parser("setup", help="secrets, databases, migrations").set_defaults(func=_setup)
+    demo = commands.add_parser("demo", help="add demo users and tickets to a running system")
+    demo.add_argument("--url", help="the gateway (default: http://127.0.0.1:$GATEWAY_PORT)")
+    demo.set_defaults(func=_demo)
     test = commands.add_parser("test", help="run test suites (all by default)")
     test.add_argument("suites", nargs="*", help="suite names: shared_lib, auth, devtools")
     test.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[])

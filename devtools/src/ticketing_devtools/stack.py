@@ -84,6 +84,8 @@ class Stack:
         self.supervisor = Supervisor(log=log)
         self.run_dir = run_dir or VAR_DIR / "run" / f"{db_prefix}-{self.gateway_port}"
         self.service_ports: dict[str, int] = {}
+        # What each web service's /readyz checked when it came up: {"auth": {"database": "ok"}}
+        self.readiness: dict[str, dict[str, str]] = {}
         self._log = log
         self.extra_env = extra_env or {}
 
@@ -183,9 +185,10 @@ class Stack:
                         f"{service.name}-worker", self.heartbeat_file(service)
                     )
                 if service.web:
-                    self.supervisor.wait_http(
+                    ready = self.supervisor.wait_http(
                         f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
                     )
+                    self.readiness[service.name] = ready.json().get("checks", {})
             table = gateway.load_routes()
             upstreams = {name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()}
             self.run_dir.mkdir(parents=True, exist_ok=True)

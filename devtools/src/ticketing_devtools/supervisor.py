@@ -86,8 +86,8 @@ class Supervisor:
     def _child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def wait_http(self, name: str, url: str, *, timeout: float = 60.0) -> None:
-        """Until `url` answers 200; fails early, naming the child, if it exits first."""
+    def wait_http(self, name: str, url: str, *, timeout: float = 60.0) -> requests.Response:
+        """Until `url` answers 200 (returned); fails early, naming the child, if it exits."""
         child = self._child(name)
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -97,7 +97,7 @@ class Supervisor:
             try:
                 response = requests.get(url, timeout=2)
                 if response.status_code == 200:
-                    return
+                    return response
                 last = f"{response.status_code} {response.text[:200]}"
             except requests.RequestException as exc:
                 last = exc

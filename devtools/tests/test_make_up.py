@@ -1,0 +1,133 @@
+"""`make up` itself: the command a newcomer runs, started as they would start it, checked
+until every health check is green, then stopped with Ctrl-C."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+import requests
+
+from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, WEB_SERVICES
+from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.stack import free_port
+
+READY_LINE = re.compile(r"\| (\w+) ready at (http://127\.0\.0\.1:\d+)  \((.*)\)$")
+START_TIMEOUT_SECONDS = 180
+WINDOW_SECONDS = 37
+
+
+def _rabbitmqctl(*args):
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def side_by_side():
+    """A database prefix and vhost of its own, so this system never touches the dev one."""
+    prefix = f"ticketing_uptest_{uuid.uuid4().hex[:8]}"
+    vhost = f"ticketing-uptest-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield prefix, f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    _rabbitmqctl("delete_vhost", vhost)
+    for service in DATABASE_SERVICES:
+        drop_database(admin_url(), database=service.database(prefix))
+
+
+def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side):
+    prefix, broker = side_by_side
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ticketing_devtools.cli", "up"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "GATEWAY_PORT": str(port),
+            "TICKETING_DB_PREFIX": prefix,
+            "RABBITMQ_URL": broker,
+            "EXPIRATION_WINDOW_SECONDS": str(WINDOW_SECONDS),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        ready = {}
+        for line in process.stdout:
+            output.append(line)
+            if match := READY_LINE.search(line.rstrip()):
+                ready[match.group(1)] = (match.group(2), match.group(3))
+            if f"Ready: http://127.0.0.1:{port}" in line:
+                break
+            assert time.monotonic() < deadline, "make up did not get ready in time"
+        else:
+            pytest.fail("make up exited before it was ready:\n" + "".join(output[-60:]))
+
+        # Every web process reported ready, and every check it runs is green now.
+        assert set(ready) == {service.name for service in WEB_SERVICES}
+        for name, (url, summary) in ready.items():
+            answer = requests.get(f"{url}/readyz", timeout=5)
+            assert answer.status_code == 200, (name, answer.text)
+            checks = answer.json()["checks"]
+            assert all(state == "ok" for state in checks.values()), (name, checks)
+            assert summary == (", ".join(f"{check} ok" for check in checks) or "no dependencies")
+        assert "database ok" in ready["orders"][1]
+        assert "broker ok" in ready["orders"][1]
+
+        # One URL: the pages, and the APIs behind them; the environment is honoured.
+        gateway = f"http://127.0.0.1:{port}"
+        page = requests.get(f"{gateway}/", timeout=10)
+        assert page.status_code == 200
+        assert "<h1>Tickets for sale</h1>" in page.text
+        demo = subprocess.run(
+            [sys.executable, "-m", "ticketing_devtools.cli", "demo", "--url", gateway],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "alice@example.com / demo-tickets-2026" in demo.stdout
+        carol = requests.Session()
+        signin = carol.post(
+            f"{gateway}/api/users/signin",
+            json={"email": "carol@example.com", "password": "demo-tickets-2026"},
+            timeout=10,
+        )
+        assert signin.status_code == 200
+        tickets = requests.get(f"{gateway}/api/tickets", timeout=10).json()
+        assert len(tickets) == 5
+        deadline = time.monotonic() + 20
+        while (
+            order := carol.post(
+                f"{gateway}/api/orders", json={"ticketId": tickets[0]["id"]}, timeout=10
+            )
+        ).status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the ticket's event is still on its way to orders_svc
+        assert order.status_code == 201, order.text
+        expires = datetime.fromisoformat(order.json()["expiresAt"].replace("Z", "+00:00"))
+        window = expires.timestamp() - time.time()
+        assert WINDOW_SECONDS - 5 < window <= WINDOW_SECONDS
+    finally:
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            rest, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        output.append(rest)
+    assert process.returncode == 0, "".join(output[-40:])
+    assert "| stopping..." in "".join(output)
+    # Everything it started has stopped: nothing answers on the ports it printed.
+    for url, _ in ready.values():
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{url}/healthz", timeout=2)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
