@@ -49,8 +49,8 @@ def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def require_backing_servers() -> None:
-    missing = [s for s in BACKING_SERVERS if not is_listening(s.host, s.port)]
+def require_backing_servers(servers: tuple[BackingServer, ...] = BACKING_SERVERS) -> None:
+    missing = [s for s in servers if not is_listening(s.host, s.port)]
     if missing:
         lines = [
             f"  {s.name} is not answering on {s.host}:{s.port}; start it with:\n"
