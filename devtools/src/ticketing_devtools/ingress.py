@@ -144,6 +144,10 @@ def stale_files(table: gateway.RouteTable | None = None) -> list[Path]:
     ]
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files")
@@ -151,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         for path in stale:
-            print(f"{path.relative_to(REPO_ROOT)} is out of date with gateway/routes.toml")
+            print(f"{_shown(path)} is out of date with gateway/routes.toml")
         return 1 if stale else 0
     for path, text in generated_files().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+        print(f"wrote {_shown(path)}")
     return 0
 
 
