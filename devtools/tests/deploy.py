@@ -10,11 +10,13 @@ Every validator is a binary or console script from the root pyproject's dev grou
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -44,6 +46,16 @@ def tool(name: str) -> str:
     path = BIN / name
     assert path.exists(), f"{name} is missing: it is pinned in the root pyproject's dev group"
     return str(path)
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a script that is not in a package (deploy/*.py) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
