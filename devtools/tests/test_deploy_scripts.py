@@ -1,0 +1,118 @@
+"""The scripts the images and compose run: migrations under an advisory lock, against the
+real PostgreSQL, and compose's secret generator."""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tests.deploy import SECRET_PLACEHOLDERS, load_script
+from ticketing_devtools.catalog import REPO_ROOT, service
+from ticketing_devtools.provision import admin_url, database_url, drop_database, ensure_database
+
+MIGRATE_SCRIPT = REPO_ROOT / "deploy" / "migrate_locked.py"
+migrate_locked = load_script(MIGRATE_SCRIPT)
+make_secrets = load_script(REPO_ROOT / "deploy" / "compose" / "make_secrets.py")
+
+# A service whose migrations include shared_lib's outbox and inbox as well as its own.
+TARGET = service("tickets")
+# How long a blocked migrator is watched to show it waits rather than proceeds.
+BLOCKED_SECONDS = 3
+
+
+@pytest.fixture
+def database():
+    name = f"ticketing_migrate_test_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(16)
+    ensure_database(admin_url(), database=name, role=name, password=password)
+    yield database_url(database=name, role=name, password=password)
+    drop_database(admin_url(), database=name)
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def start_migrate(url: str) -> subprocess.Popen:
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": f"{TARGET.project}.settings",
+        "SECRET_KEY": "migrate-test",
+        "DATABASE_URL": url,
+        "JWT_PUBLIC_KEY": "unused",
+        "RABBITMQ_URL": SECRET_PLACEHOLDERS["RABBITMQ_URL"],
+        "LOG_FORMAT": "text",
+    }
+    return subprocess.Popen(
+        [sys.executable, str(MIGRATE_SCRIPT)],
+        cwd=TARGET.directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def applied(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT app, name FROM django_migrations ORDER BY id").fetchall()
+
+
+def test_migrators_started_together_all_succeed_and_apply_each_migration_once(database):
+    first, second = start_migrate(database), start_migrate(database)
+    outputs = [p.communicate(timeout=180)[0] for p in (first, second)]
+
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    rows = applied(database)
+    assert ("tickets", "0001_initial") in rows
+    assert len(rows) == len(set(rows))
+    # One of them did the work; the other, once it had the lock, found nothing to do.
+    assert sum("No migrations to apply" in out for out in outputs) == 1, outputs
+
+
+def test_a_migrator_waits_while_another_holds_the_lock(database):
+    with psycopg.connect(database, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [migrate_locked.LOCK_KEY])
+        waiting = start_migrate(database)
+        time.sleep(BLOCKED_SECONDS)
+
+        assert waiting.poll() is None, waiting.communicate()[0]
+        exists = holder.execute("SELECT to_regclass('django_migrations')").fetchone()[0]
+        assert exists is None  # nothing migrated behind the holder's back
+
+        holder.execute("SELECT pg_advisory_unlock(%s)", [migrate_locked.LOCK_KEY])
+        output = waiting.communicate(timeout=180)[0]
+
+    assert waiting.returncode == 0, output
+    assert ("tickets", "0001_initial") in applied(database)
+
+
+def test_compose_secrets_are_made_once_and_consistent(tmp_path):
+    make_secrets.make_secrets(tmp_path)
+    first = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+
+    make_secrets.make_secrets(tmp_path)  # every later `docker compose up`
+
+    assert {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()} == first
+    for name in make_secrets.DATABASE_SERVICES:
+        url = urlsplit((tmp_path / name / "database_url").read_text())
+        assert url.password == (tmp_path / f"{name}-db" / "password").read_text()
+        assert (url.username, url.hostname, url.path) == (name, f"{name}-db", f"/{name}")
+    for name in make_secrets.SECRET_KEY_SERVICES:
+        assert len((tmp_path / name / "secret_key").read_text()) >= 50
+    private = serialization.load_pem_private_key(
+        (tmp_path / "jwt-private" / "private.pem").read_bytes(), password=None
+    )
+    public = (tmp_path / "jwt-public" / "public.pem").read_bytes()
+    assert (
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == public
+    )
+    assert {oct(p.stat().st_mode & 0o777) for p in first} == {oct(make_secrets.FILE_MODE)}
