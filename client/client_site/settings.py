@@ -37,6 +37,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: times every page, and answers /metrics only to direct scrapes (the gateway's
+    # catch-all route sends every unknown path here, so a proxied /metrics is a 404 page).
+    "shared_lib.metrics.MetricsMiddleware",
     "shared_lib.health.HealthMiddleware",
     "shared_lib.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",

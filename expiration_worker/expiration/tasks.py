@@ -9,6 +9,7 @@ from django.utils import timezone
 from shared_lib.correlation import correlation_scope
 from shared_lib.events import Subject
 from shared_lib.events.direct import publish_now
+from shared_lib.metrics import EXPIRY_LATENESS_SECONDS
 
 # Retried until the broker takes the event (the task is acked late, so a worker death
 # retries it too); the back-off stays short because every second is lateness.
@@ -39,3 +40,7 @@ def expire_order(
             time.sleep(early)
     with correlation_scope(correlation_id):
         publish_now(Subject.EXPIRATION_COMPLETE, {"orderId": order_id})
+    if due_at:
+        # Measured once the broker confirmed the event: what orders_svc waits for.
+        lateness = (timezone.now() - datetime.fromisoformat(due_at)).total_seconds()
+        EXPIRY_LATENESS_SECONDS.observe(lateness)

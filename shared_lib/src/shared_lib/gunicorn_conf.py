@@ -2,9 +2,18 @@
 
 gunicorn -c python:shared_lib.gunicorn_conf tickets_svc.wsgi
 # GUNICORN_BIND (default 0.0.0.0:8000) and WEB_CONCURRENCY tune it per deployment.
+# PROMETHEUS_MULTIPROC_DIR: where workers keep their metrics (default: a fresh temp dir).
+
+Metrics (shared_lib.metrics) run in prometheus_client's multiprocess mode: each worker
+process writes its samples to files in PROMETHEUS_MULTIPROC_DIR and whichever worker
+answers /metrics adds them all up, so a scrape sees the whole server, not one worker.
 """
 
+import glob
 import os
+import shutil
+import tempfile
+from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # One worker per core plus one keeps the cores busy while a worker waits on the database,
@@ -22,3 +31,33 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # gunicorn.ctl), so several services on one machine would fight over it; nothing here
 # uses gunicornc, so it stays off.
 control_socket_disable = True
+
+
+# Set in the master before any worker forks, and before anything imports
+# prometheus_client (no preload_app: the app is imported in each worker), so every
+# worker starts in multiprocess mode.
+def on_starting(server: Any) -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        # A given directory (a pod's emptyDir) may hold files of a previous run, whose
+        # counters would be added to this one's: the client's docs say wipe it first.
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
+        server._metrics_dir_created = None
+    else:
+        directory = tempfile.mkdtemp(prefix="ticketing-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        server._metrics_dir_created = directory
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # A dead worker's counters stay (totals never go down); only its live gauges go.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    created = getattr(server, "_metrics_dir_created", None)
+    if created:
+        shutil.rmtree(created, ignore_errors=True)

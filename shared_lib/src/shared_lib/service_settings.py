@@ -94,6 +94,11 @@ def events_settings(service: str, *, inbox: bool = True) -> dict[str, Any]:
         # few enough that a dying worker hands back little to redeliver.
         "EVENTS_PREFETCH": env_int("EVENTS_PREFETCH", default=32, minimum=1),
         "EVENTS_RETENTION_DAYS": env_int("EVENTS_RETENTION_DAYS", default=7, minimum=1),
+        # The worker's /metrics (MetricsServerStep). A pod has a network namespace of its
+        # own, so one fixed port is safe there; several workers on one machine need a port
+        # each (the local stack and the test fixtures pass one). 0 turns it off.
+        "METRICS_PORT": env_int("METRICS_PORT", default=9100, minimum=0, maximum=65535),
+        "METRICS_ADDRESS": env("METRICS_ADDRESS", default="0.0.0.0"),  # noqa: S104 (a pod's)
         "CELERY_BROKER_URL": broker_url,
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
         # Tasks a worker publishes (expiry timers) are confirmed by the broker before the
@@ -139,6 +144,7 @@ def base_settings(
         ],
         "MIDDLEWARE": [
             "shared_lib.health.HealthMiddleware",
+            "shared_lib.metrics.MetricsMiddleware",
             "shared_lib.correlation.CorrelationIdMiddleware",
             "shared_lib.errors.ErrorShapeMiddleware",
             "django.middleware.security.SecurityMiddleware",

@@ -212,6 +212,9 @@ def publish_event(
         correlation_id=correlation_id,
         headers={"correlation_id": correlation_id},
     )
+    from shared_lib.metrics import EVENTS_PUBLISHED
+
+    EVENTS_PUBLISHED.labels(subject=str(subject)).inc()
     logger.info(
         "event published",
         extra={"subject": str(subject), "event_id": event_id, "correlation_id": correlation_id},

@@ -35,6 +35,7 @@ from django.db import (
 from kombu import Consumer
 from pydantic import ValidationError
 
+from shared_lib import metrics
 from shared_lib.correlation import correlation_scope
 from shared_lib.events import broker
 from shared_lib.events.contracts import ContractError, Envelope, Subject
@@ -74,6 +75,13 @@ def run_handler(handler: Handler, event: Event, *, consumer: str) -> Outcome:
             return Outcome.DUPLICATE
         handler(event)
     return Outcome.APPLIED
+
+
+def _seconds_since(moment: datetime) -> float:
+    # The contract does not insist on a zone; every producer here writes UTC, so a bare
+    # timestamp is read as UTC rather than failing after the message was acked.
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - aware).total_seconds()
 
 
 def _retry_delay_ms(attempt: int) -> int:
@@ -123,7 +131,9 @@ class Dispatcher:
         queue = broker.queue_name(self.service, subject)
         headers = dict(message.headers or {})
         error = f"undecodable message: {type(exc).__name__}: {exc}"
-        self._dead_letter(queue, subject, message.body, message, headers, error, raw=True)
+        self._dead_letter(
+            queue, subject, message.body, message, headers, error, reason="undecodable", raw=True
+        )
 
     def on_message(self, subject: Subject, body: Any, message: Any) -> None:
         """kombu callback: handle, then ack (or hand the message on and ack)."""
@@ -143,7 +153,7 @@ class Dispatcher:
                 data = envelope.payload()
             except (ValidationError, ContractError) as exc:
                 error = f"invalid message: {exc}"
-                self._dead_letter(queue, subject, body, message, headers, error)
+                self._dead_letter(queue, subject, body, message, headers, error, reason="invalid")
                 return
             event = Event(
                 id=envelope.id,
@@ -164,7 +174,7 @@ class Dispatcher:
             outcome = run_handler(self.handlers[subject], event, consumer=queue)
         except NotYet as exc:
             self._retry_or_dead(
-                queue, subject, body, message, headers, f"not yet: {exc}", wait=True
+                queue, subject, body, message, headers, f"not yet: {exc}", reason="not_yet"
             )
             return
         except (OperationalError, InterfaceError) as exc:
@@ -172,7 +182,7 @@ class Dispatcher:
             # back like NotYet, without using up the failure budget.
             close_old_connections()
             error = f"database: {exc}"
-            self._retry_or_dead(queue, subject, body, message, headers, error, wait=True)
+            self._retry_or_dead(queue, subject, body, message, headers, error, reason="database")
             return
         except Exception as exc:
             logger.exception(
@@ -180,9 +190,15 @@ class Dispatcher:
                 extra={"subject": str(subject), "event_id": str(event.id)},
             )
             error = "".join(traceback.format_exception_only(exc)).strip()
-            self._retry_or_dead(queue, subject, body, message, headers, error, wait=False)
+            self._retry_or_dead(queue, subject, body, message, headers, error, reason="error")
             return
         message.ack()
+        metrics.EVENTS_HANDLED.labels(
+            queue=queue, subject=str(subject), outcome=outcome.value
+        ).inc()
+        if outcome is Outcome.APPLIED:
+            lag = _seconds_since(event.occurred_at)
+            metrics.EVENT_LAG_SECONDS.labels(queue=queue, subject=str(subject)).observe(lag)
         _log(
             "event handled" if outcome is Outcome.APPLIED else "event duplicate skipped",
             str(event.id),
@@ -218,18 +234,22 @@ class Dispatcher:
         headers: dict,
         error: str,
         *,
-        wait: bool,
+        reason: str,
     ) -> None:
         """Come back after a delay, or be dead-lettered once the budget is spent.
 
         Two budgets, two counters: waiting (NotYet, database down) may take long and is
         nobody's fault; failures (bugs, bad data) get EVENTS_MAX_ATTEMPTS deliveries.
+        `reason` (not_yet, database, error) labels the metrics.
         """
+        wait = reason != "error"
         counter = WAITS_HEADER if wait else ATTEMPTS_HEADER
         limit = settings.EVENTS_MAX_ATTEMPTS * (MAX_NOT_YET_FACTOR if wait else 1)
         count = int(headers.get(counter, 0)) + 1
         if count >= limit:
-            self._dead_letter(queue, subject, body, message, {**headers, counter: count}, error)
+            self._dead_letter(
+                queue, subject, body, message, {**headers, counter: count}, error, reason=reason
+            )
             return
         delay = _retry_delay_ms(count)
         retry_headers = {**headers, counter: count, ERROR_HEADER: error[:1000]}
@@ -243,6 +263,7 @@ class Dispatcher:
             raw=False,
         )
         message.ack()
+        metrics.EVENTS_RETRIED.labels(queue=queue, subject=str(subject), reason=reason).inc()
         _log(
             "event retry scheduled",
             str(message.properties.get("message_id")),
@@ -264,6 +285,7 @@ class Dispatcher:
         headers: dict,
         error: str,
         *,
+        reason: str,
         raw: bool = False,
     ) -> None:
         dead_headers = {
@@ -276,6 +298,7 @@ class Dispatcher:
             message, body, routing_key=broker.dead_queue_name(queue), headers=dead_headers, raw=raw
         )
         message.ack()
+        metrics.EVENTS_DEAD_LETTERED.labels(queue=queue, subject=str(subject), reason=reason).inc()
         _log(
             "event dead-lettered",
             str(message.properties.get("message_id")),

@@ -6,7 +6,8 @@
 
 Two bootsteps do the work. EventConsumerStep (consumer blueprint) declares this service's
 queues and feeds deliveries to the Dispatcher; Celery restarts it when the connection
-drops. OutboxRelayStep (worker blueprint) runs the relay in a thread. A heartbeat file,
+drops. OutboxRelayStep (worker blueprint) runs the relay in a thread. MetricsServerStep
+serves Prometheus metrics on METRICS_PORT (shared_lib.metrics). A heartbeat file,
 touched from the consumer's event loop, is what the Kubernetes liveness probe checks:
 `python -m shared_lib.events.worker --check-alive`.
 """
@@ -124,6 +125,45 @@ def periodic_loop(stop: threading.Event) -> None:
         stop.wait(min(due.values()) - time.monotonic() if due else 1.0)
 
 
+class MetricsServerStep(bootsteps.StartStopStep):
+    """Serves this worker's metrics over HTTP on METRICS_PORT (0 turns it off).
+
+    A worker is one process (solo or threads pool), so the default registry holds all of
+    its samples; the outbox backlog (services with a database) and the depth of the
+    service's queues are read when scraped. A port already taken stops the worker: two
+    workers must never answer on one port (the local stack gives each its own).
+    """
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop: Any = None
+
+    def include_if(self, parent: Any) -> bool:
+        return bool(getattr(settings, "METRICS_PORT", 0))
+
+    def start(self, parent: Any) -> None:
+        from shared_lib import metrics
+        from shared_lib.events import broker
+        from shared_lib.events.registry import discover_handlers
+
+        collectors: list[Any] = [
+            metrics.QueueCollector(
+                broker.queue_name(settings.EVENTS_SERVICE, subject)
+                for subject in discover_handlers()
+            )
+        ]
+        if settings.DATABASES:  # every service with a database publishes through its outbox
+            collectors.append(metrics.OutboxCollector())
+        self._stop = metrics.serve_worker_metrics(
+            port=settings.METRICS_PORT, address=settings.METRICS_ADDRESS, collectors=collectors
+        )
+
+    def stop(self, parent: Any) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+
 class OutboxRelayStep(bootsteps.StartStopStep):
     """Sends outbox rows left behind by crashed or broker-less requests, with back-off."""
 
@@ -186,6 +226,7 @@ def make_celery_app(
     app = Celery(project)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.steps["consumer"].add(consumer_step or EventConsumerStep)
+    app.steps["worker"].add(MetricsServerStep)
     if outbox:
         app.steps["worker"].add(OutboxRelayStep)
         app.steps["worker"].add(PeriodicStep)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +78,12 @@ def deliver(event: Event) -> Outcome:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_database_url() -> str:
     """The URL of the database this test run uses (pytest-django's test_ database)."""
     db = connection.settings_dict
@@ -97,6 +104,10 @@ class Worker:
         self.log_path = log_path
         self.heartbeat = Path(env["WORKER_HEARTBEAT_FILE"])
         self.process: subprocess.Popen[bytes] | None = None
+        if env.get("METRICS_PORT", "0") in ("", "0"):
+            # A metrics port of its own, kept across restarts: competing workers of one
+            # test never collide, and `metrics_url` finds it.
+            self.env = {**env, "METRICS_PORT": str(_free_port()), "METRICS_ADDRESS": "127.0.0.1"}
 
     def start(self, *, timeout: float = 30.0) -> Worker:
         self.heartbeat.unlink(missing_ok=True)
@@ -137,6 +148,11 @@ class Worker:
                 raise RuntimeError(f"worker did not start:\n{self.log()[-4000:]}")
             time.sleep(0.1)
         return self
+
+    @property
+    def metrics_url(self) -> str:
+        """Where this worker serves its Prometheus metrics (MetricsServerStep)."""
+        return f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,62 @@
+"""The expiration worker's /metrics: how late each expiry fired, and its event counters."""
+
+import requests
+
+from shared_lib.metrics import parse_samples
+from shared_lib.testing.events import wait_for
+from tests.test_expiry import order_created, publish, receive
+
+LATENESS = "ticketing_expiry_lateness_seconds"
+
+
+def scrape(worker):
+    response = requests.get(worker.metrics_url, timeout=10)
+    assert response.status_code == 200
+    return parse_samples(response.text)
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
+
+
+def after_one_expiry(worker):
+    return wait_for(lambda: (s := scrape(worker)) and value(s, f"{LATENESS}_count") and s)
+
+
+def test_an_expiry_on_time_is_measured_under_a_second_late_and_never_early(
+    event_worker, rabbitmq_vhost, expirations
+):
+    worker = event_worker()
+    assert value(scrape(worker), f"{LATENESS}_count") == 0
+
+    publish(rabbitmq_vhost, order_created(expires_in=2.5))
+    receive(expirations, timeout=15)
+    samples = after_one_expiry(worker)
+
+    assert value(samples, f"{LATENESS}_count") == 1
+    assert value(samples, f"{LATENESS}_bucket", le="0.0") == 0  # never early
+    assert value(samples, f"{LATENESS}_bucket", le="1.0") == 1
+    assert 0 < value(samples, f"{LATENESS}_sum") < 1
+    handled = {"queue": "expiration.order.created", "subject": "order.created"}
+    assert value(samples, "ticketing_events_handled_total", **handled, outcome="applied") == 1
+    assert value(samples, "ticketing_event_lag_seconds_count", **handled) == 1
+    assert value(samples, "ticketing_events_published_total", subject="expiration.complete") == 1
+    # Queue depth at scrape time; no outbox here (no database).
+    assert value(samples, "ticketing_queue_ready_messages", queue="expiration.order.created") == 0
+    assert value(samples, "ticketing_queue_dead_letters", queue="expiration.order.created") == 0
+    assert value(samples, "ticketing_outbox_unsent_events") is None
+
+
+def test_an_expiry_already_past_is_measured_as_late_as_it_was(
+    event_worker, rabbitmq_vhost, expirations
+):
+    worker = event_worker()
+
+    publish(rabbitmq_vhost, order_created(expires_in=-30))
+    receive(expirations, timeout=10)
+    samples = after_one_expiry(worker)
+
+    assert value(samples, f"{LATENESS}_count") == 1
+    assert value(samples, f"{LATENESS}_bucket", le="10.0") == 0
+    assert value(samples, f"{LATENESS}_bucket", le="60.0") == 1
+    assert 30 <= value(samples, f"{LATENESS}_sum") < 40
