@@ -30,6 +30,10 @@ def common_env(secrets: DevSecrets) -> dict[str, str]:
     env.setdefault("SESSION_COOKIE_SECURE", "false")
     # A person reads these logs: key=value lines rather than JSON objects.
     env.setdefault("LOG_FORMAT", "text")
+    # A worker's metrics server defaults to one fixed port, right for a pod but not for
+    # several workers on one machine: off here unless the stack (or a test) gives each
+    # worker a port of its own.
+    env.setdefault("METRICS_PORT", "0")
     env["JWT_PUBLIC_KEY_FILE"] = str(secrets.jwt_public_key_file)
     env["PYTHONUNBUFFERED"] = "1"
     for name in ("JWT_PUBLIC_KEY", "JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE", "DATABASE_URL"):
