@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from storefront import views
 
@@ -15,4 +15,7 @@ urlpatterns = [
     path("auth/signup", views.signup, name="signup"),
     path("auth/signin", views.signin, name="signin"),
     path("auth/signout", views.signout, name="signout"),
+    # The Ingress sends every path no API claims here, unknown /api/ paths included; an
+    # API client must get the API's JSON 404, never a web page.
+    re_path(r"^api(/.*)?$", views.api_not_found),
 ]

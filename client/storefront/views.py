@@ -6,6 +6,7 @@ turned into pages by ApiSessionMiddleware (sign-in redirect, not found, unavaila
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,8 +18,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from shared_lib.errors import error_response
 from storefront.api import ApiError
 from storefront.forms import CredentialsForm, PaymentForm, TicketForm
 from storefront.middleware import signin_redirect
@@ -270,48 +273,68 @@ def order_list(request: HttpRequest) -> HttpResponse:
 # --- sessions ------------------------------------------------------------------------
 
 
-def _credentials_page(
-    request: HttpRequest, *, endpoint: str, template: str, greeting: str, new_password: bool
-) -> HttpResponse:
-    form = CredentialsForm(request.POST or None, new_password=new_password)
+@dataclass(frozen=True)
+class CredentialsPage:
+    endpoint: str
+    heading: str
+    submit: str
+    greeting: str
+    new_password: bool
+    other_question: str
+    other_page: str
+    other_link: str
+
+
+SIGN_UP_PAGE = CredentialsPage(
+    endpoint="/api/users/signup",
+    heading="Create your account",
+    submit="Sign up",
+    greeting=SIGNED_UP,
+    new_password=True,
+    other_question="Already have an account?",
+    other_page="signin",
+    other_link="Sign in",
+)
+SIGN_IN_PAGE = CredentialsPage(
+    endpoint="/api/users/signin",
+    heading="Sign in",
+    submit="Sign in",
+    greeting=SIGNED_IN,
+    new_password=False,
+    other_question="New to Ticketing?",
+    other_page="signup",
+    other_link="Create an account",
+)
+
+
+def _credentials_page(request: HttpRequest, page: CredentialsPage) -> HttpResponse:
+    form = CredentialsForm(request.POST or None, new_password=page.new_password)
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            user = request.api.post(endpoint, form.payload()).data
+            user = request.api.post(page.endpoint, form.payload()).data
         except ApiError as error:
             status = error.status
             form.show(error)
         else:
-            messages.success(request, greeting.format(email=user["email"]))
+            messages.success(request, page.greeting.format(email=user["email"]))
             return redirect(_next_url(request))
     return render(
         request,
-        template,
-        {"form": form, "next": _next_url(request)},
+        "storefront/credentials.html",
+        {"form": form, "next": _next_url(request), **asdict(page)},
         status=status,
     )
 
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
-    return _credentials_page(
-        request,
-        endpoint="/api/users/signup",
-        template="storefront/signup.html",
-        greeting=SIGNED_UP,
-        new_password=True,
-    )
+    return _credentials_page(request, SIGN_UP_PAGE)
 
 
 @require_http_methods(["GET", "POST"])
 def signin(request: HttpRequest) -> HttpResponse:
-    return _credentials_page(
-        request,
-        endpoint="/api/users/signin",
-        template="storefront/signin.html",
-        greeting=SIGNED_IN,
-        new_password=False,
-    )
+    return _credentials_page(request, SIGN_IN_PAGE)
 
 
 @require_http_methods(["GET", "POST"])
@@ -324,6 +347,11 @@ def signout(request: HttpRequest) -> HttpResponse:
 
 
 # --- errors --------------------------------------------------------------------------
+
+
+@csrf_exempt  # nothing is written; an API client's POST must see the 404, not a CSRF page
+def api_not_found(request: HttpRequest, *args: str) -> HttpResponse:
+    return error_response(404)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -246,3 +246,13 @@ def test_an_unpaid_order_past_its_time_is_expired_before_the_event_arrives():
     assert order_state(order) == EXPIRED
     assert order_state({**order, "status": "complete"}) == "Complete"
     assert order_state({**order, "expiresAt": "2999-01-01T00:00:00Z"}) == "Awaiting payment"
+
+
+@pytest.mark.parametrize("path", ["/api", "/api/", "/api/nothing/here", "/api/users2/x"])
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_unknown_api_paths_are_the_apis_json_404_not_a_page(path, method):
+    response = getattr(browser(), method)(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"errors": [{"message": "Not Found"}]}

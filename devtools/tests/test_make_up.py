@@ -79,8 +79,9 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
             checks = answer.json()["checks"]
             assert all(state == "ok" for state in checks.values()), (name, checks)
             assert summary == (", ".join(f"{check} ok" for check in checks) or "no dependencies")
-        assert "database ok" in ready["orders"][1]
-        assert "broker ok" in ready["orders"][1]
+        assert ready["orders"][1] == "database ok"
+        assert ready["auth"][1] == "database ok, redis ok"
+        assert ready["client"][1] == "no dependencies"
 
         # One URL: the pages, and the APIs behind them; the environment is honoured.
         gateway = f"http://127.0.0.1:{port}"

@@ -17,6 +17,8 @@ globals().update(
     )
 )
 ROOT_URLCONF = "tests.urls"
+# The broker check the status command uses, on the demo's readiness to test it there.
+HEALTH_CHECKS = {**HEALTH_CHECKS, "broker": "shared_lib.health.check_broker"}  # noqa: F821
 
 # The demo throttle's rate; tests lower or raise it with the `settings` fixture.
 RATE_LIMIT_DEMO = "3/min"

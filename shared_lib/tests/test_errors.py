@@ -88,6 +88,7 @@ def test_message_for_status(status, message):
         ("django-permission-denied", 403, only_error("Forbidden")),
         ("drf-permission-denied", 403, only_error("Forbidden")),
         ("drf-validation-error", 400, only_error("Ticket is already reserved")),
+        ("database-unavailable", 503, only_error("Service unavailable")),
     ],
 )
 def test_errors_raised_in_a_view_are_rendered_in_the_shared_shape(api_client, kind, status, body):
@@ -432,3 +433,11 @@ def test_a_reshaped_error_declares_the_length_of_its_new_body(client):
     assert response.status_code == 404
     assert response["Content-Length"] == str(len(response.content))
     assert response.json() == only_error("Not Found")
+
+
+def test_an_unreachable_database_is_a_503_to_retry_shortly(api_client):
+    response = api_client.get("/api/demo/errors/database-unavailable")
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "2"
+    assert "secret" not in response.content.decode()

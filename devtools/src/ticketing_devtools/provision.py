@@ -57,5 +57,7 @@ def drop_database(url: str, *, database: str) -> None:
         )
 
 
-def database_url(*, database: str, role: str, password: str, host: str = "127.0.0.1") -> str:
-    return f"postgresql://{role}:{password}@{host}:5432/{database}"
+def database_url(
+    *, database: str, role: str, password: str, host: str = "127.0.0.1", port: int = 5432
+) -> str:
+    return f"postgresql://{role}:{password}@{host}:{port}/{database}"

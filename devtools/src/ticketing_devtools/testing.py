@@ -20,7 +20,9 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +62,60 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
+@contextmanager
+def throwaway_vhost(prefix: str = "ticketing-systest") -> Iterator[str]:
+    """A RabbitMQ vhost of its own for the duration; yields its name."""
+    vhost = _unique(prefix)
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield vhost
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@contextmanager
+def running_stack(
+    settings: StackSettings,
+    *,
+    broker_url: str,
+    directory: Path,
+    service_env: dict[str, dict[str, str]] | None = None,
+    failures: list[str] | None = None,
+) -> Iterator[Stack]:
+    """The whole system until the block ends; then stopped, its databases dropped, and
+    checked that no process outlived it. A start-up failure fails the test with the log."""
+    log_path = directory / "stack.log"
+    with log_path.open("w") as log:
+        running = Stack(
+            gateway_port=0,
+            db_prefix=settings.db_prefix,
+            log=log,
+            run_dir=directory / "run",
+            extra_env=settings.process_env(broker_url),
+            service_env=service_env,
+        )
+        running.log_path = log_path  # type: ignore[attr-defined]
+        try:
+            running.start()
+        except Exception:
+            log.flush()
+            failure = f"stack did not start:\n{log_path.read_text()[-6000:]}"
+            if failures is not None:
+                failures.append(failure)
+            pytest.fail(failure)
+        try:
+            yield running
+        finally:
+            pids = [child.process.pid for child in running.supervisor.children]
+            running.stop()
+            for service in DATABASE_SERVICES:
+                drop_database(admin_url(), database=service.database(settings.db_prefix))
+    for pid in pids:  # nothing outlives the stack
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> StackSettings:
     """Override in a suite's conftest.py to change the stack's environment."""
@@ -68,37 +124,25 @@ def stack_settings() -> StackSettings:
 
 @pytest.fixture(scope="session")
 def stack_vhost() -> Iterator[str]:
-    vhost = _unique("ticketing-systest")
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    with throwaway_vhost() as vhost:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+
+# pytest sets a session fixture up again for every test that asks after a failure; a
+# stack that cannot start would then be retried (a minute each) for every system test.
+_START_FAILURES: list[str] = []
 
 
 @pytest.fixture(scope="session")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, stack_vhost: str, stack_settings: StackSettings
 ) -> Iterator[Stack]:
-    log_path = tmp_path_factory.mktemp("stack") / "stack.log"
-    with log_path.open("w") as log:
-        running = Stack(
-            gateway_port=0,
-            db_prefix=stack_settings.db_prefix,
-            log=log,
-            run_dir=tmp_path_factory.mktemp("gateway"),
-            extra_env=stack_settings.process_env(stack_vhost),
-        )
-        running.log_path = log_path  # type: ignore[attr-defined]
-        try:
-            running.start()
-        except Exception:
-            log.flush()
-            pytest.fail(f"stack did not start:\n{log_path.read_text()[-6000:]}")
+    if _START_FAILURES:
+        pytest.fail(f"the stack failed to start earlier in this session:\n{_START_FAILURES[0]}")
+    with running_stack(
+        stack_settings,
+        broker_url=stack_vhost,
+        directory=tmp_path_factory.mktemp("stack"),
+        failures=_START_FAILURES,
+    ) as running:
         yield running
-        pids = [child.process.pid for child in running.supervisor.children]
-        running.stop()
-    for service in DATABASE_SERVICES:
-        drop_database(admin_url(), database=service.database(stack_settings.db_prefix))
-    for pid in pids:  # nothing outlives the stack
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, signal.SIG_DFL)

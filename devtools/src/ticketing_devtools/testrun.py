@@ -22,6 +22,7 @@ from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, SERVICES, V
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import common_env, service_env
 from ticketing_devtools.provision import admin_url, database_url, ensure_database
+from ticketing_devtools.staticfiles import collect_static
 
 PYTEST_NO_TESTS = 5
 
@@ -99,12 +100,7 @@ def run(selected: list[str], pytest_args: list[str]) -> int:
         if (suite.directory / "manage.py").exists():
             # Served through the same manifest storage as in production, so a template
             # naming a missing static file fails here rather than after deploy.
-            subprocess.run(
-                [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-                cwd=suite.directory,
-                env=env,
-                check=True,
-            )
+            collect_static(suite.directory, env)
         code = subprocess.call(
             [sys.executable, "-m", "pytest", f"--junitxml={report}", *pytest_args],
             cwd=suite.directory,

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import OperationalError
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -72,6 +73,9 @@ ERRORS = {
     "django-permission-denied": lambda: DjangoPermissionDenied("staff only: 42"),
     "drf-permission-denied": lambda: drf.PermissionDenied("internal reason"),
     "drf-validation-error": lambda: drf.ValidationError("Ticket is already reserved"),
+    # What psycopg raises through Django when the server is unreachable (the fault
+    # suite cuts a real connection; this pins the answer's shape).
+    "database-unavailable": lambda: OperationalError("connection to server failed: secret"),
 }
 
 

@@ -1,0 +1,57 @@
+"""collectstatic, run only when what it collects may have changed.
+
+    collect_static(service.directory, env)          # before a web process starts
+
+Collecting with the manifest storage hashes and compresses every file (the admin's, DRF's,
+Swagger UI's: thousands), which costs tens of seconds of CPU per service; every stack
+start and test suite used to pay it again for an unchanged tree. The inputs are the
+locked third-party packages, our own static folders and the settings, so a fingerprint
+of those decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from ticketing_devtools.catalog import REPO_ROOT
+
+MARKER = ".ticketing-fingerprint"
+SHARED_SOURCES = REPO_ROOT / "shared_lib" / "src" / "shared_lib"
+
+
+def fingerprint(directory: Path) -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    # Third-party static files change only when a locked package does.
+    digest.update((REPO_ROOT / "uv.lock").read_bytes())
+    for root in (directory, SHARED_SOURCES):
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or "staticfiles" in path.relative_to(root).parts:
+                continue
+            parts = path.relative_to(root).parts
+            if "static" in parts or path.name in ("settings.py", "service_settings.py"):
+                stat = path.stat()
+                digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def collect_static(directory: Path, env: dict[str, str], *, run: IO[str] | None = None) -> bool:
+    """Collect into the project's STATIC_ROOT (`<directory>/staticfiles`) unless it is
+    current; returns whether it ran."""
+    marker = directory / "staticfiles" / MARKER
+    current = fingerprint(directory)
+    if marker.exists() and marker.read_text() == current:
+        return False
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=directory,
+        env=env,
+        check=True,
+        stdout=run,
+        stderr=subprocess.STDOUT if run else None,
+    )
+    marker.write_text(current)
+    return True
