@@ -10,6 +10,7 @@ gunicorn per service on a free port (waited on through /readyz), then the gatewa
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -20,8 +21,9 @@ from ticketing_devtools import gateway
 from ticketing_devtools.backing import ensure_nginx, require_backing_servers
 from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import service_env
+from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, service_env
 from ticketing_devtools.provision import admin_url, ensure_database
+from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
 
 # Two workers per service: requests overlap locally without crowding two cores.
@@ -56,7 +58,7 @@ def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: A
             )
             commands.append(["migrate", "--noinput"])
         if service.web:
-            commands.append(["collectstatic", "--noinput", "-v", "0"])
+            collect_static(service.directory, env, run=run)
         for command in commands:
             subprocess.run(
                 [sys.executable, "manage.py", *command],
@@ -78,6 +80,7 @@ class Stack:
         log: IO[str] | None = None,
         run_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        service_env: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.gateway_port = gateway_port or free_port()
         self.db_prefix = db_prefix
@@ -86,8 +89,14 @@ class Stack:
         self.service_ports: dict[str, int] = {}
         # What each web service's /readyz checked when it came up: {"auth": {"database": "ok"}}
         self.readiness: dict[str, dict[str, str]] = {}
+        # Each worker process's metrics port, kept across restarts so a scrape target
+        # stays put; free ports chosen here, so two workers never share one.
+        self.metrics_ports: dict[str, int] = {}
         self._log = log
         self.extra_env = extra_env or {}
+        # Per service, over everything else: e.g. orders' DATABASE_URL through a relay
+        # the fault tests can cut. Set-up (migrations) still uses the direct values.
+        self.service_env = service_env or {}
 
     @property
     def url(self) -> str:
@@ -96,10 +105,42 @@ class Stack:
     def service_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.service_ports[name]}"
 
+    def metrics_url(self, process: str) -> str:
+        """A worker's /metrics (process: "tickets-worker"); web services serve theirs
+        at service_url(name) + "/metrics"."""
+        return f"http://127.0.0.1:{self.metrics_ports[process]}/metrics"
+
+    def describe(self) -> dict[str, object]:
+        """What `ticketing-dev status` needs to find this system (written to stack.json)."""
+        broker = self.extra_env.get("RABBITMQ_URL") or os.environ.get("RABBITMQ_URL")
+        return {
+            "gateway": self.url,
+            "db_prefix": self.db_prefix,
+            "rabbitmq_url": broker or DEFAULT_RABBITMQ_URL,
+            "services": {name: self.service_url(name) for name in self.service_ports},
+            "workers": {name: self.metrics_url(name) for name in self.metrics_ports},
+        }
+
+    @property
+    def description_file(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    def _env(self, service: DjangoService, secrets: DevSecrets) -> dict[str, str]:
+        return {
+            **service_env(service, secrets, db_prefix=self.db_prefix),
+            **self.extra_env,
+            **self.service_env.get(service.name, {}),
+        }
+
+    def env_for(self, name: str) -> dict[str, str]:
+        """The environment a service's processes run with (for manage.py against it)."""
+        target = next(s for s in SERVICES if s.name == name)
+        return self._env(target, ensure_dev_secrets())
+
     def _start_web(self, service: DjangoService, secrets: DevSecrets) -> None:
         port = free_port()
         self.service_ports[service.name] = port
-        env = {**service_env(service, secrets, db_prefix=self.db_prefix), **self.extra_env}
+        env = self._env(service, secrets)
         env["WEB_CONCURRENCY"] = env.get("WEB_CONCURRENCY", LOCAL_WEB_WORKERS)
         if service.calls_api:
             env["API_BASE_URL"] = self.url
@@ -120,15 +161,18 @@ class Stack:
             env=env,
         )
 
-    def heartbeat_file(self, service: DjangoService) -> Path:
-        return self.run_dir / f"{service.name}-worker.alive"
+    def heartbeat_file(self, service: DjangoService, process: str = "") -> Path:
+        return self.run_dir / f"{process or service.name + '-worker'}.alive"
 
-    def _start_worker(self, service: DjangoService, secrets: DevSecrets) -> None:
-        env = {**service_env(service, secrets, db_prefix=self.db_prefix), **self.extra_env}
-        env["WORKER_HEARTBEAT_FILE"] = str(self.heartbeat_file(service))
-        self.heartbeat_file(service).unlink(missing_ok=True)
+    def _start_worker(self, service: DjangoService, secrets: DevSecrets, process: str = "") -> None:
+        process = process or f"{service.name}-worker"
+        env = self._env(service, secrets)
+        env["WORKER_HEARTBEAT_FILE"] = str(self.heartbeat_file(service, process))
+        env["METRICS_PORT"] = str(self.metrics_ports.setdefault(process, free_port()))
+        env["METRICS_ADDRESS"] = "127.0.0.1"
+        self.heartbeat_file(service, process).unlink(missing_ok=True)
         self.supervisor.start(
-            f"{service.name}-worker",
+            process,
             [
                 sys.executable,
                 "-m",
@@ -138,7 +182,7 @@ class Stack:
                 "worker",
                 *service.worker_pool,  # see catalog.SOLO_POOL / THREAD_POOL
                 "--hostname",
-                f"{service.name}@%h",
+                f"{process}@%h",
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
@@ -148,13 +192,25 @@ class Stack:
             env=env,
         )
 
-    def restart_worker(self, name: str, *, kill: bool = True) -> None:
+    def restart_worker(self, name: str, *, kill: bool = True, process: str = "") -> None:
         """Kill a service's worker outright (no shutdown) and start a fresh one."""
         target = next(s for s in SERVICES if s.name == name)
+        process = process or f"{name}-worker"
         if kill:
-            self.supervisor.kill(f"{name}-worker")
-        self._start_worker(target, ensure_dev_secrets())
-        self.supervisor.wait_file(f"{name}-worker", self.heartbeat_file(target))
+            self.supervisor.kill(process)
+        self._start_worker(target, ensure_dev_secrets(), process)
+        self.supervisor.wait_file(process, self.heartbeat_file(target, process))
+
+    def add_worker(self, name: str) -> str:
+        """Start one more worker of a service (its queues take competing consumers);
+        returns the new process's name."""
+        taken = {child.name for child in self.supervisor.children}
+        number = 2
+        while f"{name}-worker-{number}" in taken:
+            number += 1
+        process = f"{name}-worker-{number}"
+        self.restart_worker(name, kill=False, process=process)
+        return process
 
     def _start_localstripe(self) -> None:
         port = free_port()
@@ -207,6 +263,7 @@ class Stack:
                 env={},
             )
             self.supervisor.wait_http("gateway", f"{self.url}/api/users/currentuser")
+            self.description_file.write_text(json.dumps(self.describe(), indent=2) + "\n")
         except BaseException:
             self.stop()
             raise
@@ -214,6 +271,7 @@ class Stack:
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        self.description_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Stack:
         return self.start()

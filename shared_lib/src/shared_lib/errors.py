@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -41,6 +42,9 @@ BODY_TOO_LARGE = "Request body too large"
 BAD_REQUEST = "Bad request"
 CONFLICT = "The resource was changed by someone else; reload and try again"
 SERVICE_UNAVAILABLE = "Service unavailable"
+# Long enough for a connection pool to notice the database is back (health checks run
+# per request), short enough that a client retrying after it is not left waiting.
+DATABASE_RETRY_AFTER_SECONDS = 2
 INTERNAL_ERROR = "Something went wrong"
 
 _STATUS_MESSAGES = {
@@ -185,6 +189,13 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         status, body = 429, error_body(TOO_MANY_REQUESTS)
         if exc.wait is not None:
             headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database is unreachable (or the transaction lost a deadlock): nothing was
+        # changed, and the same request can succeed in a moment. A 503 says exactly that;
+        # a 500 would say the request itself broke something.
+        logger.warning("database unavailable: %s", exc, exc_info=True)
+        status, body = 503, error_body(SERVICE_UNAVAILABLE)
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     elif isinstance(exc, drf.APIException):
         status = exc.status_code
         body = error_body(message_for_status(status))
@@ -198,9 +209,23 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return Response(body, status=status, headers=headers)
 
 
+# Set on a response (keep_error_page) whose error page is meant for people and must keep
+# its body: the admin's 403 telling a signed-in user they are not staff (admin_sso).
+_KEEP_ERROR_PAGE = "keeps_its_error_page"
+
+
+def keep_error_page(response: HttpResponse) -> HttpResponse:
+    setattr(response, _KEEP_ERROR_PAGE, True)
+    return response
+
+
 def _is_error_shaped(response: HttpResponse) -> bool:
     content_type = response.get("Content-Type", "")
-    return content_type.startswith("application/json") or response.streaming
+    return (
+        content_type.startswith("application/json")
+        or response.streaming
+        or getattr(response, _KEEP_ERROR_PAGE, False)
+    )
 
 
 def _reshape(response: HttpResponse) -> HttpResponse:
