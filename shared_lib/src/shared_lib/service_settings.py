@@ -143,8 +143,8 @@ def base_settings(
             *apps,
         ],
         "MIDDLEWARE": [
-            "shared_lib.health.HealthMiddleware",
             "shared_lib.metrics.MetricsMiddleware",
+            "shared_lib.health.HealthMiddleware",
             "shared_lib.correlation.CorrelationIdMiddleware",
             "shared_lib.errors.ErrorShapeMiddleware",
             "django.middleware.security.SecurityMiddleware",
