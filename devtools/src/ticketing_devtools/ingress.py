@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 from ticketing_devtools import gateway
 from ticketing_devtools.catalog import REPO_ROOT
@@ -56,8 +53,6 @@ COMPOSE_GATEWAY_LISTEN = "8080"
 COMPOSE_SUBNET = "172.30.57.0/24"
 # A tmpfs in the gateway container: nginx's pid file and temporary files.
 COMPOSE_GATEWAY_RUN_DIR = Path("/run/gateway")
-# The `nginx` user of the official nginx image, which the compose gateway runs as.
-NGINX_IMAGE_UID = 101
 
 
 def render_ingress(table: gateway.RouteTable) -> str:
@@ -100,26 +95,19 @@ def render_ingress(table: gateway.RouteTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextmanager
-def _unprivileged_master() -> Iterator[None]:
-    # render_nginx adds `user root;` when whoever renders is root, for `make up` run as
-    # root. The compose gateway's master runs as nginx's own unprivileged user, so that
-    # line never applies there, and the committed file must not depend on who rendered it.
-    with mock.patch.object(gateway.os, "geteuid", return_value=NGINX_IMAGE_UID):
-        yield
-
-
 def render_compose_gateway(table: gateway.RouteTable) -> str:
     """The nginx.conf of docker-compose.yml's gateway service."""
     upstreams = {service: f"{service}:{COMPOSE_UPSTREAM_PORT}" for service in table.services}
-    with _unprivileged_master():
-        text = gateway.render_nginx(
-            table,
-            upstreams=upstreams,
-            listen=COMPOSE_GATEWAY_LISTEN,
-            run_dir=COMPOSE_GATEWAY_RUN_DIR,
-            trusted_forwarders=[COMPOSE_SUBNET],
-        )
+    # The nginx image's master runs unprivileged, so the file never says `user root;`,
+    # and it does not depend on who rendered it.
+    text = gateway.render_nginx(
+        table,
+        upstreams=upstreams,
+        listen=COMPOSE_GATEWAY_LISTEN,
+        run_dir=COMPOSE_GATEWAY_RUN_DIR,
+        trusted_forwarders=[COMPOSE_SUBNET],
+        master_is_root=False,
+    )
     header = (
         "# docker-compose.yml's gateway. Regenerate with `python -m ticketing_devtools.ingress`.\n"
     )
