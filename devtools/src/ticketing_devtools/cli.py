@@ -3,6 +3,7 @@
 ticketing-dev up                # set up and run the whole system on one URL
 ticketing-dev demo              # add demo users and tickets to the running system
 ticketing-dev test [SUITE ...]  # set up and run every test suite
+ticketing-dev status            # readiness, queue depths, outbox backlog, dead letters
 ticketing-dev manage auth createsuperuser
 """
 
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 
 from ticketing_devtools import testrun
 from ticketing_devtools.backing import require_backing_servers
@@ -77,6 +79,15 @@ def _test(args: argparse.Namespace) -> int:
     return testrun.run(args.suites, args.pytest_args)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from ticketing_devtools import status
+
+    services = dict(item.split("=", 1) for item in args.service)
+    return status.main(
+        stack_file=args.stack_file, vhost=args.vhost, db_prefix=args.db_prefix, services=services
+    )
+
+
 def _manage(args: argparse.Namespace) -> int:
     require_backing_servers()
     target = service(args.service)
@@ -96,6 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("suites", nargs="*", help="suite names: shared_lib, auth, devtools")
     test.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[])
     test.set_defaults(func=_test)
+    status = commands.add_parser("status", help="how the running system is doing (exit 1: not)")
+    status.add_argument(
+        "--stack-file",
+        type=Path,
+        help="a stack's description (default: the one `make up` writes, from "
+        "TICKETING_DB_PREFIX and GATEWAY_PORT)",
+    )
+    status.add_argument("--vhost", help="RabbitMQ vhost (default: the stack's)")
+    status.add_argument("--db-prefix", help="database name prefix (default: the stack's)")
+    status.add_argument(
+        "--service", action="append", default=[], metavar="NAME=URL", help="a web service's URL"
+    )
+    status.set_defaults(func=_status)
     manage = commands.add_parser("manage", help="manage.py of one service, with its env")
     manage.add_argument("service")
     manage.add_argument("args", nargs=argparse.REMAINDER)

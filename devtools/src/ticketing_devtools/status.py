@@ -1,0 +1,300 @@
+"""`ticketing-dev status`: what a running system is doing, in one screen, for an operator.
+
+    ticketing-dev status                              # the system `make up` runs
+    ticketing-dev status --stack-file <run dir>/stack.json   # any other (a test stack)
+    report = collect(Target.of_stack(stack)); print(render(report)); report.problems()
+
+It shows each web service's readiness (/readyz), the depth of every queue of the
+system's RabbitMQ vhost (ready and unacked, from `rabbitmqctl list_queues`: there is no
+management plugin), each service's outbox backlog (unsent rows and the oldest one's
+age, read from its database) and the dead letters per queue. The exit status is 1 when
+anything is unhealthy (a service not ready, a dead letter, an outbox stuck, a server
+unreachable), so a script or a test can act on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import requests
+
+from ticketing_devtools.catalog import SERVICES, VAR_DIR
+from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL
+from ticketing_devtools.provision import admin_url
+
+STACK_FILE = "stack.json"
+# An unsent outbox row older than this is stuck: the request's own send failed and the
+# relay, which retries with back-off capped at 60 s (shared_lib.events.outbox), has not
+# managed either, so the broker is down or the worker is not running.
+OUTBOX_STUCK_SECONDS = 60.0
+# /readyz checks the database and the broker, each with a timeout of a few seconds;
+# a service that takes longer than this to answer is not ready in any useful sense.
+READY_TIMEOUT_SECONDS = 10.0
+# Broker-internal queues that are noise while empty: Celery's delayed-delivery levels,
+# wait queues of retries, remote-control mailboxes. Shown whenever they hold messages.
+_QUIET_WHEN_EMPTY = ("celery_delayed_", "celeryev.")
+_DELAYED_PREFIX = "celery_delayed_"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which system to look at: its vhost, database prefix and web services' URLs."""
+
+    vhost: str
+    db_prefix: str
+    service_urls: dict[str, str]
+    pg_admin_url: str = field(default_factory=admin_url)
+
+    @classmethod
+    def of_stack(cls, stack: object) -> Target:
+        """The system a devtools Stack runs (tests hand theirs in directly)."""
+        return cls.from_description(stack.describe())  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_description(cls, description: dict) -> Target:
+        return cls(
+            vhost=vhost_of(description["rabbitmq_url"]),
+            db_prefix=description["db_prefix"],
+            service_urls=dict(description["services"]),
+        )
+
+
+def vhost_of(broker_url: str) -> str:
+    """The virtual host an amqp:// URL names ("/" for an empty path or "//")."""
+    path = urlsplit(broker_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def default_stack_file() -> Path:
+    """Where `make up` (Stack's default run_dir) describes itself."""
+    prefix = os.environ.get("TICKETING_DB_PREFIX", "ticketing")
+    port = os.environ.get("GATEWAY_PORT", "8080")
+    return VAR_DIR / "run" / f"{prefix}-{port}" / STACK_FILE
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    ready: int
+    unacked: int
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.unacked
+
+
+@dataclass(frozen=True)
+class Readiness:
+    service: str
+    url: str
+    ready: bool
+    detail: str  # "database ok, broker ok", or what failed
+
+
+@dataclass(frozen=True)
+class Outbox:
+    service: str
+    unsent: int | None  # None: the database could not be read (see error)
+    oldest_age_seconds: float | None
+    error: str = ""
+
+
+@dataclass
+class Report:
+    target: Target
+    readiness: list[Readiness]
+    queues: list[QueueDepth]
+    outboxes: list[Outbox]
+    broker_error: str = ""
+
+    def dead_letters(self) -> dict[str, int]:
+        """Messages parked per dead-letter queue (only queues that hold any)."""
+        return {q.name: q.total for q in self.queues if q.name.endswith(".dead") and q.total}
+
+    def problems(self) -> list[str]:
+        found = [f"{r.service} not ready: {r.detail}" for r in self.readiness if not r.ready]
+        if self.broker_error:
+            found.append(f"broker: {self.broker_error}")
+        for queue, count in self.dead_letters().items():
+            found.append(f"{count} dead letter{'s' if count != 1 else ''} in {queue}")
+        for outbox in self.outboxes:
+            if outbox.error:
+                found.append(f"{outbox.service} outbox unreadable: {outbox.error}")
+            elif (outbox.oldest_age_seconds or 0) > OUTBOX_STUCK_SECONDS:
+                found.append(
+                    f"{outbox.service} outbox stuck: {outbox.unsent} unsent, "
+                    f"oldest {outbox.oldest_age_seconds:.0f} s"
+                )
+        return found
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems()
+
+
+def readiness(service: str, url: str) -> Readiness:
+    try:
+        response = requests.get(f"{url}/readyz", timeout=READY_TIMEOUT_SECONDS)
+    except requests.RequestException as exc:
+        return Readiness(service, url, False, f"unreachable ({type(exc).__name__})")
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    checks = body.get("checks") if isinstance(body, dict) else None
+    detail = ", ".join(f"{name} {state}" for name, state in (checks or {}).items())
+    if response.status_code == 200:
+        return Readiness(service, url, True, detail or "no dependencies")
+    return Readiness(service, url, False, detail or f"HTTP {response.status_code}")
+
+
+def _rabbitmqctl() -> str:
+    return shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+
+
+def queue_depths(vhost: str) -> list[QueueDepth]:
+    """Every queue of the vhost, by name; raises RuntimeError when the broker won't say."""
+    try:
+        result = subprocess.run(
+            [
+                _rabbitmqctl(),
+                "-q",
+                "list_queues",
+                "-p",
+                vhost,
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "--no-table-headers",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"rabbitmqctl: {exc}") from exc
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout).strip().splitlines()
+        raise RuntimeError(f"rabbitmqctl list_queues: {message[-1] if message else 'failed'}")
+    depths = []
+    for line in result.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            depths.append(QueueDepth(parts[0], int(parts[1]), int(parts[2])))
+    return sorted(depths, key=lambda q: q.name)
+
+
+def outbox_backlog(service: str, *, database: str, pg_admin_url: str) -> Outbox:
+    """Unsent rows of one service's outbox and the oldest one's age (as its relay sees it)."""
+    url = pg_admin_url.rsplit("/", 1)[0] + "/" + database
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            count, oldest = conn.execute(
+                "SELECT count(*), min(created_at) FROM shared_lib_outboxevent WHERE sent_at IS NULL"
+            ).fetchone()  # type: ignore[misc]
+    except psycopg.Error as exc:
+        return Outbox(service, None, None, str(exc).strip().splitlines()[0])
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+    return Outbox(service, count, max(age, 0.0))
+
+
+def collect(target: Target) -> Report:
+    ready = [readiness(name, url) for name, url in sorted(target.service_urls.items())]
+    try:
+        queues, broker_error = queue_depths(target.vhost), ""
+    except RuntimeError as exc:
+        queues, broker_error = [], str(exc)
+    outboxes = [
+        outbox_backlog(
+            s.name, database=s.database(target.db_prefix), pg_admin_url=target.pg_admin_url
+        )
+        for s in SERVICES
+        if s.events and s.has_database  # the services that publish through an outbox
+    ]
+    return Report(target, ready, queues, outboxes, broker_error)
+
+
+def _shown(queue: QueueDepth) -> bool:
+    if queue.name.endswith(".dead"):
+        return False  # its own section
+    quiet = queue.name.startswith(_QUIET_WHEN_EMPTY) or ".wait." in queue.name
+    quiet = quiet or queue.name.endswith(".pidbox")
+    return bool(queue.total) or not quiet
+
+
+def render(report: Report) -> str:
+    lines = ["Readiness"]
+    width = max((len(r.service) for r in report.readiness), default=0)
+    for r in report.readiness:
+        state = "ready" if r.ready else "NOT READY"
+        lines.append(f"  {r.service:<{width}}  {state:<9}  {r.url}  ({r.detail})")
+    lines += ["", f"Queues (vhost {report.target.vhost})"]
+    if report.broker_error:
+        lines.append(f"  unavailable: {report.broker_error}")
+    else:
+        shown = [q for q in report.queues if _shown(q)]
+        width = max((len(q.name) for q in shown), default=5)
+        lines.append(f"  {'queue':<{width}}  {'ready':>7}  {'unacked':>7}")
+        lines += [f"  {q.name:<{width}}  {q.ready:>7}  {q.unacked:>7}" for q in shown]
+        delayed = sum(q.total for q in report.queues if q.name.startswith(_DELAYED_PREFIX))
+        lines.append(f"  (expiries waiting in delayed delivery: {delayed})")
+    lines += ["", "Outbox (unsent events)"]
+    for o in report.outboxes:
+        if o.error:
+            lines.append(f"  {o.service:<10}  unreadable: {o.error}")
+        else:
+            oldest = f"  oldest {o.oldest_age_seconds:.1f} s" if o.unsent else ""
+            lines.append(f"  {o.service:<10}  {o.unsent:>5}{oldest}")
+    lines += ["", "Dead letters"]
+    dead = report.dead_letters()
+    lines += [f"  {queue}  {count}" for queue, count in dead.items()] or ["  none"]
+    problems = report.problems()
+    lines += ["", "UNHEALTHY:" if problems else "OK: every service ready, nothing stuck"]
+    lines += [f"  - {problem}" for problem in problems]
+    return "\n".join(lines)
+
+
+def load_stack_file(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def main(
+    *,
+    stack_file: Path | None = None,
+    vhost: str | None = None,
+    db_prefix: str | None = None,
+    services: dict[str, str] | None = None,
+) -> int:
+    """The command: 0 when healthy, 1 when not, 2 when there is no system to look at."""
+    path = stack_file or default_stack_file()
+    if path.exists():
+        description = load_stack_file(path)
+    elif services:
+        description = {
+            "rabbitmq_url": os.environ.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
+            "db_prefix": os.environ.get("TICKETING_DB_PREFIX", "ticketing"),
+            "services": {},
+        }
+    else:
+        print(f"No running system described at {path}: start one with `make up`, or pass")
+        print("--stack-file (a test stack's run directory) or --service NAME=URL.")
+        return 2
+    target = Target.from_description(description)
+    target = Target(
+        vhost=vhost or target.vhost,
+        db_prefix=db_prefix or target.db_prefix,
+        service_urls={**target.service_urls, **(services or {})},
+        pg_admin_url=target.pg_admin_url,
+    )
+    report = collect(target)
+    print(render(report))
+    return 0 if report.healthy else 1
