@@ -11,14 +11,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orders import selectors, services
+from orders.models import Order
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import NotFound
 from shared_lib.fields import RawValue
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
+from shared_lib.schema import error_responses
 
 
 class OrderInputSerializer(serializers.Serializer):
+    # Raw, so services.order_create reports a malformed id as 400 on the field itself.
     ticketId = RawValue()
+
+
+class OrderInputSchemaSerializer(serializers.Serializer):
+    """The request body as the OpenAPI schema states it: a ticket's id is required."""
+
+    ticketId = serializers.UUIDField()
 
 
 class OrderTicketSerializer(serializers.Serializer):
@@ -31,7 +40,7 @@ class OrderTicketSerializer(serializers.Serializer):
 class OrderOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     userId = serializers.UUIDField(source="user_id")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Order.Status.choices)
     expiresAt = serializers.DateTimeField(source="expires_at")
     ticket = OrderTicketSerializer()
     version = serializers.IntegerField()
@@ -45,7 +54,11 @@ class OrderListCreateApi(APIView):
         page = paginate(request, selectors.order_list_for(user_id=uuid.UUID(request.user.id)))
         return page.response(OrderOutputSerializer(page.items, many=True).data)
 
-    @extend_schema(request=OrderInputSerializer, responses={201: OrderOutputSerializer})
+    @extend_schema(
+        request=OrderInputSchemaSerializer,
+        # 404: no such ticket; 400 also for a reserved ticket or one's own.
+        responses={201: OrderOutputSerializer, **error_responses(404)},
+    )
     def post(self, request: Request) -> Response:
         serializer = OrderInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -67,7 +80,8 @@ class OrderDetailApi(APIView):
             raise NotFound()
         return Response(OrderOutputSerializer(order).data)
 
-    @extend_schema(request=None, responses={204: None})
+    # 400: the order is already complete (paid); cancelling a cancelled one is a 204.
+    @extend_schema(request=None, responses={204: None, **error_responses(400)})
     def delete(self, request: Request, order_id: str) -> Response:
         services.order_cancel(order_id=uuid.UUID(order_id), user_id=uuid.UUID(request.user.id))
         return Response(status=204)

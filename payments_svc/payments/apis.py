@@ -12,13 +12,16 @@ from rest_framework.views import APIView
 
 from payments import services
 from shared_lib.auth import IsSignedIn
+from shared_lib.schema import error_responses
 
 
 class PaymentInputSerializer(serializers.Serializer):
     """The request body, for the OpenAPI schema; services check it in DESIGN order."""
 
     orderId = serializers.UUIDField()
-    token = serializers.CharField(help_text="A Stripe PaymentMethod id (pm_...)")
+    token = serializers.RegexField(
+        services.TOKEN_PATTERN, help_text="A Stripe PaymentMethod id (pm_...)"
+    )
 
 
 class PaymentOutputSerializer(serializers.Serializer):
@@ -28,7 +31,12 @@ class PaymentOutputSerializer(serializers.Serializer):
 class PaymentCreateApi(APIView):
     permission_classes = [IsSignedIn]
 
-    @extend_schema(request=PaymentInputSerializer, responses={201: PaymentOutputSerializer})
+    @extend_schema(
+        request=PaymentInputSerializer,
+        # 402: the card was declined; 404: no such order of the caller's (503, from the
+        # shared list, also when the payment provider cannot be reached).
+        responses={201: PaymentOutputSerializer, **error_responses(402, 404)},
+    )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
         payment = services.payment_create(

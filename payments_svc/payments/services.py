@@ -31,7 +31,8 @@ ORDER_PAID = "Order is already paid"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 
 # What Stripe.js Elements produces: a PaymentMethod id.
-_TOKEN = re.compile(r"pm_[A-Za-z0-9_]{1,250}")
+TOKEN_PATTERN = r"^pm_[A-Za-z0-9_]{1,250}$"  # noqa: S105 (a pattern, not a secret)
+_TOKEN = re.compile(TOKEN_PATTERN)
 # An attempt still pending after this long died with its process; it is then retried
 # under its own idempotency key. Longer than Stripe's timeout, so it is never live.
 STALE_ATTEMPT = timedelta(minutes=2)

@@ -50,3 +50,57 @@ def test_the_docs_page_points_at_the_schema(client):
     assert response["Content-Type"] == "text/html; charset=utf-8"
     # reverse() of "schema/?" drops the optional slash; the route accepts both spellings.
     assert 'url: "/api/demo/schema",' in response.content.decode()
+
+
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def test_the_error_shape_is_one_component(schema):
+    assert schema["components"]["schemas"]["Error"]["properties"] == {
+        "errors": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/ErrorItem"},
+            "minItems": 1,
+        }
+    }
+    assert schema["components"]["schemas"]["Error"]["required"] == ["errors"]
+    assert schema["components"]["schemas"]["ErrorItem"] == {
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "field": {"type": "string"}},
+        "required": ["message"],
+    }
+
+
+def test_a_signed_in_operation_documents_401_with_its_challenge(schema):
+    responses = schema["paths"]["/api/demo/whoami"]["get"]["responses"]
+
+    assert sorted(responses) == ["200", "401", "503"]
+    assert responses["401"]["content"] == ERROR_CONTENT
+    assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
+
+
+def test_a_write_documents_input_size_and_media_type_errors(schema):
+    responses = schema["paths"]["/api/demo/profile"]["post"]["responses"]
+
+    assert sorted(responses) == ["201", "400", "413", "415", "503"]
+    for status in ["400", "413", "415", "503"]:
+        assert responses[status]["content"] == ERROR_CONTENT
+
+
+def test_a_throttled_operation_documents_429_with_retry_after(schema):
+    responses = schema["paths"]["/api/demo/throttled"]["get"]["responses"]
+
+    assert sorted(responses) == ["200", "429", "503"]
+    assert responses["429"]["headers"]["Retry-After"]["required"] is False
+
+
+def test_a_path_parameter_documents_404(schema):
+    responses = schema["paths"]["/api/demo/errors/{kind}"]["get"]["responses"]
+
+    assert "404" in responses
+    assert responses["404"]["content"] == ERROR_CONTENT
+
+
+def test_a_session_is_optional_where_no_permission_requires_one(schema):
+    assert {} in schema["paths"]["/api/demo/profile"]["post"]["security"]
+    assert {} not in schema["paths"]["/api/demo/whoami"]["get"]["security"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,15 +13,48 @@ from rest_framework.views import APIView
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import NotFound
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
+from shared_lib.schema import error_responses
 from tickets import selectors, services
+
+# The rules of services.validate_ticket_input, as JSON Schema, so a client (and the fuzz
+# tests) know exactly which values succeed: a title of 1-200 characters once trimmed, a
+# price > 0 and < 1,000,000 with at most 2 decimals, as a number or a plain decimal string
+# (surrounding spaces and trailing zeros allowed, as Decimal reads them).
+TITLE_SCHEMA = {"type": "string", "pattern": r"^\s*\S([\s\S]{0,198}\S)?\s*$"}
+PRICE_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": 1_000_000,
+            "exclusiveMaximum": True,
+            "multipleOf": 0.01,
+        },
+        {
+            "type": "string",
+            "pattern": r"^\s*\+?0*([1-9][0-9]{0,5}(\.[0-9]{1,2}0*)?|0\.(0[1-9]|[1-9][0-9]?)0*)\s*$",
+        },
+    ]
+}
+
+
+@extend_schema_field(TITLE_SCHEMA)
+class TitleField(serializers.CharField):
+    pass
+
+
+@extend_schema_field(PRICE_SCHEMA)
+class PriceField(serializers.Field):
+    pass
 
 
 class TicketInputSerializer(serializers.Serializer):
     """The request body, for the OpenAPI schema. The rules and their exact messages are in
     services (STYLE.md), which also decide the order of checks, so views pass the raw values."""
 
-    title = serializers.CharField(max_length=200)
-    price = serializers.DecimalField(max_digits=8, decimal_places=2, coerce_to_string=False)
+    title = TitleField()
+    price = PriceField()
 
 
 class TicketOutputSerializer(serializers.Serializer):
@@ -66,7 +99,11 @@ class TicketDetailApi(APIView):
             raise NotFound()
         return Response(TicketOutputSerializer(ticket).data)
 
-    @extend_schema(request=TicketInputSerializer, responses={200: TicketOutputSerializer})
+    @extend_schema(
+        request=TicketInputSerializer,
+        # 400 also for a reserved ticket, 403 for someone else's, 409 for a lost edit race.
+        responses={200: TicketOutputSerializer, **error_responses(403, 409)},
+    )
     def put(self, request: Request, ticket_id: str) -> Response:
         ticket = services.ticket_update(
             ticket_id=uuid.UUID(ticket_id), user_id=uuid.UUID(request.user.id), **_input(request)

@@ -225,7 +225,7 @@ def base_settings(
                 "rest_framework.renderers.BrowsableAPIRenderer",
             ],
             "EXCEPTION_HANDLER": "shared_lib.errors.drf_exception_handler",
-            "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+            "DEFAULT_SCHEMA_CLASS": "shared_lib.schema.AutoSchema",
             "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
         },
         "SPECTACULAR_SETTINGS": {
