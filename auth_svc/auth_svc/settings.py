@@ -17,6 +17,9 @@ globals().update(_base)
 
 JWT_PRIVATE_KEY = env("JWT_PRIVATE_KEY")
 AUTH_USER_MODEL = "users.User"
+# The users table is where staff is decided, so the admin here asks it on every request
+# (a demotion bites at once) instead of trusting the token's claim (shared_lib.admin_sso).
+ADMIN_STAFF_SOURCE = "user-table"
 
 # Argon2id: memory-hard, Django's recommended hasher. Scrypt (also memory-hard) stays
 # listed so hashes made with it still verify and get upgraded on sign-in.

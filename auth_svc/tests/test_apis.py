@@ -328,8 +328,10 @@ def test_wrong_method_is_405(api_client, method, path, allowed):
 def test_admin_lives_under_its_own_prefix(client):
     response = client.get("/admin/auth/")
 
+    # Anonymous: to the site's sign-in (single sign-on); the password form stays for
+    # local accounts.
     assert response.status_code == 302
-    assert response["Location"] == "/admin/auth/login/?next=/admin/auth/"
+    assert response["Location"] == "/auth/signin?next=/admin/auth/"
     assert client.get("/admin/auth/login/").status_code == 200
 
 

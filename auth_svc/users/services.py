@@ -100,7 +100,11 @@ def user_sign_in(*, email: str, password: str) -> User:
 
 
 def session_token_for(user: User) -> str:
-    return mint_session_token(user_id=str(user.id), email=user.email)
+    # Sign-in and every renewal read the row, so the claim follows a promotion or a
+    # demotion within one token lifetime (the other services' admins trust the claim).
+    return mint_session_token(
+        user_id=str(user.id), email=user.email, staff=user.is_staff and user.is_active
+    )
 
 
 def session_renewal_due(session: SessionUser, *, now: int | None = None) -> bool:

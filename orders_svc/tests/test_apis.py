@@ -20,6 +20,7 @@ from shared_lib.errors import (
 )
 from shared_lib.models import OutboxEvent
 from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
+from shared_lib.testing.admin import assert_staff_views_every_model_read_only
 from shared_lib.testing.tokens import ATTACKS
 from tests.factories import iso, order_json, order_row, ticket_replica, ticket_update
 
@@ -652,11 +653,22 @@ def test_cancel_order_from_a_form_is_refused(signed_in_client):
 # --- admin, schema, docs, probes -----------------------------------------------------
 
 
-def test_admin_redirects_to_its_login(api_client):
+def test_admin_sends_anonymous_to_the_site_sign_in(api_client):
     response = api_client.get("/admin/orders/")
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/orders/login/?next=/admin/orders/"
+    assert response["Location"] == "/auth/signin?next=/admin/orders/"  # single sign-on
+
+
+def test_staff_sign_on_views_every_admin_page_read_only(staff_admin_client):
+    checked = assert_staff_views_every_model_read_only(staff_admin_client, "/admin/orders/")
+
+    assert set(checked) >= {
+        "orders.Order",
+        "orders.TicketReplica",
+        "shared_lib.OutboxEvent",
+        "auth.User",
+    }
 
 
 def test_schema_documents_the_order_routes(api_client):

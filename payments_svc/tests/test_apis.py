@@ -18,6 +18,7 @@ from shared_lib.errors import (
     UNSUPPORTED_MEDIA_TYPE,
 )
 from shared_lib.models import OutboxEvent
+from shared_lib.testing.admin import assert_staff_views_every_model_read_only
 from shared_lib.testing.tokens import ALICE, ATTACKS
 from tests.factories import DECLINED, DECLINED_CARD, GOOD_CARD, order_replica
 from tests.stripe_http import unreachable_url
@@ -690,11 +691,24 @@ def test_unknown_api_route_is_a_json_404(signed_in_client):
 # --- admin, schema, docs, probes ------------------------------------------------------
 
 
-def test_admin_redirects_to_its_login(api_client):
+def test_admin_sends_anonymous_to_the_site_sign_in(api_client):
     response = api_client.get("/admin/payments/")
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/payments/login/?next=/admin/payments/"
+    assert response["Location"] == "/auth/signin?next=/admin/payments/"  # single sign-on
+
+
+def test_staff_sign_on_views_every_admin_page_read_only(staff_admin_client):
+    checked = assert_staff_views_every_model_read_only(staff_admin_client, "/admin/payments/")
+
+    assert set(checked) >= {
+        "payments.OrderReplica",
+        "payments.Payment",
+        "payments.PaymentAttempt",
+        "payments.Refund",
+        "shared_lib.OutboxEvent",
+        "auth.User",
+    }
 
 
 def test_admin_shows_payments_read_only(admin_client, signed_in_client):

@@ -197,3 +197,38 @@ def test_clearing_the_session_cookie_expires_it_on_the_same_path(settings):
     assert cookie["expires"] == "Thu, 01 Jan 1970 00:00:00 GMT"
     assert cookie["path"] == "/"
     assert cookie["samesite"] == "Lax"
+
+
+# --- the optional staff claim (admin single sign-on) -----------------------------------
+
+
+def test_a_staff_token_carries_the_claim_and_a_plain_one_does_not(session_keys):
+    staff = mint_session_token(user_id=ALICE, email="alice@example.com", staff=True, now=1_000)
+    plain = mint_session_token(user_id=BOB, email="bob@example.com", now=1_000)
+
+    def decoded(token: str) -> dict:
+        return jwt.decode(
+            token, session_keys.public_pem, algorithms=["EdDSA"], options={"verify_exp": False}
+        )
+
+    assert decoded(staff)["staff"] is True
+    assert "staff" not in decoded(plain)  # byte for byte what tokens were before the claim
+
+
+def test_the_staff_claim_is_read_into_the_session_user(session_keys):
+    assert verify_session_token(signed(session_keys, claims(staff=True))).staff is True
+    assert verify_session_token(signed(session_keys, claims(staff=False))).staff is False
+
+
+def test_a_token_without_the_staff_claim_is_a_non_staff_user(session_keys):
+    # Tokens minted before the claim existed keep working, and mean "not staff".
+    user = verify_session_token(signed(session_keys, claims()))
+
+    assert user == SessionUser(**claims(), staff=False)
+    assert user.staff is False
+
+
+def test_the_public_shape_of_a_session_user_leaves_staff_out():
+    user = SessionUser(id=ALICE, email="alice@example.com", iat=1, exp=2, staff=True)
+
+    assert user.as_dict() == {"id": ALICE, "email": "alice@example.com", "iat": 1, "exp": 2}

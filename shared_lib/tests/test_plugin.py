@@ -128,3 +128,11 @@ def test_redis_keys_deletes_the_prefix_keys_afterwards(tmp_path):
             list(client.scan_iter(f"{prefix_out.read_text()}:*")) if prefix_out.exists() else []
         )
         client.delete(bystander, *leftovers)  # a failing fixture must not leak its keys
+
+
+def test_make_token_and_signed_in_client_can_say_staff(make_token, signed_in_client):
+    client = signed_in_client(staff=True)
+
+    assert verify_session_token(make_token(staff=True)).staff is True
+    assert verify_session_token(make_token()).staff is False
+    assert verify_session_token(client.cookies[SESSION_COOKIE].value).staff is True

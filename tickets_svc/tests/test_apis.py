@@ -18,6 +18,7 @@ from shared_lib.errors import (
 )
 from shared_lib.models import OutboxEvent
 from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
+from shared_lib.testing.admin import assert_staff_views_every_model_read_only
 from shared_lib.testing.tokens import ALICE, ATTACKS
 from tests.factories import make_ticket, make_tickets, published, ticket_json
 from tickets import services
@@ -864,8 +865,14 @@ def test_admin_lives_under_its_own_prefix(client):
     response = client.get("/admin/tickets/")
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/tickets/login/?next=/admin/tickets/"
+    assert response["Location"] == "/auth/signin?next=/admin/tickets/"  # single sign-on
     assert client.get("/admin/tickets/login/").status_code == 200
+
+
+def test_staff_sign_on_views_every_admin_page_read_only(staff_admin_client):
+    checked = assert_staff_views_every_model_read_only(staff_admin_client, "/admin/tickets/")
+
+    assert set(checked) >= {"tickets.Ticket", "shared_lib.OutboxEvent", "auth.User"}
 
 
 def test_openapi_schema_documents_both_routes(api_client):

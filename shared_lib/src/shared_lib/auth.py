@@ -7,6 +7,8 @@
 The token comes from `Authorization: Bearer <jwt>` (which wins) or the `session` cookie.
 Anything that does not verify — missing, expired, forged, another key, `alg=none`, HS256
 — means anonymous, never an error. Plain Django views read `request.current_user`.
+An optional `staff` claim (true only, for auth_svc's staff) opens every service's admin
+(shared_lib.admin_sso); a token without it is a non-staff token, as tokens always were.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from rest_framework.request import Request
 SESSION_COOKIE = "session"
 ALGORITHM = "EdDSA"  # the only algorithm accepted: a token naming any other is anonymous
 REQUIRED_CLAIMS = ("id", "email", "iat", "exp")
+# Optional, so tokens minted before it existed (and every non-staff token) stay valid and
+# mean exactly what they meant: not staff. Minted only when true.
+STAFF_CLAIM = "staff"
 AUTH_CHALLENGE = 'Bearer realm="api"'  # sent with every 401 (RFC 9110)
 
 
@@ -42,6 +47,7 @@ class SessionUser:
     email: str
     iat: int
     exp: int
+    staff: bool = False  # admin access everywhere (shared_lib.admin_sso); not in as_dict()
 
     is_authenticated = True
     is_anonymous = False
@@ -51,6 +57,7 @@ class SessionUser:
         return self.id
 
     def as_dict(self) -> dict[str, Any]:
+        # The public shape (`currentUser` in DESIGN.md §3); `staff` is for the admins only.
         return {"id": self.id, "email": self.email, "iat": self.iat, "exp": self.exp}
 
 
@@ -70,8 +77,13 @@ def _private_key(pem: str) -> Ed25519PrivateKey:
     return key
 
 
-def mint_session_token(*, user_id: str, email: str, now: int | None = None) -> str:
-    """A signed session token; needs JWT_PRIVATE_KEY, which only auth_svc holds."""
+def mint_session_token(
+    *, user_id: str, email: str, staff: bool = False, now: int | None = None
+) -> str:
+    """A signed session token; needs JWT_PRIVATE_KEY, which only auth_svc holds.
+
+    `staff=True` adds the `staff` claim; otherwise the token carries none (a non-staff
+    token looks exactly as every token did before the claim existed)."""
     private_pem = getattr(settings, "JWT_PRIVATE_KEY", None)
     if not private_pem:
         raise ImproperlyConfigured("Only auth_svc can mint session tokens (JWT_PRIVATE_KEY)")
@@ -82,6 +94,8 @@ def mint_session_token(*, user_id: str, email: str, now: int | None = None) -> s
         "iat": issued,
         "exp": issued + settings.SESSION_TTL_SECONDS,
     }
+    if staff:
+        claims[STAFF_CLAIM] = True
     return jwt.encode(claims, _private_key(private_pem), algorithm=ALGORITHM)
 
 
@@ -100,7 +114,12 @@ def verify_session_token(token: str) -> SessionUser | None:
     email, iat, exp = claims["email"], claims["iat"], claims["exp"]
     if not isinstance(email, str) or not isinstance(iat, int) or not isinstance(exp, int):
         return None
-    return SessionUser(id=user_id, email=email, iat=iat, exp=exp)
+    # Only a real JSON boolean: `"false"` or `1` would be truthy or ambiguous, and a token
+    # auth_svc did not shape like that is not one to trust with the admin.
+    staff = claims.get(STAFF_CLAIM, False)
+    if not isinstance(staff, bool):
+        return None
+    return SessionUser(id=user_id, email=email, iat=iat, exp=exp, staff=staff)
 
 
 def token_from_request(request: HttpRequest) -> str | None:

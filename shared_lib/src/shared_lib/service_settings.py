@@ -130,7 +130,8 @@ def base_settings(
         "DEBUG": debug,
         "ALLOWED_HOSTS": env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]),
         "INSTALLED_APPS": [
-            "django.contrib.admin",
+            # django.contrib.admin with single sign-on from the site's session token.
+            "shared_lib.admin_sso.SignOnAdminConfig",
             "django.contrib.auth",
             "django.contrib.contenttypes",
             "django.contrib.sessions",
@@ -155,6 +156,7 @@ def base_settings(
             "django.middleware.csrf.CsrfViewMiddleware",
             "django.contrib.auth.middleware.AuthenticationMiddleware",
             "shared_lib.auth.CurrentUserMiddleware",
+            "shared_lib.admin_sso.AdminSignOnMiddleware",
             "django.contrib.messages.middleware.MessageMiddleware",
             "django.middleware.clickjacking.XFrameOptionsMiddleware",
         ],
@@ -189,6 +191,16 @@ def base_settings(
             "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
         },
         "ADMIN_URL_PREFIX": f"admin/{service}/",
+        # Single sign-on to the admin (shared_lib.admin_sso): staff from the token's claim,
+        # sent to the web client's pages to sign in and out. ModelBackend stays for local
+        # accounts (createsuperuser), the way in when single sign-on cannot work.
+        "ADMIN_STAFF_SOURCE": "token",
+        "ADMIN_SIGNIN_URL": "/auth/signin",
+        "ADMIN_SIGNOUT_URL": "/auth/signout",
+        "AUTHENTICATION_BACKENDS": [
+            "django.contrib.auth.backends.ModelBackend",
+            "shared_lib.admin_sso.SignOnStaffBackend",
+        ],
         "SESSION_COOKIE_NAME": f"{service}_admin_session",
         "SESSION_COOKIE_PATH": f"/admin/{service}/",
         "CSRF_COOKIE_NAME": f"{service}_csrftoken",

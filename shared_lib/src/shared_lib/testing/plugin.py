@@ -6,7 +6,8 @@
 
 Fixtures: `jwt_keypair` (a fresh Ed25519 pair per session), `session_keys` (settings use
 that pair, so tokens mint and verify without the dev keys), `make_token`, `api_client`,
-`signed_in_client`, `redis_keys` (an isolated Redis key prefix, cleaned afterwards).
+`signed_in_client`, `staff_admin_client` (the admin by single sign-on), `redis_keys` (an
+isolated Redis key prefix, cleaned afterwards).
 """
 
 from __future__ import annotations
@@ -60,9 +61,15 @@ def make_token(session_keys: KeyPair) -> Callable[..., str]:
     from shared_lib.auth import mint_session_token
 
     def make(
-        *, user_id: str | None = None, email: str = "user@example.com", now: int | None = None
+        *,
+        user_id: str | None = None,
+        email: str = "user@example.com",
+        staff: bool = False,
+        now: int | None = None,
     ) -> str:
-        return mint_session_token(user_id=user_id or str(uuid.uuid4()), email=email, now=now)
+        return mint_session_token(
+            user_id=user_id or str(uuid.uuid4()), email=email, staff=staff, now=now
+        )
 
     return make
 
@@ -81,14 +88,36 @@ def signed_in_client(make_token: Callable[..., str]) -> Callable[..., Any]:
 
     from shared_lib.auth import SESSION_COOKIE
 
-    def build(*, user_id: str | None = None, email: str = "user@example.com") -> Any:
+    def build(
+        *, user_id: str | None = None, email: str = "user@example.com", staff: bool = False
+    ) -> Any:
         client = APIClient()
         client.user_id = user_id or str(uuid.uuid4())
         client.email = email
-        client.cookies[SESSION_COOKIE] = make_token(user_id=client.user_id, email=email)
+        client.cookies[SESSION_COOKIE] = make_token(
+            user_id=client.user_id, email=email, staff=staff
+        )
         return client
 
     return build
+
+
+@pytest.fixture
+def staff_admin_client(make_token: Callable[..., str]) -> Any:
+    """A Django test client signed in on the site as staff (`staff: true` in its token): the
+    admin's single sign-on (shared_lib.admin_sso) opens every admin but auth_svc's, where
+    the user's row must be staff too."""
+    from django.test import Client
+
+    from shared_lib.auth import SESSION_COOKIE
+
+    client = Client()
+    client.user_id = str(uuid.uuid4())
+    client.email = "staff@example.com"
+    client.cookies[SESSION_COOKIE] = make_token(
+        user_id=client.user_id, email=client.email, staff=True
+    )
+    return client
 
 
 @pytest.fixture

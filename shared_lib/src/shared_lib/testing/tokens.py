@@ -82,4 +82,32 @@ ATTACKS: dict[str, Callable[[KeyPair], str]] = {
     "garbage": lambda k: "not-a-token",
     "three-garbage-segments": lambda k: "a.b.c",
     "payload-not-an-object": lambda k: jwt.api_jws.encode(b"[1, 2]", k.private_pem, "EdDSA"),
+    # `staff` is optional, but only ever a JSON boolean.
+    "string-staff": lambda k: signed(k, claims(staff="true")),
+    "integer-staff": lambda k: signed(k, claims(staff=1)),
+    "null-staff": lambda k: signed(k, claims(staff=None)),
+}
+
+
+def staff_claims(**overrides: object) -> dict:
+    return claims(staff=True, **overrides)
+
+
+def staff_tampered(keys: KeyPair) -> str:
+    """A genuine non-staff token whose payload was edited to say `staff: true`."""
+    header, _, signature = signed(keys, claims()).split(".")
+    return f"{header}.{segment(staff_claims())}.{signature}"
+
+
+# Tokens that say `staff: true` without auth_svc having signed that: none may open an admin.
+STAFF_ATTACKS: dict[str, Callable[[KeyPair], str]] = {
+    "alg-none": lambda k: f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(staff_claims())}.",
+    "hs256-public-key-as-secret": lambda k: hs256(staff_claims(), k.public_pem.encode()),
+    "another-ed25519-key": lambda k: signed(generate_keypair(), staff_claims()),
+    "expired": lambda k: signed(
+        k, staff_claims(iat=int(time.time()) - 1000, exp=int(time.time()) - 1)
+    ),
+    "tampered-payload": staff_tampered,
+    "eddsa-without-signature": lambda k: signed(k, staff_claims()).rsplit(".", 1)[0] + ".",
+    "string-staff": lambda k: signed(k, claims(staff="true")),
 }
