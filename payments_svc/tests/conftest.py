@@ -2,7 +2,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,14 +16,22 @@ def _free_port():
 
 
 @pytest.fixture(scope="session")
-def localstripe():
-    """A real localstripe server (the fake Stripe from PyPI) for the session, over HTTP."""
+def localstripe(tmp_path_factory):
+    """A real localstripe server (the fake Stripe from PyPI) for the session, over HTTP,
+    with a store of its own (ticketing_devtools.localstripe explains why)."""
     port = _free_port()
-    binary = Path(sys.executable).with_name("localstripe")
+    store = tmp_path_factory.mktemp("localstripe") / "store.pickle"
     process = subprocess.Popen(
-        # From scratch: localstripe otherwise reloads /tmp/localstripe.pickle, the store
-        # every instance on this machine (a dev stack, another run) keeps dumping there.
-        [str(binary), "--port", str(port), "--from-scratch"],
+        [
+            sys.executable,
+            "-m",
+            "ticketing_devtools.localstripe",
+            "--store",
+            str(store),
+            "--port",
+            str(port),
+            "--from-scratch",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

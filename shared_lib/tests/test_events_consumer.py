@@ -325,9 +325,10 @@ def test_events_deadletters_command_lists_and_replays_by_id(caplog, monkeypatch)
         "1 dead letter(s)",
     ]
 
-    out = StringIO()
-    call_command("events_deadletters", "list", "--json", stdout=out)
-    line, total = out.getvalue().splitlines()
+    out, err = StringIO(), StringIO()
+    call_command("events_deadletters", "list", "--json", stdout=out, stderr=err)
+    (line,) = out.getvalue().splitlines()
+    total = err.getvalue().strip()
     assert json.loads(line) == {
         "queue": "demo.ticket.updated",
         "message_id": update,

@@ -37,7 +37,9 @@ class Command(BaseCommand):
                     letters = [letter for letter in letters if letter.message_id in ids]
                 for letter in letters:
                     self.stdout.write(_describe(letter, as_json=as_json))
-                self.stdout.write(f"{len(letters)} dead letter(s)")
+                # With --json, stdout is JSON lines only (for jq and scripts); the count
+                # a person reads goes to stderr.
+                (self.stderr if as_json else self.stdout).write(f"{len(letters)} dead letter(s)")
             else:
                 replayed = replay(
                     service=service, queue=queue, message_ids=set(ids) if ids else None
