@@ -217,7 +217,15 @@ class Stack:
         self.extra_env.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{port}")
         self.supervisor.start(
             "localstripe",
-            [str(Path(sys.executable).with_name("localstripe")), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "ticketing_devtools.localstripe",
+                "--store",
+                str(self.run_dir / "localstripe.pickle"),
+                "--port",
+                str(port),
+            ],
             cwd=self.run_dir,
             env=dict(os.environ),
         )
