@@ -21,6 +21,7 @@ from ticketing_devtools.catalog import service
 from ticketing_devtools.chaos import TcpProxy
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.provision import admin_url, database_url
+from ticketing_devtools.status import Target, collect
 from ticketing_devtools.testing import StackSettings, running_stack, throwaway_vhost
 
 # How long the broker stays away: long enough that every retry and reconnect path runs,
@@ -448,7 +449,11 @@ def test_a_poison_message_in_every_consumer_queue_is_dead_lettered_replayable_an
         lambda: all(dead_letters(faulty).get(dead_queue_name(q)) == 1 for q in every_queue),
         timeout=CONVERGE_SECONDS,
     )
-    # Visible and replayable per service with the operators' command.
+    # Visible in the operators' status command, every one of them...
+    report = collect(Target.of_stack(faulty))
+    assert report.dead_letters() == {dead_queue_name(q): 1 for q in every_queue}
+    assert len(report.problems()) == len(every_queue)
+    # ...and replayable per service with the dead-letter command.
     for name in ("tickets", "orders", "payments"):
         listed = manage(faulty, name, "events_deadletters", "list", "--json")
         mine = [q for q in every_queue if q.startswith(f"{name}.")]

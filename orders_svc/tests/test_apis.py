@@ -688,11 +688,11 @@ def test_docs_page(api_client):
     assert b"swagger" in response.content.lower()
 
 
-def test_readiness_checks_database_and_broker(api_client):
+def test_readiness_checks_the_database_not_the_broker(api_client):
     response = api_client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
 
 
 def test_unknown_api_route_is_a_json_404(signed_in_client):

@@ -35,7 +35,7 @@ STACK_FILE = "stack.json"
 # relay, which retries with back-off capped at 60 s (shared_lib.events.outbox), has not
 # managed either, so the broker is down or the worker is not running.
 OUTBOX_STUCK_SECONDS = 60.0
-# /readyz checks the database and the broker, each with a timeout of a few seconds;
+# /readyz checks the database (and Redis for auth), each with a timeout of a few seconds;
 # a service that takes longer than this to answer is not ready in any useful sense.
 READY_TIMEOUT_SECONDS = 10.0
 # Broker-internal queues that are noise while empty: Celery's delayed-delivery levels,
@@ -96,7 +96,7 @@ class Readiness:
     service: str
     url: str
     ready: bool
-    detail: str  # "database ok, broker ok", or what failed
+    detail: str  # "database ok, redis ok", or what failed
 
 
 @dataclass(frozen=True)

@@ -115,14 +115,14 @@ def base_settings(
 ) -> dict[str, Any]:
     """Settings shared by every Django service; `service` names its URL prefixes.
 
-    `events=True` for a service on the event bus: it then needs RABBITMQ_URL, runs a
-    worker, and its readiness includes the broker.
+    `events=True` for a service on the event bus: it then needs RABBITMQ_URL and runs a
+    worker. Its readiness does not include the broker: the outbox keeps every write while
+    RabbitMQ is away, so a broker outage must not take the API out of the load balancer
+    (the worker's liveness and the status command watch the broker instead).
     """
     debug = env_bool("DEBUG", default=False)
     project = f"{service}_svc"
     health_checks = {"database": "shared_lib.health.check_database"}
-    if events:
-        health_checks["broker"] = "shared_lib.health.check_broker"
     return {
         **(events_settings(service) if events else {}),
         "BASE_DIR": base_dir,
