@@ -38,7 +38,11 @@ _LIMIT_PATTERN = re.compile(r"[0-9]{1,6}")
 # For @extend_schema(parameters=PAGE_PARAMETERS) on every paginated list.
 PAGE_PARAMETERS = [
     OpenApiParameter(
-        "limit", int, description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+        "limit",
+        # What _limit() accepts: up to six ASCII digits, at least 1; above MAX_LIMIT the
+        # page is MAX_LIMIT rows, not an error.
+        {"type": "integer", "minimum": 1, "maximum": 999_999},
+        description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}; more means {MAX_LIMIT})",
     ),
     OpenApiParameter("cursor", str, description="From the previous page's Link rel=next"),
 ]
