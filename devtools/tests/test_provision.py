@@ -2,6 +2,7 @@
 
 import secrets
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -52,3 +53,25 @@ def test_provisioning_twice_changes_nothing_but_the_password(two_services):
 
     with psycopg.connect(database_url(database=alpha, role=alpha, password=new_password)) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == alpha
+
+
+def test_provisioning_the_same_service_at_once_from_several_runs_is_safe():
+    # Two runs (a checkout and a fresh clone) set the same role and grants up together.
+    database = f"ticketing_provtest_race_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(16)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            list(
+                pool.map(
+                    lambda _: ensure_database(
+                        admin_url(), database=database, role=database, password=password
+                    ),
+                    range(12),
+                )
+            )
+        with psycopg.connect(database_url(database=database, role=database, password=password)):
+            pass
+    finally:
+        drop_database(admin_url(), database=database)
+        with psycopg.connect(admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{database}"')

@@ -21,9 +21,17 @@ def admin_url() -> str:
     return os.environ.get("PG_ADMIN_URL", DEFAULT_ADMIN_URL)
 
 
+# Any fixed number: the key of the advisory lock that serialises provisioning.
+PROVISION_LOCK_KEY = 0x7469636B  # "tick"
+
+
 def ensure_database(url: str, *, database: str, role: str, password: str) -> None:
     # CREATE DATABASE cannot run inside a transaction block, hence autocommit.
     with psycopg.connect(url, autocommit=True) as conn:
+        # Two runs provisioning at once (a checkout and a fresh clone, `make up` beside
+        # `make test`) would race on the same role and grants ("tuple concurrently
+        # updated"); a session advisory lock makes them take turns. Released on close.
+        conn.execute("SELECT pg_advisory_lock(%s)", [PROVISION_LOCK_KEY])
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
         # CREATEDB lets the test runner create its throw-away test_<name> database.
         verb = "ALTER" if exists else "CREATE"
