@@ -483,6 +483,16 @@ def test_list_refuses_a_bad_limit(api_client, limit):
             encode_cursor({"t": "2024-01-01T00:00:00+00:00", "id": 5}),
             id="integer-id",
         ),
+        # Valid ISO timestamps whose UTC instant is outside what datetime can hold: they
+        # used to overflow while the query was built (a 500).
+        pytest.param(
+            encode_cursor({"t": "0001-01-01T00:00:00+23:59", "id": str(uuid.uuid4())}),
+            id="before-year-1-in-utc",
+        ),
+        pytest.param(
+            encode_cursor({"t": "9999-12-31T23:59:59-23:59", "id": str(uuid.uuid4())}),
+            id="after-year-9999-in-utc",
+        ),
     ],
 )
 def test_list_refuses_a_bad_cursor(api_client, cursor):

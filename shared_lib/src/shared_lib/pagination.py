@@ -17,7 +17,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -62,8 +62,10 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(data["t"])
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(data["id"])
-    except (ValueError, binascii.Error):  # UnicodeDecodeError and JSON errors are ValueErrors
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and an
+        # instant outside years 1-9999 in UTC overflows here rather than in the query.
+        return created_at.astimezone(UTC), uuid.UUID(data["id"])
+    except (ValueError, OverflowError, binascii.Error):  # JSON/Unicode errors are ValueErrors
         raise BadRequest(INVALID_CURSOR, field="cursor") from None
 
 
