@@ -11,7 +11,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: up test lint format setup sync clean help bench demo
+.PHONY: up test lint format setup sync clean help bench demo bench-load
 
 help:
 	@echo "make up     set up and run the whole system on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -20,6 +20,7 @@ help:
 	@echo "make demo   add demo users and tickets to the running system (after make up)"
 	@echo "make setup  keys, databases, migrations only"
 	@echo "make bench  run the benchmarks in bench/ (printed figures beside ceilings)"
+	@echo "make bench-load  the whole journey under Locust; summary + chart in var/bench/load/"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -48,6 +49,12 @@ bench: sync setup
 	$(PY) bench/events.py
 	$(PY) bench/http_api.py
 	$(PY) bench/expiry.py
+	$(PY) bench/load.py
+
+# The whole journey (sign up, browse, sell, buy, pay) under Locust, headless, ~2 min; it
+# exits non-zero on any error. Summary, chart and Locust's log go to var/bench/load/.
+bench-load: sync setup
+	$(PY) bench/load.py
 
 lint: sync
 	$(UV) run --frozen ruff check .

@@ -1,0 +1,728 @@
+"""Load benchmark: the whole journey (sign up, browse, sell, buy, pay) under Locust, headless.
+
+    .venv/bin/python bench/load.py                  # from the repo root, after `make test`
+    make bench-load                                 # the same
+    .venv/bin/python bench/load.py --seconds 30     # a shorter run (default 60 s)
+
+One run (about two minutes) starts the real system with devtools' Stack (a gunicorn per
+service behind the nginx gateway, every Celery worker, expiration_worker, localstripe) on
+throw-away databases and a throw-away RabbitMQ vhost, sells SEED_TICKETS tickets so the
+first buyers find something, then runs bench/locustfile.py in `locust --headless` with
+USERS users spawned at SPAWN_RATE for a fixed time. Meanwhile every process of the stack
+(and this run's PostgreSQL backends, and Locust) is sampled from /proc for its resident
+memory; CPU is accounted around the run.
+
+It writes to var/bench/load/ (or --out DIR): summary.json (every figure below), load.png
+(throughput and latency over the run) and locust.log; it prints:
+
+- per endpoint: requests, req/s, p50/p95/p99/max in ms (exact, from every sample), errors;
+- purchases completed per second (payments answered 201), each checked afterwards in
+  orders_svc's database: the order must reach `complete` (payment.created handled);
+- the retries the journey made while a replica caught up (404s, expected; see locustfile);
+- peak RSS per process of the stack, and CPU per part of the machine during the run.
+
+The exit status is 1 if there was any error: a failed request (wrong status, missing
+field, timeout, connection error), a paid order not complete in orders_svc, or Locust
+exiting non-zero. Everything it creates goes at the end, also on failure, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+import requests
+from _common import (
+    CLOCK_TICKS,
+    busy_ticks,
+    percentile,
+    process_table,
+    progress,
+    rabbitmqctl,
+    require_loopback,
+)
+
+from ticketing_devtools.catalog import DATABASE_SERVICES, service
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
+from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.stack import Stack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DEFAULT_OUT = REPO_ROOT / "var" / "bench" / "load"
+
+# Users and pacing are chosen for the 2-core machine (bench/README.md, "Load"): with the
+# journey's 0.5-1.5 s think time, 60 users offer more purchases than payments_svc completes
+# (~6/s measured: two sync workers, each held through its calls to the Stripe fake). The run
+# shows the system at its limit and which part queues first, while the other endpoints stay
+# below theirs; fewer users would measure it below its limit, more lengthen only that queue.
+USERS = 60
+# A sign-up costs ~0.27 s of CPU (Argon2id, 100 MiB, 8 lanes): 2 a second is ~0.5 core.
+# They share auth_svc's two sync workers with the current-user lookup behind every page of
+# the web client, so a faster ramp would mostly measure that queue (bench/README.md).
+SPAWN_RATE = 2.0
+RUN_SECONDS = 60  # ramp + ~30 s at full load: one minute keeps `make bench` short
+# Tickets for sale before the run starts, by a seller who does not take part, so that the
+# first users' first browse already finds something to buy.
+SEED_TICKETS = 100
+# Resident memory is sampled this often: a 60 s run gets ~240 samples per process, enough
+# to catch a peak that lasts a second, for ~5 ms of CPU per pass over /proc.
+RSS_INTERVAL_SECONDS = 0.25
+# How long a paid order has to reach `complete` in orders_svc after the run (the
+# payment.created event): a saturated machine drains its queues within seconds.
+COMPLETE_TIMEOUT_SECONDS = 60.0
+SEED_TIMEOUT_SECONDS = 60.0
+# Locust stops users at the deadline; this bounds its own shutdown.
+LOCUST_GRACE_SECONDS = 60.0
+# Above this a sign-up is slower than a person waits; every rate limit stays out of the way
+# (load from one IP is not what the limits are for) but is still evaluated on every request.
+RATE_UNLIMITED = "1000000/min"
+SEED_PASSWORD = "load-bench-Passw0rd!"  # noqa: S105 (throw-away user, throw-away database)
+
+
+# ---------------------------------------------------------------------------------------
+# Set-up: throw-away databases, vhost and work directory, then the Stack
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    db_prefix: str
+    vhost: str
+    vhost_url: str
+    workdir: Path
+    extra_env: dict[str, str]
+
+    def db_url(self, name: str) -> str:
+        parts = urlsplit(admin_url())
+        database = service(name).database(self.db_prefix)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+
+
+def create_sandbox(stack: ExitStack) -> Sandbox:
+    """Names, vhost and work directory; `stack` removes them (and the databases) on exit."""
+    dev = ensure_dev_secrets()
+    rabbit_url = common_env(dev).get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    require_loopback(admin_url(), "PG_ADMIN_URL")
+    require_loopback(rabbit_url, "RABBITMQ_URL")
+    suffix = uuid.uuid4().hex[:8]
+    db_prefix = f"ticketing_bench_load_{suffix}"
+    workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-load-"))
+    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    for svc in DATABASE_SERVICES:  # Stack.start creates them; dropped even if it fails
+        stack.callback(drop_database, admin_url(), database=svc.database(db_prefix))
+    vhost = f"ticketing-bench-load-{suffix}"
+    rabbitmqctl("add_vhost", vhost)
+    stack.callback(rabbitmqctl, "delete_vhost", vhost)
+    parts = urlsplit(rabbit_url)
+    rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+    vhost_url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
+    return Sandbox(
+        db_prefix=db_prefix,
+        vhost=vhost,
+        vhost_url=vhost_url,
+        workdir=workdir,
+        extra_env={
+            "RABBITMQ_URL": vhost_url,
+            "RATE_LIMIT_SIGNUP": RATE_UNLIMITED,
+            "RATE_LIMIT_SIGNIN": RATE_UNLIMITED,
+            "RATE_LIMIT_EMAIL": RATE_UNLIMITED,
+            "RATE_LIMIT_KEY_PREFIX": f"bench-load:{suffix}",
+            "LOG_LEVEL": "INFO",  # as deployed: an access log line per request
+        },
+    )
+
+
+def start_system(stack: ExitStack, sb: Sandbox) -> Stack:
+    log = stack.enter_context((sb.workdir / "stack.log").open("w"))
+    system = Stack(
+        gateway_port=0,
+        db_prefix=sb.db_prefix,
+        log=log,
+        run_dir=sb.workdir / "run",
+        extra_env=dict(sb.extra_env),
+    )
+    system.start()  # stops what it started if it fails
+    stack.callback(system.stop)
+    return system
+
+
+def seed_tickets(base_url: str, sb: Sandbox, count: int) -> None:
+    """`count` tickets for sale by a seller outside the run, waited for in orders' replica."""
+    with requests.Session() as seller:
+        email = f"load-seed-{uuid.uuid4().hex[:12]}@example.com"
+        signup = seller.post(
+            f"{base_url}/api/users/signup",
+            json={"email": email, "password": SEED_PASSWORD},
+            timeout=30,
+        )
+        signup.raise_for_status()
+        ids = []
+        for index in range(count):
+            response = seller.post(
+                f"{base_url}/api/tickets",
+                json={"title": f"Seed ticket {index}", "price": "25.00"},
+                timeout=30,
+            )
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+    deadline = time.monotonic() + SEED_TIMEOUT_SECONDS
+    with psycopg.connect(sb.db_url("orders"), autocommit=True) as conn:
+        while True:
+            (seen,) = conn.execute(
+                "SELECT count(*) FROM orders_ticketreplica WHERE id = ANY(%s::uuid[])", [ids]
+            ).fetchone()
+            if seen == len(ids):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {seen} of {len(ids)} seed tickets reached orders_svc")
+            time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring: resident memory sampled through the run, CPU around it
+# ---------------------------------------------------------------------------------------
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_bytes(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MemorySampler:
+    """Peak RSS of every process of the stack (by role), of Locust, and of this run's
+    PostgreSQL backends together, sampled every RSS_INTERVAL_SECONDS on a thread."""
+
+    def __init__(self, system: Stack, db_prefix: str) -> None:
+        # Each supervised child leads its own process group: a gunicorn master and its
+        # workers, nginx's master and workers, a Celery worker.
+        self.groups = {child.process.pid: child.name for child in system.supervisor.children}
+        self.db_prefix = db_prefix
+        self.locust_pid: int | None = None
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, peak bytes)
+        self.pg_peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _role(self, pid: int, group: int, cmdline: str) -> str | None:
+        if pid == self.locust_pid:
+            return "locust (load generator)"
+        name = self.groups.get(group)
+        if name is None:
+            return None
+        if name.endswith("-web"):
+            return f"{name} gunicorn {'master' if pid == group else 'worker'}"
+        if name == "gateway":
+            return f"nginx {'master' if pid == group else 'worker'}"
+        return name
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_INTERVAL_SECONDS):
+            pg_total = 0
+            for pid, (group, _ticks, _uid, cmdline) in process_table().items():
+                rss = None
+                role = self._role(pid, group, cmdline)
+                if role is not None:
+                    rss = _rss_bytes(pid)
+                    if rss is not None and rss > self.peaks.get(pid, ("", 0))[1]:
+                        self.peaks[pid] = (role, rss)
+                elif cmdline.startswith("postgres: ") and f"{self.db_prefix}_" in cmdline:
+                    pg_total += _rss_bytes(pid) or 0
+            self.pg_peak = max(self.pg_peak, pg_total)
+            self.samples += 1
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per role: processes, the largest peak of one of them, the sum of their peaks."""
+        roles: dict[str, list[int]] = defaultdict(list)
+        for role, peak in self.peaks.values():
+            roles[role].append(peak)
+        rows = [
+            {
+                "process": role,
+                "count": len(peaks),
+                "peak_rss_mib": max(peaks) / 2**20,
+                "sum_of_peaks_mib": sum(peaks) / 2**20,
+            }
+            for role, peaks in sorted(roles.items())
+        ]
+        rows.append(
+            {
+                "process": "postgres backends of this run (together; shared buffers counted"
+                " in each)",
+                "count": None,
+                "peak_rss_mib": self.pg_peak / 2**20,
+                "sum_of_peaks_mib": self.pg_peak / 2**20,
+            }
+        )
+        return rows
+
+
+class CpuMeter:
+    """CPU used between start() and stop(): the stack, this run's PostgreSQL backends, the
+    database and broker servers, Locust, and the rest of the machine."""
+
+    def __init__(self, system: Stack, db_prefix: str) -> None:
+        self.groups = {child.process.pid: child.name for child in system.supervisor.children}
+        self.db_prefix = db_prefix
+        self.locust_pid: int | None = None
+        self._before: dict[int, tuple[int, int, int, str]] = {}
+        self._busy = 0
+        self._started = 0.0
+
+    def start(self) -> None:
+        self._before = process_table()
+        self._busy = busy_ticks()
+        self._started = time.monotonic()
+
+    def _category(self, pid: int, group: int, cmdline: str) -> str:
+        if pid == self.locust_pid:
+            return "locust (load generator)"
+        name = self.groups.get(group)
+        if name is not None:
+            if name.endswith("-web"):
+                return "web services (gunicorn)"
+            if name == "gateway":
+                return "nginx gateway"
+            if name == "localstripe":
+                return "localstripe (the Stripe fake)"
+            return "celery workers"
+        if cmdline.startswith("postgres: ") and f"{self.db_prefix}_" in cmdline:
+            return "postgres backends (this run)"
+        if "postgres" in cmdline:
+            return "postgres server (wal, checkpoints)"
+        if "beam.smp" in cmdline or "rabbitmq" in cmdline:
+            return "rabbitmq"
+        if "redis-server" in cmdline:
+            return "redis (rate limits)"
+        return "other (not this run)"
+
+    def stop(self, locust_seconds: float) -> dict[str, float]:
+        """Cores used on average per category, plus "machine" (all busy CPU). Locust has
+        exited by now, so its CPU seconds come from its rusage (`locust_seconds`)."""
+        wall = time.monotonic() - self._started
+        after = process_table()
+        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
+        used: dict[str, float] = defaultdict(float)
+        used["locust (load generator)"] = locust_seconds
+        for pid, (group, ticks, _uid, cmdline) in after.items():
+            before = self._before.get(pid)
+            seconds = (ticks - (before[1] if before else 0)) / CLOCK_TICKS
+            if seconds > 0:
+                used[self._category(pid, group, cmdline)] += seconds
+        # What ended in between, or is not visible per process, is the machine's rest.
+        known = sum(v for k, v in used.items() if k != "other (not this run)")
+        used["other (not this run)"] = max(0.0, busy - known)
+        cores = {name: seconds / wall for name, seconds in sorted(used.items())}
+        cores["machine"] = busy / wall
+        return cores
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+
+
+def run_locust(
+    base_url: str, sb: Sandbox, seconds: int, users: int, meters: list[Any]
+) -> tuple[int, Path, Path]:
+    """`locust --headless` over bench/locustfile.py: (exit code, samples file, its log)."""
+    samples = sb.workdir / "samples.json"
+    log_path = sb.workdir / "locust.log"
+    command = [
+        str(Path(sys.executable).with_name("locust")),
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        base_url,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(SPAWN_RATE),
+        "--run-time",
+        f"{seconds}s",
+        "--stop-timeout",
+        "0",  # users stop mid-journey at the deadline; see "unpaid" in the summary
+        "--loglevel",
+        "WARNING",
+    ]
+    env = {**os.environ, "LOAD_SAMPLES_PATH": str(samples)}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 (the virtualenv's locust, fixed args)
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        for meter in meters:
+            meter.locust_pid = process.pid
+        try:
+            code = process.wait(timeout=seconds + LOCUST_GRACE_SECONDS)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    return code, samples, log_path
+
+
+def wait_complete(sb: Sandbox, order_ids: list[str]) -> dict[str, int]:
+    """Statuses in orders_svc of the paid orders, once all are complete or at the bound."""
+    deadline = time.monotonic() + COMPLETE_TIMEOUT_SECONDS
+    with psycopg.connect(sb.db_url("orders"), autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT status, count(*) FROM orders_order WHERE id = ANY(%s::uuid[])"
+                " GROUP BY status",
+                [order_ids],
+            ).fetchall()
+            statuses = dict(rows)
+            if statuses.get("complete", 0) == len(order_ids) or time.monotonic() > deadline:
+                statuses["missing"] = len(order_ids) - sum(statuses.values())
+                return statuses
+            time.sleep(0.5)
+
+
+def order_statuses(sb: Sandbox) -> dict[str, int]:
+    with psycopg.connect(sb.db_url("orders"), autocommit=True) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM orders_order GROUP BY status")
+        return dict(rows.fetchall())
+
+
+def machine_summary(sb: Sandbox) -> dict[str, Any]:
+    # Not `import locust`: that monkey-patches this process for gevent (threads, sockets).
+    locust_version = importlib.metadata.version("locust")
+    with psycopg.connect(sb.db_url("orders")) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    with Path("/proc/meminfo").open() as meminfo:
+        total_kib = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+    cores = os.cpu_count() or 0
+    return {
+        "cores": cores,
+        "ram_gib": round(total_kib / 2**20, 1),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "postgres": pg_version,
+        "locust": locust_version,
+        "loadavg_1min_start": os.getloadavg()[0],
+        "summary": (
+            f"{cores} cores, {total_kib / 2**20:.0f} GiB RAM, {platform.machine()},"
+            f" Python {platform.python_version()}, PostgreSQL {pg_version},"
+            f" Locust {locust_version}"
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Figures, table and chart
+# ---------------------------------------------------------------------------------------
+
+
+def endpoint_figures(samples: list[list[Any]], seconds: float) -> list[dict[str, Any]]:
+    by_name: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for _end, name, ms, failed in samples:
+        by_name[name].append((ms, failed))
+    rows = []
+    for name, values in sorted(by_name.items()):
+        ordered = sorted(ms for ms, _failed in values)
+        rows.append(
+            {
+                "endpoint": name,
+                "requests": len(values),
+                "rps": len(values) / seconds,
+                "p50_ms": percentile(ordered, 50),
+                "p95_ms": percentile(ordered, 95),
+                "p99_ms": percentile(ordered, 99),
+                "max_ms": ordered[-1],
+                "errors": sum(1 for _ms, failed in values if failed),
+            }
+        )
+    return rows
+
+
+def timeline(samples: list[list[Any]], purchases: list[list[Any]], start: float) -> dict:
+    """Per second of the run: requests, errors, purchases, p50/p95/p99 of all requests."""
+    seconds = int(max([s[0] for s in samples] + [start]) - start) + 1
+    latencies: list[list[float]] = [[] for _ in range(seconds)]
+    errors = [0] * seconds
+    bought = [0] * seconds
+    for end, _name, ms, failed in samples:
+        index = min(seconds - 1, max(0, int(end - start)))
+        latencies[index].append(ms)
+        errors[index] += failed
+    for at, _order in purchases:
+        bought[min(seconds - 1, max(0, int(at - start)))] += 1
+
+    def pct(values: list[float], p: float) -> float | None:
+        return percentile(sorted(values), p) if values else None
+
+    return {
+        "second": list(range(seconds)),
+        "rps": [len(v) for v in latencies],
+        "errors": errors,
+        "purchases": bought,
+        "p50_ms": [pct(v, 50) for v in latencies],
+        "p95_ms": [pct(v, 95) for v in latencies],
+        "p99_ms": [pct(v, 99) for v in latencies],
+    }
+
+
+def draw_chart(line: dict, path: Path, title: str, ramp_seconds: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a file only
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, dpi=90)
+    top.plot(line["second"], line["rps"], label="requests/s (all endpoints)", color="tab:blue")
+    top.plot(line["second"], line["purchases"], label="purchases completed/s", color="tab:green")
+    if any(line["errors"]):
+        top.plot(line["second"], line["errors"], label="errors/s", color="tab:red")
+    top.set_ylabel("per second")
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    for key, color in (("p50_ms", "tab:blue"), ("p95_ms", "tab:orange"), ("p99_ms", "tab:red")):
+        bottom.plot(line["second"], line[key], label=key.replace("_ms", ""), color=color)
+    bottom.set_ylabel("latency, ms (all requests)")
+    bottom.set_xlabel("seconds into the run")
+    bottom.legend(loc="upper left")
+    bottom.grid(alpha=0.3)
+    for axis in (top, bottom):
+        axis.axvspan(0, ramp_seconds, color="grey", alpha=0.12, lw=0)
+    top.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    lines = [
+        f"load     {summary['users']} users (spawned {summary['spawn_rate']}/s),"
+        f" {summary['seconds']} s, think time 0.5-1.5 s between steps",
+        f"machine  {summary['machine']['summary']}",
+        "",
+        f"{'endpoint':<52} {'requests':>8} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7}"
+        f" {'max':>7} {'errors':>6}",
+    ]
+    for row in summary["endpoints"]:
+        lines.append(
+            f"{row['endpoint']:<52} {row['requests']:>8} {row['rps']:>7.1f}"
+            f" {row['p50_ms']:>7.1f} {row['p95_ms']:>7.1f} {row['p99_ms']:>7.1f}"
+            f" {row['max_ms']:>7.0f} {row['errors']:>6}"
+        )
+    t = summary["total"]
+    lines += [
+        f"{'all requests':<52} {t['requests']:>8} {t['rps']:>7.1f} {t['p50_ms']:>7.1f}"
+        f" {t['p95_ms']:>7.1f} {t['p99_ms']:>7.1f} {t['max_ms']:>7.0f} {t['errors']:>6}",
+        "(latency in ms, measured by Locust from request to full response; req/s over the"
+        " whole run, ramp included)",
+        "",
+        f"purchases completed  {summary['purchases']} = {summary['purchases_per_second']:.2f}/s"
+        f" over the run, {summary['purchases_per_second_full_load']:.2f}/s once all users ran"
+        f"; in orders_svc afterwards: {summary['paid_orders_status']}",
+        f"orders               every status in orders_svc: {summary['all_orders_status']}"
+        " ('created': users stopped between buy and pay at the deadline)",
+        f"replica retries      {summary['replica_retries']} (a 404 retried while the"
+        " ticket's or order's event was on its way: expected, listed apart above)",
+        f"nothing to buy       {summary['nothing_to_buy']} journeys found no free ticket"
+        " of someone else's on the first page",
+        "",
+        f"memory   peak RSS sampled every {RSS_INTERVAL_SECONDS} s"
+        f" ({summary['rss_samples']} samples)",
+    ]
+    for row in summary["memory"]:
+        count = f"x{row['count']}" if row["count"] else ""
+        lines.append(
+            f"         {row['process']:<52} {count:>4} {row['peak_rss_mib']:>7.1f} MiB"
+            + (f"  (sum {row['sum_of_peaks_mib']:.0f} MiB)" if (row["count"] or 0) > 1 else "")
+        )
+    lines.append(f"         {'all of the above':<57} {summary['memory_total_mib']:>7.0f} MiB")
+    lines.append("cpu      cores used on average over the run:")
+    for name, cores in summary["cpu_cores"].items():
+        lines.append(f"         {name:<52} {cores:>5.2f}")
+    lines += ["", f"errors   {summary['errors']}  ({summary['verdict']})"]
+    lines += [f"WARNING  {w}" for w in summary["warnings"]]
+    print("\n".join(lines), flush=True)
+
+
+def summarise(
+    data: dict[str, Any], seconds: float, users: int, machine: dict[str, Any]
+) -> dict[str, Any]:
+    samples = data["samples"]
+    ordered = sorted(s[2] for s in samples)
+    # The run starts with Locust's first request (its own start-up is not the system's).
+    start = min((s[0] - s[2] / 1000 for s in samples), default=time.time())
+    ramp = users / SPAWN_RATE
+    full_load = [p for p in data["purchases"] if p[0] - start >= ramp]
+    return {
+        "users": users,
+        "spawn_rate": SPAWN_RATE,
+        "seconds": seconds,
+        "ramp_seconds": ramp,
+        "machine": machine,
+        "endpoints": endpoint_figures(samples, seconds),
+        "total": {
+            "requests": len(samples),
+            "rps": len(samples) / seconds,
+            "p50_ms": percentile(ordered, 50) if ordered else None,
+            "p95_ms": percentile(ordered, 95) if ordered else None,
+            "p99_ms": percentile(ordered, 99) if ordered else None,
+            "max_ms": ordered[-1] if ordered else None,
+            "errors": sum(1 for s in samples if s[3]),
+        },
+        "purchases": len(data["purchases"]),
+        "purchases_per_second": len(data["purchases"]) / seconds,
+        "purchases_per_second_full_load": len(full_load) / max(1.0, seconds - ramp),
+        "nothing_to_buy": data["counters"].get("nothing_to_buy", 0),
+        "replica_retries": sum(1 for s in samples if "not yet replicated" in s[1]),
+        "timeline": timeline(samples, data["purchases"], start),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def run(out_dir: Path, seconds: int, users: int) -> int:
+    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        sb = create_sandbox(stack)
+        progress(f"starting the system (databases {sb.db_prefix}_*, vhost {sb.vhost})")
+        system = start_system(stack, sb)
+        machine = machine_summary(sb)
+        progress(f"selling {SEED_TICKETS} seed tickets through {system.url}")
+        seed_tickets(system.url, sb, SEED_TICKETS)
+
+        progress(f"locust: {users} users at {SPAWN_RATE}/s for {seconds} s")
+        memory = MemorySampler(system, sb.db_prefix)
+        cpu = CpuMeter(system, sb.db_prefix)
+        memory.start()
+        cpu.start()
+        # Locust is the only child that exits meanwhile: the children's rusage is its CPU.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            code, samples_path, log_path = run_locust(system.url, sb, seconds, users, [memory, cpu])
+        finally:
+            memory.stop()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cores = cpu.stop(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        shutil.copy(log_path, out_dir / "locust.log")
+        if not samples_path.exists():
+            print((out_dir / "locust.log").read_text()[-4000:], file=sys.stderr)
+            raise SystemExit(f"locust exited with {code} and left no samples")
+        data = json.loads(samples_path.read_text())
+
+        summary = summarise(data, seconds, users, machine)
+        paid = [order_id for _at, order_id in data["purchases"]]
+        progress(f"waiting for {len(paid)} paid orders to be complete in orders_svc")
+        summary["paid_orders_status"] = wait_complete(sb, paid) if paid else {}
+        summary["all_orders_status"] = order_statuses(sb)
+        summary["memory"] = memory.summary()
+        summary["memory_total_mib"] = sum(
+            row["sum_of_peaks_mib"] for row in summary["memory"] if "locust" not in row["process"]
+        )
+        summary["rss_samples"] = memory.samples
+        summary["cpu_cores"] = cores
+        summary["locust_exit_code"] = code
+        summary["started_at"] = started_at
+        machine["loadavg_1min_end"] = os.getloadavg()[0]
+
+        not_complete = len(paid) - summary["paid_orders_status"].get("complete", 0)
+        summary["errors"] = summary["total"]["errors"] + not_complete
+        if code != 0 and summary["errors"] == 0:
+            summary["errors"] = 1  # Locust failed in a way no sample shows: see locust.log
+        summary["verdict"] = (
+            "zero errors" if summary["errors"] == 0 else "ERRORS: the run does not count"
+        )
+        summary["warnings"] = []
+        other = cores.get("other (not this run)", 0.0)
+        if other > 0.25:
+            summary["warnings"].append(
+                f"other processes took {other:.2f} cores during the run: the figures"
+                " understate this code on a quiet machine"
+            )
+        if not_complete:
+            summary["warnings"].append(
+                f"{not_complete} paid orders were not complete in orders_svc"
+                f" {COMPLETE_TIMEOUT_SECONDS:.0f} s after the run"
+            )
+        if not paid:
+            summary["warnings"].append("no purchase was completed")
+            summary["errors"] = max(1, summary["errors"])
+        progress("cleaning up")
+
+    title = (
+        f"bench/load.py {started_at}: {users} users (ramp {users / SPAWN_RATE:.0f} s, shaded),"
+        f" {machine['cores']} cores, {summary['errors']} errors"
+    )
+    draw_chart(summary["timeline"], out_dir / "load.png", title, users / SPAWN_RATE)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_table(summary)
+    print(f"\nwritten: {out_dir}/summary.json, load.png, locust.log", flush=True)
+    return 0 if summary["errors"] == 0 else 1
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the clean-up callbacks run.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    parser.add_argument(
+        "--seconds", type=int, default=RUN_SECONDS, help=f"run time, default {RUN_SECONDS}"
+    )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=USERS,
+        help=f"concurrent users, default {USERS}: other counts are experiments",
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    users = max(1, args.users)
+    try:
+        # At least 10 s past the ramp, so that some of the run is at full load.
+        return run(args.out, max(int(users / SPAWN_RATE) + 10, args.seconds), users)
+    except KeyboardInterrupt:
+        print(
+            "interrupted; the bench databases, vhost and processes are cleaned up", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The whole journey of a marketplace user, for Locust: sign up, browse, sell, buy, pay.
+
+Run by bench/load.py (`make bench-load`), which starts the system, runs this headless and
+reads the samples it leaves in $LOAD_SAMPLES_PATH. By hand, against a running `make up`
+(whose sign-up limit of 20/min per IP stops more than 20 users):
+
+    .venv/bin/locust -f bench/locustfile.py --headless -u 5 -r 1 -t 30s \
+        --host http://127.0.0.1:8080
+
+Each user signs up once (on start), then repeats the journey: the web client's home page
+and the API's first page of tickets (browse), a ticket of its own for sale (sell), an
+order on someone else's ticket from that page (buy), the payment with localstripe's test
+card (pay).
+
+What counts as an error: every answer other than the one the journey expects (201 for the
+writes, 200 for the reads, with the body's fields present), every timeout and connection
+error. Two answers are expected behaviour, not errors, and are retried as a person
+clicking again would, each retry reported under its own name so it is never mixed into the
+endpoint's figures:
+
+- POST /api/orders 404 for a ticket created moments ago: orders_svc learns of a ticket by
+  the `ticket.created` event, a few ms after tickets_svc lists it (DESIGN.md, section 4).
+- POST /api/payments 404 for an order created moments ago: payments_svc learns of an order
+  by `order.created` likewise.
+
+A 404 that outlasts REPLICA_GRACE_SECONDS is an error (an event lost or stuck).
+
+Two buyers racing for one ticket would get 400 "Ticket is already reserved" - correct
+behaviour, but not what this run measures (the fault suite has 100 buyers of one ticket).
+The users here share one process, so a buyer claims a ticket in CLAIMED before ordering it
+and no two users ever order the same one: a 400 "already reserved" here is then a real
+error (a listing or replica that lied), and counts as one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from typing import Any
+
+from locust import HttpUser, between, events, task
+from locust.env import Environment
+
+# A person looks at a page, then clicks: 0.5-1.5 s between the journey's steps. With the
+# user count load.py sets, this keeps the two cores busy without an open-ended queue: the
+# run measures the system under load, not how long a backlog grows (see bench/README.md).
+THINK_SECONDS = (0.5, 1.5)
+# How long a person keeps clicking "buy" (or "pay") while the replica catches up: events
+# reach a replica in ms on a quiet machine (bench/events.py: p99 ~20 ms at 200/s), but a
+# worker behind a backlog on two busy cores queues for seconds (bench/expiry.py: 5-10 s).
+# Past this the 404 is an error: an event lost or stuck.
+REPLICA_GRACE_SECONDS = 20.0
+RETRY_PAUSE_SECONDS = 0.1
+# A request slower than this is an error: far above any p99 the system should show.
+REQUEST_TIMEOUT_SECONDS = 30.0
+PASSWORD = "load-bench-Passw0rd!"  # noqa: S105 (throw-away users on throw-away databases)
+CARD_TOKEN = "pm_card_visa"  # noqa: S105 (Stripe's public always-succeeding test card)
+
+# Ticket ids some user of this process has ordered: never ordered twice (see above).
+CLAIMED: set[str] = set()
+# Samples for load.py: one row per request, and per completed purchase.
+SAMPLES: list[tuple[float, str, float, bool]] = []  # (end time, name, ms, failed)
+PURCHASES: list[tuple[float, str]] = []  # (time of the payment's 201, order id)
+COUNTERS = {"nothing_to_buy": 0}
+
+
+@events.request.add_listener
+def _record(
+    name: str,
+    response_time: float,
+    exception: BaseException | None,
+    start_time: float | None = None,
+    **_: Any,
+) -> None:
+    end = (start_time or time.time()) + response_time / 1000
+    SAMPLES.append((end, name, response_time, exception is not None))
+
+
+@events.quitting.add_listener
+def _write_samples(environment: Environment, **_: Any) -> None:
+    path = os.environ.get("LOAD_SAMPLES_PATH")
+    if not path:
+        return
+    with open(path, "w") as out:
+        json.dump({"samples": SAMPLES, "purchases": PURCHASES, "counters": COUNTERS}, out)
+
+
+class Shopper(HttpUser):
+    wait_time = between(*THINK_SECONDS)
+
+    def on_start(self) -> None:
+        self.email = f"load-{uuid.uuid4().hex[:16]}@example.com"
+        with self.client.post(
+            "/api/users/signup",
+            json={"email": self.email, "password": PASSWORD},
+            name="POST /api/users/signup",
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            catch_response=True,
+        ) as response:
+            # The session cookie it sets signs the user in for the rest of the run.
+            self.user_id = _expect(response, 201, "id")
+
+    @task
+    def journey(self) -> None:
+        candidates = self.browse()
+        self.wait()
+        self.sell()
+        self.wait()
+        ticket_id = self.pick(candidates)
+        if ticket_id is None:
+            COUNTERS["nothing_to_buy"] += 1
+            return
+        order_id = self.buy(ticket_id)
+        self.wait()
+        self.pay(order_id)
+
+    def browse(self) -> list[dict[str, Any]]:
+        with self.client.get(
+            "/",
+            name="GET / (web client home)",
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200 or b"<html" not in response.content[:500].lower():
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+        with self.client.get(
+            "/api/tickets",
+            name="GET /api/tickets",
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200 or not isinstance(_json(response), list):
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+                return []
+            return response.json()
+
+    def sell(self) -> None:
+        with self.client.post(
+            "/api/tickets",
+            json={
+                "title": f"Load test {uuid.uuid4().hex[:8]}",
+                "price": random.randint(5, 200),  # noqa: S311 (test data, not a secret)
+            },
+            name="POST /api/tickets",
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            catch_response=True,
+        ) as response:
+            _expect(response, 201, "id")
+
+    def pick(self, listing: list[dict[str, Any]]) -> str | None:
+        """A free ticket of someone else's from the page, not claimed by another user."""
+        free = [
+            t["id"] for t in listing if t.get("userId") != self.user_id and t.get("orderId") is None
+        ]
+        for ticket_id in random.sample(free, len(free)):
+            if ticket_id not in CLAIMED:
+                CLAIMED.add(ticket_id)
+                return ticket_id
+        return None
+
+    def buy(self, ticket_id: str) -> str | None:
+        return self._post_retrying_404(
+            "/api/orders", {"ticketId": ticket_id}, "POST /api/orders", "ticket"
+        )
+
+    def pay(self, order_id: str | None) -> None:
+        if order_id is None:
+            return
+        body = {"orderId": order_id, "token": CARD_TOKEN}
+        payment = self._post_retrying_404("/api/payments", body, "POST /api/payments", "order")
+        if payment is not None:
+            PURCHASES.append((time.time(), order_id))
+
+    def _post_retrying_404(self, path: str, body: dict[str, str], name: str, what: str) -> Any:
+        """POST until 201, retrying a 404 while the service's replica may still be behind."""
+        deadline = time.monotonic() + REPLICA_GRACE_SECONDS
+        while True:
+            with self.client.post(
+                path, json=body, name=name, timeout=REQUEST_TIMEOUT_SECONDS, catch_response=True
+            ) as response:
+                if response.status_code == 404 and time.monotonic() < deadline:
+                    # Expected while the event is on its way: reported apart, not an error.
+                    response.request_meta["name"] = f"{name} 404, {what} not yet replicated"
+                    response.success()
+                else:
+                    return _expect(response, 201, "id")
+            time.sleep(RETRY_PAUSE_SECONDS)  # gevent-patched: yields to the other users
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _expect(response: Any, status: int, field: str) -> Any:
+    """The body's `field` when the answer is `status` with it; otherwise a failure."""
+    body = _json(response)
+    if response.status_code == status and isinstance(body, dict) and body.get(field):
+        return body[field]
+    response.failure(f"{response.status_code}: {response.text[:200]}")
+    return None
