@@ -227,6 +227,10 @@ def render_dev_overlay() -> tuple[int, str, str]:
 # process does at start-up: load the settings and Django, then (web) the WSGI app, its
 # URLconf and gunicorn's config, or (worker) the Celery app, its handlers and the
 # heartbeat path the liveness probe checks. shared_lib.conf reads NAME, then NAME_FILE.
+# It also notes where the process would serve Prometheus metrics, if it does: a web
+# process whose MIDDLEWARE has MetricsMiddleware on gunicorn's bind, a worker whose
+# Celery app runs MetricsServerStep (and whose settings do not turn it off) on
+# METRICS_ADDRESS:METRICS_PORT.
 _RECORDER = r"""
 import importlib, json, os, sys
 
@@ -263,14 +267,24 @@ try:
         importlib.import_module(project + ".wsgi")
         from django.urls import get_resolver
         get_resolver().url_patterns
-        from shared_lib import gunicorn_conf
+        from shared_lib import gunicorn_conf, metrics
         result["bind"] = gunicorn_conf.bind
+        middleware = metrics.MetricsMiddleware
+        if middleware.__module__ + "." + middleware.__qualname__ in settings.MIDDLEWARE:
+            address, _, port = gunicorn_conf.bind.rpartition(":")
+            result["metrics"] = {"address": address, "port": int(port),
+                                 "path": metrics.METRICS_PATH}
     elif kind == "worker":
-        importlib.import_module(project + ".celery")
+        app = importlib.import_module(project + ".celery").app
+        from shared_lib import metrics
         from shared_lib.events.registry import discover_handlers
-        from shared_lib.events.worker import heartbeat_path
+        from shared_lib.events.worker import MetricsServerStep, heartbeat_path
         discover_handlers()
         result["heartbeat"] = str(heartbeat_path())
+        step = MetricsServerStep
+        if step in app.steps["worker"] and step.include_if(step.__new__(step), None):
+            result["metrics"] = {"address": settings.METRICS_ADDRESS,
+                                 "port": settings.METRICS_PORT, "path": metrics.METRICS_PATH}
 except Exception as exc:
     result["error"] = type(exc).__name__ + ": " + str(exc)
 result["read"] = sorted(environ.names)
@@ -286,11 +300,21 @@ SECRET_PLACEHOLDERS = {
 
 
 @dataclass(frozen=True)
+class MetricsEndpoint:
+    """Where a process serves Prometheus metrics: http://<address>:<port><path>."""
+
+    address: str
+    port: int
+    path: str
+
+
+@dataclass(frozen=True)
 class ProcessReads:
     read: frozenset[str]
     error: str | None
     bind: str | None
     heartbeat: str | None
+    metrics: MetricsEndpoint | None = None  # None: this process serves no metrics
 
 
 def process_reads(service: DjangoService, kind: str, env: dict[str, str]) -> ProcessReads:
@@ -316,4 +340,92 @@ def process_reads(service: DjangoService, kind: str, env: dict[str, str]) -> Pro
         error=data["error"],
         bind=data.get("bind"),
         heartbeat=data.get("heartbeat"),
+        metrics=MetricsEndpoint(**data["metrics"]) if data.get("metrics") else None,
     )
+
+
+# --- NetworkPolicy, as a plugin that enforces it would ---------------------------------
+
+EVERY_PORT = "*"
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and matchExpressions) against a set of labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def namespace_labels(namespace: str) -> dict[str, str]:
+    """The label every namespace carries (set by the API server since Kubernetes 1.22)."""
+    return {"kubernetes.io/metadata.name": namespace}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A pod that opens a connection: its namespace and labels."""
+
+    namespace: str
+    labels: dict[str, str]
+
+
+def _peer_matches(rule_peer: dict[str, Any], policy_namespace: str, peer: Peer) -> bool:
+    if "ipBlock" in rule_peer:
+        return False  # for addresses outside the cluster; these peers are pods
+    namespace_selector = rule_peer.get("namespaceSelector")
+    if namespace_selector is None:
+        in_namespace = peer.namespace == policy_namespace
+    else:
+        in_namespace = selects(namespace_selector, namespace_labels(peer.namespace))
+    pod_selector = rule_peer.get("podSelector")
+    return in_namespace and (pod_selector is None or selects(pod_selector, peer.labels))
+
+
+def admitted_ports(policies: list[Manifest], workload: Manifest, peer: Peer) -> set[int | str]:
+    """The container ports of `workload`'s pods that `peer` may connect to: the union over
+    every policy selecting the pod (EVERY_PORT for a rule without ports). A named port
+    counts only where the pod declares it. Empty when policies select the pod and none
+    admits the peer (default deny); kubelet's probes are outside this."""
+    template = workload.doc["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    named = {
+        p["name"]: p["containerPort"] for c in containers(workload) for p in c.get("ports", [])
+    }
+    admitted: set[int | str] = set()
+    for policy in policies:
+        spec = policy.doc["spec"]
+        namespace = policy.doc["metadata"]["namespace"]
+        if namespace != workload.doc["metadata"]["namespace"]:
+            continue
+        if "Ingress" not in spec.get("policyTypes", ["Ingress"]):
+            continue
+        if not selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("ingress", []):
+            peers = rule.get("from") or []
+            if peers and not any(_peer_matches(p, namespace, peer) for p in peers):
+                continue
+            if not rule.get("ports"):
+                admitted.add(EVERY_PORT)
+            for port in rule.get("ports", []):
+                assert "endPort" not in port, f"{policy.name}: port ranges are not modelled"
+                assert port.get("protocol", "TCP") == "TCP", policy.name
+                value = port.get("port")
+                if value is None:
+                    admitted.add(EVERY_PORT)
+                elif isinstance(value, int):
+                    admitted.add(value)
+                elif value in named:
+                    admitted.add(named[value])
+    return admitted

@@ -11,10 +11,13 @@ one that sets a name nothing reads shows up as unread.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,13 @@ from tests.deploy import (
     DEV_OVERLAY,
     IMAGE_PREFIX,
     NAMESPACE,
+    README,
     SECRET_PLACEHOLDERS,
     SKAFFOLD_FILE,
     Manifest,
+    Peer,
+    ProcessReads,
+    admitted_ports,
     by_kind,
     compose_model,
     containers,
@@ -238,17 +245,30 @@ def _container_cases() -> list[tuple[str, str]]:
     return [(m.name, c["name"]) for m in app_workloads() for c in containers(m)]
 
 
+@functools.cache
+def _started(workload: str, container_name: str) -> tuple[set[str], dict[str, str], ProcessReads]:
+    """(names the container declares, its environment, what its process read at start-up):
+    one start-up per container, shared by the tests below."""
+    manifest = DEPLOYMENTS[workload]
+    container = next(c for c in containers(manifest) if c["name"] == container_name)
+    with tempfile.TemporaryDirectory() as files:
+        declared, env = _k8s_environment(manifest, container, Path(files))
+        reads = process_reads(service_of(manifest), process_kind(container_name), env)
+    return declared, env, reads
+
+
+def _writable_mounts(container: dict[str, Any]) -> list[str]:
+    return [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
+
+
 @pytest.mark.parametrize(("workload", "container_name"), _container_cases())
-def test_k8s_container_sets_what_its_process_reads_and_all_it_requires(
-    workload, container_name, tmp_path
-):
+def test_k8s_container_sets_what_its_process_reads_and_all_it_requires(workload, container_name):
     manifest = DEPLOYMENTS[workload]
     container = next(c for c in containers(manifest) if c["name"] == container_name)
     target = service_of(manifest)
     assert container["image"] == image_of(target.name)
-    declared, env = _k8s_environment(manifest, container, tmp_path)
 
-    reads = process_reads(target, process_kind(container_name), env)
+    declared, env, reads = _started(workload, container_name)
 
     assert reads.error is None, f"{workload}/{container_name} does not start: {reads.error}"
     assert declared - reads.read == set(), "set, but nothing reads them"
@@ -257,10 +277,22 @@ def test_k8s_container_sets_what_its_process_reads_and_all_it_requires(
         assert container["ports"] == [{"name": "http", "containerPort": port}]
         assert port in dockerfile_facts(target.directory / "Dockerfile").expose
         assert port == ingress.COMPOSE_UPSTREAM_PORT
+        # gunicorn's workers keep their metrics in PROMETHEUS_MULTIPROC_DIR, a temporary
+        # directory unless set (shared_lib.gunicorn_conf): on a writable volume too.
+        metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR") or env.get("TMPDIR") or "/tmp"  # noqa: S108
+        assert any(
+            (metrics_dir + "/").startswith(path + "/") for path in _writable_mounts(container)
+        ), f"{workload}: {metrics_dir} is on the read-only root filesystem"
     if container_name == "worker":
         # The root filesystem is read-only: the heartbeat must land on a writable volume.
-        mounted = [m["mountPath"] for m in container["volumeMounts"]]
-        assert any(reads.heartbeat.startswith(path + "/") for path in mounted)
+        assert any(reads.heartbeat.startswith(path + "/") for path in _writable_mounts(container))
+        # The worker's metrics port, where its process listens (METRICS_PORT) and nowhere
+        # else; on every address, so that the pod's IP reaches it.
+        expected = []
+        if reads.metrics is not None:
+            assert ipaddress.ip_address(reads.metrics.address).is_unspecified, reads.metrics
+            expected = [{"name": "metrics", "containerPort": reads.metrics.port}]
+        assert container.get("ports", []) == expected
 
 
 def _compose_cases() -> list[str]:
@@ -495,3 +527,92 @@ def test_compose_runs_rabbitmq_with_the_clusters_settings():
         compose["configs"]["rabbitmq"]["content"]
         == CONFIGMAPS["rabbitmq-config"].doc["data"]["ticketing.conf"]
     )
+
+
+# --- metrics: where Prometheus scrapes, and who may -------------------------------------
+
+# Where the README (Deploy) tells operators to run Prometheus: the namespace `monitoring`,
+# with the label its server's pods carry in the prometheus-community charts and the
+# Prometheus Operator.
+PROMETHEUS = Peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
+SCRAPE_ANNOTATION_PREFIX = "prometheus.io/"
+
+
+def _main_container(manifest: Manifest) -> dict[str, Any]:
+    (main,) = pod_spec(manifest)["containers"]
+    return main
+
+
+def _served_metrics(manifest: Manifest):
+    """Where the pod's process serves metrics (None: it serves none), as it starts up."""
+    if manifest not in app_workloads():
+        return None  # upstream images: PostgreSQL, RabbitMQ, Redis
+    _, _, reads = _started(manifest.name, _main_container(manifest)["name"])
+    assert reads.error is None, f"{manifest.name} does not start: {reads.error}"
+    return reads.metrics
+
+
+def test_web_and_worker_processes_serve_metrics():
+    # What the tests below rely on: the start-up finds the metrics every process serves.
+    for manifest in app_workloads():
+        assert _served_metrics(manifest) is not None, manifest.name
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_pods_that_serve_metrics_are_annotated_with_their_port_and_path(workload):
+    manifest = WORKLOADS[workload]
+    metadata = manifest.doc["spec"]["template"]["metadata"]
+    scrape = {
+        key: value
+        for key, value in metadata.get("annotations", {}).items()
+        if key.startswith(SCRAPE_ANNOTATION_PREFIX)
+    }
+
+    served = _served_metrics(manifest)
+
+    if served is None:
+        assert scrape == {}, f"{workload} serves no metrics"
+        return
+    assert scrape == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(served.port),
+        "prometheus.io/path": served.path,
+    }
+    declared = {p["containerPort"] for p in _main_container(manifest).get("ports", [])}
+    assert served.port in declared, f"{workload} does not declare port {served.port}"
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_network_policies_admit_prometheus_to_exactly_the_metrics_ports(workload):
+    manifest = WORKLOADS[workload]
+    policies = list(NETWORK_POLICIES.values())
+    served = _served_metrics(manifest)
+    component = manifest.doc["spec"]["template"]["metadata"]["labels"].get(
+        "app.kubernetes.io/component"
+    )
+
+    assert admitted_ports(policies, manifest, PROMETHEUS) == (
+        set() if served is None else {served.port}
+    )
+    # Nothing else in the monitoring namespace, and no pod in this one, gets a metrics or
+    # web port: a direct connection to a web pod could claim any X-Forwarded-For.
+    others = [
+        Peer(PROMETHEUS.namespace, {"app.kubernetes.io/name": "grafana"}),
+        Peer("default", PROMETHEUS.labels),
+        Peer(NAMESPACE, {"app.kubernetes.io/name": "prometheus"}),
+    ]
+    for other in others:
+        assert admitted_ports(policies, manifest, other) == set(), other
+    # The ingress controller still reaches the web pods' http port, and nothing more.
+    controller = Peer("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    web_port = {p["containerPort"] for p in _main_container(manifest).get("ports", [])}
+    expected = web_port if component == "web" else set()
+    assert admitted_ports(policies, manifest, controller) == expected
+
+
+def test_the_readme_says_where_prometheus_runs():
+    section = README.read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
+
+    assert f"Prometheus in namespace `{PROMETHEUS.namespace}` scrapes pods by annotation" in section
+    for key, value in PROMETHEUS.labels.items():
+        assert f"{key}: {value}" in section
