@@ -5,6 +5,7 @@ compare before and after; worker and gunicorn tests scrape fresh processes, whos
 are exact.
 """
 
+import json
 import logging
 import os
 import signal
@@ -447,3 +448,32 @@ def test_gunicorn_wipes_a_given_metrics_directory_and_removes_its_own(gunicorn, 
     assert len(made) == 1
     third.stop()
     assert not any(path.exists() for path in made)
+
+
+# --- the web process's log: JSON lines only ----------------------------------------------
+
+
+def test_gunicorn_and_the_app_log_json_lines_with_one_access_line_per_request(gunicorn):
+    server = gunicorn(LOG_FORMAT="json")
+    response = requests.get(
+        f"{server.url}/api/demo/ping", headers={"X-Request-ID": "req-access-42"}, timeout=10
+    )
+    assert response.status_code == 200
+    requests.get(f"{server.url}/healthz", timeout=10)  # a probe: not logged
+    server.stop()
+
+    lines = [line for line in server.log_path.read_text().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]  # every line, gunicorn's own included
+    assert any(p["logger"] == "gunicorn.error" and "Booting worker" in p["message"] for p in parsed)
+    access = [p for p in parsed if p["logger"] == "ticketing.access"]
+    assert len(access) == 1
+    assert {k: access[0][k] for k in ("message", "method", "path", "route", "status")} == {
+        "message": "request",
+        "method": "GET",
+        "path": "/api/demo/ping",
+        "route": "/api/demo/ping",
+        "status": 200,
+    }
+    assert access[0]["correlation_id"] == "req-access-42"
+    assert access[0]["client"] == "127.0.0.1"
+    assert 0 <= access[0]["duration_ms"] < 10_000

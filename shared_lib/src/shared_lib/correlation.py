@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -48,14 +49,37 @@ def correlation_scope(correlation_id: str | None) -> Iterator[str]:
         _current.reset(token)
 
 
+access_logger = logging.getLogger("ticketing.access")
+
+
 class CorrelationIdMiddleware:
+    """Opens the request's correlation scope, echoes the id, and writes the access log:
+    one structured line per request (method, route, status, duration, client, id), so
+    the web process's log is JSON like every other line (gunicorn's own access log is off).
+    Probes and scrapes are answered before this middleware and stay out of the log."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        from shared_lib.http import client_ip
+        from shared_lib.metrics import route_label
+
+        started = time.perf_counter()
         with correlation_scope(request.headers.get(HEADER)) as correlation_id:
             response = self.get_response(request)
             response[HEADER] = correlation_id
+            access_logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route_label(request),
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "client": client_ip(request),
+                },
+            )
             return response
 
 

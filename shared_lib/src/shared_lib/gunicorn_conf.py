@@ -24,8 +24,37 @@ timeout = 60
 graceful_timeout = 20
 # Keep-alive between the gateway and gunicorn; shorter than nginx's upstream idle time.
 keepalive = 5
-accesslog = "-"
+# No gunicorn access log: the app writes one structured line per request with its request
+# id (shared_lib.correlation.CorrelationIdMiddleware), in the format of every other line.
+accesslog = None
 errorlog = "-"
+# gunicorn's own lines (booting, worker timeouts) in that format too: JSON unless
+# LOG_FORMAT=text. Both loggers are named, since this dict replaces gunicorn's defaults.
+_LOG_FORMATTER = (
+    {
+        "()": "shared_lib.correlation.KeyValueFormatter",
+        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    }
+    if os.environ.get("LOG_FORMAT", "json").lower() == "text"
+    else {"()": "shared_lib.correlation.JsonFormatter"}
+)
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"line": _LOG_FORMATTER},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+    "root": {"level": "INFO", "handlers": []},
+}
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # gunicorn >= 25 opens a control socket at one fixed path per user (~/.gunicorn/
 # gunicorn.ctl), so several services on one machine would fight over it; nothing here

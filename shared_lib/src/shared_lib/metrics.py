@@ -144,7 +144,8 @@ def route_template(route: str) -> str:
     return "/" + text.lstrip("/")
 
 
-def _route(request: HttpRequest) -> str:
+def route_label(request: HttpRequest) -> str:
+    """The request's URL pattern (bounded: a label, a log field), not its raw path."""
     from django.conf import settings
 
     from shared_lib.health import LIVENESS_PATH, READINESS_PATH
@@ -189,7 +190,7 @@ class MetricsMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         HTTP_REQUEST_SECONDS.labels(
-            route=_route(request), method=_method(request), status=str(response.status_code)
+            route=route_label(request), method=_method(request), status=str(response.status_code)
         ).observe(time.perf_counter() - started)
         return response
 
