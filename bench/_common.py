@@ -1,6 +1,7 @@
-"""What every benchmark here shares: progress lines, loopback checks, rabbitmqctl, percentiles.
+"""What every benchmark here shares: progress lines, loopback checks, rabbitmqctl,
+percentiles, and the throw-away names a benchmark's own system runs under.
 
-    from _common import progress, require_loopback, rabbitmqctl, percentile
+    from _common import progress, require_loopback, rabbitmqctl, percentile, create_names
     require_loopback(os.environ["RABBITMQ_URL"], "RabbitMQ")
     progress("broker ceiling"); p99 = percentile(sorted(samples), 99)
 
@@ -14,8 +15,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from ticketing_devtools.catalog import DATABASE_SERVICES
+from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
+from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
+from ticketing_devtools.provision import admin_url, drop_database
 
 # Load, soak and benchmark traffic goes to this machine only.
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -36,6 +46,40 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(  # noqa: S603 (fixed binary, our own vhost names)
         [binary, "-q", *args], check=True, capture_output=True, timeout=60
     )
+
+
+@dataclass(frozen=True)
+class Names:
+    """Where one benchmark's own system lives: databases, vhost, work directory."""
+
+    suffix: str
+    db_prefix: str
+    vhost: str
+    vhost_url: str
+    workdir: Path
+    dev: DevSecrets
+
+
+def create_names(stack: ExitStack, bench: str) -> Names:
+    """Fresh names for `bench`'s system; `stack` removes the work directory, the vhost and
+    the databases on exit (dropped even when Stack.start, which creates them, fails)."""
+    dev = ensure_dev_secrets()
+    rabbit_url = common_env(dev).get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    require_loopback(admin_url(), "PG_ADMIN_URL")
+    require_loopback(rabbit_url, "RABBITMQ_URL")
+    suffix = uuid.uuid4().hex[:8]
+    db_prefix = f"ticketing_bench_{bench}_{suffix}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"ticketing-bench-{bench}-"))
+    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    for svc in DATABASE_SERVICES:
+        stack.callback(drop_database, admin_url(), database=svc.database(db_prefix))
+    vhost = f"ticketing-bench-{bench}-{suffix}"
+    rabbitmqctl("add_vhost", vhost)
+    stack.callback(rabbitmqctl, "delete_vhost", vhost)
+    parts = urlsplit(rabbit_url)
+    rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+    vhost_url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
+    return Names(suffix, db_prefix, vhost, vhost_url, workdir, dev)
 
 
 def percentile(ordered: list[float], pct: float) -> float:

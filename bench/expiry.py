@@ -56,7 +56,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -68,7 +67,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import psycopg
@@ -76,19 +75,18 @@ import requests
 from _common import (
     CLOCK_TICKS,
     busy_ticks,
+    create_names,
     percentile,
     process_table,
     progress,
-    rabbitmqctl,
-    require_loopback,
     verdict,
 )
 from kombu import Connection, Consumer, Exchange, Queue
 
-from ticketing_devtools.catalog import DATABASE_SERVICES, service
-from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env, service_env
-from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.catalog import service
+from ticketing_devtools.devkeys import DevSecrets
+from ticketing_devtools.environment import service_env
+from ticketing_devtools.provision import admin_url
 from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -381,33 +379,16 @@ class Sandbox:
 
 def create_sandbox(stack: ExitStack) -> Sandbox:
     """Names, vhost and work directory; `stack` removes them (and the databases) on exit."""
-    dev = ensure_dev_secrets()
-    rabbit_url = common_env(dev).get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
-    require_loopback(admin_url(), "PG_ADMIN_URL")
-    require_loopback(rabbit_url, "RABBITMQ_URL")
-
-    suffix = uuid.uuid4().hex[:8]
-    db_prefix = f"ticketing_bench_expiry_{suffix}"
-    workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-expiry-"))
-    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-    # Stack.start creates them (migrations and all); dropped even if it fails half-way.
-    for svc in DATABASE_SERVICES:
-        stack.callback(drop_database, admin_url(), database=svc.database(db_prefix))
-
-    vhost = f"ticketing-bench-expiry-{suffix}"
-    rabbitmqctl("add_vhost", vhost)
-    stack.callback(rabbitmqctl, "delete_vhost", vhost)
-    parts = urlsplit(rabbit_url)
-    rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
-    vhost_url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
+    names = create_names(stack, "expiry")
+    suffix, vhost_url = names.suffix, names.vhost_url
     return Sandbox(
         suffix=suffix,
-        db_prefix=db_prefix,
-        vhost=vhost,
+        db_prefix=names.db_prefix,
+        vhost=names.vhost,
         vhost_url=vhost_url,
-        workdir=workdir,
-        log_path=workdir / "stack.log",
-        dev=dev,
+        workdir=names.workdir,
+        log_path=names.workdir / "stack.log",
+        dev=names.dev,
         extra_env={
             "RABBITMQ_URL": vhost_url,
             "WEB_CONCURRENCY": "2",

@@ -38,7 +38,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -49,24 +48,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import requests
 from _common import (
     CLOCK_TICKS,
     busy_ticks,
+    create_names,
     percentile,
     process_table,
     progress,
-    rabbitmqctl,
-    require_loopback,
 )
 
-from ticketing_devtools.catalog import DATABASE_SERVICES, service
-from ticketing_devtools.devkeys import ensure_dev_secrets
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
-from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.catalog import service
+from ticketing_devtools.provision import admin_url
 from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -123,29 +119,15 @@ class Sandbox:
 
 def create_sandbox(stack: ExitStack) -> Sandbox:
     """Names, vhost and work directory; `stack` removes them (and the databases) on exit."""
-    dev = ensure_dev_secrets()
-    rabbit_url = common_env(dev).get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
-    require_loopback(admin_url(), "PG_ADMIN_URL")
-    require_loopback(rabbit_url, "RABBITMQ_URL")
-    suffix = uuid.uuid4().hex[:8]
-    db_prefix = f"ticketing_bench_load_{suffix}"
-    workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-load-"))
-    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-    for svc in DATABASE_SERVICES:  # Stack.start creates them; dropped even if it fails
-        stack.callback(drop_database, admin_url(), database=svc.database(db_prefix))
-    vhost = f"ticketing-bench-load-{suffix}"
-    rabbitmqctl("add_vhost", vhost)
-    stack.callback(rabbitmqctl, "delete_vhost", vhost)
-    parts = urlsplit(rabbit_url)
-    rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
-    vhost_url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
+    names = create_names(stack, "load")
+    suffix = names.suffix
     return Sandbox(
-        db_prefix=db_prefix,
-        vhost=vhost,
-        vhost_url=vhost_url,
-        workdir=workdir,
+        db_prefix=names.db_prefix,
+        vhost=names.vhost,
+        vhost_url=names.vhost_url,
+        workdir=names.workdir,
         extra_env={
-            "RABBITMQ_URL": vhost_url,
+            "RABBITMQ_URL": names.vhost_url,
             "RATE_LIMIT_SIGNUP": RATE_UNLIMITED,
             "RATE_LIMIT_SIGNIN": RATE_UNLIMITED,
             "RATE_LIMIT_EMAIL": RATE_UNLIMITED,
