@@ -16,7 +16,8 @@ import requests
 from kombu import Connection
 
 from shared_lib.events.broker import CONSUMERS, dead_queue_name, queue_name
-from tests.system import PASSWORD, wait_for
+from tests import system
+from tests.system import wait_for
 from ticketing_devtools.catalog import service
 from ticketing_devtools.chaos import TcpProxy
 from ticketing_devtools.devkeys import ensure_dev_secrets
@@ -80,14 +81,7 @@ def rows(stack, name, sql, params=()):
 
 
 def person(stack):
-    session = requests.Session()
-    response = session.post(
-        f"{stack.url}/api/users/signup",
-        json={"email": f"p-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD},
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    return session
+    return system.user(stack, "person")
 
 
 def create_ticket(stack, seller, title="Fault line", price="20.00"):
