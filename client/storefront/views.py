@@ -39,6 +39,7 @@ PAID = "Payment received. The ticket is yours. Enjoy the show!"
 ORDER_CANCELLED = "Order cancelled. The ticket is back on sale."
 # orders_svc learns of a new ticket from an event, a moment after it is listed.
 TICKET_NOT_READY = "This ticket was listed a moment ago. Please try again in a few seconds."
+ORDER_NOT_READY = "Your order is still being set up for payment. Please try again in a moment."
 
 ORDER_STATES = {
     "created": "Awaiting payment",
@@ -232,6 +233,9 @@ def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
         except ApiError as error:
             if error.status == 401:
                 raise
+            if error.status == 404:  # the order exists (read below, or that is the 404
+                # page) but payments_svc has not heard of it yet
+                error = ApiError(409, [{"message": ORDER_NOT_READY}])
             status = error.status
             form.show(error)  # a declined card: Stripe's message, next to the card
         else:

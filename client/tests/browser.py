@@ -5,7 +5,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from storefront.views import TICKET_NOT_READY
+from storefront.views import ORDER_NOT_READY, TICKET_NOT_READY
 from tests.conftest import PASSWORD
 
 ORDER_URL = re.compile(r"/orders/[0-9a-f-]{36}$")
@@ -42,4 +42,20 @@ def purchase(page: Page, ticket_id: str, *, within: float = 15.0) -> str:
             return page.url.rsplit("/", 1)[1]
         expect(page.get_by_test_id("form-alert")).to_have_text(TICKET_NOT_READY)
         assert time.monotonic() < deadline, "the ticket never became purchasable"
+        time.sleep(0.3)
+
+
+def pay(page: Page, button: str, *, within: float = 15.0) -> None:
+    """Click the Pay button; again while payments_svc has not yet heard of the order (the
+    page says so, as a person would see), until the answer is something else."""
+    deadline = time.monotonic() + within
+    while True:
+        page.get_by_role("button", name=button).click()
+        page.wait_for_load_state()
+        alert = page.locator(".field-errors, [data-testid=form-alert]")
+        if not ORDER_URL.search(page.url.removesuffix("/pay")) or alert.count() == 0:
+            return
+        if alert.first.inner_text().strip() != ORDER_NOT_READY:
+            return
+        assert time.monotonic() < deadline, "the order never became payable"
         time.sleep(0.3)

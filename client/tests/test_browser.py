@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from storefront.forms import TEST_CARD_DECLINED
 from storefront.views import PAID, SIGNED_OUT, TICKET_LISTED
-from tests.browser import ORDER_URL, purchase, sell, sign_up
+from tests.browser import ORDER_URL, pay, purchase, sell, sign_up
 from tests.conftest import EXPIRATION_WINDOW_SECONDS, unique_email
 
 COUNTDOWN = re.compile(r"^\d+:\d\d$")
@@ -40,7 +40,7 @@ def test_sign_up_sell_buy_and_pay(new_page):
     expect(countdown).to_have_text(COUNTDOWN)
     first = countdown.inner_text()
     expect(countdown).not_to_have_text(first, timeout=3000)  # it ticks
-    buyer.get_by_role("button", name="Pay $1,234.50").click()
+    pay(buyer, "Pay $1,234.50")
 
     expect(buyer).to_have_url(re.compile(r"/orders$"))
     expect(buyer.get_by_role("status")).to_have_text(PAID)
@@ -63,7 +63,7 @@ def test_a_declined_card_shows_stripes_message_and_another_card_pays(new_page):
     order_id = purchase(buyer, ticket_id)
 
     buyer.get_by_label("Test Visa ending 0341 (card is declined)").check()
-    buyer.get_by_role("button", name="Pay $80.00").click()
+    pay(buyer, "Pay $80.00")
 
     expect(buyer).to_have_url(re.compile(rf"/orders/{order_id}/pay$"))
     expect(buyer.locator(".field-errors, [data-testid=form-alert]")).to_have_text(DECLINED_MESSAGE)
