@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -117,3 +118,44 @@ def process_table() -> dict[int, tuple[int, int, int, str]]:
         fields = stat[stat.rindex(")") + 2 :].split()
         table[int(entry.name)] = (int(fields[2]), int(fields[11]) + int(fields[12]), uid, cmdline)
     return table
+
+
+OTHER_CPU = "other (not this run)"
+
+
+class CpuMeter:
+    """CPU seconds per category of process between start() and measure(); a benchmark
+    subclasses it with its own category(). What ended in between, or cannot be seen per
+    process, is counted as the rest of the machine (OTHER_CPU)."""
+
+    def __init__(self) -> None:
+        self._before: dict[int, tuple[int, int, int, str]] = {}
+        self._busy = 0
+        self._started = 0.0
+
+    def start(self) -> None:
+        self._before = process_table()
+        self._busy = busy_ticks()
+        self._started = time.monotonic()
+
+    def category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
+        raise NotImplementedError
+
+    def measure(
+        self, known: dict[str, float] | None = None
+    ) -> tuple[float, float, dict[str, float]]:
+        """(wall seconds, the machine's busy CPU seconds, CPU seconds per category);
+        `known` adds seconds measured elsewhere (a process that has exited)."""
+        wall = time.monotonic() - self._started
+        after = process_table()
+        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
+        used: dict[str, float] = dict(known or {})
+        for pid, (group, ticks, uid, cmdline) in after.items():
+            before = self._before.get(pid)
+            seconds = (ticks - (before[1] if before else 0)) / CLOCK_TICKS
+            if seconds > 0:
+                category = self.category(pid, group, uid, cmdline)
+                used[category] = used.get(category, 0.0) + seconds
+        seen = sum(seconds for name, seconds in used.items() if name != OTHER_CPU)
+        used[OTHER_CPU] = max(0.0, busy - seen)
+        return wall, busy, used

@@ -73,14 +73,13 @@ import jwt
 import psycopg
 import requests
 from _common import (
-    CLOCK_TICKS,
-    busy_ticks,
+    OTHER_CPU,
     create_names,
     percentile,
-    process_table,
     progress,
     verdict,
 )
+from _common import CpuMeter as BaseCpuMeter
 from kombu import Connection, Consumer, Exchange, Queue
 
 from ticketing_devtools.catalog import service
@@ -885,24 +884,17 @@ def queue_backlog(url: str, names: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-class CpuMeter:
+class CpuMeter(BaseCpuMeter):
     """CPU used between start() and stop(), by the system's processes (by name), this
     run's PostgreSQL backends, the database and broker servers, this bench, and the rest."""
 
     def __init__(self, system: Stack, db_prefix: str) -> None:
+        super().__init__()
         self.groups = {child.process.pid: child.name for child in system.supervisor.children}
         self.extra = any(name.startswith("orders-worker-") for name in self.groups.values())
         self.db_prefix = db_prefix
-        self._before: dict[int, tuple[int, int, int, str]] = {}
-        self._busy = 0
-        self._started = 0.0
 
-    def start(self) -> None:
-        self._before = process_table()
-        self._busy = busy_ticks()
-        self._started = time.monotonic()
-
-    def _category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
+    def category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
         name = self.groups.get(group)
         if name is not None:
             if "-worker" in name:  # orders-worker-2 and on: --orders-workers
@@ -921,23 +913,10 @@ class CpuMeter:
             return "postgres server (wal, ...)"
         if owner == "rabbitmq":
             return "rabbitmq"
-        return "other (not this run)"
+        return OTHER_CPU
 
     def stop(self) -> tuple[float, float, dict[str, CpuShare]]:
-        wall = time.monotonic() - self._started
-        after = process_table()
-        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
-        used: dict[str, float] = {}
-        for pid, (group, ticks, uid, cmdline) in after.items():
-            before = self._before.get(pid)
-            seconds = (ticks - (before[1] if before else 0)) / CLOCK_TICKS
-            if seconds <= 0:
-                continue
-            category = self._category(pid, group, uid, cmdline)
-            used[category] = used.get(category, 0.0) + seconds
-        # What ended in between, or is not visible per process, is the machine's rest.
-        known = sum(used.values()) - used.get("other (not this run)", 0.0)
-        used["other (not this run)"] = max(0.0, busy - known)
+        wall, busy, used = self.measure()
         shares = {name: CpuShare(seconds, seconds / wall) for name, seconds in used.items()}
         return wall, busy / wall, shares
 
@@ -1364,7 +1343,7 @@ def warnings(r: Results) -> list[str]:
     """Conditions under which the figures say more about the machine than the code."""
     found = []
     cores = r.machine.get("cores") or 1
-    other = r.cpu.get("other (not this run)")
+    other = r.cpu.get(OTHER_CPU)
     if other is not None and other.cores > 0.25:
         found.append(
             f"other processes took {other.cores:.2f} of the {cores} cores during the burst:"

@@ -53,13 +53,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import requests
 from _common import (
-    CLOCK_TICKS,
-    busy_ticks,
+    OTHER_CPU,
     create_names,
     percentile,
     process_table,
     progress,
 )
+from _common import CpuMeter as BaseCpuMeter
 
 from ticketing_devtools.catalog import service
 from ticketing_devtools.provision import admin_url
@@ -273,26 +273,22 @@ class MemorySampler:
         return rows
 
 
-class CpuMeter:
+LOCUST_CPU = "locust (load generator)"
+
+
+class CpuMeter(BaseCpuMeter):
     """CPU used between start() and stop(): the stack, this run's PostgreSQL backends, the
     database and broker servers, Locust, and the rest of the machine."""
 
     def __init__(self, system: Stack, db_prefix: str) -> None:
+        super().__init__()
         self.groups = {child.process.pid: child.name for child in system.supervisor.children}
         self.db_prefix = db_prefix
         self.locust_pid: int | None = None
-        self._before: dict[int, tuple[int, int, int, str]] = {}
-        self._busy = 0
-        self._started = 0.0
 
-    def start(self) -> None:
-        self._before = process_table()
-        self._busy = busy_ticks()
-        self._started = time.monotonic()
-
-    def _category(self, pid: int, group: int, cmdline: str) -> str:
+    def category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
         if pid == self.locust_pid:
-            return "locust (load generator)"
+            return LOCUST_CPU
         name = self.groups.get(group)
         if name is not None:
             if name.endswith("-web"):
@@ -310,24 +306,12 @@ class CpuMeter:
             return "rabbitmq"
         if "redis-server" in cmdline:
             return "redis (rate limits)"
-        return "other (not this run)"
+        return OTHER_CPU
 
     def stop(self, locust_seconds: float) -> dict[str, float]:
         """Cores used on average per category, plus "machine" (all busy CPU). Locust has
         exited by now, so its CPU seconds come from its rusage (`locust_seconds`)."""
-        wall = time.monotonic() - self._started
-        after = process_table()
-        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
-        used: dict[str, float] = defaultdict(float)
-        used["locust (load generator)"] = locust_seconds
-        for pid, (group, ticks, _uid, cmdline) in after.items():
-            before = self._before.get(pid)
-            seconds = (ticks - (before[1] if before else 0)) / CLOCK_TICKS
-            if seconds > 0:
-                used[self._category(pid, group, cmdline)] += seconds
-        # What ended in between, or is not visible per process, is the machine's rest.
-        known = sum(v for k, v in used.items() if k != "other (not this run)")
-        used["other (not this run)"] = max(0.0, busy - known)
+        wall, busy, used = self.measure({LOCUST_CPU: locust_seconds})
         cores = {name: seconds / wall for name, seconds in sorted(used.items())}
         cores["machine"] = busy / wall
         return cores
@@ -649,7 +633,7 @@ def run(out_dir: Path, seconds: int, users: int) -> int:
             "zero errors" if summary["errors"] == 0 else "ERRORS: the run does not count"
         )
         summary["warnings"] = []
-        other = cores.get("other (not this run)", 0.0)
+        other = cores.get(OTHER_CPU, 0.0)
         if other > 0.25:
             summary["warnings"].append(
                 f"other processes took {other:.2f} cores during the run: the figures"
