@@ -22,7 +22,7 @@ from ticketing_devtools.catalog import service
 from ticketing_devtools.chaos import TcpProxy
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.provision import admin_url, database_url
-from ticketing_devtools.status import Target, collect
+from ticketing_devtools.status import Target, collect, queue_depths
 from ticketing_devtools.testing import StackSettings, running_stack, throwaway_vhost
 
 # How long the broker stays away: long enough that every retry and reconnect path runs,
@@ -92,47 +92,28 @@ def create_ticket(stack, seller, title="Fault line", price="20.00"):
     return response.json()
 
 
-def replica_of(stack, ticket_ids):
+def tickets_in(stack, name, table, ticket_ids):
+    """{id: (title, price, version)} of these tickets in one service's table."""
     found = rows(
         stack,
-        "orders",
-        "SELECT id::text, title, price, version FROM orders_ticketreplica WHERE id = ANY(%s)",
+        name,
+        f"SELECT id::text, title, price, version FROM {table} WHERE id = ANY(%s)",  # noqa: S608
         [list(ticket_ids)],
     )
     return {row[0]: row[1:] for row in found}
+
+
+def replica_of(stack, ticket_ids):
+    return tickets_in(stack, "orders", "orders_ticketreplica", ticket_ids)
 
 
 def source_of(stack, ticket_ids):
-    found = rows(
-        stack,
-        "tickets",
-        "SELECT id::text, title, price, version FROM tickets_ticket WHERE id = ANY(%s)",
-        [list(ticket_ids)],
-    )
-    return {row[0]: row[1:] for row in found}
+    return tickets_in(stack, "tickets", "tickets_ticket", ticket_ids)
 
 
 def queues(stack):
-    """{queue: (ready, unacked)} of the stack's vhost, from the broker itself."""
-    out = subprocess.run(
-        [
-            "rabbitmqctl",
-            "-q",
-            "list_queues",
-            "-p",
-            stack.vhost,
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "--formatter",
-            "json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    return {q["name"]: (q["messages_ready"], q["messages_unacknowledged"]) for q in json.loads(out)}
+    """{queue: (ready, unacked)} of the stack's vhost, as the status command reads it."""
+    return {q.name: (q.ready, q.unacked) for q in queue_depths(stack.vhost)}
 
 
 def backlog(stack, prefix):

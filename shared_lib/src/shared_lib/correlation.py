@@ -62,6 +62,9 @@ class CorrelationIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Imported here, not at the top: gunicorn's master loads this module for its log
+        # formatter, and prometheus_client (under shared_lib.metrics) must not be imported
+        # there before the master has chosen the multiprocess directory.
         from shared_lib.http import client_ip
         from shared_lib.metrics import route_label
 
