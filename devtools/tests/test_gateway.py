@@ -422,10 +422,9 @@ def test_upstream_down_is_502_json(gateway: Gateway) -> None:
 
 
 def test_upstream_timeout_is_504_json(gateway: Gateway) -> None:
-    started = time.monotonic()
+    # The backend answers after SLOW_SECONDS; a 504 proves nginx gave up first (1 s).
     response = get(gateway, "/api/slow/report")
     assert_nginx_error(response, 504, GATEWAY_TIMEOUT_MESSAGE)
-    assert time.monotonic() - started < SLOW_SECONDS
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 413, 502, 503])
