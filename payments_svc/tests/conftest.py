@@ -1,55 +1,15 @@
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
-import requests
 
 from tests.stripe_http import StripeLedger, StripeProxy
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ticketing_devtools.localstripe import running
 
 
 @pytest.fixture(scope="session")
 def localstripe(tmp_path_factory):
     """A real localstripe server (the fake Stripe from PyPI) for the session, over HTTP,
     with a store of its own (ticketing_devtools.localstripe explains why)."""
-    port = _free_port()
-    store = tmp_path_factory.mktemp("localstripe") / "store.pickle"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ticketing_devtools.localstripe",
-            "--store",
-            str(store),
-            "--port",
-            str(port),
-            "--from-scratch",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(f"{base}/v1/customers", timeout=1, auth=("sk_test_local", ""))
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("localstripe did not start") from None
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    with running(tmp_path_factory.mktemp("localstripe") / "store.pickle") as base:
+        yield base
 
 
 @pytest.fixture(autouse=True)

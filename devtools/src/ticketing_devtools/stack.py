@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from ticketing_devtools import gateway
+from ticketing_devtools import gateway, localstripe
 from ticketing_devtools.backing import ensure_nginx, require_backing_servers
 from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
@@ -217,15 +217,7 @@ class Stack:
         self.extra_env.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{port}")
         self.supervisor.start(
             "localstripe",
-            [
-                sys.executable,
-                "-m",
-                "ticketing_devtools.localstripe",
-                "--store",
-                str(self.run_dir / "localstripe.pickle"),
-                "--port",
-                str(port),
-            ],
+            localstripe.command(self.run_dir / "localstripe.pickle", port),
             cwd=self.run_dir,
             env=dict(os.environ),
         )
