@@ -472,9 +472,10 @@ def test_network_policies_admit_exactly_the_pods_that_need_each_backend():
         env_names = {e["name"] for c in containers(manifest) for e in c.get("env", [])}
         # A pod that talks to RabbitMQ must carry the label its policy admits.
         assert ("RABBITMQ_URL" in env_names) == (labels.get("ticketing/event-bus") == "true")
-        if "REDIS_URL" in env_names:
-            redis_peer = NETWORK_POLICIES["redis"].doc["spec"]["ingress"][0]["from"][0]
-            assert redis_peer["podSelector"]["matchLabels"].items() <= labels.items()
+        # And a pod that keeps rate limits in Redis, the label the Redis policy admits.
+        redis_peer = NETWORK_POLICIES["redis"].doc["spec"]["ingress"][0]["from"][0]
+        admitted = redis_peer["podSelector"]["matchLabels"].items() <= labels.items()
+        assert ("REDIS_URL" in env_names) == admitted, manifest.name
 
 
 def test_every_pod_is_hardened_and_sized():

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from orders import selectors, services
 from orders.models import Order
+from orders.throttles import OrderCreateThrottle
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import NotFound
 from shared_lib.fields import RawValue
@@ -31,10 +32,17 @@ class OrderInputSchemaSerializer(serializers.Serializer):
 
 
 class OrderTicketSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    title = serializers.CharField()
-    price = serializers.DecimalField(max_digits=8, decimal_places=2, coerce_to_string=False)
-    version = serializers.IntegerField()
+    """The ticket as the order sees it: its current title, the price the order was made at."""
+
+    id = serializers.UUIDField(source="ticket_id")
+    title = serializers.CharField(source="ticket.title")
+    price = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        coerce_to_string=False,
+        help_text="The price the order was made at: what the buyer pays, whatever later edits.",
+    )
+    version = serializers.IntegerField(source="ticket.version")
 
 
 class OrderOutputSerializer(serializers.Serializer):
@@ -42,12 +50,16 @@ class OrderOutputSerializer(serializers.Serializer):
     userId = serializers.UUIDField(source="user_id")
     status = serializers.ChoiceField(choices=Order.Status.choices)
     expiresAt = serializers.DateTimeField(source="expires_at")
-    ticket = OrderTicketSerializer()
+    ticket = OrderTicketSerializer(source="*")
     version = serializers.IntegerField()
 
 
 class OrderListCreateApi(APIView):
     permission_classes = [IsSignedIn]
+
+    def get_throttles(self) -> list[OrderCreateThrottle]:
+        # Only placing orders is limited; reading one's own list is not.
+        return [OrderCreateThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OrderOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
@@ -56,7 +68,8 @@ class OrderListCreateApi(APIView):
 
     @extend_schema(
         request=OrderInputSchemaSerializer,
-        # 404: no such ticket; 400 also for a reserved ticket or one's own.
+        # 404: no such ticket; 400 also for a reserved ticket, one's own, or too many
+        # unpaid orders (429, past RATE_LIMIT_ORDERS, comes with the throttle).
         responses={201: OrderOutputSerializer, **error_responses(404)},
     )
     def post(self, request: Request) -> Response:

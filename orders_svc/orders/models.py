@@ -39,6 +39,9 @@ class Order(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user_id = models.UUIDField(help_text="The buyer.")
     ticket = models.ForeignKey(TicketReplica, on_delete=models.PROTECT, related_name="orders")
+    # What the buyer pays, fixed when the order is made: a seller's later edit (which can
+    # reach the replica after the order) changes the title shown, never the price.
+    price = models.DecimalField(max_digits=8, decimal_places=2)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
     expires_at = models.DateTimeField()
     version = models.PositiveIntegerField(default=0)  # up by one on every change

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orders.models import Order, TicketReplica
 from shared_lib.errors import BadRequest, NotFound
-from shared_lib.events import Subject, publish
+from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
 
 logger = logging.getLogger(__name__)
+
+# The first key of the advisory lock that serialises one buyer's order creations.
+_HOLDING_LOCK = 0x6F726472  # "ordr"
 
 TICKET_ID_REQUIRED = required_message("ticketId")  # "TicketId must be provided"
 TICKET_ID_INVALID = invalid_message("ticketId")  # "TicketId must be a valid id"
 TICKET_RESERVED = "Ticket is already reserved"
 OWN_TICKET = "You cannot buy your own ticket"
 ORDER_COMPLETE = "Cannot cancel a completed order"
+
+
+def too_many_unpaid_message(limit: int) -> str:
+    return f"You already hold {limit} unpaid orders; pay or cancel one first"
 
 
 def order_created_data(order: Order) -> dict[str, Any]:
@@ -33,7 +40,7 @@ def order_created_data(order: Order) -> dict[str, Any]:
         "status": order.status,
         "userId": order.user_id,
         "expiresAt": order.expires_at,
-        "ticket": {"id": order.ticket_id, "price": order.ticket.price},
+        "ticket": {"id": order.ticket_id, "price": order.price},
     }
 
 
@@ -45,15 +52,38 @@ def order_create(*, user_id: uuid.UUID, ticket_id: Any) -> Order:
         raise NotFound()
     if ticket.user_id == user_id:
         raise BadRequest(OWN_TICKET)
-    expires_at = timezone.now() + timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS)
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS)
     try:
         with transaction.atomic():
-            order = Order.objects.create(user_id=user_id, ticket=ticket, expires_at=expires_at)
+            _refuse_over_holding_limit(user_id=user_id, now=now)
+            order = Order.objects.create(
+                user_id=user_id, ticket=ticket, price=ticket.price, expires_at=expires_at
+            )
             publish(Subject.ORDER_CREATED, order_created_data(order))
     except IntegrityError:
         # orders_one_active_order_per_ticket: another buyer's order holds the ticket.
         raise BadRequest(TICKET_RESERVED) from None
     return order
+
+
+def _refuse_over_holding_limit(*, user_id: uuid.UUID, now: datetime) -> None:
+    """One account must not hold the catalogue: at most ORDERS_MAX_ACTIVE_PER_USER unpaid
+    orders. Called inside the order's transaction."""
+    # Serialises one buyer's concurrent orders (a count alone lets parallel requests all
+    # pass); other buyers never wait on it. Released at commit.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_HOLDING_LOCK, str(user_id)]
+        )
+    limit = settings.ORDERS_MAX_ACTIVE_PER_USER
+    # An order past its window holds nothing the buyer can still pay for; its expiry
+    # event is on the way, and the buyer must not wait for it to order again.
+    unpaid = Order.objects.filter(
+        user_id=user_id, status=Order.Status.CREATED, expires_at__gt=now
+    ).count()
+    if unpaid >= limit:
+        raise BadRequest(too_many_unpaid_message(limit))
 
 
 def _move(order: Order, status: str) -> None:
@@ -86,12 +116,17 @@ def order_cancel(*, order_id: uuid.UUID, user_id: uuid.UUID) -> Order:
 
 
 def order_expire(*, order_id: uuid.UUID) -> Order | None:
-    """The payment window ended: cancel unless paid. A repeat changes nothing."""
+    """The payment window ended: cancel unless paid. A repeat changes nothing; an
+    announcement before expiresAt (by this service's clock) raises NotYet."""
     with transaction.atomic():
         order = Order.objects.select_for_update().filter(id=order_id).first()
         if order is None:
             logger.error("expiry for an unknown order", extra={"order_id": str(order_id)})
             return None
+        if order.status == Order.Status.CREATED and timezone.now() < order.expires_at:
+            # The expiry was announced by a clock ahead of ours: the window the buyer was
+            # promised is ours to keep, so the event comes back once it has ended.
+            raise NotYet(f"order {order.id} expires at {order.expires_at.isoformat()}")
         if order.can_become(Order.Status.CANCELLED):
             _cancel(order)
         else:

@@ -61,11 +61,15 @@ def order_row(
     version: int = 0,
     created_at: datetime | None = None,
     expires_in: timedelta = timedelta(minutes=15),
+    price: str | None = None,
 ) -> Order:
-    """An order written straight to the table (no event): the state a test starts from."""
+    """An order written straight to the table (no event): the state a test starts from.
+    Its price is the ticket's unless given."""
     now = timezone.now()
+    ticket = ticket or ticket_replica()
     return Order.objects.create(
-        ticket=ticket or ticket_replica(),
+        ticket=ticket,
+        price=price if price is not None else ticket.price,
         user_id=uuid.UUID(str(user_id)) if user_id else uuid.uuid4(),
         status=status,
         version=version,
@@ -93,7 +97,7 @@ def order_json(order: Order) -> dict[str, Any]:
         "ticket": {
             "id": str(ticket.id),
             "title": ticket.title,
-            "price": float(ticket.price),
+            "price": float(order.price),
             "version": ticket.version,
         },
         "version": order.version,

@@ -16,8 +16,10 @@ from shared_lib.errors import (
     METHOD_NOT_ALLOWED,
     NOT_AUTHORIZED,
     NOT_FOUND,
+    TOO_MANY_REQUESTS,
     UNSUPPORTED_MEDIA_TYPE,
 )
+from shared_lib.events.consumer import Outcome
 from shared_lib.models import OutboxEvent
 from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
 from shared_lib.testing.admin import assert_staff_views_every_model_read_only
@@ -337,7 +339,7 @@ def test_list_orders_shows_only_the_callers_orders_newest_first_in_every_status(
     assert "Link" not in response
 
 
-def test_list_orders_embeds_the_current_replica_of_the_ticket(signed_in_client):
+def test_list_orders_embeds_the_tickets_current_title_and_the_orders_price(signed_in_client):
     buyer = signed_in_client()
     ticket = ticket_replica(title="Old title", price="10.00")
     order = order_row(ticket=ticket, user_id=buyer.user_id)
@@ -345,16 +347,46 @@ def test_list_orders_embeds_the_current_replica_of_the_ticket(signed_in_client):
 
     response = buyer.get(ORDERS)
 
+    # The title follows the seller's edit; the price is the one the order was made at.
     assert response.json() == [
         {
             "id": str(order.id),
             "userId": buyer.user_id,
             "status": "created",
             "expiresAt": iso(order.expires_at),
-            "ticket": {"id": str(ticket.id), "title": "New title", "price": 12.34, "version": 1},
+            "ticket": {"id": str(ticket.id), "title": "New title", "price": 10.0, "version": 1},
             "version": 0,
         }
     ]
+
+
+def test_a_price_edit_reaching_the_replica_after_the_order_changes_nothing_it_costs(
+    signed_in_client,
+):
+    # given: the order is made at $5, then the seller's edit to $500 reaches the replica
+    # (tickets_svc accepted it before it saw the reservation)
+    ticket = ticket_replica(title="Gig", price="5.00")
+    buyer = signed_in_client()
+    created = buy(buyer, ticket.id)
+    assert created.status_code == 201
+    assert ticket_update(ticket, price="500.00") is Outcome.APPLIED
+
+    # when
+    shown = buyer.get(detail(created.json()["id"]))
+    listed = buyer.get(ORDERS)
+
+    # then: every answer shows $5, and order.created told payments_svc to charge $5
+    assert created.json()["ticket"]["price"] == 5.0
+    assert shown.json()["ticket"] == {
+        "id": str(ticket.id),
+        "title": "Gig",
+        "price": 5.0,
+        "version": 1,
+    }
+    assert listed.json()[0]["ticket"]["price"] == 5.0
+    assert Order.objects.get().price == Decimal("5.00")
+    (event,) = OutboxEvent.objects.filter(subject="order.created")
+    assert event.data["ticket"]["price"] == "5.00"
 
 
 def test_list_orders_of_someone_without_orders(signed_in_client):
@@ -769,3 +801,79 @@ def test_admin_lists_orders_read_only(admin_client):
     assert b'name="_save"' not in change.content
     assert add.status_code == 403
     assert replicas.status_code == 200
+
+
+# --- holding limit and rate limit ----------------------------------------------------
+
+
+def test_one_more_unpaid_order_than_the_limit_is_refused(signed_in_client, settings):
+    settings.ORDERS_MAX_ACTIVE_PER_USER = 2
+    buyer = signed_in_client()
+    held = [buy(buyer, ticket_replica().id) for _ in range(2)]
+    extra = ticket_replica()
+
+    refused = buy(buyer, extra.id)
+
+    assert [r.status_code for r in held] == [201, 201]
+    assert refused.status_code == 400
+    assert refused.json() == errors((services.too_many_unpaid_message(2),))
+    assert "pay or cancel one first" in refused.json()["errors"][0]["message"]
+    assert not Order.objects.filter(ticket=extra).exists()
+    assert OutboxEvent.objects.filter(subject="order.created").count() == 2
+
+
+def test_paid_cancelled_and_lapsed_orders_do_not_count_towards_the_limit(
+    signed_in_client, settings
+):
+    settings.ORDERS_MAX_ACTIVE_PER_USER = 1
+    buyer = signed_in_client()
+    order_row(user_id=buyer.user_id, status="complete")
+    order_row(user_id=buyer.user_id, status="cancelled")
+    # Past its window: its expiry event is on the way, the buyer need not wait for it.
+    order_row(user_id=buyer.user_id, expires_in=timedelta(seconds=-1))
+    order_row(status="created")  # someone else's
+
+    response = buy(buyer, ticket_replica().id)
+
+    assert response.status_code == 201
+
+
+def test_cancelling_an_order_makes_room_for_another(signed_in_client, settings):
+    settings.ORDERS_MAX_ACTIVE_PER_USER = 1
+    buyer = signed_in_client()
+    first = buy(buyer, ticket_replica().id)
+    assert buy(buyer, ticket_replica().id).status_code == 400
+
+    assert buyer.delete(detail(first.json()["id"])).status_code == 204
+    again = buy(buyer, ticket_replica().id)
+
+    assert again.status_code == 201
+
+
+def test_placing_orders_is_rate_limited_per_user(signed_in_client, settings):
+    settings.RATE_LIMIT_ORDERS = "3/min"
+    settings.ORDERS_MAX_ACTIVE_PER_USER = 100
+    buyer = signed_in_client()
+    other = signed_in_client()
+    placed = [buy(buyer, ticket_replica().id) for _ in range(3)]
+    ticket = ticket_replica()
+
+    refused = buy(buyer, ticket.id)
+    others = buy(other, ticket_replica().id)
+    listed = buyer.get(ORDERS)
+
+    assert [r.status_code for r in placed] == [201, 201, 201]
+    assert refused.status_code == 429
+    assert refused.json() == errors((TOO_MANY_REQUESTS,))
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert not Order.objects.filter(ticket=ticket).exists()
+    assert others.status_code == 201  # a limit per user, not for everyone
+    assert listed.status_code == 200  # reading one's orders is not limited
+
+
+def test_the_rate_limit_comes_after_sign_in(api_client, settings):
+    settings.RATE_LIMIT_ORDERS = "1/min"
+
+    responses = [buy(api_client, ticket_replica().id) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [401, 401, 401]

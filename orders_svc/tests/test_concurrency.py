@@ -4,12 +4,17 @@ Transactional tests commit, so the outbox's after-commit send really runs; the
 `rabbitmq_vhost` fixture points it at a throw-away vhost.
 """
 
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
+from django.db import connection
 
 from orders import services
 from orders.models import Order
 from shared_lib.models import OutboxEvent
+from shared_lib.testing.events import wait_for
 from shared_lib.testing.live import race
 from tests.factories import ticket_replica
 
@@ -100,3 +105,56 @@ def test_cancel_without_a_content_type_on_the_django_server(race_server, make_to
     assert "Content-Type" not in response.request.headers
     assert response.status_code == 204
     assert Order.objects.get().status == "cancelled"
+
+
+def test_one_buyer_racing_past_the_holding_limit_gets_exactly_the_limit(
+    race_server, make_token, settings
+):
+    settings.ORDERS_MAX_ACTIVE_PER_USER = 5
+    settings.RATE_LIMIT_ORDERS = "1000/min"
+    racers = 12
+    tickets = [ticket_replica() for _ in range(racers)]
+    user_id = str(uuid.uuid4())
+    auth = {"Authorization": f"Bearer {make_token(user_id=user_id)}"}
+    key = (services._HOLDING_LOCK, user_id)
+
+    # given: the buyer's lock held here, so every racer is inside its transaction, past
+    # its checks of the ticket and waiting at the count, before any of them may go on
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", key)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answers = pool.submit(
+            race,
+            racers,
+            lambda i: requests.post(
+                f"{race_server}/api/orders",
+                json={"ticketId": str(tickets[i].id)},
+                headers=auth,
+                timeout=60,
+            ),
+        )
+        try:
+            # the race happened: all twelve are waiting at once
+            wait_for(lambda: _advisory_waiters() == racers, timeout=30)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+        responses = answers.result()
+
+    # then: the limit held
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] * 5 + [400] * (racers - 5)
+    refused = [r.json() for r in responses if r.status_code == 400]
+    assert refused == [{"errors": [{"message": services.too_many_unpaid_message(5)}]}] * 7
+    assert Order.objects.filter(user_id=user_id, status="created").count() == 5
+    assert OutboxEvent.objects.filter(subject="order.created").count() == 5
+
+
+def _advisory_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = %s",
+            [services._HOLDING_LOCK],
+        )
+        return cursor.fetchone()[0]

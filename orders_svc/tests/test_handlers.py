@@ -1,9 +1,11 @@
 """Events through the real inbox path: deliver() runs the handler as the consumer does."""
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from orders.models import Order, TicketReplica
 from shared_lib.events.consumer import Outcome
@@ -31,6 +33,11 @@ def events():
 
 def expiration(order_id, **fields):
     return make_event("expiration.complete", {"orderId": str(order_id)}, **fields)
+
+
+def lapsed_order(**fields):
+    """An unpaid order whose window has ended by this service's clock."""
+    return order_row(expires_in=timedelta(seconds=-1), **fields)
 
 
 def payment(order_id, **fields):
@@ -198,7 +205,7 @@ def test_applying_an_update_moves_the_replicas_updated_at():
 
 
 def test_expiration_complete_cancels_a_created_order():
-    order = order_row()
+    order = lapsed_order()
 
     assert deliver(expiration(order.id)) is Outcome.APPLIED
 
@@ -212,7 +219,7 @@ def test_expiration_complete_cancels_a_created_order():
 
 
 def test_expiration_complete_delivered_twice_cancels_once():
-    order = order_row()
+    order = lapsed_order()
     event = expiration(order.id)
 
     first = deliver(event)
@@ -222,6 +229,23 @@ def test_expiration_complete_delivered_twice_cancels_once():
     assert (first, second, third) == (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.APPLIED)
     assert state(order) == ("cancelled", 1)
     assert [subject for subject, _ in events()] == ["order.cancelled"]
+
+
+def test_expiration_complete_before_expires_at_waits_for_the_window_to_end():
+    # A clock ahead of ours announced the expiry early: the buyer keeps the promised window.
+    order = order_row(expires_in=timedelta(minutes=5))
+    event = expiration(order.id)
+
+    with pytest.raises(NotYet):
+        deliver(event)
+
+    assert state(order) == ("created", 0)
+    assert events() == []
+    assert not InboxMessage.objects.filter(message_id=event.id).exists()  # it comes back
+    # once the window has ended by this service's clock, the same message applies
+    Order.objects.filter(id=order.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert deliver(event) is Outcome.APPLIED
+    assert state(order) == ("cancelled", 1)
 
 
 def test_expiration_complete_leaves_a_complete_order_alone():
@@ -234,7 +258,7 @@ def test_expiration_complete_leaves_a_complete_order_alone():
 
 
 def test_expiration_complete_for_an_unknown_order_is_consumed_without_effect():
-    order = order_row()
+    order = lapsed_order()
 
     assert deliver(expiration(uuid.uuid4())) is Outcome.APPLIED
 

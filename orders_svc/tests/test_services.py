@@ -1,11 +1,13 @@
 import logging
 import uuid
+from datetime import timedelta
 
 import pytest
 
 from orders import services
 from orders.models import Order
 from shared_lib.errors import BadRequest, NotFound
+from shared_lib.events import NotYet
 from shared_lib.models import OutboxEvent
 from tests.factories import order_row, ticket_replica
 
@@ -118,7 +120,7 @@ def test_order_cancel_by_someone_else_is_not_found():
 
 
 def test_order_expire_cancels_a_created_order():
-    order = order_row()
+    order = order_row(expires_in=timedelta(seconds=-1))
 
     result = services.order_expire(order_id=order.id)
 
@@ -133,7 +135,7 @@ def test_order_expire_cancels_a_created_order():
 
 
 def test_order_expire_twice_changes_nothing_the_second_time():
-    order = order_row()
+    order = order_row(expires_in=timedelta(seconds=-1))
     services.order_expire(order_id=order.id)
 
     result = services.order_expire(order_id=order.id)
@@ -141,6 +143,16 @@ def test_order_expire_twice_changes_nothing_the_second_time():
     assert result.status == CANCELLED
     assert state(order) == (CANCELLED, 1)
     assert len(events()) == 1
+
+
+def test_order_expire_before_expires_at_by_this_clock_waits():
+    order = order_row(expires_in=timedelta(seconds=30))
+
+    with pytest.raises(NotYet):
+        services.order_expire(order_id=order.id)
+
+    assert state(order) == (CREATED, 0)
+    assert events() == []
 
 
 def test_order_expire_never_cancels_a_complete_order(caplog):
