@@ -257,7 +257,8 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
     from django.db import connections
 
     from shared_lib.events import broker
-    from shared_lib.testing.events import rabbitmqctl, vhost_url
+    from shared_lib.testing.events import vhost_url
+    from ticketing_devtools.provision import rabbitmqctl
 
     stack.callback(connections.close_all)
     vhost = f"ticketing-bench-{suffix}"

@@ -1,6 +1,7 @@
 """docker-compose.yml's secrets: made on the first `docker compose up`, kept in a volume.
 
     python make_secrets.py /secrets     # the compose service `secrets` runs this
+    python make_secrets.py --rabbitmq-host rabbitmq.ticketing.svc DIR   # for k8s/ (README)
 
 Nothing secret is committed for compose either. This writes each secret once (a file
 that exists is left alone, so a restart keeps passwords that databases were initialised
@@ -11,12 +12,17 @@ directories (volume subpaths) and reads them through NAME_FILE (shared_lib.conf)
     <service>-db/password                            the PostgreSQL role's password
     jwt-private/private.pem                          auth only: signs sessions
     jwt-public/public.pem                            every API: verifies them
+    <service>/rabbitmq_url                           services on the bus: its own broker user
+    rabbitmq/definitions.json                        the broker: vhost, users, permissions
 
 `docker compose down --volumes` deletes them with the data they protect.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -31,6 +37,10 @@ SECRET_KEY_SERVICES = (*DATABASE_SERVICES, "client")
 # a password can sit in a database URL unescaped.
 SECRET_KEY_BYTES = 50
 PASSWORD_BYTES = 24
+# Each connects to RabbitMQ as its own user, allowed to publish only its own subjects
+# (shared_lib.events.broker.BUS_SERVICES; a test keeps the two alike).
+BUS_SERVICES = ("expiration", "orders", "payments", "tickets")
+BROKER_VHOST = "ticketing"
 # Read-only for everyone: each container sees only its own directories anyway, and the
 # consumers run as different users (the services' 10001, PostgreSQL's 999).
 FILE_MODE = 0o444
@@ -54,7 +64,14 @@ def _write(path: Path, text: str) -> None:
     path.chmod(FILE_MODE)
 
 
-def make_secrets(root: Path) -> None:
+def rabbitmq_password_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password)).
+    The salt comes from the password, so the file is rewritten only when something changed."""
+    salt = hashlib.sha256(b"salt:" + password.encode()).digest()[:4]
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def make_secrets(root: Path, *, rabbitmq_host: str = "rabbitmq") -> None:
     for service in SECRET_KEY_SERVICES:
         _write_once(root / service / "secret_key", secrets.token_urlsafe(SECRET_KEY_BYTES))
     for service in DATABASE_SERVICES:
@@ -67,6 +84,21 @@ def make_secrets(root: Path) -> None:
             root / service / "database_url",
             f"postgresql://{service}:{password}@{service}-db:5432/{service}",
         )
+    passwords = {}
+    for service in BUS_SERVICES:
+        passwords[service] = _write_once(
+            root / "rabbitmq-users" / service, secrets.token_urlsafe(PASSWORD_BYTES)
+        )
+        _write(
+            root / service / "rabbitmq_url",
+            f"amqp://{service}:{passwords[service]}@{rabbitmq_host}:5672/{BROKER_VHOST}",
+        )
+    from shared_lib.events.broker import definitions  # the image's shared_lib
+
+    hashes = {service: rabbitmq_password_hash(pw) for service, pw in passwords.items()}
+    definitions_json = definitions(vhost=BROKER_VHOST, password_hashes=hashes)
+    definitions_text = json.dumps(definitions_json, indent=2) + "\n"
+    _write(root / "rabbitmq" / "definitions.json", definitions_text)
     private_path = root / "jwt-private" / "private.pem"
     if private_path.exists():
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
@@ -85,6 +117,10 @@ def make_secrets(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_secrets.py DIRECTORY")
-    make_secrets(Path(sys.argv[1]))
+    args = sys.argv[1:]
+    host = "rabbitmq"
+    if args[:1] == ["--rabbitmq-host"] and len(args) == 3:
+        host, args = args[1], args[2:]
+    if len(args) != 1:
+        sys.exit("usage: make_secrets.py [--rabbitmq-host HOST] DIRECTORY")
+    make_secrets(Path(args[0]), rabbitmq_host=host)

@@ -16,25 +16,19 @@ import requests
 from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, WEB_SERVICES
 from ticketing_devtools.provision import admin_url, drop_database
 from ticketing_devtools.stack import free_port
+from ticketing_devtools.testing import admin_broker_url, throwaway_vhost
 
 READY_LINE = re.compile(r"\| (\w+) ready at (http://127\.0\.0\.1:\d+)  \((.*)\)$")
 START_TIMEOUT_SECONDS = 180
 WINDOW_SECONDS = 37
 
 
-def _rabbitmqctl(*args):
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def side_by_side():
     """A database prefix and vhost of its own, so this system never touches the dev one."""
     prefix = f"ticketing_uptest_{uuid.uuid4().hex[:8]}"
-    vhost = f"ticketing-uptest-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield prefix, f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    with throwaway_vhost("ticketing-uptest") as vhost:
+        yield prefix, admin_broker_url(vhost)
     for service in DATABASE_SERVICES:
         drop_database(admin_url(), database=service.database(prefix))
 

@@ -97,7 +97,8 @@ def test_a_stale_cancel_of_an_old_order_does_not_release_a_newer_lock(
         "occurredAt": "2026-01-01T00:00:00+00:00",
         "data": {"id": first, "version": 1, "ticket": {"id": sold["id"]}},
     }
-    with Connection(stack_vhost) as conn:
+    # Sent as orders_svc sends it: through its own broker user, named on the message.
+    with Connection(stack.env_for("orders")["RABBITMQ_URL"]) as conn:
         conn.Producer().publish(
             json.dumps(envelope),
             exchange=Exchange("ticketing.events", type="topic", durable=True),
@@ -105,6 +106,7 @@ def test_a_stale_cancel_of_an_old_order_does_not_release_a_newer_lock(
             content_type="application/json",
             message_id=envelope["id"],
             delivery_mode=2,
+            user_id="orders",
         )
     # tickets_svc's worker handled it (its inbox has it), and nothing moved.
     wait_for(lambda: tickets_inbox_has(envelope["id"]))

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from shared_lib.events.broker import url_user
+from shared_lib.events.contracts import Subject
 from shared_lib.service_settings import base_settings
 
 # Tests only: the value signs nothing that leaves the test run.
@@ -17,6 +19,9 @@ globals().update(
     )
 )
 ROOT_URLCONF = "tests.urls"
+# The demo app plays every service: it publishes and consumes subjects that belong to
+# different services, all through the one broker user of RABBITMQ_URL.
+EVENTS_PRODUCERS = dict.fromkeys(Subject, url_user(RABBITMQ_URL))  # noqa: F821
 # The broker check the status command uses, on the demo's readiness to test it there.
 HEALTH_CHECKS = {**HEALTH_CHECKS, "broker": "shared_lib.health.check_broker"}  # noqa: F821
 

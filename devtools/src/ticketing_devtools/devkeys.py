@@ -3,10 +3,13 @@
 from ticketing_devtools.devkeys import ensure_dev_secrets
 secrets = ensure_dev_secrets()
 secrets.jwt_private_key_file, secrets.django_secret("auth"), secrets.db_password("auth")
+secrets.broker_password("tickets")   # tickets' RabbitMQ user
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets as pysecrets
@@ -37,6 +40,12 @@ class DevSecrets:
 
     def db_password(self, service: str) -> str:
         return self.values[f"{service}.db_password"]
+
+    def broker_password(self, user: str) -> str:
+        """A RabbitMQ user's password, derived from one generated secret: any user a run
+        provisions (a service, a test's stand-in) gets one, the same every time."""
+        key = self.values["broker.secret"].encode()
+        return hmac.new(key, user.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -71,5 +80,6 @@ def ensure_dev_secrets(directory: Path = DEV_DIR) -> DevSecrets:
         values.setdefault(f"{service.name}.secret_key", pysecrets.token_urlsafe(50))
     for service in DATABASE_SERVICES:
         values.setdefault(f"{service.name}.db_password", pysecrets.token_urlsafe(24))
+    values.setdefault("broker.secret", pysecrets.token_urlsafe(32))
     _write_private(values_file, json.dumps(values, indent=2, sort_keys=True).encode())
     return DevSecrets(directory=directory, values=values)

@@ -21,8 +21,8 @@ from ticketing_devtools import gateway, localstripe
 from ticketing_devtools.backing import ensure_nginx, require_backing_servers
 from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, service_env
-from ticketing_devtools.provision import admin_url, ensure_database
+from ticketing_devtools.environment import broker_base_url, service_broker_url, service_env
+from ticketing_devtools.provision import admin_url, ensure_bus_users, ensure_database
 from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
 
@@ -112,11 +112,10 @@ class Stack:
 
     def describe(self) -> dict[str, object]:
         """What `ticketing-dev status` needs to find this system (written to stack.json)."""
-        broker = self.extra_env.get("RABBITMQ_URL") or os.environ.get("RABBITMQ_URL")
         return {
             "gateway": self.url,
             "db_prefix": self.db_prefix,
-            "rabbitmq_url": broker or DEFAULT_RABBITMQ_URL,
+            "rabbitmq_url": self.broker_url,
             "services": {name: self.service_url(name) for name in self.service_ports},
             "workers": {name: self.metrics_url(name) for name in self.metrics_ports},
         }
@@ -126,11 +125,20 @@ class Stack:
         return self.run_dir / "stack.json"
 
     def _env(self, service: DjangoService, secrets: DevSecrets) -> dict[str, str]:
-        return {
+        env = {
             **service_env(service, secrets, db_prefix=self.db_prefix),
             **self.extra_env,
             **self.service_env.get(service.name, {}),
         }
+        if service.events:
+            # Whatever broker address it was given, it connects as its own user.
+            env["RABBITMQ_URL"] = service_broker_url(env["RABBITMQ_URL"], service, secrets)
+        return env
+
+    @property
+    def broker_url(self) -> str:
+        """The system's broker and vhost as the admin user (what `status` reads with)."""
+        return self.extra_env.get("RABBITMQ_URL") or broker_base_url()
 
     def env_for(self, name: str) -> dict[str, str]:
         """The environment a service's processes run with (for manage.py against it)."""
@@ -226,6 +234,8 @@ class Stack:
     def start(self) -> Stack:
         nginx = ensure_nginx()
         secrets = prepare(db_prefix=self.db_prefix, run=self._log)
+        # Each service on the bus its own broker user, with only its own rights.
+        ensure_bus_users(self.broker_url)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if any(s.uses_stripe for s in SERVICES) and "STRIPE_API_BASE" not in self.extra_env:

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from ticketing_devtools.catalog import DATABASE_SERVICES
-from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.environment import broker_base_url
+from ticketing_devtools.provision import admin_url, drop_database, grant_all, rabbitmqctl, user_url
 from ticketing_devtools.stack import Stack
 
 
@@ -58,20 +59,28 @@ class StackSettings:
         }
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def admin_broker_url(vhost: str) -> str:
+    """The vhost as the admin user of RABBITMQ_URL (the stack gives each service its own
+    user on it; test tools use this one)."""
+    return user_url(
+        broker_base_url(),
+        user=unquote(urlsplit(broker_base_url()).username or "guest"),
+        password=unquote(urlsplit(broker_base_url()).password or "guest"),
+        vhost=vhost,
+    )
 
 
 @contextmanager
 def throwaway_vhost(prefix: str = "ticketing-systest") -> Iterator[str]:
-    """A RabbitMQ vhost of its own for the duration; yields its name."""
+    """A RabbitMQ vhost of its own for the duration, with full rights for the admin user
+    of RABBITMQ_URL; yields its name."""
     vhost = _unique(prefix)
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    rabbitmqctl("add_vhost", vhost)
     try:
+        grant_all(admin_broker_url(vhost))
         yield vhost
     finally:
-        _rabbitmqctl("delete_vhost", vhost)
+        rabbitmqctl("delete_vhost", vhost)
 
 
 @contextmanager
@@ -125,7 +134,7 @@ def stack_settings() -> StackSettings:
 @pytest.fixture(scope="session")
 def stack_vhost() -> Iterator[str]:
     with throwaway_vhost() as vhost:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        yield admin_broker_url(vhost)
 
 
 # pytest sets a session fixture up again for every test that asks after a failure; a

@@ -91,13 +91,19 @@ def send_raw(
     headers: dict[str, Any] | None = None,
     correlation_id: str | None = None,
     exchange: str | None = None,
+    url: str | None = None,
     **publish_options: Any,
 ) -> None:
-    """Publish one message as any producer could (default: JSON to the events exchange)."""
+    """Publish one message as any producer could (default: JSON to the events exchange),
+    naming its sender (`user_id`) as RabbitMQ lets a connection name its own user; `url`
+    connects as another user, `user_id=None` names nobody."""
     options: dict[str, Any] = {"serializer": "json", **publish_options}
     if correlation_id is not None:
         options["correlation_id"] = correlation_id
-    with broker.connection() as conn, conn.channel() as channel:
+    with broker.connection(url) as conn, conn.channel() as channel:
+        options.setdefault("user_id", conn.userid or broker.DEFAULT_USER)
+        if options["user_id"] is None:
+            del options["user_id"]
         Producer(channel).publish(
             body,
             exchange=settings.EVENTS_EXCHANGE if exchange is None else exchange,

@@ -10,22 +10,30 @@ Topology, per service S and subject X (queue `S.X`):
   queue `S.X.dead`                                             (dead letters, kept)
 Retries and dead letters travel through the default exchange, addressed by queue name,
 so a retry reaches only the service that failed, never every subscriber of X again.
+
+Each service connects as its own broker user (named after the service) whose rights
+`permissions(service)` spells out: publish only its own subjects, declare and use only
+its own queues (and the subscriber queues of what it publishes). Every message carries
+`user_id`, which RabbitMQ checks against the connection's user, so it names its sender.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
 
-from shared_lib.events.contracts import Subject
+from shared_lib.events.contracts import PRODUCERS, Subject
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -45,6 +53,149 @@ CONSUMERS: dict[Subject, tuple[str, ...]] = {
     Subject.EXPIRATION_COMPLETE: ("orders",),
     Subject.PAYMENT_CREATED: ("orders",),
 }
+
+
+# kombu's (and RabbitMQ's) user when a URL names none.
+DEFAULT_USER = "guest"
+DEFAULT_EXCHANGE = "ticketing.events"
+
+
+def producer_users() -> Mapping[Subject, str]:
+    """Subject -> the broker user that may publish it: contracts.PRODUCERS, unless the
+    settings name another map (EVENTS_PRODUCERS: a test app that plays every service)."""
+    return getattr(settings, "EVENTS_PRODUCERS", None) or PRODUCERS
+
+
+def url_user(url: str) -> str:
+    """The broker user a URL connects as."""
+    return unquote(urlsplit(url).username or DEFAULT_USER)
+
+
+def own_user() -> str:
+    """The broker user this process connects as (RABBITMQ_URL's)."""
+    return url_user(settings.RABBITMQ_URL)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """One broker user's rights on the vhost, as RabbitMQ's anchored regular expressions:
+    `rabbitmqctl set_permissions USER CONFIGURE WRITE READ` and
+    `set_topic_permissions USER EXCHANGE TOPIC_WRITE TOPIC_READ`."""
+
+    configure: str
+    write: str
+    read: str
+    exchange: str
+    topic_write: str
+    topic_read: str
+
+
+def _any_of(names: Iterable[str]) -> str:
+    escaped = sorted({re.escape(name) for name in names})
+    # "^$" matches no resource name (every one is non-empty): nothing allowed.
+    return "^(" + "|".join(escaped) + ")$" if escaped else "^$"
+
+
+def _queue_family(queues: Iterable[str]) -> str:
+    """A queue, its wait queues and its dead letters."""
+    names = sorted({re.escape(name) for name in queues})
+    if not names:
+        return ""
+    return "(" + "|".join(names) + r")(\.wait\.[0-9]+ms|\.dead)?"
+
+
+# What every service's Celery worker declares and uses besides the events: its default
+# task queue, the remote-control (pidbox) exchanges and queues, the events exchange.
+CELERY_RESOURCES = r"celery|celeryev|celeryev\..+|celery@.+|.+\.pidbox|reply\.celery\.pidbox"
+# The expiration worker's task queue and Celery's native delayed-delivery topology.
+TASK_RESOURCES: dict[str, str] = {
+    "expiration": r"expiration\.tasks(\.dead)?|celery_delayed_[0-9]+|celery_delayed_delivery",
+}
+
+
+def permissions(
+    service: str,
+    *,
+    producers: Mapping[Subject, str] = PRODUCERS,
+    consumed: Iterable[Subject] | None = None,
+    exchange: str = DEFAULT_EXCHANGE,
+) -> Permissions:
+    """The least a service's broker user needs: consume its own queues, publish its own
+    subjects, declare the subscriber queues of those subjects (so an event published
+    before its consumer first starts waits for it), retry and dead-letter through the
+    default exchange, and run its Celery worker."""
+    if consumed is None:
+        consumed = [subject for subject, services in CONSUMERS.items() if service in services]
+    consumed = [Subject(subject) for subject in consumed]
+    produced = [subject for subject, producer in producers.items() if producer == service]
+    own = _queue_family(queue_name(service, subject) for subject in consumed)
+    subscribers = "|".join(
+        sorted(
+            re.escape(queue_name(subscriber, subject))
+            for subject in produced
+            for subscriber in CONSUMERS[subject]
+        )
+    )
+    extra = TASK_RESOURCES.get(service)
+    shared = "|".join(part for part in (CELERY_RESOURCES, extra) if part)
+    ex = re.escape(exchange)
+    declare = "|".join(part for part in (own, subscribers, ex, shared) if part)
+    return Permissions(
+        configure=f"^({declare})$",
+        # amq.default: retries and dead letters go to a queue by name. A queue.bind
+        # needs write on the queue, hence the subscriber queues.
+        write=f"^({declare}|amq\\.default)$",
+        # Reading the exchange is binding queues to it; only its own queues are consumed.
+        read="^(" + "|".join(part for part in (own, ex, shared) if part) + ")$",
+        exchange=exchange,
+        topic_write=_any_of(map(str, produced)),
+        topic_read=_any_of(map(str, {*consumed, *produced})),
+    )
+
+
+BUS_SERVICES = tuple(sorted({*PRODUCERS.values(), *(s for ss in CONSUMERS.values() for s in ss)}))
+
+
+def definitions(*, vhost: str, password_hashes: Mapping[str, str]) -> dict[str, Any]:
+    """RabbitMQ definitions (load_definitions) of the vhost and each service's user with
+    its permissions. A hash is rabbit_password_hashing_sha256's; "" makes a user with no
+    password yet, which k8s/10-rabbitmq.yaml sets from the service's Secret at start."""
+    users, grants, topics = [], [], []
+    for service in BUS_SERVICES:
+        rights = permissions(service)
+        users.append(
+            {
+                "name": service,
+                "password_hash": password_hashes.get(service, ""),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": [],
+                "limits": {},
+            }
+        )
+        grants.append(
+            {
+                "user": service,
+                "vhost": vhost,
+                "configure": rights.configure,
+                "write": rights.write,
+                "read": rights.read,
+            }
+        )
+        topics.append(
+            {
+                "user": service,
+                "vhost": vhost,
+                "exchange": rights.exchange,
+                "write": rights.topic_write,
+                "read": rights.topic_read,
+            }
+        )
+    return {
+        "vhosts": [{"name": vhost}],
+        "users": users,
+        "permissions": grants,
+        "topic_permissions": topics,
+    }
 
 
 def events_exchange() -> Exchange:
@@ -104,8 +255,11 @@ def declare_consumer_queues(channel: Any, *, service: str, subjects: Iterable[Su
 
 
 def declare_subscriber_queues(channel: Any, subject: Subject) -> None:
+    """The subject's subscriber queues, so an event waits for a consumer not started yet.
+    Their wait and dead-letter queues are each consumer's own business (declared when it
+    starts): a publisher may not read or reshape another service's queues."""
     for service in CONSUMERS[subject]:
-        declare_consumer_queues(channel, service=service, subjects=[subject])
+        consumer_queue(service, subject)(channel).declare()
 
 
 def connection(url: str | None = None) -> Connection:
@@ -176,6 +330,9 @@ def send(
         routing_key=routing_key,
         **encoding,
         delivery_mode=2,
+        # The sender, for consumers to check; RabbitMQ refuses a user_id that is not the
+        # connection's own user, so it cannot be forged.
+        user_id=pooled.connection.userid or DEFAULT_USER,
         message_id=message_id,
         correlation_id=correlation_id,
         headers=headers,

@@ -4,13 +4,19 @@
     consumers = dispatcher.consumers(channel)     # kombu Consumers, one per subject
     # the worker's consumer bootstep (shared_lib.events.worker) does exactly this
 
-For each delivery: validate the envelope and payload (invalid -> dead letter at once),
-then in one transaction insert the inbox row (message id, queue) and run the handler.
-A redelivered message finds its inbox row and is acked without running anything. The
-message is acked only after the commit, so a crash before it means redelivery, never
-loss. NotYet and database outages come back through a wait queue after a delay; other
-failures too, at most EVENTS_MAX_ATTEMPTS times, then the message is dead-lettered with
-its error in the headers and the consumer moves on.
+For each delivery: check its headers and its sender, validate the envelope and payload
+(anything wrong -> dead letter at once, never applied), then in one transaction insert
+the inbox row (message id, queue) and run the handler. A redelivered message finds its
+inbox row and is acked without running anything. The message is acked only after the
+commit, so a crash before it means redelivery, never loss. NotYet and database outages
+come back through a wait queue after a delay; other failures too, at most
+EVENTS_MAX_ATTEMPTS times, then the message is dead-lettered with its error in the
+headers and the consumer moves on.
+
+The sender is the AMQP `user_id`, which RabbitMQ verifies: it must be the broker user of
+the subject's producer (contracts.PRODUCERS). A retry or a replayed dead letter comes
+back from this service's own user; it carries the sender checked on first delivery in
+`x-original-user`, which only this service's own republishes are believed about.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import partial
 from typing import Any
@@ -40,16 +46,51 @@ from shared_lib.correlation import correlation_scope
 from shared_lib.events import broker
 from shared_lib.events.contracts import ContractError, Envelope, Subject
 from shared_lib.events.registry import Event, Handler, NotYet
-from shared_lib.models import InboxMessage
+from shared_lib.models import InboxMessage, delete_in_batches
 
 logger = logging.getLogger("shared_lib.events")
 
 ATTEMPTS_HEADER = "x-attempts"  # failed deliveries so far
 WAITS_HEADER = "x-waits"  # NotYet / database-down deliveries so far
 ERROR_HEADER = "x-error"
+# Who first sent a message this service republishes (retry, dead letter): believed only
+# on a message whose user_id is this service's own.
+ORIGINAL_USER_HEADER = "x-original-user"
 # Enough for a handler to ride out a transient fault; a message that still fails is a
 # bug or poison, better parked in the dead-letter queue than retried forever.
 MAX_NOT_YET_FACTOR = 20  # a version gap may take a while to fill: 20x the failure budget
+
+
+class Rejected(Exception):
+    """A delivery this service must not apply: bad headers, or not from the producer."""
+
+
+def header_count(headers: dict[str, Any], name: str) -> int:
+    """A delivery counter header: absent is 0; anything but a non-negative integer
+    (a string, a float, a negative number) is Rejected."""
+    value = headers.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Rejected(f"malformed header {name}: {value!r:.100}")
+    return value
+
+
+def sender(message: Any, headers: dict[str, Any]) -> str:
+    """The broker user that sent the message in the first place ("" when unknown)."""
+    user_id = message.properties.get("user_id")
+    if user_id is not None and user_id == broker.own_user() and ORIGINAL_USER_HEADER in headers:
+        # Republished by this service itself (a retry, a replayed dead letter), which
+        # wrote down the sender it had checked.
+        return str(headers[ORIGINAL_USER_HEADER])
+    return str(user_id or "")
+
+
+def check_sender(subject: Subject, sent_by: str) -> None:
+    producer = broker.producer_users().get(subject)
+    if not sent_by or sent_by != producer:
+        raise Rejected(
+            f"untrusted sender: {subject} is published by {producer}, "
+            f"this came from {sent_by or 'an unnamed user'}"
+        )
 
 
 class Outcome(Enum):
@@ -75,6 +116,17 @@ def run_handler(handler: Handler, event: Event, *, consumer: str) -> Outcome:
             return Outcome.DUPLICATE
         handler(event)
     return Outcome.APPLIED
+
+
+def purge_inbox(*, older_than: timedelta | None = None) -> int:
+    """Delete inbox rows past the retention period, in batches. A redelivery comes within
+    minutes (a retry, a restart) and the broker keeps nothing for days, so a row that old
+    no longer guards anything."""
+    age = older_than if older_than is not None else timedelta(days=settings.EVENTS_RETENTION_DAYS)
+    cutoff = datetime.now(UTC) - age
+    return delete_in_batches(
+        InboxMessage.objects.filter(processed_at__lt=cutoff), order_by="processed_at"
+    )
 
 
 def _seconds_since(moment: datetime) -> float:
@@ -130,6 +182,7 @@ class Dispatcher:
         park it as it came, rather than leave it unacked to block a prefetch slot."""
         queue = broker.queue_name(self.service, subject)
         headers = dict(message.headers or {})
+        headers[ORIGINAL_USER_HEADER] = sender(message, headers)
         error = f"undecodable message: {type(exc).__name__}: {exc}"
         self._dead_letter(
             queue, subject, message.body, message, headers, error, reason="undecodable", raw=True
@@ -144,6 +197,18 @@ class Dispatcher:
         # its inbox row, its log lines and whatever it publishes all carry that one.
         with correlation_scope(sent_id) as correlation_id:
             headers["correlation_id"] = correlation_id
+            # Recorded on every copy this service makes (retry, dead letter), so a
+            # replay is judged by who sent it first, never by who parked it.
+            sent_by = headers[ORIGINAL_USER_HEADER] = sender(message, headers)
+            try:
+                attempts = header_count(headers, ATTEMPTS_HEADER)
+                waits = header_count(headers, WAITS_HEADER)
+                check_sender(subject, sent_by)
+            except Rejected as exc:
+                self._dead_letter(
+                    queue, subject, body, message, headers, str(exc), reason="rejected"
+                )
+                return
             try:
                 envelope = Envelope.model_validate(body)
                 if envelope.subject != subject:
@@ -161,7 +226,7 @@ class Dispatcher:
                 occurred_at=envelope.occurredAt,
                 data=data,
                 correlation_id=correlation_id,
-                attempt=int(headers.get(ATTEMPTS_HEADER, 0)) + int(headers.get(WAITS_HEADER, 0)),
+                attempt=attempts + waits,
             )
             self._handle(queue, subject, event, body, message, headers)
 
@@ -245,7 +310,7 @@ class Dispatcher:
         wait = reason != "error"
         counter = WAITS_HEADER if wait else ATTEMPTS_HEADER
         limit = settings.EVENTS_MAX_ATTEMPTS * (MAX_NOT_YET_FACTOR if wait else 1)
-        count = int(headers.get(counter, 0)) + 1
+        count = header_count(headers, counter) + 1
         if count >= limit:
             self._dead_letter(
                 queue, subject, body, message, {**headers, counter: count}, error, reason=reason

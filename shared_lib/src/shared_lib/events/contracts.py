@@ -24,7 +24,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
-__all__ = ["CONTRACTS", "ContractError", "Envelope", "Subject", "ValidationError", "validate_data"]
+__all__ = [
+    "CONTRACTS",
+    "PRODUCERS",
+    "ContractError",
+    "Envelope",
+    "Subject",
+    "ValidationError",
+    "validate_data",
+]
 
 
 class Subject(StrEnum):
@@ -37,6 +45,21 @@ class Subject(StrEnum):
     ORDER_COMPLETED = "order.completed"
     EXPIRATION_COMPLETE = "expiration.complete"
     PAYMENT_CREATED = "payment.created"
+
+
+# The one service that publishes each subject (DESIGN.md §4). Each service reaches the
+# broker as its own user, named after the service: RabbitMQ lets that user publish only
+# these subjects (topic permissions) and stamps its name on every message (`user_id`),
+# so a consumer can tell a forged event from a real one.
+PRODUCERS: dict[Subject, str] = {
+    Subject.TICKET_CREATED: "tickets",
+    Subject.TICKET_UPDATED: "tickets",
+    Subject.ORDER_CREATED: "orders",
+    Subject.ORDER_CANCELLED: "orders",
+    Subject.ORDER_COMPLETED: "orders",
+    Subject.EXPIRATION_COMPLETE: "expiration",
+    Subject.PAYMENT_CREATED: "payments",
+}
 
 
 class ContractError(ValueError):

@@ -6,7 +6,10 @@
 
 Reading uses basic.get without acking, so listing changes nothing: the channel closes
 and RabbitMQ puts every unacked message back. A replayed message is published to its
-queue with its attempt count reset and confirmed before its dead copy is acked.
+queue with its attempt count reset and confirmed before its dead copy is acked. It
+keeps the sender the consumer recorded (`x-original-user`), so a replay is judged as the
+original was: a legitimate event applies, a forged one is dead-lettered again. A letter
+this service did not park itself is judged by its own `user_id`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared_lib.events import broker
-from shared_lib.events.consumer import ATTEMPTS_HEADER, ERROR_HEADER, WAITS_HEADER
+from shared_lib.events.consumer import (
+    ATTEMPTS_HEADER,
+    ERROR_HEADER,
+    ORIGINAL_USER_HEADER,
+    WAITS_HEADER,
+    Rejected,
+    header_count,
+)
 from shared_lib.events.registry import discover_handlers
 
 
@@ -41,6 +51,13 @@ def _dead_queues(service: str, queue: str | None) -> list[str]:
     return names
 
 
+def _count(headers: dict[str, Any], name: str) -> int:
+    try:
+        return header_count(headers, name)
+    except Rejected:  # parked for that very reason: listing still shows it
+        return -1
+
+
 def _letters(channel: Any, queue: str) -> Iterator[tuple[DeadLetter, Any]]:
     dead = broker.dead_queue(queue)(channel)
     dead.declare()
@@ -56,8 +73,8 @@ def _letters(channel: Any, queue: str) -> Iterator[tuple[DeadLetter, Any]]:
             subject=str(body.get("subject", "?")) if isinstance(body, dict) else "?",
             error=str(headers.get(ERROR_HEADER, "")),
             dead_at=str(headers.get("x-dead-at", "")),
-            attempts=int(headers.get(ATTEMPTS_HEADER, 0)),
-            waits=int(headers.get(WAITS_HEADER, 0)),
+            attempts=_count(headers, ATTEMPTS_HEADER),
+            waits=_count(headers, WAITS_HEADER),
             body=body,
         )
         yield letter, message
@@ -81,6 +98,10 @@ def replay(
                 if message_ids is not None and letter.message_id not in message_ids:
                     continue
                 headers = dict(message.headers or {})
+                user_id = message.properties.get("user_id")
+                if user_id != broker.own_user() or ORIGINAL_USER_HEADER not in headers:
+                    # Not parked by this service's consumer: nobody vouched for a sender.
+                    headers[ORIGINAL_USER_HEADER] = str(user_id or "")
                 headers["x-previous-error"] = headers.pop(ERROR_HEADER, "")
                 headers[ATTEMPTS_HEADER] = headers[WAITS_HEADER] = 0
                 raw = not isinstance(letter.body, dict)

@@ -28,7 +28,7 @@ from django.utils import timezone
 from shared_lib.correlation import current_correlation_id
 from shared_lib.events import broker
 from shared_lib.events.contracts import Subject, validate_data
-from shared_lib.models import OutboxEvent
+from shared_lib.models import OutboxEvent, delete_in_batches
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -145,5 +145,4 @@ def purge(*, older_than: timedelta | None = None) -> int:
     """Delete sent outbox rows past the retention period (they only serve debugging)."""
     age = older_than if older_than is not None else timedelta(days=settings.EVENTS_RETENTION_DAYS)
     cutoff = timezone.now() - age
-    deleted, _ = OutboxEvent.objects.filter(sent_at__lt=cutoff).delete()
-    return deleted
+    return delete_in_batches(OutboxEvent.objects.filter(sent_at__lt=cutoff), order_by="sent_at")

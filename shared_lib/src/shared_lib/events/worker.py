@@ -165,7 +165,8 @@ class MetricsServerStep(bootsteps.StartStopStep):
 
 
 class OutboxRelayStep(bootsteps.StartStopStep):
-    """Sends outbox rows left behind by crashed or broker-less requests, with back-off."""
+    """Sends outbox rows left behind by crashed or broker-less requests, with back-off;
+    purges sent outbox rows and inbox rows past EVENTS_RETENTION_DAYS."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -185,14 +186,16 @@ class OutboxRelayStep(bootsteps.StartStopStep):
 
 def relay_loop(stop: threading.Event) -> None:
     from shared_lib.events import outbox
+    from shared_lib.events.consumer import purge_inbox
 
     failures = 0
-    last_purge = 0.0
+    last_purge = float("-inf")  # purge once at start, then every PURGE_INTERVAL_SECONDS
     while not stop.is_set():
         try:
             sent, failed = outbox.relay_pending()
             if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
-                outbox.purge()
+                purged = outbox.purge(), purge_inbox()
+                logger.info("events purged", extra={"outbox": purged[0], "inbox": purged[1]})
                 last_purge = time.monotonic()
         except Exception:  # the database may be down; keep trying with back-off
             logger.exception("outbox relay error")

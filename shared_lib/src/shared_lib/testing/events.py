@@ -12,7 +12,6 @@ Everything talks to the real broker and database; nothing here is a mock.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,11 +31,6 @@ from shared_lib.events import broker
 from shared_lib.events.consumer import Outcome, run_handler
 from shared_lib.events.contracts import Subject, validate_data
 from shared_lib.events.registry import Event, discover_handlers
-
-
-def rabbitmqctl(*args: str) -> None:
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run([binary, "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 def vhost_url(base_url: str, vhost: str) -> str:
