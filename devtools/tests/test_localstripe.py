@@ -74,3 +74,109 @@ def test_two_instances_never_share_a_ledger(tmp_path):
 
         assert intents(a) == {made}
         assert intents(b) == set()
+
+
+def post(api_base: str, path: str, **data) -> requests.Response:
+    return requests.post(f"{api_base}{path}", data=data, auth=KEY, timeout=10)
+
+
+def test_stripes_test_tokens_make_payment_methods_that_charge_as_stripes_do(tmp_path):
+    with running(tmp_path / "stripe.pickle") as api_base:
+        outcomes = {}
+        for token in ("tok_visa", "tok_mastercard", "tok_chargeDeclined"):
+            method = post(api_base, "/v1/payment_methods", type="card", **{"card[token]": token})
+            assert method.status_code == 200, method.text
+            assert method.json()["id"].startswith("pm_")
+            intent = post(
+                api_base,
+                "/v1/payment_intents",
+                amount=700,
+                currency="usd",
+                payment_method=method.json()["id"],
+            ).json()
+            confirmed = post(api_base, f"/v1/payment_intents/{intent['id']}/confirm")
+            outcomes[token] = (confirmed.status_code, confirmed.json().get("status"))
+            if confirmed.status_code != 200:
+                assert confirmed.json()["error"]["message"] == "Your card was declined."
+                assert confirmed.json()["error"]["code"] == "card_declined"
+        unknown = post(api_base, "/v1/payment_methods", type="card", **{"card[token]": "tok_x"})
+
+    assert outcomes == {
+        "tok_visa": (200, "succeeded"),
+        "tok_mastercard": (200, "succeeded"),
+        "tok_chargeDeclined": (402, None),
+    }
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"] == "No such token: 'tok_x'"
+
+
+def test_a_token_of_its_own_is_single_use(tmp_path):
+    with running(tmp_path / "stripe.pickle") as api_base:
+        card = {
+            "card[number]": "4242424242424242",
+            "card[exp_month]": "12",
+            "card[exp_year]": "2030",
+            "card[cvc]": "123",
+        }
+        token = post(api_base, "/v1/tokens", **card).json()["id"]
+        first = post(api_base, "/v1/payment_methods", type="card", **{"card[token]": token})
+        second = post(api_base, "/v1/payment_methods", type="card", **{"card[token]": token})
+
+    assert first.status_code == 200
+    assert second.status_code == 400
+    assert second.json()["error"]["code"] == "token_already_used"
+
+
+def test_a_second_refund_is_charge_already_refunded(tmp_path):
+    with running(tmp_path / "stripe.pickle") as api_base:
+        intent = charge(api_base, 1200)
+        first = post(api_base, "/v1/refunds", payment_intent=intent)
+        second = post(api_base, "/v1/refunds", payment_intent=intent)
+        never_charged = post(
+            api_base,
+            "/v1/payment_intents",
+            amount=5,
+            currency="usd",
+            payment_method="pm_card_visa",
+        ).json()["id"]
+        not_refundable = post(api_base, "/v1/refunds", payment_intent=never_charged)
+
+    assert (first.status_code, first.json()["amount"]) == (200, 1200)
+    assert second.status_code == 400
+    assert second.json()["error"]["code"] == "charge_already_refunded"
+    assert not_refundable.status_code == 400
+    assert not_refundable.json()["error"]["code"] == "charge_not_refundable"
+
+
+def test_payment_intents_are_found_by_metadata(tmp_path):
+    with running(tmp_path / "stripe.pickle") as api_base:
+        made = [
+            post(
+                api_base,
+                "/v1/payment_intents",
+                amount=100 + n,
+                currency="usd",
+                payment_method="pm_card_visa",
+                **{"metadata[attemptId]": f"a{n}"},
+            ).json()["id"]
+            for n in range(3)
+        ]
+        found = requests.get(
+            f"{api_base}/v1/payment_intents/search",
+            params={"query": "metadata['attemptId']:'a1'"},
+            auth=KEY,
+            timeout=10,
+        )
+        none = requests.get(
+            f"{api_base}/v1/payment_intents/search",
+            params={"query": "metadata['attemptId']:'zz'"},
+            auth=KEY,
+            timeout=10,
+        )
+        retrieved = requests.get(f"{api_base}/v1/payment_intents/{made[1]}", auth=KEY, timeout=10)
+
+    assert found.status_code == 200
+    assert found.json()["object"] == "search_result"
+    assert [i["id"] for i in found.json()["data"]] == [made[1]]
+    assert none.json()["data"] == []
+    assert retrieved.json()["id"] == made[1]  # /{id} still answers beside /search

@@ -6,28 +6,52 @@ from shared_lib.admin import ReadOnlyAdmin
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["stripe_id", "order", "amount_cents", "refunded", "created_at"]
-    list_filter = [("refund", admin.EmptyFieldListFilter), "created_at"]
+    list_display = ["stripe_id", "order", "amount_cents", "refund_status", "created_at"]
+    list_filter = ["refund__status", "created_at"]
     search_fields = ["=id", "=stripe_id", "=order__id", "=order__user_id"]
     list_select_related = ["order", "refund"]
     date_hierarchy = "created_at"
 
-    @admin.display(boolean=True)
-    def refunded(self, obj: Payment) -> bool:
-        return hasattr(obj, "refund")
+    @admin.display(description="refund")
+    def refund_status(self, obj: Payment) -> str:
+        refund = getattr(obj, "refund", None)
+        return refund.status if refund is not None else "-"
 
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ["stripe_id", "payment", "created_at"]
-    search_fields = ["=stripe_id", "=payment__stripe_id", "=payment__order__id"]
+    """Failed refunds (Stripe refused for good) are what a person must look at: filter by
+    status; last_error says what Stripe answered."""
+
+    list_display = [
+        "payment_intent_id",
+        "order",
+        "amount_cents",
+        "status",
+        "tries",
+        "next_attempt_at",
+        "last_error",
+        "stripe_id",
+        "created_at",
+    ]
+    list_filter = ["status", "created_at"]
+    search_fields = ["=stripe_id", "=payment_intent_id", "=order__id", "=attempt__id"]
+    list_select_related = ["order"]
 
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdmin):
-    list_display = ["id", "order", "status", "amount_cents", "error", "created_at"]
+    list_display = [
+        "id",
+        "order",
+        "status",
+        "amount_cents",
+        "stripe_intent_id",
+        "error",
+        "created_at",
+    ]
     list_filter = ["status", "created_at"]
-    search_fields = ["=id", "=order__id"]
+    search_fields = ["=id", "=order__id", "=stripe_intent_id"]
 
 
 @admin.register(OrderReplica)

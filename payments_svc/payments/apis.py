@@ -20,7 +20,11 @@ class PaymentInputSerializer(serializers.Serializer):
 
     orderId = serializers.UUIDField()
     token = serializers.RegexField(
-        services.TOKEN_PATTERN, help_text="A Stripe PaymentMethod id (pm_...)"
+        services.TOKEN_PATTERN,
+        help_text=(
+            "A Stripe PaymentMethod id (pm_..., from Stripe.js Elements) or a legacy card "
+            "token (tok_..., from Stripe Checkout), which Stripe makes into a PaymentMethod"
+        ),
     )
 
 
@@ -34,7 +38,8 @@ class PaymentCreateApi(APIView):
     @extend_schema(
         request=PaymentInputSerializer,
         # 402: the card was declined; 404: no such order of the caller's (503, from the
-        # shared list, also when the payment provider cannot be reached).
+        # shared list, also when the payment provider cannot be reached or is still
+        # processing the payment: a retry looks the same charge up, never makes another).
         responses={201: PaymentOutputSerializer, **error_responses(402, 404)},
     )
     def post(self, request: Request) -> Response:

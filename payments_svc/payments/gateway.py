@@ -1,15 +1,20 @@
 """Stripe, through the official SDK: the only place that talks to it.
 
-    charge = stripe_charge(amount_cents=2050, token="pm_card_visa", idempotency_key="...")
-    refund_id = stripe_refund(payment_intent_id=charge, idempotency_key="...")
+    pm = payment_method_for("tok_visa", idempotency_key="...")    # pm_... as they are
+    intent_id = intent_create(amount_cents=2050, payment_method=pm, idempotency_key="...",
+                              metadata={...})                       # not confirmed: no charge
+    intent = intent_confirm(intent_id, idempotency_key="...")      # Intent(id, status, error)
+    refund_id = stripe_refund(payment_intent_id=intent_id, idempotency_key="...")
 
 Errors come back as our own: CardDeclined (definitely not charged, with Stripe's
-message), GatewayUnavailable (outage or timeout: the outcome is unknown).
+message), GatewayUnavailable (outage or timeout: the outcome is unknown), RefundRefused
+(Stripe will never accept this refund as asked, with its error code).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -17,6 +22,9 @@ import stripe
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+
+# Legacy card tokens (Stripe Checkout, Stripe.js v2) start so; PaymentMethods are made from them.
+TOKEN_PREFIX = "tok_"  # noqa: S105 (a prefix, not a secret)
 
 
 class CardDeclined(Exception):
@@ -29,14 +37,32 @@ class GatewayUnavailable(Exception):
     pass
 
 
+class RefundRefused(Exception):
+    """Stripe answered a refund with an error that no retry changes (bad request)."""
+
+    def __init__(self, message: str, code: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What Stripe says about one PaymentIntent."""
+
+    id: str
+    status: str  # succeeded, processing, requires_action, requires_payment_method, ...
+    error: str = ""  # why its last payment failed, in Stripe's words
+
+
 @cache
 def _client(api_key: str, api_base: str | None, timeout: int) -> stripe.StripeClient:
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base} if api_base else {},
         http_client=stripe.RequestsClient(timeout=timeout),
-        # Never let the SDK resend a charge on its own: whether an unanswered charge went
-        # through is settled by our attempt record and its idempotency key, not by hope.
+        # Never let the SDK resend a request on its own: whether an unanswered confirm went
+        # through is settled by retrieving the attempt's PaymentIntent, not by hope.
         max_network_retries=0,
     )
 
@@ -47,42 +73,116 @@ def client() -> stripe.StripeClient:
     )
 
 
-def stripe_charge(
-    *, amount_cents: int, token: str, idempotency_key: str, metadata: dict[str, str]
+def _message(exc: stripe.StripeError) -> str:
+    return exc.user_message or str(exc)
+
+
+def _unavailable(what: str, exc: stripe.StripeError) -> GatewayUnavailable:
+    logger.error(f"stripe {what} failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+    return GatewayUnavailable(str(exc))
+
+
+def _intent(obj: Any) -> Intent:
+    error = getattr(obj, "last_payment_error", None)
+    message = getattr(error, "message", None) if error else None
+    return Intent(id=obj.id, status=obj.status, error=message or "")
+
+
+def payment_method_for(token: str, *, idempotency_key: str) -> str:
+    """The PaymentMethod to charge: a pm_ id as it is, a legacy card token made into one
+    (as Stripe recommends for tokens; a real token is single-use, so the key makes a
+    retry get the same PaymentMethod back)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return token
+    try:
+        method: Any = client().v1.payment_methods.create(
+            params={"type": "card", "card": {"token": token}},
+            options={"idempotency_key": idempotency_key},
+        )
+    except (stripe.CardError, stripe.InvalidRequestError) as exc:
+        # e.g. "No such token": Stripe refused before charging anything.
+        raise CardDeclined(_message(exc)) from exc
+    except stripe.StripeError as exc:  # connection, timeout, 5xx, rate limit, auth
+        raise _unavailable("payment method", exc) from exc
+    return method.id
+
+
+def intent_create(
+    *, amount_cents: int, payment_method: str, idempotency_key: str, metadata: dict[str, str]
 ) -> str:
-    """Create and confirm a PaymentIntent at once; its id when it succeeded."""
+    """Create a PaymentIntent without confirming it (nothing is charged yet); its id."""
     try:
         intent: Any = client().v1.payment_intents.create(
             params={
                 "amount": amount_cents,
                 "currency": "usd",
-                "payment_method": token,
+                "payment_method": payment_method,
                 "payment_method_types": ["card"],
-                "confirm": True,
                 "metadata": metadata,
             },
             options={"idempotency_key": idempotency_key},
         )
-    except stripe.CardError as exc:
-        raise CardDeclined(exc.user_message or str(exc)) from exc
-    except stripe.InvalidRequestError as exc:
-        # e.g. "No such PaymentMethod": Stripe refused before charging anything.
-        raise CardDeclined(exc.user_message or str(exc)) from exc
-    except stripe.StripeError as exc:  # connection, timeout, 5xx, rate limit, auth
-        logger.error("stripe charge failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        raise GatewayUnavailable(str(exc)) from exc
-    if intent.status != "succeeded":
-        # Cards needing 3-D Secure etc. are not supported by this flow.
-        raise CardDeclined(f"Payment could not be completed (status: {intent.status})")
+    except (stripe.CardError, stripe.InvalidRequestError) as exc:
+        # e.g. "No such PaymentMethod": refused before anything could be charged.
+        raise CardDeclined(_message(exc)) from exc
+    except stripe.StripeError as exc:
+        raise _unavailable("payment intent", exc) from exc
     return intent.id
 
 
+def intent_confirm(intent_id: str, *, idempotency_key: str) -> Intent:
+    """Confirm (charge) a PaymentIntent; CardDeclined when the card is refused."""
+    try:
+        intent: Any = client().v1.payment_intents.confirm(
+            intent_id, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.CardError as exc:
+        raise CardDeclined(_message(exc)) from exc
+    except stripe.InvalidRequestError as exc:
+        # Stripe would not confirm it as it stands (e.g. already confirmed by a request
+        # whose answer was lost): what the intent says now is the answer.
+        logger.warning("stripe confirm refused", extra={"error": f"{exc}"})
+        return intent_retrieve(intent_id)
+    except stripe.StripeError as exc:
+        raise _unavailable("confirm", exc) from exc
+    return _intent(intent)
+
+
+def intent_retrieve(intent_id: str) -> Intent:
+    try:
+        intent: Any = client().v1.payment_intents.retrieve(intent_id)
+    except stripe.StripeError as exc:
+        # Not found is not "not charged" here: the id came from Stripe itself.
+        raise _unavailable("retrieve", exc) from exc
+    return _intent(intent)
+
+
+def intent_find(*, attempt_id: str) -> Intent | None:
+    """The PaymentIntent whose metadata names this attempt, if Stripe has one.
+
+    For an attempt with no intent id stored: its create request may have reached Stripe
+    with the answer lost. A succeeded one wins if there are several.
+    """
+    try:
+        found: Any = client().v1.payment_intents.search(
+            params={"query": f"metadata['attemptId']:'{attempt_id}'"}
+        )
+    except stripe.StripeError as exc:
+        raise _unavailable("search", exc) from exc
+    intents = [_intent(obj) for obj in found.data]
+    intents.sort(key=lambda intent: intent.status != "succeeded")
+    return intents[0] if intents else None
+
+
 def stripe_refund(*, payment_intent_id: str, idempotency_key: str) -> str:
+    """Refund the whole of a PaymentIntent's charge; the Refund id."""
     try:
         refund: Any = client().v1.refunds.create(
             params={"payment_intent": payment_intent_id},
             options={"idempotency_key": idempotency_key},
         )
+    except (stripe.InvalidRequestError, stripe.IdempotencyError) as exc:
+        raise RefundRefused(_message(exc), exc.code) from exc
     except stripe.StripeError as exc:
-        raise GatewayUnavailable(str(exc)) from exc
+        raise _unavailable("refund", exc) from exc
     return refund.id

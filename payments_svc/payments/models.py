@@ -35,21 +35,30 @@ class OrderReplica(models.Model):
 class PaymentAttempt(models.Model):
     """One try at charging an order, recorded before Stripe is called.
 
-    Its id is the Stripe idempotency key, so retrying an attempt whose outcome is unknown
-    can never charge twice, while a new attempt (after a decline) can still succeed.
+    Its id names its Stripe requests (idempotency keys, the PaymentIntent's metadata). The
+    PaymentIntent is created unconfirmed and its id stored here before it is confirmed, so
+    an attempt whose answer was lost is settled by looking its intent up: an attempt with
+    no intent id was never confirmed, and so never charged.
     """
 
     class Status(models.TextChoices):
         PENDING = "pending"  # Stripe is being called
         SUCCEEDED = "succeeded"
         DECLINED = "declined"  # definitely not charged
-        UNKNOWN = "unknown"  # timeout or outage: retried under the same key
+        # Not known yet: a timeout or outage, or Stripe still deciding (processing, or
+        # waiting for the cardholder). Settled by retrieving the intent, never re-sent.
+        UNKNOWN = "unknown"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order = models.ForeignKey(OrderReplica, on_delete=models.PROTECT, related_name="attempts")
-    token = models.CharField(max_length=255, help_text="Stripe PaymentMethod id")
+    token = models.CharField(
+        max_length=255, help_text="What the buyer sent: a PaymentMethod id or a card token"
+    )
     amount_cents = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_intent_id = models.CharField(
+        max_length=255, blank=True, help_text="PaymentIntent id, stored before it is confirmed"
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -82,12 +91,54 @@ class Payment(models.Model):
 
 
 class Refund(models.Model):
-    """A charge given back because its order was cancelled (expired) while it was paid."""
+    """A charge owed back because its order was cancelled: durable until Stripe agrees.
+
+    Written in the transaction that learns it is owed (never calling Stripe there), then
+    settled by the worker with back-off until it succeeds. A permanent refusal from Stripe
+    is kept as FAILED for a person to look at (the admin, /metrics, `ticketing-dev status`).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # owed; tried again at next_attempt_at
+        SUCCEEDED = "succeeded"  # given back (or Stripe says it already was)
+        FAILED = "failed"  # Stripe refused for good: needs a person
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, related_name="refund")
-    stripe_id = models.CharField(max_length=255, unique=True, help_text="Refund id")
+    # One refund per charge: each charged attempt is one PaymentIntent.
+    attempt = models.OneToOneField(PaymentAttempt, on_delete=models.PROTECT, related_name="refund")
+    # The order's payment when this charge is it (an extra charge of the same order, which
+    # an earlier attempt's payment beat, has none).
+    payment = models.OneToOneField(
+        Payment, on_delete=models.PROTECT, related_name="refund", null=True, blank=True
+    )
+    order = models.ForeignKey(OrderReplica, on_delete=models.PROTECT, related_name="refunds")
+    payment_intent_id = models.CharField(max_length=255, unique=True)
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True, help_text="Refund id"
+    )
+    tries = models.PositiveIntegerField(default=0, help_text="Calls to Stripe so far")
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The worker's query: what is owed and due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="payments_refund_due",
+                condition=models.Q(status="pending"),
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"refund {self.stripe_id}"
+        return f"refund of {self.payment_intent_id} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        # Named after the charge: whichever row or run asks, Stripe refunds it once.
+        return f"refund-{self.payment_intent_id}"

@@ -1,4 +1,13 @@
-"""Every payments write and rule: paying exactly once, refunds, the order replica."""
+"""Every payments write and rule: paying exactly once, refunds, the order replica.
+
+Money rules (DESIGN.md §5):
+- A charge is a PaymentIntent created unconfirmed, its id stored on the attempt, then
+  confirmed. An attempt whose answer was lost is settled by retrieving that intent (or
+  finding it by the attempt's metadata): settling never creates or confirms anything, and
+  an attempt Stripe never confirmed was never charged.
+- A refund owed is a Refund row, written in the transaction that learns it is owed (never
+  calling Stripe there), then settled by the worker with back-off until Stripe agrees.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -14,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from payments import gateway
+from payments.metrics import REFUNDS_SETTLED
 from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
 from shared_lib.errors import BadRequest, NotFound, PaymentRequired, ServiceUnavailable
 from shared_lib.events import Subject, publish
@@ -24,18 +35,34 @@ logger = logging.getLogger(__name__)
 
 ORDER_ID_REQUIRED = required_message("orderId")  # "OrderId must be provided"
 ORDER_ID_INVALID = invalid_message("orderId")  # "OrderId must be a valid id"
-TOKEN_INVALID = "Token must be a Stripe PaymentMethod id"  # noqa: S105 (a message)
+TOKEN_INVALID = "Token must be a Stripe PaymentMethod id or card token"  # noqa: S105 (a message)
 ORDER_CANCELLED = "Cannot pay for a cancelled order"
 ORDER_EXPIRED = "Order has expired"
 ORDER_PAID = "Order is already paid"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
+PAYMENT_PENDING = "The payment is still being processed; please check again shortly"
 
-# What Stripe.js Elements produces: a PaymentMethod id.
-TOKEN_PATTERN = r"^pm_[A-Za-z0-9_]{1,250}$"  # noqa: S105 (a pattern, not a secret)
+# What Stripe.js Elements produces (a PaymentMethod id), or a legacy card token from
+# Stripe Checkout / Stripe.js v2 (the original app's client), which Stripe makes into one.
+TOKEN_PATTERN = r"^(pm|tok)_[A-Za-z0-9_]{1,250}$"  # noqa: S105 (a pattern, not a secret)
 _TOKEN = re.compile(TOKEN_PATTERN)
 # An attempt still pending after this long died with its process; it is then retried
 # under its own idempotency key. Longer than Stripe's timeout, so it is never live.
 STALE_ATTEMPT = timedelta(minutes=2)
+# A refund Stripe could not take is tried again after 30 s (the worker's period), then
+# twice as long each time up to an hour: an outage of any length ends in the refund,
+# without hammering Stripe meanwhile.
+REFUND_FIRST_RETRY = timedelta(seconds=30)
+REFUND_MAX_RETRY = timedelta(hours=1)
+# Stripe's code for a charge that is already fully refunded (e.g. by staff in its
+# dashboard): the money is back with the buyer, so the refund owed counts as done.
+ALREADY_REFUNDED = "charge_already_refunded"
+# Intent statuses in which nothing was taken from the card and nothing ever will be
+# without another confirm (which only a buyer's own payment request sends).
+NOT_CHARGED = frozenset({"requires_payment_method", "requires_confirmation", "canceled"})
+NEVER_SENT = "not charged: Stripe has no PaymentIntent for this attempt"
+NEVER_CONFIRMED = "not charged: its PaymentIntent was never confirmed"
+DECLINED_BY_STRIPE = "Your card was declined."
 
 
 def parse_token(value: Any) -> str:
@@ -73,9 +100,10 @@ def _start_attempt(*, user_id: uuid.UUID, order_id: uuid.UUID, token: Any) -> Pa
             status__in=[PaymentAttempt.Status.UNKNOWN, PaymentAttempt.Status.PENDING]
         ).first()
         if unsettled is not None:
-            # Its outcome was never learned (timeout, crash): try it again under the same
-            # idempotency key and with the same card, so Stripe answers with the first
-            # result instead of charging a second time.
+            # Its outcome was never learned (timeout, crash): carry on with it, with the
+            # same card. Its stored PaymentIntent is looked up and confirmed only if it
+            # never was; without one, the create is re-sent under the same idempotency
+            # key (unconfirmed, so it charges nothing whatever Stripe remembers).
             unsettled.status = PaymentAttempt.Status.PENDING
             unsettled.updated_at = now
             unsettled.save(update_fields=["status", "updated_at"])
@@ -92,39 +120,99 @@ def _settle(attempt: PaymentAttempt, status: str, error: str = "") -> None:
     attempt.save(update_fields=["status", "error", "updated_at"])
 
 
-def _charge(attempt: PaymentAttempt) -> str:
-    """Call Stripe for this attempt under its idempotency key; settle it if refused.
-
-    Raises CardDeclined (attempt declined) or GatewayUnavailable (attempt unknown).
-    """
-    try:
-        return gateway.stripe_charge(
+def _confirmed_intent(attempt: PaymentAttempt) -> gateway.Intent:
+    """The attempt's PaymentIntent after confirming it, whichever step was left to do."""
+    if not attempt.stripe_intent_id:
+        method = gateway.payment_method_for(
+            attempt.token, idempotency_key=f"payment-method-{attempt.id}"
+        )
+        intent_id = gateway.intent_create(
             amount_cents=attempt.amount_cents,
-            token=attempt.token,
+            payment_method=method,
             idempotency_key=attempt.idempotency_key,
             metadata={"orderId": str(attempt.order_id), "attemptId": str(attempt.id)},
         )
+        # Committed before the confirm is sent: whatever happens next, this attempt is
+        # settled by looking the intent up, never by creating another.
+        attempt.stripe_intent_id = intent_id
+        attempt.save(update_fields=["stripe_intent_id"])
+        return gateway.intent_confirm(
+            intent_id, idempotency_key=f"{attempt.idempotency_key}-confirm"
+        )
+    intent = gateway.intent_retrieve(attempt.stripe_intent_id)
+    if intent.status == "requires_confirmation":  # the confirm never reached Stripe
+        return gateway.intent_confirm(
+            intent.id, idempotency_key=f"{attempt.idempotency_key}-confirm"
+        )
+    return intent
+
+
+class PaymentPending(Exception):
+    """Stripe has not decided yet (processing, or waiting for the cardholder)."""
+
+
+def _charge(attempt: PaymentAttempt) -> str:
+    """Charge this attempt (the buyer's own request); its PaymentIntent id when it succeeded.
+
+    Raises CardDeclined (attempt declined), GatewayUnavailable (attempt unknown) or
+    PaymentPending (attempt unknown until Stripe decides; never declined for it).
+    """
+    try:
+        intent = _confirmed_intent(attempt)
     except gateway.CardDeclined as exc:
         _settle(attempt, PaymentAttempt.Status.DECLINED, exc.message)
         raise
     except gateway.GatewayUnavailable as exc:
         _settle(attempt, PaymentAttempt.Status.UNKNOWN, str(exc))
         raise
+    if intent.status == "succeeded":
+        return intent.id
+    if intent.status in NOT_CHARGED:
+        message = intent.error or DECLINED_BY_STRIPE
+        _settle(attempt, PaymentAttempt.Status.DECLINED, message)
+        raise gateway.CardDeclined(message)
+    _settle(attempt, PaymentAttempt.Status.UNKNOWN, f"Stripe: {intent.status}")
+    raise PaymentPending(intent.status)
 
 
-def _record(attempt: PaymentAttempt, stripe_id: str) -> tuple[Payment, OrderReplica]:
-    """Store the charge and announce it, in one transaction."""
+def _owe_refund(attempt: PaymentAttempt, intent_id: str, payment: Payment | None) -> Refund:
+    """Record that this charge goes back (inside the caller's transaction; no Stripe call)."""
+    refund, _ = Refund.objects.get_or_create(
+        attempt=attempt,
+        defaults={
+            "payment": payment,
+            "order_id": attempt.order_id,
+            "payment_intent_id": intent_id,
+            "amount_cents": attempt.amount_cents,
+        },
+    )
+    return refund
+
+
+def _record(attempt: PaymentAttempt, intent_id: str) -> tuple[Payment | None, Refund | None]:
+    """Store a charge that succeeded and announce it, in one transaction; owe it back
+    when the order was cancelled meanwhile or another attempt already paid it."""
     with transaction.atomic():
         order = OrderReplica.objects.select_for_update().get(id=attempt.order_id)
+        attempt.stripe_intent_id = intent_id
+        attempt.save(update_fields=["stripe_intent_id"])
         _settle(attempt, PaymentAttempt.Status.SUCCEEDED)
+        if Payment.objects.filter(order=order).exists():
+            # Only a charge left over from before intents were stored can get here.
+            return None, _owe_refund(attempt, intent_id, None)
         payment = Payment.objects.create(
-            order=order, attempt=attempt, stripe_id=stripe_id, amount_cents=attempt.amount_cents
+            order=order, attempt=attempt, stripe_id=intent_id, amount_cents=attempt.amount_cents
         )
         publish(
             Subject.PAYMENT_CREATED,
-            {"id": payment.id, "orderId": order.id, "stripeId": stripe_id},
+            {"id": payment.id, "orderId": order.id, "stripeId": intent_id},
         )
-    return payment, order
+        refund = None
+        if order.status == OrderReplica.Status.CANCELLED:
+            # Expired while the card was being charged: the buyer never pays for a ticket
+            # they did not get (orders_svc ignores this payment).
+            refund = _owe_refund(attempt, intent_id, payment)
+    return payment, refund
 
 
 def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
@@ -134,91 +222,224 @@ def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
     )
     try:
         # No lock is held while Stripe works: the pending attempt keeps others out.
-        stripe_id = _charge(attempt)
+        intent_id = _charge(attempt)
     except gateway.CardDeclined as exc:
         raise PaymentRequired(exc.message) from None
     except gateway.GatewayUnavailable:
         raise ServiceUnavailable(PROVIDER_UNAVAILABLE) from None
-    payment, order = _record(attempt, stripe_id)
-    if order.status == OrderReplica.Status.CANCELLED:
-        # Expired while the card was being charged: the buyer never pays for a ticket
-        # they did not get. orders_svc ignores the payment; the money goes back now, or
-        # (Stripe down) on the worker's next reconciliation, which finds it owed.
+    except PaymentPending:
+        # The buyer's retry looks the same intent up; the worker settles it meanwhile.
+        raise ServiceUnavailable(PAYMENT_PENDING) from None
+    payment, refund = _record(attempt, intent_id)
+    if refund is not None:
         try:
-            payment_refund(payment_id=payment.id)
+            refund_settle(refund_id=refund.id)  # at once if Stripe answers; else the worker
         except gateway.GatewayUnavailable:
-            logger.warning("refund deferred: Stripe unavailable", extra={"order_id": str(order.id)})
-        raise BadRequest(ORDER_CANCELLED)
+            logger.warning("refund deferred: Stripe unavailable", extra={"order_id": str(order_id)})
+        # No payment: another attempt of this order already holds its payment.
+        raise BadRequest(ORDER_CANCELLED if payment is not None else ORDER_PAID)
+    assert payment is not None  # _record owes a refund whenever it makes no payment
     return payment
 
 
-def payment_refund(*, payment_id: uuid.UUID) -> Refund:
-    """Refund a payment once (a second call returns the first refund)."""
+# --- settling what was left open ------------------------------------------------------
+
+
+def _claim(attempt_id: uuid.UUID) -> PaymentAttempt | None:
+    """Take an attempt whose outcome is unknown (or whose process died) for settling, the
+    way a buyer's retry takes it: pending and touched now, so nobody else works on it."""
+    now = timezone.now()
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(id=payment_id)
-        existing = Refund.objects.filter(payment=payment).first()
-        if existing is not None:
-            return existing
-        stripe_id = gateway.stripe_refund(
-            payment_intent_id=payment.stripe_id, idempotency_key=f"refund-{payment.id}"
-        )
-        refund = Refund.objects.create(payment=payment, stripe_id=stripe_id)
-    logger.warning(
-        "payment refunded: its order was cancelled",
-        extra={"order_id": str(payment.order_id), "payment_id": str(payment.id)},
+        attempt = PaymentAttempt.objects.select_for_update().filter(id=attempt_id).first()
+        if attempt is None or not _unsettled(attempt, now):
+            return None
+        attempt.status = PaymentAttempt.Status.PENDING
+        attempt.updated_at = now
+        attempt.save(update_fields=["status", "updated_at"])
+    return attempt
+
+
+def _unsettled(attempt: PaymentAttempt, now: datetime) -> bool:
+    if attempt.status == PaymentAttempt.Status.UNKNOWN:
+        return True
+    return attempt.status == PaymentAttempt.Status.PENDING and (
+        attempt.updated_at <= now - STALE_ATTEMPT
     )
-    return refund
 
 
-def order_settle_cancelled(*, order_id: uuid.UUID) -> None:
-    """Give back whatever a cancelled order was charged, including charges we never
-    heard back about.
+def _unsettled_attempts(now: datetime) -> Q:
+    return Q(status=PaymentAttempt.Status.UNKNOWN) | Q(
+        status=PaymentAttempt.Status.PENDING, updated_at__lte=now - STALE_ATTEMPT
+    )
 
-    An attempt left unknown (a timeout, a lost answer) or pending past STALE_ATTEMPT (its
-    process died) is sent again under its idempotency key: Stripe then answers with the
-    charge it already made, if any, instead of charging again. What succeeded is recorded
-    and refunded. Raises GatewayUnavailable while Stripe is down (the caller retries).
+
+def attempt_settle(*, attempt_id: uuid.UUID) -> str | None:
+    """Learn what became of an attempt whose answer was lost, without charging anything.
+
+    Its PaymentIntent is retrieved (by the stored id, else by the attempt's metadata), never
+    created or confirmed: none, or one never confirmed, means not charged; a charge that
+    succeeded is recorded (and owed back if the order is cancelled); processing or waiting
+    for the cardholder stays unknown until Stripe decides. Returns the attempt's status
+    (None when it was not open). Raises GatewayUnavailable while Stripe is down.
     """
-    stale = timezone.now() - STALE_ATTEMPT
-    unsettled = PaymentAttempt.objects.filter(order_id=order_id).filter(
-        Q(status=PaymentAttempt.Status.UNKNOWN)
-        | Q(status=PaymentAttempt.Status.PENDING, updated_at__lte=stale)
-    )
-    for attempt in unsettled:
+    attempt = _claim(attempt_id)
+    if attempt is None:
+        return None
+    try:
+        if attempt.stripe_intent_id:
+            intent = gateway.intent_retrieve(attempt.stripe_intent_id)
+        else:
+            intent = gateway.intent_find(attempt_id=str(attempt.id))
+    except gateway.GatewayUnavailable as exc:
+        _settle(attempt, PaymentAttempt.Status.UNKNOWN, str(exc))
+        raise
+    if intent is None:
+        _settle(attempt, PaymentAttempt.Status.DECLINED, NEVER_SENT)
+    elif intent.status == "succeeded":
+        _record(attempt, intent.id)
+    elif intent.status in NOT_CHARGED:
+        reason = NEVER_CONFIRMED if intent.status == "requires_confirmation" else intent.error
+        attempt.stripe_intent_id = intent.id
+        attempt.save(update_fields=["stripe_intent_id"])
+        _settle(attempt, PaymentAttempt.Status.DECLINED, reason or DECLINED_BY_STRIPE)
+    else:
+        attempt.stripe_intent_id = intent.id
+        attempt.save(update_fields=["stripe_intent_id"])
+        _settle(attempt, PaymentAttempt.Status.UNKNOWN, f"Stripe: {intent.status}")
+    return attempt.status
+
+
+def _retry_delay(tries: int) -> timedelta:
+    return min(REFUND_FIRST_RETRY * 2 ** max(tries - 1, 0), REFUND_MAX_RETRY)
+
+
+def refund_settle(*, refund_id: uuid.UUID, now: datetime | None = None) -> str | None:
+    """Ask Stripe for one refund owed; returns its status after (None if not pending or
+    another worker holds it). Raises GatewayUnavailable after recording the try."""
+    now = now or timezone.now()
+    outage: gateway.GatewayUnavailable | None = None
+    with transaction.atomic():
+        refund = (
+            Refund.objects.select_for_update(skip_locked=True)
+            .filter(id=refund_id, status=Refund.Status.PENDING)
+            .first()
+        )
+        if refund is None:
+            return None
+        refund.tries += 1
+        refund.updated_at = timezone.now()
         try:
-            stripe_id = _charge(attempt)
-        except gateway.CardDeclined:
-            continue  # never charged: nothing to give back
-        if not Payment.objects.filter(order_id=order_id).exists():
-            _record(attempt, stripe_id)
-        else:  # an earlier attempt already holds the order's payment: refund this one too
-            gateway.stripe_refund(
-                payment_intent_id=stripe_id, idempotency_key=f"refund-attempt-{attempt.id}"
+            refund.stripe_id = gateway.stripe_refund(
+                payment_intent_id=refund.payment_intent_id,
+                idempotency_key=refund.idempotency_key,
             )
-            _settle(attempt, PaymentAttempt.Status.SUCCEEDED, "refunded: order already paid")
-    payment = Payment.objects.filter(order_id=order_id).first()
-    if payment is not None:
-        payment_refund(payment_id=payment.id)
-
-
-def payments_reconcile() -> int:
-    """Settle every cancelled order still owing money back (the worker runs this
-    periodically, so a refund that met a Stripe outage is not forgotten)."""
-    stale = timezone.now() - STALE_ATTEMPT
-    owing = OrderReplica.objects.filter(status=OrderReplica.Status.CANCELLED).filter(
-        Q(payment__isnull=False, payment__refund__isnull=True)
-        | Q(attempts__status=PaymentAttempt.Status.UNKNOWN)
-        | Q(attempts__status=PaymentAttempt.Status.PENDING, attempts__updated_at__lte=stale)
+            refund.status = Refund.Status.SUCCEEDED
+            refund.last_error = ""
+            outcome = "succeeded"
+        except gateway.RefundRefused as exc:
+            refund.last_error = f"{exc.code or 'invalid_request'}: {exc.message}"
+            if exc.code == ALREADY_REFUNDED:
+                refund.status, outcome = Refund.Status.SUCCEEDED, "already_refunded"
+            else:
+                refund.status, outcome = Refund.Status.FAILED, "failed"
+        except gateway.GatewayUnavailable as exc:
+            refund.last_error = str(exc)
+            refund.next_attempt_at = now + _retry_delay(refund.tries)
+            outage, outcome = exc, "retry"
+        refund.save()
+    REFUNDS_SETTLED.labels(outcome=outcome).inc()
+    log = logger.error if outcome == "failed" else logger.warning
+    log(
+        f"refund {outcome}",
+        extra={
+            "order_id": str(refund.order_id),
+            "payment_intent": refund.payment_intent_id,
+            "tries": refund.tries,
+            "error": refund.last_error,
+        },
     )
-    settled = 0
-    for order_id in owing.values_list("id", flat=True).distinct():
-        try:
-            order_settle_cancelled(order_id=order_id)
-            settled += 1
-        except gateway.GatewayUnavailable:
-            logger.warning("reconciliation deferred: Stripe unavailable")
-            break  # the next run tries again
-    return settled
+    if outage is not None:
+        raise outage
+    return refund.status
+
+
+def _owe_refunds_of_cancelled(order_ids: Any) -> None:
+    """Refund rows for every charge of these (cancelled) orders that has none yet."""
+    charged = (
+        PaymentAttempt.objects.filter(
+            order_id__in=order_ids, status=PaymentAttempt.Status.SUCCEEDED, refund__isnull=True
+        )
+        .filter(Q(payment__isnull=False) | ~Q(stripe_intent_id=""))
+        .select_related("payment")
+    )
+    for attempt in charged:
+        payment = getattr(attempt, "payment", None)
+        intent_id = payment.stripe_id if payment is not None else attempt.stripe_intent_id
+        _owe_refund(attempt, intent_id, payment)
+
+
+def order_settle(*, order_id: uuid.UUID, now: datetime | None = None) -> None:
+    """Settle one order's open attempts and due refunds now (after its cancel commits),
+    so the money goes back at once when Stripe answers; the worker's run covers the rest."""
+    now = now or timezone.now()
+    try:
+        for attempt_id in PaymentAttempt.objects.filter(
+            _unsettled_attempts(now), order_id=order_id
+        ).values_list("id", flat=True):
+            attempt_settle(attempt_id=attempt_id)
+        for refund_id in Refund.objects.filter(
+            order_id=order_id,
+            status=Refund.Status.PENDING,
+            next_attempt_at__lte=max(now, timezone.now()),
+        ).values_list("id", flat=True):
+            refund_settle(refund_id=refund_id, now=now)
+    except gateway.GatewayUnavailable:
+        logger.warning("settling deferred: Stripe unavailable", extra={"order_id": str(order_id)})
+
+
+def payments_reconcile(*, now: datetime | None = None) -> int:
+    """The worker's periodic run: settle attempts whose answer was lost, then every refund
+    owed and due. Each is settled on its own: a permanent refusal is recorded on its row
+    and the run goes on; an outage ends that part of the run early (everything stays owed
+    and is tried again). Returns how many refunds were completed."""
+    now = now or timezone.now()
+    open_attempts = (
+        PaymentAttempt.objects.filter(_unsettled_attempts(now))
+        # A live order's buyer may still be retrying their own attempt: it is theirs for
+        # STALE_ATTEMPT (a processing charge, a buyer who gave up: settled after that).
+        .filter(
+            Q(order__status=OrderReplica.Status.CANCELLED) | Q(updated_at__lte=now - STALE_ATTEMPT)
+        )
+        .order_by("updated_at")  # the one an outage left last goes last
+        .values_list("id", flat=True)
+    )
+    try:
+        for attempt_id in list(open_attempts):
+            attempt_settle(attempt_id=attempt_id)
+    except gateway.GatewayUnavailable:
+        logger.warning("attempt settling deferred: Stripe unavailable")
+    with transaction.atomic():
+        # A safety net: every charge of a cancelled order is owed back, whichever path
+        # (an old release, a manual fix) left it without a row.
+        _owe_refunds_of_cancelled(
+            OrderReplica.objects.filter(status=OrderReplica.Status.CANCELLED).values("id")
+        )
+    due = (
+        # The real clock too: refunds the attempts above just found owed are due at once.
+        Refund.objects.filter(
+            status=Refund.Status.PENDING, next_attempt_at__lte=max(now, timezone.now())
+        )
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)
+    )
+    completed = 0
+    try:
+        for refund_id in list(due):
+            status = refund_settle(refund_id=refund_id, now=now)
+            completed += status == Refund.Status.SUCCEEDED
+    except gateway.GatewayUnavailable:
+        logger.warning("refunds deferred: Stripe unavailable")
+    return completed
 
 
 def order_replica_apply(*, order_id: uuid.UUID, version: int, **fields: Any) -> Applied:
@@ -227,12 +448,15 @@ def order_replica_apply(*, order_id: uuid.UUID, version: int, **fields: Any) -> 
 
 
 def order_cancelled_apply(*, order_id: uuid.UUID, version: int) -> Applied:
+    """Mark the replica cancelled and owe back whatever it was charged, in the handler's
+    transaction; Stripe is called only after it commits, so a cancel always commits."""
     outcome = order_replica_apply(
         order_id=order_id, version=version, status=OrderReplica.Status.CANCELLED
     )
-    # Paid (or maybe paid), then cancelled: the expiry won the race with the charge.
-    # A Stripe outage fails the handler, which is retried; reconciliation backs it up.
-    order_settle_cancelled(order_id=order_id)
+    if outcome is not Applied.STALE:
+        # Paid (or maybe paid), then cancelled: the expiry won the race with the charge.
+        _owe_refunds_of_cancelled([order_id])
+        transaction.on_commit(partial(order_settle, order_id=order_id), robust=True)
     return outcome
 
 

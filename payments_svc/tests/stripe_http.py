@@ -4,6 +4,8 @@
     [intent] = ledger.payment_intents(order.id)        # by metadata orderId
     proxy = StripeProxy(localstripe).start()            # point STRIPE_API_BASE at proxy.url
     proxy.fail("POST", "/v1/refunds", "refuse")         # the next refund meets an outage
+    proxy.fail("POST", CONFIRM, "lose")                 # a path may name {id}
+    proxy.rewrite("GET", "/v1/payment_intents/{id}", fn) # every answer goes through fn
 
 Both talk real HTTP: the ledger reads localstripe's own API (independently of the code
 under test), the proxy forwards the SDK's requests unchanged and only records them (so a
@@ -13,6 +15,8 @@ or a lost response would.
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -25,6 +29,7 @@ import requests
 from django.db import connections
 
 API_KEY = "sk_test_local"
+CONFIRM = "/v1/payment_intents/{id}/confirm"
 # localstripe pages lists (default 10) but has no maximum: one page holds everything.
 EVERYTHING = 100_000
 
@@ -66,6 +71,17 @@ class StripeLedger:
     def refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
         return self._list("refunds", payment_intent=payment_intent_id)
 
+    def refund_by_hand(self, payment_intent_id: str) -> str:
+        """Refund as staff would in Stripe's dashboard (behind payments_svc's back)."""
+        response = requests.post(
+            f"{self.base}/v1/refunds",
+            data={"payment_intent": payment_intent_id},
+            auth=(API_KEY, ""),
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["id"]
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -87,6 +103,7 @@ class StripeProxy:
         self.errors: list[BaseException] = []
         self._faults: dict[tuple[str, str], list[str]] = {}
         self._hooks: dict[tuple[str, str], Callable[[], None]] = {}
+        self._rewrites: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -118,15 +135,44 @@ class StripeProxy:
         """Run hook (once, in the proxy's thread) before forwarding the next such request."""
         self._hooks[(method, path)] = hook
 
+    def rewrite(
+        self, method: str, path: str, change: Callable[[dict[str, Any]], dict[str, Any]] | None
+    ) -> None:
+        """Pass every successful JSON answer to method+path through change (None: stop)."""
+        with self._lock:
+            if change is None:
+                self._rewrites.pop((method, path), None)
+            else:
+                self._rewrites[(method, path)] = change
+
     def keys(self, method: str, path: str) -> list[str | None]:
-        return [r.idempotency_key for r in self.recorded if (r.method, r.path) == (method, path)]
+        return [r.idempotency_key for r in self.requests(method, path)]
+
+    def requests(self, method: str, path: str) -> list[Recorded]:
+        """What was sent to method+path (a path may name {id})."""
+        return [r for r in self.recorded if r.method == method and _matches(path, r.path)]
+
+    def _find(self, table: dict[tuple[str, str], Any], method: str, path: str) -> Any:
+        for (m, pattern), value in table.items():
+            if m == method and _matches(pattern, path):
+                return (m, pattern), value
+        return None, None
 
     def _take(self, method: str, path: str) -> tuple[str | None, Callable[[], None] | None]:
         with self._lock:
-            modes = self._faults.get((method, path)) or []
+            _, modes = self._find(self._faults, method, path)
             mode = modes.pop(0) if modes else None
-            hook = self._hooks.pop((method, path), None)
+            key, hook = self._find(self._hooks, method, path)
+            if key is not None:
+                del self._hooks[key]
         return mode, hook
+
+    def _changed(self, method: str, path: str, status: int, content: bytes) -> bytes:
+        with self._lock:
+            _, change = self._find(self._rewrites, method, path)
+        if change is None or status != 200:
+            return content
+        return json.dumps(change(json.loads(content))).encode()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -169,7 +215,8 @@ class StripeProxy:
                     self.close_connection = True  # no answer at all: the outcome is unknown
                     return
                 proxy.recorded.append(Recorded(self.command, path, key, upstream.status_code))
-                self._answer(upstream.status_code, upstream.content)
+                content = proxy._changed(self.command, path, upstream.status_code, upstream.content)
+                self._answer(upstream.status_code, content)
 
             def _answer(self, status: int, content: bytes) -> None:
                 self.send_response(status)
@@ -181,3 +228,10 @@ class StripeProxy:
             do_GET = do_POST = do_DELETE = _serve
 
         return Handler
+
+
+def _matches(pattern: str, path: str) -> bool:
+    if "{id}" not in pattern:
+        return pattern == path
+    regex = "^" + re.escape(pattern).replace(re.escape("{id}"), "[^/]+") + "$"
+    return re.match(regex, path) is not None

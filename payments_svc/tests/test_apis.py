@@ -19,8 +19,9 @@ from shared_lib.errors import (
 )
 from shared_lib.models import OutboxEvent
 from shared_lib.testing.admin import assert_staff_views_every_model_read_only
+from shared_lib.testing.events import deliver
 from shared_lib.testing.tokens import ALICE, ATTACKS
-from tests.factories import DECLINED, DECLINED_CARD, GOOD_CARD, order_replica
+from tests.factories import DECLINED, DECLINED_CARD, GOOD_CARD, cancelled_event, order_replica
 from tests.stripe_http import unreachable_url
 
 pytestmark = pytest.mark.django_db
@@ -254,8 +255,10 @@ def test_someone_elses_cancelled_order_is_404_not_400(signed_in_client):
         {},
         {"token": None},
         {"token": ""},
-        {"token": "tok_visa"},
         {"token": "pm_"},
+        {"token": "tok_"},
+        {"token": "tok-visa"},
+        {"token": "TOK_visa"},
         {"token": "pm"},
         {"token": "card_1234"},
         {"token": "src_1234"},
@@ -312,7 +315,7 @@ def test_an_invalid_token_is_reported_before_the_order_state(signed_in_client):
     buyer = signed_in_client()
     order = order_replica(user_id=buyer.user_id, status="cancelled")
 
-    response = pay(buyer, order.id, token="tok_visa")
+    response = pay(buyer, order.id, token="card_1234")
 
     assert response.status_code == 400
     assert response.json() == errors((services.TOKEN_INVALID, "token"))
@@ -555,6 +558,69 @@ def test_an_unknown_payment_method_is_declined_without_a_charge(signed_in_client
     assert_nothing_charged(order, stripe_ledger, attempts=1)
 
 
+# --- legacy card tokens (Stripe Checkout, the original app's client) -------------------
+
+
+def test_a_card_token_pays_like_a_payment_method(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, price="20.50")
+
+    response = pay(buyer, order.id, token="tok_visa")
+
+    assert response.status_code == 201
+    payment = Payment.objects.get()
+    assert response.json() == {"id": str(payment.id)}
+    attempt = PaymentAttempt.objects.get()
+    assert (attempt.status, attempt.token, payment.attempt_id) == (
+        "succeeded",
+        "tok_visa",
+        attempt.id,
+    )
+    [intent] = stripe_ledger.payment_intents(order.id)
+    assert (intent["id"], intent["amount"], intent["status"]) == (
+        payment.stripe_id,
+        2050,
+        "succeeded",
+    )
+    # Stripe made a PaymentMethod from the token, and that is what was charged.
+    assert intent["payment_method"].startswith("pm_")
+    event = OutboxEvent.objects.get()
+    assert (event.subject, event.data) == (
+        "payment.created",
+        {"id": str(payment.id), "orderId": str(order.id), "stripeId": payment.stripe_id},
+    )
+
+
+def test_a_declined_card_token_is_402_with_stripes_message(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, order.id, token="tok_chargeDeclined")
+
+    assert response.status_code == 402
+    assert response.json() == errors((DECLINED,))
+    attempt = PaymentAttempt.objects.get()
+    assert (attempt.status, attempt.error) == ("declined", DECLINED)
+    [intent] = stripe_ledger.payment_intents(order.id)
+    assert intent["status"] == "requires_payment_method"
+    assert Payment.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+    assert pay(buyer, order.id, token="tok_mastercard").status_code == 201  # another card
+
+
+def test_an_unknown_card_token_is_declined_without_a_charge(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, order.id, token="tok_doesnotexist")
+
+    assert response.status_code == 402
+    assert response.json() == errors(("No such token: 'tok_doesnotexist'",))
+    assert PaymentAttempt.objects.get().status == "declined"
+    assert_nothing_charged(order, stripe_ledger, attempts=1)
+
+
 # --- Stripe outage --------------------------------------------------------------------
 
 
@@ -735,6 +801,28 @@ def test_admin_shows_payments_read_only(admin_client, signed_in_client):
     assert Payment.objects.filter(id=payment.id).exists()
 
 
+def test_admin_lists_failed_refunds_with_stripes_answer(admin_client, stripe_proxy):
+    order = order_replica()
+    payment = services.payment_create(
+        user_id=order.user_id, order_id=str(order.id), token=GOOD_CARD
+    )
+    deliver(cancelled_event(order))
+    Payment.objects.filter(id=payment.id).update(stripe_id="pi_gone00000000")
+    Refund.objects.filter(payment=payment).update(payment_intent_id="pi_gone00000000")
+    services.payments_reconcile()
+    refund = Refund.objects.get()
+    assert refund.status == "failed"
+
+    failed = admin_client.get("/admin/payments/payments/refund/?status__exact=failed")
+    pending = admin_client.get("/admin/payments/payments/refund/?status__exact=pending")
+
+    assert failed.status_code == 200
+    page = failed.content.decode()
+    assert "pi_gone00000000" in page
+    assert "invalid_request: Not Found" in page
+    assert "pi_gone00000000" not in pending.content.decode()
+
+
 def test_schema_documents_the_payment_route(api_client):
     response = api_client.get(
         "/api/payments/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json"
@@ -745,6 +833,8 @@ def test_schema_documents_the_payment_route(api_client):
     assert set(paths) == {"/api/payments"}
     assert set(paths["/api/payments"]) == {"post"}
     assert "201" in paths["/api/payments"]["post"]["responses"]
+    body = paths["/api/payments"]["post"]["requestBody"]["content"]["application/json"]
+    assert "PaymentInput" in body["schema"]["$ref"]
 
 
 def test_docs_page(api_client):

@@ -20,6 +20,7 @@ from tests.factories import (
     order_data,
     order_replica,
 )
+from tests.stripe_http import unreachable_url
 
 pytestmark = pytest.mark.django_db
 
@@ -199,53 +200,100 @@ def test_a_version_gap_waits():
 # --- refunds on cancel ----------------------------------------------------------------
 
 
-def test_order_cancelled_for_a_paid_order_refunds_it(stripe_ledger, stripe_proxy):
+def test_order_cancelled_for_a_paid_order_owes_a_refund_the_worker_gives_back(
+    stripe_ledger, stripe_proxy
+):
     order, payment = paid_order(price="42.00")
 
     assert deliver(cancelled_event(order)) is Outcome.APPLIED
 
+    # The handler's transaction records the debt and calls nobody.
     assert replica(order.id)["status"] == "cancelled"
     refund = Refund.objects.get()
-    assert refund.payment_id == payment.id
+    assert (refund.payment_id, refund.attempt_id, refund.payment_intent_id) == (
+        payment.id,
+        payment.attempt_id,
+        payment.stripe_id,
+    )
+    assert (refund.amount_cents, refund.status, refund.tries) == (4200, "pending", 0)
+    assert stripe_proxy.requests(*REFUNDS) == []
+
+    assert services.payments_reconcile() == 1
+
+    refund.refresh_from_db()
+    assert refund.status == "succeeded"
     [at_stripe] = stripe_ledger.refunds(payment.stripe_id)
     assert (at_stripe["id"], at_stripe["amount"]) == (refund.stripe_id, 4200)
-    assert stripe_proxy.keys(*REFUNDS) == [f"refund-{payment.id}"]
+    assert stripe_proxy.keys(*REFUNDS) == [f"refund-{payment.stripe_id}"]
     assert Payment.objects.get().id == payment.id  # the record of the charge stays
 
 
-def test_order_cancelled_for_a_paid_order_twice_refunds_once(stripe_ledger, stripe_proxy):
+def test_order_cancelled_for_a_paid_order_twice_owes_once(stripe_ledger, stripe_proxy):
     order, payment = paid_order()
     event = cancelled_event(order)
     assert deliver(event) is Outcome.APPLIED
 
     assert deliver(event) is Outcome.DUPLICATE
     assert deliver(cancelled_event(order)) is Outcome.APPLIED  # republished, new id
+    services.payments_reconcile()
+    services.payments_reconcile()
 
     assert Refund.objects.count() == 1
     assert len(stripe_ledger.refunds(payment.stripe_id)) == 1
-    assert stripe_proxy.keys(*REFUNDS) == [f"refund-{payment.id}"]
+    assert stripe_proxy.keys(*REFUNDS) == [f"refund-{payment.stripe_id}"]
 
 
-def test_order_cancelled_for_a_paid_order_during_an_outage_is_retried(stripe_ledger, stripe_proxy):
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("rabbitmq_vhost")
+def test_a_cancel_during_a_stripe_outage_commits_and_is_refunded_once_stripe_returns(
+    stripe_ledger, settings
+):
+    # Stripe is down for longer than the consumer's whole retry budget: the cancel still
+    # commits at once (nothing to retry, nothing dead-lettered), and the refund it owes
+    # waits in its row, tried with back-off, until Stripe answers.
     order, payment = paid_order()
     event = cancelled_event(order)
-    stripe_proxy.fail(*REFUNDS, stripe_proxy.REFUSE)
-
-    with pytest.raises(gateway.GatewayUnavailable):
-        deliver(event)
-
-    # Nothing committed: the consumer brings the message back later.
-    assert replica(order.id)["status"] == "created"
-    assert not InboxMessage.objects.filter(message_id=event.id).exists()
-    assert Refund.objects.count() == 0
-    assert stripe_ledger.refunds(payment.stripe_id) == []
+    up = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = unreachable_url()
+    gateway._client.cache_clear()
 
     assert deliver(event) is Outcome.APPLIED
 
     assert replica(order.id)["status"] == "cancelled"
-    assert [r["id"] for r in stripe_ledger.refunds(payment.stripe_id)] == [
-        Refund.objects.get().stripe_id
-    ]
+    assert InboxMessage.objects.filter(message_id=event.id).exists()
+    refund = Refund.objects.get()
+    # The try made after the commit met the outage and was recorded.
+    assert (refund.status, refund.tries) == ("pending", 1)
+    assert refund.last_error
+    now = timezone.now()
+    for _ in range(settings.EVENTS_MAX_ATTEMPTS + 2):
+        now += services.REFUND_MAX_RETRY
+        assert services.payments_reconcile(now=now) == 0
+    refund.refresh_from_db()
+    assert (refund.status, refund.tries) == ("pending", settings.EVENTS_MAX_ATTEMPTS + 3)
+    assert stripe_ledger.refunds(payment.stripe_id) == []
+
+    settings.STRIPE_API_BASE = up  # Stripe is back
+    gateway._client.cache_clear()
+    assert services.payments_reconcile(now=now + services.REFUND_MAX_RETRY) == 1
+    assert services.payments_reconcile(now=now + 2 * services.REFUND_MAX_RETRY) == 0
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.last_error) == ("succeeded", "")
+    assert [r["id"] for r in stripe_ledger.refunds(payment.stripe_id)] == [refund.stripe_id]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("rabbitmq_vhost")
+def test_a_cancel_gives_the_money_back_as_soon_as_it_commits(stripe_ledger, stripe_proxy):
+    order, payment = paid_order(price="7.00")
+
+    assert deliver(cancelled_event(order)) is Outcome.APPLIED
+
+    refund = Refund.objects.get()
+    assert (refund.status, refund.tries) == ("succeeded", 1)
+    [at_stripe] = stripe_ledger.refunds(payment.stripe_id)
+    assert (at_stripe["id"], at_stripe["amount"]) == (refund.stripe_id, 700)
 
 
 def test_order_completed_for_a_paid_order_refunds_nothing(stripe_ledger):

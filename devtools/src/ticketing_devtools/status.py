@@ -7,9 +7,10 @@
 It shows each web service's readiness (/readyz), the depth of every queue of the
 system's RabbitMQ vhost (ready and unacked, from `rabbitmqctl list_queues`: there is no
 management plugin), each service's outbox backlog (unsent rows and the oldest one's
-age, read from its database) and the dead letters per queue. The exit status is 1 when
-anything is unhealthy (a service not ready, a dead letter, an outbox stuck, a server
-unreachable), so a script or a test can act on it.
+age, read from its database), the dead letters per queue, and payments' refunds owed and
+failed. The exit status is 1 when anything is unhealthy (a service not ready, a dead
+letter, an outbox stuck, a refund Stripe refused for good, a server unreachable), so a
+script or a test can act on it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import requests
 
-from ticketing_devtools.catalog import SERVICES, VAR_DIR
+from ticketing_devtools.catalog import SERVICES, VAR_DIR, service
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL
 from ticketing_devtools.provision import admin_url
 
@@ -107,6 +108,22 @@ class Outbox:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class FailedRefund:
+    payment_intent_id: str
+    order_id: str
+    last_error: str
+
+
+@dataclass(frozen=True)
+class Refunds:
+    """payments_svc's refunds: owed (the worker is on them) and failed (need a person)."""
+
+    owed: int | None  # None: the database could not be read (see error)
+    failed: tuple[FailedRefund, ...] = ()
+    error: str = ""
+
+
 @dataclass
 class Report:
     target: Target
@@ -114,6 +131,7 @@ class Report:
     queues: list[QueueDepth]
     outboxes: list[Outbox]
     broker_error: str = ""
+    refunds: Refunds | None = None
 
     def dead_letters(self) -> dict[str, int]:
         """Messages parked per dead-letter queue (only queues that hold any)."""
@@ -133,6 +151,13 @@ class Report:
                     f"{outbox.service} outbox stuck: {outbox.unsent} unsent, "
                     f"oldest {outbox.oldest_age_seconds:.0f} s"
                 )
+        if self.refunds is not None and self.refunds.error:
+            found.append(f"payments refunds unreadable: {self.refunds.error}")
+        for refund in self.refunds.failed if self.refunds is not None else ():
+            found.append(
+                f"payments refund failed: {refund.payment_intent_id} (order {refund.order_id}):"
+                f" {refund.last_error}"
+            )
         return found
 
     @property
@@ -207,6 +232,23 @@ def outbox_backlog(service: str, *, database: str, pg_admin_url: str) -> Outbox:
     return Outbox(service, count, max(age, 0.0))
 
 
+def refunds_of(*, database: str, pg_admin_url: str) -> Refunds:
+    """Refunds owed and failed in payments_svc's database (payments.models.Refund)."""
+    url = pg_admin_url.rsplit("/", 1)[0] + "/" + database
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            (owed,) = conn.execute(
+                "SELECT count(*) FROM payments_refund WHERE status = 'pending'"
+            ).fetchone()  # type: ignore[misc]
+            failed = conn.execute(
+                "SELECT payment_intent_id, order_id::text, last_error FROM payments_refund"
+                " WHERE status = 'failed' ORDER BY created_at"
+            ).fetchall()
+    except psycopg.Error as exc:
+        return Refunds(None, (), str(exc).strip().splitlines()[0])
+    return Refunds(owed, tuple(FailedRefund(*row) for row in failed))
+
+
 def collect(target: Target) -> Report:
     ready = [readiness(name, url) for name, url in sorted(target.service_urls.items())]
     try:
@@ -220,7 +262,11 @@ def collect(target: Target) -> Report:
         for s in SERVICES
         if s.events and s.has_database  # the services that publish through an outbox
     ]
-    return Report(target, ready, queues, outboxes, broker_error)
+    refunds = refunds_of(
+        database=service("payments").database(target.db_prefix),
+        pg_admin_url=target.pg_admin_url,
+    )
+    return Report(target, ready, queues, outboxes, broker_error, refunds)
 
 
 def _shown(queue: QueueDepth) -> bool:
@@ -254,6 +300,17 @@ def render(report: Report) -> str:
         else:
             oldest = f"  oldest {o.oldest_age_seconds:.1f} s" if o.unsent else ""
             lines.append(f"  {o.service:<10}  {o.unsent:>5}{oldest}")
+    if report.refunds is not None:
+        lines += ["", "Refunds (payments)"]
+        if report.refunds.error:
+            lines.append(f"  unreadable: {report.refunds.error}")
+        else:
+            lines.append(f"  owed    {report.refunds.owed:>5}")
+            lines.append(f"  failed  {len(report.refunds.failed):>5}")
+            lines += [
+                f"    {r.payment_intent_id}  order {r.order_id}  {r.last_error}"
+                for r in report.refunds.failed
+            ]
     lines += ["", "Dead letters"]
     dead = report.dead_letters()
     lines += [f"  {queue}  {count}" for queue, count in dead.items()] or ["  none"]

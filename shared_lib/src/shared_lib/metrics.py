@@ -284,11 +284,16 @@ def serve_worker_metrics(
 ) -> Callable[[], None]:
     """Serve the default registry (plus `collectors`) over HTTP; returns a stop function.
 
-    A port already taken raises: two workers must never answer on one port.
+    A port already taken raises: two workers must never answer on one port. A service adds
+    collectors of its own with WORKER_METRICS_COLLECTORS (dotted paths of Collector classes).
     """
+    from django.conf import settings
+    from django.utils.module_loading import import_string
     from prometheus_client import start_http_server
 
-    extra = list(collectors)
+    extra = list(collectors) + [
+        import_string(path)() for path in getattr(settings, "WORKER_METRICS_COLLECTORS", ())
+    ]
     for collector in extra:
         REGISTRY.register(collector)
     try:
