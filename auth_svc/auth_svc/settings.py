@@ -5,7 +5,7 @@ Only this service holds JWT_PRIVATE_KEY (it alone mints session tokens) and a us
 
 from pathlib import Path
 
-from shared_lib.conf import env
+from shared_lib.conf import env, env_int
 from shared_lib.service_settings import base_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -13,6 +13,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 _base = base_settings(service="auth", base_dir=BASE_DIR, apps=["users"])
 # Rate-limit counters live in Redis, so sign-in is not ready without it.
 _base["HEALTH_CHECKS"]["redis"] = "shared_lib.health.check_redis"
+# users first: its commands (changepassword, which ends sessions) win over Django's own.
+_base["INSTALLED_APPS"] = ["users", *(app for app in _base["INSTALLED_APPS"] if app != "users")]
 globals().update(_base)
 
 JWT_PRIVATE_KEY = env("JWT_PRIVATE_KEY")
@@ -28,6 +30,11 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
+# Sessions (users.models.UserSession): sign-out and revocation take effect here at once,
+# and no renewal carries a session past its maximum age from sign-in (default 12 h: a
+# working day of renewals, after which even a stolen token dies).
+SESSION_CHECK = "users.selectors.session_is_live"
+SESSION_MAX_AGE_SECONDS = env_int("SESSION_MAX_AGE_SECONDS", default=12 * 60 * 60, minimum=60)
+
 RATE_LIMIT_SIGNUP = env("RATE_LIMIT_SIGNUP", default="20/min")
-RATE_LIMIT_SIGNIN = env("RATE_LIMIT_SIGNIN", default="30/min")
-RATE_LIMIT_EMAIL = env("RATE_LIMIT_EMAIL", default="10/min")
+# RATE_LIMIT_SIGNIN and RATE_LIMIT_EMAIL are every service's (its admin's password form).

@@ -74,3 +74,41 @@ def test_signin_is_limited_per_client_ip(api_client, settings):
     statuses = [_signin(api_client, f"x{i}@example.com").status_code for i in range(3)]
 
     assert statuses == [400, 400, 429]
+
+
+# --- failed sign-ins per email: only failures count ----------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+def _signin_with(client, email, password, **headers):
+    body = {"email": email, "password": password}
+    return client.post("/api/users/signin", body, format="json", **headers)
+
+
+def test_successful_sign_ins_do_not_count_against_the_email(api_client, settings):
+    settings.RATE_LIMIT_EMAIL = "2/min"
+    _signup(api_client, "victim@example.com")
+
+    successes = [
+        _signin_with(api_client, "victim@example.com", PASSWORD).status_code for _ in range(5)
+    ]
+
+    assert successes == [200] * 5
+
+
+def test_failed_sign_ins_count_and_a_success_between_them_does_not(api_client, settings):
+    settings.RATE_LIMIT_EMAIL = "3/min"
+    _signup(api_client, "victim@example.com")
+
+    statuses = [
+        _signin_with(api_client, "victim@example.com", password).status_code
+        for password in ("wrong one here", "wrong two here", PASSWORD, "wrong three here")
+    ]
+    refused = _signin_with(api_client, "victim@example.com", PASSWORD)
+
+    assert statuses == [400, 400, 200, 400]
+    assert refused.status_code == 429
+    assert refused.json() == LIMITED
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert "session" not in refused.cookies

@@ -1,6 +1,8 @@
+import time
+
 import pytest
 
-from shared_lib.auth import SessionUser
+from shared_lib.auth import SessionUser, verify_session_token
 from shared_lib.errors import BadRequest, InvalidInput
 from users import services
 from users.models import User
@@ -110,16 +112,26 @@ def test_session_renewal_is_due_after_half_its_life(now, due):
 
 def test_session_renew_returns_nothing_for_a_deleted_account():
     user = services.user_sign_up(email="short@example.com", password="correct horse battery")
-    session = _session(0, 900)
-    assert services.session_renew(session=session) is None
-
-    renewed = services.session_renew(
-        session=SessionUser(id=str(user.id), email=user.email, iat=0, exp=900)
+    now = int(time.time())
+    session = verify_session_token(services.session_start(user=user, now=now - 500))
+    orphan = SessionUser(
+        id="5f0c3c36-8a64-4a39-9a3c-5c7c3f0f6a11",
+        email="a@example.com",
+        iat=session.iat,
+        exp=session.exp,
+        sid=session.sid,
     )
+    assert services.session_renew(session=orphan) is None
+
+    renewed = services.session_renew(session=session, now=now)
 
     assert renewed is not None
     token, fresh = renewed
-    assert fresh.id == str(user.id)
+    assert (fresh.id, fresh.sid) == (str(user.id), session.sid)
     assert fresh.email == "short@example.com"
-    assert fresh.exp - fresh.iat == 900
-    assert isinstance(token, str)
+    assert (fresh.iat, fresh.exp) == (now, now + 900)
+    assert verify_session_token(token) == fresh
+
+    User.objects.filter(id=user.id).delete()
+
+    assert services.session_renew(session=session, now=now) is None

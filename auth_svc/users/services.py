@@ -1,9 +1,13 @@
-"""Every user write and rule: sign-up, sign-in and session renewal."""
+"""Every user write and rule: sign-up, sign-in, sessions (start, renewal, sign-out,
+revocation) and the account changes that end sessions."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.core.exceptions import ValidationError
@@ -13,8 +17,8 @@ from django.utils import timezone
 
 from shared_lib.auth import SessionUser, mint_session_token, verify_session_token
 from shared_lib.errors import BadRequest, InvalidInput
-from users.models import User
-from users.selectors import user_get_active
+from users.models import User, UserSession
+from users.selectors import session_get_live
 
 EMAIL_INVALID = "Email must be valid"
 PASSWORD_LENGTH = "Password must be between 8 and 128 characters"  # noqa: S105 (a message, not a secret)
@@ -43,7 +47,8 @@ def _email_error(email: str) -> str | None:
     return None
 
 
-def _password_error(password: str) -> str | None:
+def password_error(password: str) -> str | None:
+    """The rule a new password breaks (the message), or None."""
     # Never trimmed: spaces are part of what the user chose.
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         return PASSWORD_LENGTH
@@ -60,7 +65,7 @@ def user_sign_up(*, email: str, password: str) -> User:
         (message, field)
         for message, field in (
             (_email_error(email), "email"),
-            (_password_error(password), "password"),
+            (password_error(password), "password"),
         )
         if message
     ]
@@ -99,12 +104,36 @@ def user_sign_in(*, email: str, password: str) -> User:
     return user
 
 
-def session_token_for(user: User) -> str:
+def _session_end(row: UserSession) -> int:
+    """The session's absolute end: no token of it lives past this, renewed or not."""
+    return int(row.created_at.timestamp()) + settings.SESSION_MAX_AGE_SECONDS
+
+
+def _mint(user: User, row: UserSession, now: int) -> str:
     # Sign-in and every renewal read the row, so the claim follows a promotion or a
     # demotion within one token lifetime (the other services' admins trust the claim).
     return mint_session_token(
-        user_id=str(user.id), email=user.email, staff=user.is_staff and user.is_active
+        user_id=str(user.id),
+        email=user.email,
+        session_id=str(row.id),
+        staff=user.is_staff and user.is_active,
+        now=now,
+        not_after=_session_end(row),
     )
+
+
+def session_start(*, user: User, now: int | None = None) -> str:
+    """A new session for a user who has just proved who they are, and its first token."""
+    current = int(time.time()) if now is None else now
+    started = datetime.fromtimestamp(current, tz=UTC)
+    with transaction.atomic():
+        # Rows past the maximum age no longer decide anything; dropping this user's here
+        # keeps the table to the sessions of the last SESSION_MAX_AGE_SECONDS.
+        UserSession.objects.filter(
+            user=user, created_at__lte=started - timedelta(seconds=settings.SESSION_MAX_AGE_SECONDS)
+        ).delete()
+        row = UserSession.objects.create(user=user, created_at=started)
+    return _mint(user, row, current)
 
 
 def session_renewal_due(session: SessionUser, *, now: int | None = None) -> bool:
@@ -113,12 +142,72 @@ def session_renewal_due(session: SessionUser, *, now: int | None = None) -> bool
     return current - session.iat > (session.exp - session.iat) / 2
 
 
-def session_renew(*, session: SessionUser) -> tuple[str, SessionUser] | None:
-    """A fresh token (and what it says) for a still-active user; None if the account is gone."""
-    user = user_get_active(user_id=session.id)
-    if user is None:
+def session_renew(
+    *, session: SessionUser, now: int | None = None
+) -> tuple[str, SessionUser] | None:
+    """A fresh token (and what it says) for a live session; None when there is none to
+    give: the session ended (signed out, revoked, too old, the account gone), or a new
+    token would not outlive this one because the session's maximum age is that close."""
+    current = int(time.time()) if now is None else now
+    row = session_get_live(session=session)
+    if row is None:
         return None
-    token = session_token_for(user)
+    if min(current + settings.SESSION_TTL_SECONDS, _session_end(row)) <= session.exp:
+        return None
+    token = _mint(row.user, row, current)
     renewed = verify_session_token(token)
     assert renewed is not None, "a token minted a moment ago must verify"
     return token, renewed
+
+
+def session_end(*, session: SessionUser) -> None:
+    """Sign-out: this session only, at once in this service; the user's others stay."""
+    if session.sid is None:
+        return
+    UserSession.objects.filter(id=session.sid, user_id=session.id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def user_sessions_revoke(*, user: User) -> int:
+    """Ends every live session of the user (their tokens are anonymous here at once, and
+    never renewed); returns how many there were."""
+    return UserSession.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def user_set_password(*, user: User, password: str | None) -> None:
+    """A new password (None: no password sign-in at all); every session ends, since
+    whoever changes a password may be shutting out someone who learnt the old one."""
+    if password is not None:
+        error = password_error(password)
+        if error:
+            raise InvalidInput([(error, "password")])
+    with transaction.atomic():
+        if password is None:
+            user.set_unusable_password()
+        else:
+            user.set_password(password)
+        user.save(update_fields=["password"])
+        user_sessions_revoke(user=user)
+
+
+def _admits_staff(user: User) -> bool:
+    return user.is_staff and user.is_active  # what the `staff` claim says
+
+
+def user_update(*, user: User, **changes: Any) -> None:
+    """Saves changed fields of a user (the admin's edits). Someone who stops being staff,
+    or active, loses every session: their tokens' `staff` claim opens the other services'
+    admins, and those tokens must not be renewed into new ones."""
+    with transaction.atomic():
+        before = User.objects.select_for_update().get(pk=user.pk)
+        for name, value in changes.items():
+            setattr(user, name, value)
+        if changes:
+            user.save(update_fields=list(changes))
+        if (_admits_staff(before) and not _admits_staff(user)) or (
+            before.is_active and not user.is_active
+        ):
+            user_sessions_revoke(user=user)

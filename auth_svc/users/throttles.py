@@ -1,11 +1,12 @@
-"""Sign-up and sign-in rate limits: per client IP and per email (DESIGN.md §3)."""
+"""Sign-up and sign-in rate limits per client IP, sign-ups per email. Failed sign-ins per
+email are counted by shared_lib.ratelimit.sign_in_account_attempt (only failures count)."""
 
 from __future__ import annotations
 
 from rest_framework.request import Request
 
 from shared_lib.http import client_ip
-from shared_lib.ratelimit import RedisRateThrottle
+from shared_lib.ratelimit import SIGNIN_IP_RATE, SIGNIN_IP_SCOPE, RedisRateThrottle
 from users.services import normalize_email
 
 
@@ -30,12 +31,9 @@ class SignupIpThrottle(_ByIp):
 
 
 class SigninIpThrottle(_ByIp):
-    scope, rate_setting = "signin-ip", "RATE_LIMIT_SIGNIN"
+    # The scope every admin's password form counts under too (shared_lib.admin_sso).
+    scope, rate_setting = SIGNIN_IP_SCOPE, SIGNIN_IP_RATE
 
 
 class SignupEmailThrottle(_ByEmail):
     scope = "signup-email"
-
-
-class SigninEmailThrottle(_ByEmail):
-    scope = "signin-email"

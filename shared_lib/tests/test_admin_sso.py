@@ -4,9 +4,11 @@ its users are Django's own auth.User, so staff come from the token's claim (shad
 import uuid
 
 import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
 from django.contrib.auth.models import User
 from django.test import Client
 
+from shared_lib.admin_sso import SIGN_IN_THROTTLED
 from shared_lib.auth import SESSION_COOKIE
 from shared_lib.models import OutboxEvent
 from shared_lib.testing.tokens import ALICE, STAFF_ATTACKS
@@ -241,3 +243,79 @@ def test_a_staff_token_wins_over_a_local_session(client, make_token):
 
     assert response.status_code == 200
     assert response.context["user"].username == bob
+
+
+# --- the password form is rate limited as the sign-in API is ------------------------------
+
+LOGIN = f"{ADMIN}login/?next={ADMIN}"
+checked_passwords: list[str] = []
+
+
+class CountingHasher(MD5PasswordHasher):
+    """Counts password checks, to prove a refused attempt made none (MD5: tests only)."""
+
+    def verify(self, password: str, encoded: str) -> bool:
+        checked_passwords.append(encoded)
+        return super().verify(password, encoded)
+
+
+@pytest.fixture
+def root(settings, redis_keys):
+    settings.PASSWORD_HASHERS = ["tests.test_admin_sso.CountingHasher"]
+    checked_passwords.clear()
+    return User.objects.create_superuser("root", "root@example.com", PASSWORD)
+
+
+def log_in(password: str, username: str = "root", **headers):
+    return Client().post(LOGIN, {"username": username, "password": password}, **headers)
+
+
+def assert_throttled(response) -> None:
+    assert response.status_code == 429
+    seconds = response["Retry-After"]
+    assert 1 <= int(seconds) <= 60
+    message = SIGN_IN_THROTTLED.format(seconds=seconds)
+    assert f'<p class="errornote" role="alert">{message}</p>' in response.content.decode()
+    assert "demo_admin_session" not in response.cookies
+    assert response.context["user"].is_authenticated is False
+
+
+def test_the_password_form_is_limited_per_client_ip(root, settings):
+    settings.RATE_LIMIT_SIGNIN = "2/min"
+    address = {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}
+
+    failures = [log_in("wrong", username=f"nobody{i}", **address).status_code for i in range(2)]
+    checks = len(checked_passwords)
+    refused = log_in(PASSWORD, **address)
+
+    assert failures == [200, 200]
+    assert_throttled(refused)
+    assert len(checked_passwords) == checks  # refused before any password was checked
+    root.refresh_from_db()
+    assert root.last_login is None
+    assert log_in(PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.6").status_code == 302
+
+
+def test_the_password_form_counts_failures_per_account_and_not_successes(root, settings):
+    settings.RATE_LIMIT_EMAIL = "2/min"
+
+    statuses = [
+        log_in(password, HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code
+        for i, password in enumerate([PASSWORD, "wrong", PASSWORD, PASSWORD, "wrong"])
+    ]
+    checks = len(checked_passwords)
+    refused = log_in(PASSWORD, username=" ROOT", HTTP_X_FORWARDED_FOR="203.0.113.99")
+
+    assert statuses == [302, 200, 302, 302, 200]
+    assert_throttled(refused)
+    assert len(checked_passwords) == checks
+    assert log_in("wrong", username="someone-else").status_code == 200
+
+
+def test_the_password_form_stays_open_while_redis_is_down(redis_down, settings):
+    User.objects.create_superuser("root", "root@example.com", PASSWORD)
+    settings.RATE_LIMIT_SIGNIN = "1/min"
+
+    statuses = [log_in(PASSWORD).status_code for _ in range(3)]
+
+    assert statuses == [302, 302, 302]

@@ -140,12 +140,14 @@ def test_a_session_user_is_authenticated_and_keyed_by_id():
 def test_mint_signs_the_claims_for_the_session_lifetime(session_keys, settings):
     settings.SESSION_TTL_SECONDS = 120
 
-    token = mint_session_token(user_id=uuid.UUID(ALICE), email="alice@example.com", now=1_000)
+    token = mint_session_token(
+        user_id=uuid.UUID(ALICE), email="alice@example.com", session_id=BOB, now=1_000
+    )
 
     assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
     assert jwt.decode(
         token, session_keys.public_pem, algorithms=["EdDSA"], options={"verify_exp": False}
-    ) == {"id": ALICE, "email": "alice@example.com", "iat": 1_000, "exp": 1_120}
+    ) == {"id": ALICE, "email": "alice@example.com", "iat": 1_000, "exp": 1_120, "sid": BOB}
 
 
 def test_mint_uses_the_current_time_by_default(make_token, settings):
@@ -232,3 +234,91 @@ def test_the_public_shape_of_a_session_user_leaves_staff_out():
     user = SessionUser(id=ALICE, email="alice@example.com", iat=1, exp=2, staff=True)
 
     assert user.as_dict() == {"id": ALICE, "email": "alice@example.com", "iat": 1, "exp": 2}
+
+
+# --- the session id (only auth_svc keeps sessions; SESSION_CHECK asks it) ------------------
+
+
+def decoded(token: str, public_pem: str) -> dict:
+    return jwt.decode(token, public_pem, algorithms=["EdDSA"], options={"verify_exp": False})
+
+
+def test_every_token_names_a_session_a_fresh_one_unless_given(session_keys):
+    first = mint_session_token(user_id=ALICE, email="alice@example.com")
+    second = mint_session_token(user_id=ALICE, email="alice@example.com")
+
+    sids = [decoded(token, session_keys.public_pem)["sid"] for token in (first, second)]
+    assert sids[0] != sids[1]
+    assert all(str(uuid.UUID(sid)) == sid for sid in sids)
+    assert verify_session_token(first).sid == sids[0]
+
+
+def test_mint_caps_the_token_at_the_sessions_end(session_keys, settings):
+    settings.SESSION_TTL_SECONDS = 900
+
+    capped = mint_session_token(user_id=ALICE, email="a@x.io", now=1_000, not_after=1_300)
+    uncapped = mint_session_token(user_id=ALICE, email="a@x.io", now=1_000, not_after=5_000)
+
+    assert decoded(capped, session_keys.public_pem)["exp"] == 1_300
+    assert decoded(uncapped, session_keys.public_pem)["exp"] == 1_900
+
+
+def test_the_session_id_is_read_canonical(session_keys):
+    token = signed(session_keys, claims(sid="{" + BOB.upper() + "}"))
+
+    assert verify_session_token(token).sid == BOB
+
+
+@pytest.mark.parametrize(
+    "sid", ["garbage", "", 42, 4.2, True, [BOB], {"id": BOB}, "0" * 100_000, BOB + "0"]
+)
+def test_a_malformed_session_id_is_anonymous_everywhere(api_client, session_keys, sid):
+    api_client.cookies[SESSION_COOKIE] = signed(session_keys, claims(sid=sid))
+
+    assert verify_session_token(api_client.cookies[SESSION_COOKIE].value) is None
+    assert current_user(api_client) is None
+    assert api_client.get("/api/demo/whoami").status_code == 401
+
+
+def test_a_token_without_a_session_id_still_signs_in_where_sessions_are_not_kept(
+    api_client, session_keys
+):
+    # Tokens minted before sessions existed: accepted until their `exp` by every service
+    # but auth_svc (whose SESSION_CHECK refuses them).
+    api_client.cookies[SESSION_COOKIE] = signed(session_keys, claims())
+
+    assert api_client.get("/api/demo/whoami").json() == {"id": ALICE, "email": "alice@example.com"}
+
+
+refused_sessions: set[str] = set()
+
+
+def refuse_listed(session: SessionUser) -> bool:
+    """A SESSION_CHECK for the tests: every session but the listed ones is live."""
+    return session.sid not in refused_sessions
+
+
+def test_session_check_decides_for_every_verified_token(api_client, make_token, settings):
+    settings.SESSION_CHECK = "tests.test_auth.refuse_listed"
+    ended, live = str(uuid.uuid4()), str(uuid.uuid4())
+    refused_sessions.add(ended)
+    try:
+        api_client.cookies[SESSION_COOKIE] = make_token(user_id=ALICE, session_id=ended)
+        refused = api_client.get("/api/demo/whoami")
+        api_client.cookies[SESSION_COOKIE] = make_token(user_id=ALICE, session_id=live)
+        accepted = api_client.get("/api/demo/whoami")
+    finally:
+        refused_sessions.discard(ended)
+
+    assert refused.status_code == 401
+    assert refused.json() == NOT_AUTHORIZED
+    assert accepted.status_code == 200
+    assert accepted.json()["id"] == ALICE
+
+
+def test_the_session_cookie_can_live_as_long_as_a_shorter_token(settings):
+    response = HttpResponse()
+
+    set_session_cookie(response, "the-token", max_age=42)
+
+    assert response.cookies[SESSION_COOKIE]["max-age"] == 42

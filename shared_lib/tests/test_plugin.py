@@ -45,11 +45,21 @@ def test_make_token_mints_a_verifiable_token_for_the_given_user(make_token, jwt_
     settings.SESSION_TTL_SECONDS = 300
     user_id = str(uuid.uuid4())
 
-    token = make_token(user_id=user_id, email="seller@example.com", now=1_000_000)
+    session_id = str(uuid.uuid4())
+
+    token = make_token(
+        user_id=user_id, email="seller@example.com", now=1_000_000, session_id=session_id
+    )
 
     assert jwt.decode(
         token, jwt_keypair.public_pem, algorithms=["EdDSA"], options={"verify_exp": False}
-    ) == {"id": user_id, "email": "seller@example.com", "iat": 1_000_000, "exp": 1_000_300}
+    ) == {
+        "id": user_id,
+        "email": "seller@example.com",
+        "iat": 1_000_000,
+        "exp": 1_000_300,
+        "sid": session_id,
+    }
 
 
 def test_make_token_defaults_to_a_new_user_each_time(make_token):

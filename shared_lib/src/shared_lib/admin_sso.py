@@ -18,7 +18,9 @@ in, on every request under /admin/<svc>/:
 - A signed-in non-staff user: a 403 page saying so. Anonymous: a redirect to the site's
   sign-in (ADMIN_SIGNIN_URL) with `next` back to the page.
 - Django's own password login stays at /admin/<svc>/login/ for local accounts made with
-  `manage.py createsuperuser`: the way in when auth_svc or the keys are broken.
+  `manage.py createsuperuser`: the way in when auth_svc or the keys are broken. It is
+  rate limited as the sign-in API is (shared_lib.ratelimit): every attempt per client IP,
+  failed ones per account; over a limit the form answers 429 without checking a password.
 
 Permissions: single sign-on staff may view every model in every admin, and do nothing else
 (SignOnStaffBackend). The domain admins are read-only anyway (shared_lib.admin.ReadOnlyAdmin);
@@ -27,10 +29,10 @@ user mint a local password account there would leave a way in that outlives thei
 Rights a row has in Django terms (is_superuser, permissions) still apply on top: in auth_svc
 those are the real user's; on a shadow row only a local superuser can grant them.
 
-Revocation: a demoted or deactivated user's token carries `staff` until it is renewed (after
-half its life) or expires, so the window is at most SESSION_TTL_SECONDS (default 15 min) in
-the services that trust the claim. Unticking "active" on the shadow row locks them out of
-that service at once.
+Revocation: a demoted or deactivated user's sessions end in auth_svc at once, so their
+tokens are never renewed; a token already issued carries `staff` until it expires, so the
+window is at most SESSION_TTL_SECONDS (default 15 min) in the services that trust the
+claim. Unticking "active" on the shadow row locks them out of that service at once.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
-from django.contrib.auth import get_user_model
+from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.contrib.auth import logout as end_django_session
 from django.contrib.auth.hashers import make_password
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
@@ -52,6 +54,7 @@ from django.utils.cache import add_never_cache_headers
 
 from shared_lib.auth import SessionUser, current_user
 from shared_lib.errors import keep_error_page
+from shared_lib.ratelimit import sign_in_account_attempt, sign_in_ip_attempt
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 SIGN_ON_ATTRIBUTE = "admin_sign_on"
 STAFF_FROM_USER_TABLE = "user-table"
 FORBIDDEN_TEMPLATE = "shared_lib/admin_forbidden.html"
+SIGN_IN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
 
 
 class SignOnAdminConfig(AdminConfig):
@@ -111,8 +115,41 @@ class SignOnAdminSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         # The password form is for local accounts; it points staff at the site's sign-in.
         index = reverse("admin:index", current_app=self.name)
-        context = {"site_sign_in_url": _sign_in_url(index)}
-        return super().login(request, {**context, **(extra_context or {})})
+        context = {"site_sign_in_url": _sign_in_url(index), **(extra_context or {})}
+        if request.method != "POST":
+            return super().login(request, context)
+        by_ip = sign_in_ip_attempt(request)
+        if not by_ip.allowed:
+            return self._throttled_login(request, context, by_ip.wait)
+        by_account = sign_in_account_attempt(request.POST.get("username"))
+        if not by_account.allowed:
+            return self._throttled_login(request, context, by_account.wait)
+        response = super().login(request, context)
+        if isinstance(response, HttpResponseRedirect):  # signed in: not a failure
+            by_account.give_back()
+        return response
+
+    def _throttled_login(
+        self, request: HttpRequest, context: dict[str, Any], wait: float | None
+    ) -> TemplateResponse:
+        """The form again, refused before any password is checked."""
+        # Imported here: this module is loaded with the app registry, before auth's models.
+        from django.contrib.admin.forms import AdminAuthenticationForm
+
+        seconds = max(1, int((wait or 0) + 0.999))
+        context = {
+            **self.each_context(request),
+            "title": "Log in",
+            "app_path": request.get_full_path(),
+            "form": AdminAuthenticationForm(request),
+            REDIRECT_FIELD_NAME: request.GET.get(REDIRECT_FIELD_NAME, ""),
+            "throttled_message": SIGN_IN_THROTTLED.format(seconds=seconds),
+            **context,
+        }
+        response = TemplateResponse(request, self.login_template, context, status=429)
+        response["Retry-After"] = str(seconds)
+        add_never_cache_headers(response)
+        return keep_error_page(response)
 
     def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         if getattr(request.user, SIGN_ON_ATTRIBUTE, False):

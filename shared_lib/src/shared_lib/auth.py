@@ -9,6 +9,10 @@ Anything that does not verify — missing, expired, forged, another key, `alg=no
 — means anonymous, never an error. Plain Django views read `request.current_user`.
 An optional `staff` claim (true only, for auth_svc's staff) opens every service's admin
 (shared_lib.admin_sso); a token without it is a non-staff token, as tokens always were.
+
+Every token names its session (`sid`). Only auth_svc keeps sessions, so only it can tell
+a signed-out one: it sets SESSION_CHECK, which current_user() asks about every verified
+token. Other services accept a token until its `exp` (at most SESSION_TTL_SECONDS).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -33,9 +38,14 @@ from rest_framework.request import Request
 SESSION_COOKIE = "session"
 ALGORITHM = "EdDSA"  # the only algorithm accepted: a token naming any other is anonymous
 REQUIRED_CLAIMS = ("id", "email", "iat", "exp")
+# Longer than any spelling of a UUID: a huge `sid` is refused before it is parsed.
+_SESSION_ID_MAX_LENGTH = 64
 # Optional, so tokens minted before it existed (and every non-staff token) stay valid and
 # mean exactly what they meant: not staff. Minted only when true.
 STAFF_CLAIM = "staff"
+# Optional for the same reason: a token minted before sessions existed still verifies in
+# the services that cannot check sessions anyway; auth_svc's SESSION_CHECK refuses it.
+SESSION_ID_CLAIM = "sid"
 AUTH_CHALLENGE = 'Bearer realm="api"'  # sent with every 401 (RFC 9110)
 
 
@@ -48,6 +58,7 @@ class SessionUser:
     iat: int
     exp: int
     staff: bool = False  # admin access everywhere (shared_lib.admin_sso); not in as_dict()
+    sid: str | None = None  # the session auth_svc keeps (canonical UUID); not in as_dict()
 
     is_authenticated = True
     is_anonymous = False
@@ -78,21 +89,31 @@ def _private_key(pem: str) -> Ed25519PrivateKey:
 
 
 def mint_session_token(
-    *, user_id: str, email: str, staff: bool = False, now: int | None = None
+    *,
+    user_id: str,
+    email: str,
+    session_id: str | None = None,
+    staff: bool = False,
+    now: int | None = None,
+    not_after: int | None = None,
 ) -> str:
     """A signed session token; needs JWT_PRIVATE_KEY, which only auth_svc holds.
 
-    `staff=True` adds the `staff` claim; otherwise the token carries none (a non-staff
-    token looks exactly as every token did before the claim existed)."""
+    `session_id` names the session (auth_svc's row); without one the token names a fresh
+    id no session backs, which only auth_svc would notice (test and benchmark tokens).
+    The token lives SESSION_TTL_SECONDS, never past `not_after` (the session's end).
+    `staff=True` adds the `staff` claim; otherwise the token carries none."""
     private_pem = getattr(settings, "JWT_PRIVATE_KEY", None)
     if not private_pem:
         raise ImproperlyConfigured("Only auth_svc can mint session tokens (JWT_PRIVATE_KEY)")
     issued = int(time.time()) if now is None else now
+    expires = issued + settings.SESSION_TTL_SECONDS
     claims = {
         "id": str(user_id),
         "email": email,
         "iat": issued,
-        "exp": issued + settings.SESSION_TTL_SECONDS,
+        "exp": expires if not_after is None else min(expires, not_after),
+        SESSION_ID_CLAIM: str(session_id or uuid.uuid4()),
     }
     if staff:
         claims[STAFF_CLAIM] = True
@@ -119,7 +140,28 @@ def verify_session_token(token: str) -> SessionUser | None:
     staff = claims.get(STAFF_CLAIM, False)
     if not isinstance(staff, bool):
         return None
-    return SessionUser(id=user_id, email=email, iat=iat, exp=exp, staff=staff)
+    sid = claims.get(SESSION_ID_CLAIM)
+    if sid is not None:
+        # Signed by auth_svc or not at all, but still never trusted to be well formed: a
+        # malformed id is anonymous, not an error in the lookup that follows.
+        if not isinstance(sid, str) or len(sid) > _SESSION_ID_MAX_LENGTH:
+            return None
+        try:
+            sid = str(uuid.UUID(sid))
+        except ValueError:
+            return None
+    return SessionUser(id=user_id, email=email, iat=iat, exp=exp, staff=staff, sid=sid)
+
+
+@lru_cache(maxsize=4)
+def _session_check(path: str) -> Callable[[SessionUser], bool]:
+    return import_string(path)
+
+
+def session_is_live(session: SessionUser) -> bool:
+    """What SESSION_CHECK says of a verified token's session; True where none is set."""
+    path = getattr(settings, "SESSION_CHECK", None)
+    return True if not path else _session_check(path)(session)
 
 
 def token_from_request(request: HttpRequest) -> str | None:
@@ -134,7 +176,10 @@ def current_user(request: HttpRequest) -> SessionUser | None:
     """The verified session user of a request (computed once per request)."""
     if not hasattr(request, "_session_user"):
         token = token_from_request(request)
-        request._session_user = verify_session_token(token) if token else None  # type: ignore[attr-defined]
+        session = verify_session_token(token) if token else None
+        if session is not None and not session_is_live(session):
+            session = None
+        request._session_user = session  # type: ignore[attr-defined]
     return request._session_user  # type: ignore[attr-defined]
 
 
@@ -173,11 +218,12 @@ class IsSignedIn(BasePermission):
         return isinstance(request.user, SessionUser)
 
 
-def set_session_cookie(response: HttpResponse, token: str) -> None:
+def set_session_cookie(response: HttpResponse, token: str, *, max_age: int | None = None) -> None:
+    """The cookie lives as long as its token (`max_age`, SESSION_TTL_SECONDS by default)."""
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=settings.SESSION_TTL_SECONDS,
+        max_age=settings.SESSION_TTL_SECONDS if max_age is None else max_age,
         path="/",
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,

@@ -7,24 +7,35 @@
 Rates use DRF's syntax ("20/min"). Each hit is one atomic Lua script over a sorted set:
 a true sliding window, no read-modify-write race between replicas (DRF's own cache
 throttle reads, then writes, and so lets concurrent requests through).
+
+Sign-ins (the API and every admin's password form) count twice: every attempt per client
+IP (RATE_LIMIT_SIGNIN), and failed ones per account (RATE_LIMIT_EMAIL). An account's
+attempt is counted when it starts and given back when it succeeds, so concurrent guesses
+cannot slip past the limit, and the owner's own sign-ins never lock them out.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from shared_lib.http import client_ip
 from shared_lib.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+SIGNIN_IP_SCOPE, SIGNIN_IP_RATE = "signin-ip", "RATE_LIMIT_SIGNIN"
+SIGNIN_ACCOUNT_SCOPE, SIGNIN_ACCOUNT_RATE = "signin-email", "RATE_LIMIT_EMAIL"
 
 # KEYS[1] the window's key; ARGV: window length (ms), limit, a unique member.
 # Redis's own clock is used so replicas with skewed clocks share one window.
@@ -57,13 +68,72 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return limit, seconds
 
 
-def hit(key: str, *, limit: int, window_seconds: int) -> tuple[bool, float]:
-    """Count one request against `key`: (allowed, seconds until the next one is)."""
+def hit(
+    key: str, *, limit: int, window_seconds: int, member: str | None = None
+) -> tuple[bool, float]:
+    """Count one request against `key`: (allowed, seconds until the next one is).
+
+    `member` names the count, so that it can be given back (`Attempt.give_back`)."""
     client = redis_client()
     allowed, wait_ms = client.eval(
-        _SLIDING_WINDOW, 1, key, window_seconds * 1000, limit, uuid.uuid4().hex
+        _SLIDING_WINDOW, 1, key, window_seconds * 1000, limit, member or uuid.uuid4().hex
     )
     return bool(allowed), max(0, int(wait_ms)) / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request counted against a limit, or refused for `wait` seconds."""
+
+    allowed: bool
+    wait: float | None = None  # None: nothing was counted (no identity, or Redis was down)
+    key: str = ""
+    member: str = ""
+
+    def give_back(self) -> None:
+        """Uncount it: the limit is on failures, and this one succeeded."""
+        if not (self.allowed and self.key):
+            return
+        try:
+            redis_client().zrem(self.key, self.member)
+        except redis.RedisError:
+            logger.error("rate limit count not given back: Redis unavailable", exc_info=True)
+
+
+def attempt(*, scope: str, ident: str | None, rate_setting: str) -> Attempt:
+    """Count one request by `ident` in `scope` at the rate the setting names.
+
+    Fails open when Redis is down: sign-in stays available, and /readyz reports Redis, so
+    the outage is visible rather than silently weakening the limit."""
+    if not ident:
+        return Attempt(allowed=True)
+    limit, window = parse_rate(getattr(settings, rate_setting))
+    key = f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{ident}"
+    member = uuid.uuid4().hex
+    try:
+        allowed, wait = hit(key, limit=limit, window_seconds=window, member=member)
+    except redis.RedisError:
+        logger.error("rate limit %s not enforced: Redis unavailable", scope, exc_info=True)
+        return Attempt(allowed=True)
+    return Attempt(allowed=allowed, wait=wait, key=key, member=member)
+
+
+def account_ident(username: object) -> str | None:
+    """The per-account identity of a sign-in: the address as the user table compares it."""
+    if not isinstance(username, str) or not username.strip():
+        return None
+    return username.strip().lower()
+
+
+def sign_in_ip_attempt(request: HttpRequest) -> Attempt:
+    return attempt(scope=SIGNIN_IP_SCOPE, ident=client_ip(request), rate_setting=SIGNIN_IP_RATE)
+
+
+def sign_in_account_attempt(username: object) -> Attempt:
+    """Give it back when the sign-in succeeds: only failures count per account."""
+    return attempt(
+        scope=SIGNIN_ACCOUNT_SCOPE, ident=account_ident(username), rate_setting=SIGNIN_ACCOUNT_RATE
+    )
 
 
 class RedisRateThrottle(BaseThrottle):
@@ -80,20 +150,11 @@ class RedisRateThrottle(BaseThrottle):
         raise NotImplementedError
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        ident = self.get_ident(request)
-        if not ident:
-            return True
-        limit, window = parse_rate(getattr(settings, self.rate_setting))
-        key = f"{settings.RATE_LIMIT_KEY_PREFIX}:{self.scope}:{ident}"
-        try:
-            allowed, wait = hit(key, limit=limit, window_seconds=window)
-        except redis.RedisError:
-            # Failing open keeps sign-in available while Redis is down; /readyz reports
-            # Redis, so the outage is visible rather than silently weakening the limit.
-            logger.error("rate limit %s not enforced: Redis unavailable", self.scope, exc_info=True)
-            return True
-        self._wait = wait
-        return allowed
+        counted = attempt(
+            scope=self.scope, ident=self.get_ident(request), rate_setting=self.rate_setting
+        )
+        self._wait = counted.wait
+        return counted.allowed
 
     def wait(self) -> float | None:
         return self._wait

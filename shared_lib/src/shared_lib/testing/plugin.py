@@ -7,7 +7,8 @@
 Fixtures: `jwt_keypair` (a fresh Ed25519 pair per session), `session_keys` (settings use
 that pair, so tokens mint and verify without the dev keys), `make_token`, `api_client`,
 `signed_in_client`, `staff_admin_client` (the admin by single sign-on), `redis_keys` (an
-isolated Redis key prefix, cleaned afterwards).
+isolated Redis key prefix, cleaned afterwards), `rabbitmq_users` / `rabbitmq_vhost` (a
+throw-away vhost with each service's own broker user), `event_worker` (real workers).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -66,9 +68,14 @@ def make_token(session_keys: KeyPair) -> Callable[..., str]:
         email: str = "user@example.com",
         staff: bool = False,
         now: int | None = None,
+        session_id: str | None = None,
     ) -> str:
         return mint_session_token(
-            user_id=user_id or str(uuid.uuid4()), email=email, staff=staff, now=now
+            user_id=user_id or str(uuid.uuid4()),
+            email=email,
+            staff=staff,
+            now=now,
+            session_id=session_id,
         )
 
     return make
@@ -135,26 +142,60 @@ def redis_keys(settings: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_vhost(django_db_setup: Any) -> Iterator[str]:
-    """A fresh RabbitMQ vhost for the session; settings point at it; deleted afterwards."""
+def rabbitmq_users(django_db_setup: Any) -> Iterator[dict[str, str]]:
+    """A fresh RabbitMQ vhost for the session, with every service's own broker user on it
+    (least rights, as in production): service -> its URL there. This service's settings
+    connect as its own user (a suite whose service is not on the bus keeps the admin
+    user of RABBITMQ_URL); the vhost is deleted afterwards."""
     from django.conf import settings
 
     from shared_lib.events import broker
-    from shared_lib.testing.events import rabbitmqctl, vhost_url
+    from shared_lib.events.registry import discover_handlers
+    from ticketing_devtools.provision import (
+        BUS_SERVICES,
+        ensure_bus_users,
+        grant_all,
+        rabbitmqctl,
+        user_url,
+        vhost_of,
+    )
 
     vhost = f"ticketing-test-{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     original = settings.RABBITMQ_URL, settings.CELERY_BROKER_URL
-    url = vhost_url(settings.RABBITMQ_URL, vhost)
-    settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
-    broker.forget_declarations()
+    admin = urlsplit(original[0])
+    admin_url = user_url(
+        original[0],
+        user=unquote(admin.username or broker.DEFAULT_USER),
+        password=unquote(admin.password or broker.DEFAULT_USER),
+        vhost=vhost,
+    )
+    rabbitmqctl("add_vhost", vhost)
     try:
-        yield url
+        grant_all(admin_url)
+        service = settings.EVENTS_SERVICE
+        users = ensure_bus_users(
+            admin_url,
+            consumed={service: list(discover_handlers())},
+            exchange=settings.EVENTS_EXCHANGE,
+        )
+        users["admin"] = admin_url
+        url = users.get(service, admin_url)
+        settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
+        broker.forget_declarations()
+        assert vhost_of(url) == vhost
+        assert service not in BUS_SERVICES or broker.own_user() == service
+        yield users
     finally:
         settings.RABBITMQ_URL, settings.CELERY_BROKER_URL = original
         broker.forget_declarations()
         rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost(rabbitmq_users: dict[str, str]) -> str:
+    """The session's vhost as its admin user (full rights: test tools read any queue).
+    The service itself connects as its own user (settings.RABBITMQ_URL)."""
+    return rabbitmq_users["admin"]
 
 
 @pytest.fixture
@@ -186,7 +227,7 @@ def event_worker(
         index = len(workers)
         env = {
             **os.environ,
-            "RABBITMQ_URL": rabbitmq_vhost,
+            "RABBITMQ_URL": settings.RABBITMQ_URL,  # this service's own broker user
             "WORKER_HEARTBEAT_FILE": str(tmp_path / f"worker-{index}.alive"),
             "LOG_FORMAT": "text",
             **extra_env,

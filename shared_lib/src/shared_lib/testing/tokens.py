@@ -86,6 +86,13 @@ ATTACKS: dict[str, Callable[[KeyPair], str]] = {
     "string-staff": lambda k: signed(k, claims(staff="true")),
     "integer-staff": lambda k: signed(k, claims(staff=1)),
     "null-staff": lambda k: signed(k, claims(staff=None)),
+    # `sid` is optional (tokens from before sessions), but only ever a UUID string.
+    "non-uuid-sid": lambda k: signed(k, claims(sid="garbage")),
+    "empty-sid": lambda k: signed(k, claims(sid="")),
+    "integer-sid": lambda k: signed(k, claims(sid=42)),
+    "list-sid": lambda k: signed(k, claims(sid=[ALICE])),
+    "oversized-sid": lambda k: signed(k, claims(sid="0" * 100_000)),
+    "sql-in-sid": lambda k: signed(k, claims(sid="' OR 1=1 --")),
 }
 
 
