@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.deploy import compose_model
+from ticketing_devtools import ingress
 from ticketing_devtools.gateway import (
     API_ERROR_MESSAGES,
     BODY_TOO_LARGE_MESSAGE,
@@ -594,3 +597,52 @@ def test_route_table_built_in_code_is_validated_too() -> None:
         RouteTable(routes=(Route("/a", "x"), Route("/a", "y")), default_service=None)
     with pytest.raises(ValueError, match="must not end with '/'"):
         Route("/a/", "x")
+
+
+# --- docker compose: whom the gateway and the services trust -------------------------
+
+
+def test_the_compose_gateway_trusts_forwarding_from_the_client_address_alone() -> None:
+    text = ingress.render_compose_gateway(load_routes())
+
+    trusted = [line.strip() for line in text.splitlines() if "set_real_ip_from" in line]
+    assert trusted == ["set_real_ip_from 172.30.57.11/32;"]
+    assert ingress.COMPOSE_CLIENT_ADDRESS == "172.30.57.11"
+
+
+def test_compose_pins_the_gateway_and_client_addresses_and_trusts_only_them() -> None:
+    model = compose_model()
+    services = model["services"]
+    subnet = ipaddress.ip_network(ingress.COMPOSE_SUBNET)
+    dynamic = ipaddress.ip_network(ingress.COMPOSE_DYNAMIC_RANGE)
+
+    assert model["networks"]["default"]["ipam"]["config"] == [
+        {"subnet": ingress.COMPOSE_SUBNET, "ip_range": ingress.COMPOSE_DYNAMIC_RANGE}
+    ]
+    # Compose lists every service on `default`, with None when nothing is pinned.
+    attachments = {
+        name: (spec.get("networks") or {}).get("default") for name, spec in services.items()
+    }
+    pinned = {
+        name: network["ipv4_address"]
+        for name, network in attachments.items()
+        if network and network.get("ipv4_address")
+    }
+    assert pinned == {
+        "gateway": ingress.COMPOSE_GATEWAY_ADDRESS,
+        "client": ingress.COMPOSE_CLIENT_ADDRESS,
+    }
+    for address in pinned.values():
+        # Inside the network, outside what Docker hands to the other containers.
+        assert ipaddress.ip_address(address) in subnet
+        assert ipaddress.ip_address(address) not in dynamic
+    trust = {
+        name: (
+            spec["environment"].get("TRUSTED_PROXIES"),
+            spec["environment"].get("FORWARDED_ALLOW_IPS"),
+        )
+        for name, spec in services.items()
+        if "TRUSTED_PROXIES" in (spec.get("environment") or {})
+    }
+    gateway_only = (f"{ingress.COMPOSE_GATEWAY_ADDRESS}/32", ingress.COMPOSE_GATEWAY_ADDRESS)
+    assert trust == dict.fromkeys(["auth", "tickets", "orders", "payments", "client"], gateway_only)

@@ -363,11 +363,12 @@ def test_a_disallowed_host_is_a_json_400(client):
     assert response.json() == only_error("Bad request")
 
 
-def test_an_unacceptable_accept_header_is_a_json_406(api_client):
+def test_an_accept_the_api_cannot_satisfy_gets_json_not_a_406(api_client):
     response = api_client.get("/api/demo/whoami", HTTP_ACCEPT="application/xml")
 
-    assert response.status_code == 406
-    assert response.json() == only_error("Not acceptable")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == only_error("Not authorized")
 
 
 def test_an_unhandled_exception_is_a_generic_500_and_its_detail_only_logged(caplog):

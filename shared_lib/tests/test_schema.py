@@ -2,6 +2,14 @@ import json
 
 import pytest
 
+# The docs page (Swagger UI) shows the schema's description: a link to the browsable API.
+BROWSABLE_API_NOTE = (
+    "Every operation here can also be tried in a browser through Django REST framework's "
+    "browsable API: add `?format=api` to its URL, e.g. "
+    "[/api/demo/crash?format=api](/api/demo/crash?format=api). "
+    "Without it the API answers JSON, whatever `Accept` header a request carries."
+)
+
 SECURITY_SCHEMES = {
     "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
@@ -18,7 +26,11 @@ def schema(client) -> dict:
 
 def test_the_schema_is_an_openapi_document_of_the_service(schema):
     assert schema["openapi"].startswith("3.")
-    assert schema["info"] == {"title": "Ticketing demo API", "version": "1.0.0"}
+    assert schema["info"] == {
+        "title": "Ticketing demo API",
+        "version": "1.0.0",
+        "description": BROWSABLE_API_NOTE,
+    }
     assert "/api/demo/whoami" in schema["paths"]
     assert "/api/demo/profile" in schema["paths"]
 

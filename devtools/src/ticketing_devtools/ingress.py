@@ -45,12 +45,16 @@ INGRESS_ANNOTATIONS = {
 }
 
 # docker-compose.yml: every web service listens on gunicorn's default port, the gateway
-# (an unprivileged nginx) on 8080, and the project's network has this fixed subnet so the
-# gateway can trust the web client's X-Forwarded-For from it, as `make up` trusts the
-# client's address (services trust the same subnet through TRUSTED_PROXIES).
+# (an unprivileged nginx) on 8080. The project's network has a fixed subnet, and the
+# gateway and the web client fixed addresses outside the range Docker allocates from, so
+# the gateway trusts X-Forwarded-For from the client's address alone, as `make up`
+# trusts the client's, and the services trust only the gateway's (TRUSTED_PROXIES).
 COMPOSE_UPSTREAM_PORT = 8000
 COMPOSE_GATEWAY_LISTEN = "8080"
 COMPOSE_SUBNET = "172.30.57.0/24"
+COMPOSE_DYNAMIC_RANGE = "172.30.57.128/25"
+COMPOSE_GATEWAY_ADDRESS = "172.30.57.10"
+COMPOSE_CLIENT_ADDRESS = "172.30.57.11"
 # A tmpfs in the gateway container: nginx's pid file and temporary files.
 COMPOSE_GATEWAY_RUN_DIR = Path("/run/gateway")
 
@@ -105,7 +109,7 @@ def render_compose_gateway(table: gateway.RouteTable) -> str:
         upstreams=upstreams,
         listen=COMPOSE_GATEWAY_LISTEN,
         run_dir=COMPOSE_GATEWAY_RUN_DIR,
-        trusted_forwarders=[COMPOSE_SUBNET],
+        trusted_forwarders=[f"{COMPOSE_CLIENT_ADDRESS}/32"],
         master_is_root=False,
     )
     header = (

@@ -119,11 +119,68 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# What must never reach a text log line as itself: C0 and C1 controls (\n and \r end a
+# line, ESC starts a terminal sequence), DEL, the Unicode line and paragraph separators,
+# and the invisible bidirectional and zero-width marks that make a line read otherwise
+# than it is. A request path, a header or an exception message may hold any of them.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A value with any of these is quoted (logfmt), so `path=/a status=500` cannot pass for
+# two pairs; backslashes and quotes inside the quotes are escaped.
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+# Continuation lines of a record (its traceback) start with this, so only a record's
+# first line ever starts in the first column: no logged text can open a line of its own.
+CONTINUATION = "  | "
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every control, separator and bidi character escaped (`\\n`, `\\x1b`)."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _logfmt_value(value: object) -> str:
+    text = str(value)
+    if text and not _NEEDS_QUOTES.search(text) and not _UNSAFE.search(text):
+        return text
+    return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
 class KeyValueFormatter(logging.Formatter):
-    """Human-readable, still one line per event: `... message key=value key=value`."""
+    """Human-readable, one line per event: `... message key=value key="a value"`.
+
+    Every character that could end or disguise a line is escaped, in the message and in
+    the values, so whatever a client puts in a path or a header (`%0a`, `\\u2028`, ESC)
+    cannot forge a line. A traceback follows on continuation lines, each led by
+    CONTINUATION; control characters inside it are escaped the same way.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
         pairs = {"correlation_id": getattr(record, "correlation_id", None), **_extras(record)}
-        suffix = " ".join(f"{key}={value}" for key, value in pairs.items() if value is not None)
-        return f"{text} {suffix}" if suffix else text
+        line = " ".join(
+            [
+                printable(self.formatMessage(record)),
+                *(f"{key}={_logfmt_value(v)}" for key, v in pairs.items() if v is not None),
+            ]
+        )
+        details = []
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            details.append(record.exc_text)
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        continuation = [
+            CONTINUATION + printable(part) for detail in details for part in detail.split("\n")
+        ]
+        return "\n".join([line, *continuation])

@@ -21,6 +21,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
@@ -225,14 +226,17 @@ def _is_error_shaped(response: HttpResponse) -> bool:
         content_type.startswith("application/json")
         or response.streaming
         or getattr(response, _KEEP_ERROR_PAGE, False)
+        # Someone asked for the browsable API (`?format=api`, shared_lib.negotiation): its
+        # page shows the error's shaped body, and for a 405 the form of the methods allowed.
+        or isinstance(getattr(response, "accepted_renderer", None), BrowsableAPIRenderer)
     )
 
 
 def _reshape(response: HttpResponse) -> HttpResponse:
     """Give an error response the shared JSON body, keeping its status and headers.
 
-    A DRF error rendered as HTML (a browser asked for the browsable API) already holds
-    the shaped body in `.data`; anything else gets the generic message for its status.
+    A DRF error rendered by a renderer other than JSON already holds the shaped body in
+    `.data`; anything else gets the generic message for its status.
     """
     data = getattr(response, "data", None)
     if isinstance(data, dict) and "errors" in data:

@@ -65,7 +65,9 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and an
         # instant outside years 1-9999 in UTC overflows here rather than in the query.
         return created_at.astimezone(UTC), uuid.UUID(data["id"])
-    except (ValueError, OverflowError, binascii.Error):  # JSON/Unicode errors are ValueErrors
+    # JSON/Unicode errors are ValueErrors; a cursor of thousands of `[` exhausts the
+    # decoder's recursion before it is anything else.
+    except (ValueError, OverflowError, binascii.Error, RecursionError):
         raise BadRequest(INVALID_CURSOR, field="cursor") from None
 
 

@@ -7,7 +7,8 @@
 shared_lib's AppConfig.ready() imports this module, so drf-spectacular picks the auth
 extension up for every view using JWTAuthentication (the "session" cookie and Bearer
 schemes). AutoSchema adds the error responses the shared machinery produces (errors.py,
-auth.py, ratelimit.py), all with the one error shape, so no view has to repeat them.
+auth.py, ratelimit.py), all with the one error shape, so no view has to repeat them, and
+the description points readers of the docs page at DRF's browsable API (`?format=api`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,30 @@ def document_paths_without_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any
             path = path.rstrip("/")
         documented.append((path, path_regex, method, callback))
     return documented
+
+
+def browsable_api_note(path: str) -> str:
+    """The schema's description: where the browsable API is, with `path` as the example."""
+    example = f"{path}?format=api"
+    return (
+        "Every operation here can also be tried in a browser through Django REST "
+        f"framework's browsable API: add `?format=api` to its URL, e.g. [{example}]({example}). "
+        "Without it the API answers JSON, whatever `Accept` header a request carries."
+    )
+
+
+def describe_browsable_api(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS: the docs page links to the browsable API.
+
+    The example is the service's shortest path without parameters, a GET one if there is
+    one (`/api/tickets`, `/api/users/currentuser`): a page that opens without input.
+    """
+    paths = [path for path in result.get("paths", {}) if "{" not in path]
+    if paths:
+        readable = [path for path in paths if "get" in result["paths"][path]]
+        example = min(readable or paths, key=lambda path: (len(path), path))
+        result.setdefault("info", {})["description"] = browsable_api_note(example)
+    return result
 
 
 class ErrorItemSerializer(serializers.Serializer):

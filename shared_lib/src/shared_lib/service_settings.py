@@ -227,6 +227,9 @@ def base_settings(
         "RATE_LIMIT_KEY_PREFIX": env(
             "RATE_LIMIT_KEY_PREFIX", default=f"ticketing:{service}:ratelimit"
         ),
+        # Sign-in attempts: the API's and every admin's password form (shared_lib.ratelimit).
+        "RATE_LIMIT_SIGNIN": env("RATE_LIMIT_SIGNIN", default="30/min"),
+        "RATE_LIMIT_EMAIL": env("RATE_LIMIT_EMAIL", default="10/min"),
         "HEALTH_CHECKS": health_checks,
         "REST_FRAMEWORK": {
             "DEFAULT_AUTHENTICATION_CLASSES": ["shared_lib.auth.JWTAuthentication"],
@@ -236,6 +239,7 @@ def base_settings(
                 "rest_framework.renderers.JSONRenderer",
                 "rest_framework.renderers.BrowsableAPIRenderer",
             ],
+            "DEFAULT_CONTENT_NEGOTIATION_CLASS": "shared_lib.negotiation.JsonFirst",
             "EXCEPTION_HANDLER": "shared_lib.errors.drf_exception_handler",
             "DEFAULT_SCHEMA_CLASS": "shared_lib.schema.AutoSchema",
             "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -249,6 +253,10 @@ def base_settings(
             "REDOC_DIST": "SIDECAR",
             "COMPONENT_SPLIT_REQUEST": True,
             "PREPROCESSING_HOOKS": ["shared_lib.schema.document_paths_without_slash"],
+            "POSTPROCESSING_HOOKS": [
+                "drf_spectacular.hooks.postprocess_schema_enums",  # drf-spectacular's default
+                "shared_lib.schema.describe_browsable_api",
+            ],
         },
         "LOGGING": logging_settings(
             env("LOG_LEVEL", default="INFO").upper(),
