@@ -3,7 +3,6 @@ runs it (the session's stack: its own databases, vhost and ports)."""
 
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -105,7 +104,8 @@ def test_a_poison_message_is_a_dead_letter_in_status_and_in_metrics(stack, purge
         "ticketing_events_dead_lettered_total",
         **dead_metric,
     )
-    with Connection(purge_dead_letters) as conn:
+    # From tickets' own broker user: from anyone else it would be refused as untrusted.
+    with Connection(stack.env_for("tickets")["RABBITMQ_URL"]) as conn:
         conn.Producer().publish(
             {"not": "an event"},
             exchange=Exchange("ticketing.events", type="topic", durable=True),
@@ -113,6 +113,7 @@ def test_a_poison_message_is_a_dead_letter_in_status_and_in_metrics(stack, purge
             serializer="json",
             message_id=str(uuid.uuid4()),
             delivery_mode=2,
+            user_id="tickets",
         )
     target = Target.of_stack(stack)
     report = system.wait_for(lambda: (r := collect(target)).dead_letters() and r)
@@ -175,13 +176,28 @@ def web_samples(stack, name):
 
 
 def wait_for_quiet_expiries(stack):
-    """Until every earlier order's expiry has fired: none of theirs lands in our deltas."""
+    """Until every earlier order's expiry has fired and been handled everywhere: none of
+    theirs lands in our deltas."""
     url = admin_url().rsplit("/", 1)[0] + "/" + service("orders").database(stack.db_prefix)
     with psycopg.connect(url) as conn:
         (latest,) = conn.execute("SELECT max(expires_at) FROM orders_order").fetchone()
-    if latest is not None:
-        # The expiry fires within a second of expiresAt, its effects a moment later.
-        time.sleep(max(0.0, (latest - datetime.now(UTC)).total_seconds() + 3))
+    if latest is None:
+        return
+    window = (latest - datetime.now(UTC)).total_seconds()
+    system.wait_for(lambda: datetime.now(UTC) > latest, timeout=max(0.0, window) + 5)
+
+    def settled():
+        with psycopg.connect(url) as conn:
+            (unexpired,) = conn.execute(
+                "SELECT count(*) FROM orders_order WHERE status = 'created'"
+            ).fetchone()
+        # Cancelled everywhere: no order still waits, and no event is still on its way.
+        report = collect(Target.of_stack(stack))
+        in_flight = [q.name for q in report.queues if q.total and not q.name.endswith(".dead")]
+        unsent = [o.service for o in report.outboxes if o.unsent]
+        return unexpired == 0 and not in_flight and not unsent
+
+    system.wait_for(settled, timeout=60)
 
 
 HANDLED = "ticketing_events_handled_total"
@@ -317,3 +333,46 @@ def test_an_outbox_row_stuck_for_minutes_fails_status(stack):
     ]
     assert command.returncode == 1
     assert "\n  tickets         1  oldest 12" in command.stdout
+
+
+def test_a_failed_refund_fails_status_and_shows_in_the_workers_metrics(stack):
+    # A refund Stripe refused for good (payments.services.refund_settle records it so):
+    # the worker does not retry it, so a person must hear of it.
+    url = admin_url().rsplit("/", 1)[0] + "/" + service("payments").database(stack.db_prefix)
+    order, attempt, refund = (str(uuid.uuid4()) for _ in range(3))
+    error = "invalid_request: No such payment_intent: 'pi_status_test'"
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO payments_orderreplica (id, user_id, price, status, expires_at,"
+            " version, updated_at) VALUES (%s, %s, 5, 'cancelled', now(), 1, now())",
+            [order, str(uuid.uuid4())],
+        )
+        conn.execute(
+            "INSERT INTO payments_paymentattempt (id, order_id, token, amount_cents, status,"
+            " stripe_intent_id, error, created_at, updated_at) VALUES (%s, %s,"
+            " 'pm_card_visa', 500, 'succeeded', 'pi_status_test', '', now(), now())",
+            [attempt, order],
+        )
+        conn.execute(
+            "INSERT INTO payments_refund (id, attempt_id, order_id, payment_intent_id,"
+            " amount_cents, status, tries, next_attempt_at, last_error, created_at,"
+            " updated_at) VALUES (%s, %s, %s, 'pi_status_test', 500, 'failed', 1, now(), %s,"
+            " now(), now())",
+            [refund, attempt, order, error],
+        )
+    try:
+        report = collect(Target.of_stack(stack))
+        command = status_command(stack)
+        metrics = worker_samples(stack, "payments-worker")
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute("DELETE FROM payments_refund WHERE id = %s", [refund])
+            conn.execute("DELETE FROM payments_paymentattempt WHERE id = %s", [attempt])
+            conn.execute("DELETE FROM payments_orderreplica WHERE id = %s", [order])
+
+    assert report.problems() == [f"payments refund failed: pi_status_test (order {order}): {error}"]
+    assert command.returncode == 1
+    assert "\nRefunds (payments)\n  owed        0\n  failed      1\n" in command.stdout
+    assert f"    pi_status_test  order {order}  {error}" in command.stdout
+    assert value(metrics, "ticketing_refunds_failed") == 1
+    assert value(metrics, "ticketing_refunds_owed") == 0

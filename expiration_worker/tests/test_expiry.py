@@ -5,9 +5,14 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from queue import Empty
 
 import pytest
 from kombu import Connection, Exchange
+
+from shared_lib.testing.events import wait_for
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.provision import user_url
 
 # An expiry must never arrive before expiresAt. How soon after is a speed figure, measured
 # by bench/expiry.py against raw delayed delivery, not asserted here: a loaded CI machine
@@ -32,6 +37,8 @@ def order_created(*, expires_in: float, order_id: str | None = None) -> dict:
 
 
 def publish(url, envelope, correlation_id="corr-1"):
+    # As orders_svc does: through its own broker user (the fixture's), named on the message.
+    url = user_url(url, user="orders", password=ensure_dev_secrets().broker_password("orders"))
     with Connection(url) as conn:
         conn.Producer().publish(
             envelope,
@@ -41,6 +48,7 @@ def publish(url, envelope, correlation_id="corr-1"):
             message_id=envelope["id"],
             headers={"correlation_id": correlation_id},
             delivery_mode=2,
+            user_id="orders",
         )
 
 
@@ -177,3 +185,66 @@ def test_the_liveness_check_reads_the_worker_heartbeat(event_worker):
     )
 
     assert (alive.returncode, dead.returncode) == (0, 1)
+
+
+def _parked(url):
+    """The messages in expiration.tasks.dead, taken off it."""
+    with Connection(url) as conn:
+        queue = deadletters_queue(conn.channel())
+        queue.declare()
+        found = []
+        while (message := queue.get(no_ack=True)) is not None:
+            found.append(message)
+        return found
+
+
+def deadletters_queue(channel):
+    from kombu import Queue
+
+    from expiration.deadletters import DEAD_QUEUE
+
+    return Queue(DEAD_QUEUE, durable=True)(channel)
+
+
+def test_an_expiry_that_can_never_be_announced_is_parked_not_retried(
+    event_worker, rabbitmq_vhost, expirations
+):
+    from expiration.tasks import expire_order
+    from expiration_worker.celery import app
+
+    assert expire_order.app is app  # routed to expiration.tasks, as the worker sends it
+    worker = event_worker()
+
+    # when: a task whose event the contract refuses (a bug or bad data, not an outage)
+    with Connection(rabbitmq_vhost) as conn:
+        expire_order.apply_async(
+            args=["not-an-order-id"], kwargs={"correlation_id": "corr-9"}, connection=conn
+        )
+
+    # then: parked once with its error, announced never, and not retried
+    parked = wait_for(lambda: _parked(rabbitmq_vhost), timeout=20)
+    assert [m.payload for m in parked] == [
+        {"orderId": "not-an-order-id", "correlationId": "corr-9", "dueAt": None}
+    ]
+    assert parked[0].headers["x-error"].startswith("ContractError")
+    with pytest.raises(Empty):
+        expirations.get(timeout=1)
+    assert worker.log().count("expiry dead-lettered") == 1
+    assert "Retry in" not in worker.log()
+
+
+def test_a_parked_expiry_replays_and_is_announced(event_worker, rabbitmq_vhost, expirations):
+    from expiration import deadletters
+
+    event_worker()
+    order_id = str(uuid.uuid4())
+    deadletters.park(
+        order_id=order_id, correlation_id="corr-7", due_at=None, error=OSError("broker gone")
+    )
+
+    assert deadletters.replay() == 1
+    message, _ = receive(expirations, timeout=10)
+
+    assert message.payload["data"] == {"orderId": order_id}
+    assert message.headers["correlation_id"] == "corr-7"
+    assert _parked(rabbitmq_vhost) == []

@@ -1,25 +1,33 @@
+import itertools
 import threading
-import time
 
 from shared_lib.events.worker import periodic_loop
+from shared_lib.testing.events import wait_for
 from tests.demo import periodic
+
+INTERVAL = 0.1
 
 
 def test_periodic_tasks_run_at_their_interval_and_survive_a_failure(settings, caplog):
-    settings.WORKER_PERIODIC_TASKS = {"tests.demo.periodic.record": 0.1}
+    settings.WORKER_PERIODIC_TASKS = {"tests.demo.periodic.record": INTERVAL}
     periodic.calls.clear()
     periodic.fail_next["flag"] = True
     stop = threading.Event()
     thread = threading.Thread(target=periodic_loop, args=(stop,))
 
     thread.start()
-    time.sleep(0.55)
-    stop.set()
-    thread.join(timeout=5)
+    try:
+        # the first call fails; the loop goes on calling
+        wait_for(lambda: len(periodic.calls) >= 4, timeout=20)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
-    assert not thread.is_alive()
-    # Every 0.1 s for about half a second, the failed first call included.
-    assert 4 <= len(periodic.calls) <= 7
+    assert not thread.is_alive()  # stop ends the loop, even mid-wait
+    calls = list(periodic.calls)
+    # Never sooner than the interval after the previous call ended (a slow machine only
+    # makes the gaps longer, so no upper bound is asserted).
+    assert all(later - earlier >= INTERVAL * 0.99 for earlier, later in itertools.pairwise(calls))
     assert [r.getMessage() for r in caplog.records if r.name == "shared_lib.events"] == [
         "periodic task failed"
     ]

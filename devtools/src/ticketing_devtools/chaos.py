@@ -3,6 +3,8 @@
     broker = TcpProxy("127.0.0.1", 5672).start()   # point RABBITMQ_URL at broker.port
     broker.cut()        # live connections drop; new ones are reset at once (no hangs)
     broker.restore()    # relaying again; clients reconnect on their own
+    stripe.hold()       # connections stay open but nothing moves: a server that stalls
+    stripe.release()    # what was held is delivered, in order
     broker.stop()
 
 The servers themselves stay up (other tests and runs share them); only the processes
@@ -29,6 +31,9 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self._stopped = False
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._held_chunks = 0
         self._accepting = threading.Thread(target=self._accept_loop, daemon=True)
 
     @property
@@ -55,8 +60,22 @@ class TcpProxy:
     def is_cut(self) -> bool:
         return self._cut
 
+    def hold(self) -> None:
+        """Stall every connection, old and new: bytes are read but not passed on until
+        release(), like a server (or a network) that stops answering without hanging up."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    @property
+    def held_chunks(self) -> int:
+        """How many reads have waited on hold() so far: proof that traffic was held."""
+        return self._held_chunks
+
     def stop(self) -> None:
         self._stopped = True
+        self._flowing.set()
         self.cut()
         _close(self._listener)
         self._accepting.join(timeout=5)
@@ -89,6 +108,10 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while chunk := source.recv(CHUNK_BYTES):
+                if not self._flowing.is_set():
+                    with self._lock:
+                        self._held_chunks += 1
+                    self._flowing.wait()
                 sink.sendall(chunk)
         except OSError:
             pass  # cut, or the other side went away: both ends close below
