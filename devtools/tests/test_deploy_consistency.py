@@ -530,6 +530,59 @@ def test_compose_runs_rabbitmq_with_the_clusters_settings():
     )
 
 
+def test_the_brokers_definitions_are_shared_libs_least_privilege_users():
+    import json
+
+    from shared_lib.events.broker import BUS_SERVICES, definitions
+
+    k8s = json.loads(CONFIGMAPS["rabbitmq-definitions"].doc["data"]["definitions.json"])
+    assert k8s == definitions(vhost="ticketing", password_hashes={})
+    assert tuple(make_secrets.BUS_SERVICES) == BUS_SERVICES
+
+
+def test_compose_gives_each_bus_service_its_own_broker_user(tmp_path):
+    import json
+    from urllib.parse import urlsplit
+
+    from shared_lib.events.broker import BUS_SERVICES, definitions
+
+    make_secrets.make_secrets(tmp_path)
+    written = json.loads((tmp_path / "rabbitmq" / "definitions.json").read_text())
+    hashes = {user["name"]: user["password_hash"] for user in written["users"]}
+    assert written == definitions(vhost="ticketing", password_hashes=hashes)
+    for name in BUS_SERVICES:
+        url = urlsplit((tmp_path / name / "rabbitmq_url").read_text())
+        assert (url.username, url.hostname, url.path) == (name, "rabbitmq", "/ticketing")
+        assert url.password == (tmp_path / "rabbitmq-users" / name).read_text()
+        assert hashes[name] == make_secrets.rabbitmq_password_hash(url.password)
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    for name, spec in compose["services"].items():
+        env = spec.get("environment") or {}
+        assert "RABBITMQ_URL" not in env, f"{name}: the shared broker URL is gone"
+        if "RABBITMQ_URL_FILE" in env:
+            own = name.split("-")[0]
+            mounts = {v.get("volume", {}).get("subpath") for v in spec.get("volumes", [])}
+            assert own in BUS_SERVICES, name
+            assert own in mounts, name
+
+
+def test_each_bus_pod_connects_as_its_own_broker_user():
+    from shared_lib.events.broker import BUS_SERVICES
+
+    users = STATEFULSETS["rabbitmq"].doc["spec"]["template"]["spec"]["volumes"]
+    projected = next(v for v in users if v["name"] == "service-users")["projected"]["sources"]
+    assert sorted(source["secret"]["name"] for source in projected) == [
+        f"rabbitmq-{name}" for name in BUS_SERVICES
+    ]
+    for manifest in app_workloads():
+        for container in containers(manifest):
+            for item in container.get("env", []):
+                if item["name"] == "RABBITMQ_URL":
+                    owner = manifest.doc["metadata"]["labels"]["app.kubernetes.io/name"]
+                    ref = item["valueFrom"]["secretKeyRef"]
+                    assert (ref["name"], ref["key"]) == (f"rabbitmq-{owner}", "url")
+
+
 # --- metrics: where Prometheus scrapes, and who may -------------------------------------
 
 # Where the README (Deploy) tells operators to run Prometheus: the namespace `monitoring`,
