@@ -17,10 +17,12 @@ from shared_lib.models import AggregateVersion, InboxMessage
 from shared_lib.testing.events import deliver, make_event, wait_for
 from tests.demo import handlers
 from tests.demo.bus import (
+    LOGGER,
     dead_queue,
     depth,
     depths,
     drain_demo,
+    event_records,
     main_queue,
     nonempty_demo_queues,
     send_event,
@@ -36,23 +38,12 @@ from tests.demo.factories import (
 )
 from tests.demo.models import Effect, TicketReplica
 
-LOGGER = "shared_lib.events"
 bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
 
 
 @pytest.fixture(autouse=True)
 def _event_logs(caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
-
-
-def _records(caplog, message, event_id=None):
-    return [
-        record
-        for record in caplog.records
-        if record.name == LOGGER
-        and record.getMessage() == message
-        and (event_id is None or record.event_id == str(event_id))
-    ]
 
 
 def _effects():
@@ -111,8 +102,8 @@ def test_the_same_message_delivered_twice_is_applied_once(caplog):
     event_id = uuid.UUID(body["id"])
     assert _effects() == [(event_id, "ticket.created:created", 0)]
     assert _inbox() == [(event_id, "demo.ticket.created", "ticket.created", "corr-dup")]
-    assert len(_records(caplog, "event handled", event_id)) == 1
-    assert len(_records(caplog, "event duplicate skipped", event_id)) == 1
+    assert len(event_records(caplog, "event handled", event_id)) == 1
+    assert len(event_records(caplog, "event duplicate skipped", event_id)) == 1
     assert nonempty_demo_queues() == {}
 
 
@@ -144,10 +135,10 @@ def test_ticket_updates_out_of_order_end_at_the_last_version(caplog):
         (uuid.UUID(ids[3]), "ticket.updated:updated", 3),
     ]
     assert InboxMessage.objects.count() == 4
-    retries = _records(caplog, "event retry scheduled", ids[3])
+    retries = event_records(caplog, "event retry scheduled", ids[3])
     assert retries
     assert all(r.error.startswith(f"not yet: TicketReplica {ticket_id}: v3 ") for r in retries)
-    assert _records(caplog, "event dead-lettered") == []
+    assert event_records(caplog, "event dead-lettered") == []
     assert _letters() == {}
     assert nonempty_demo_queues() == {}
 
@@ -164,7 +155,7 @@ def test_an_order_cancelled_that_overtakes_order_created_waits_and_applies_after
     assert _effects() == []
     assert InboxMessage.objects.count() == 0
     assert not AggregateVersion.objects.filter(aggregate_id=order_id).exists()
-    retries = _records(caplog, "event retry scheduled", cancelled)
+    retries = event_records(caplog, "event retry scheduled", cancelled)
     assert [(r.attempt, r.delay_ms) for r in retries[:2]] == [(1, 200), (2, 400)]
     assert {r.error for r in retries} == {f"not yet: order {order_id}: v1 on top of v-1"}
     waiting = [main_queue("order.cancelled"), *wait_queues("order.cancelled")]
@@ -221,8 +212,8 @@ def test_an_invalid_message_is_dead_lettered_at_once_and_the_next_one_is_handled
         assert datetime.fromisoformat(letter.dead_at).tzinfo is not None
     assert letters[bad_price].body["data"]["price"] == "cheap"
     # Never retried, never handed to a handler; the good one after them is applied.
-    assert _records(caplog, "event retry scheduled") == []
-    assert _records(caplog, "event handler failed") == []
+    assert event_records(caplog, "event retry scheduled") == []
+    assert event_records(caplog, "event handler failed") == []
     assert _effects() == [(uuid.UUID(good), "ticket.created:created", 0)]
     assert [row[0] for row in _inbox()] == [uuid.UUID(good)]
     assert nonempty_demo_queues() == {
@@ -239,20 +230,20 @@ def test_a_handler_bug_is_retried_then_dead_lettered_while_others_are_handled(ca
     )
     good = [send_event("ticket.created", ticket_data(title=f"Good {i}")) for i in range(3)]
 
-    drain_demo(until=lambda: bool(_records(caplog, "event dead-lettered")))
+    drain_demo(until=lambda: bool(event_records(caplog, "event dead-lettered")))
 
-    failures = _records(caplog, "event handler failed", poison)
+    failures = event_records(caplog, "event handler failed", poison)
     assert len(failures) == settings.EVENTS_MAX_ATTEMPTS == 3
     assert all(r.exc_info and str(r.exc_info[1]) == "simulated handler bug" for r in failures)
-    retries = _records(caplog, "event retry scheduled", poison)
+    retries = event_records(caplog, "event retry scheduled", poison)
     assert [(r.attempt, r.delay_ms, r.error) for r in retries] == [
         (1, 200, "RuntimeError: simulated handler bug"),
         (2, 400, "RuntimeError: simulated handler bug"),
     ]
-    [dead] = _records(caplog, "event dead-lettered", poison)
+    [dead] = event_records(caplog, "event dead-lettered", poison)
     assert dead.levelno == logging.WARNING
     # The other messages did not wait for the poison one.
-    handled = _records(caplog, "event handled")
+    handled = event_records(caplog, "event handled")
     assert sorted(r.event_id for r in handled) == sorted(good)
     assert max(caplog.records.index(r) for r in handled) < caplog.records.index(dead)
 
@@ -275,7 +266,7 @@ def test_dead_letters_are_listed_without_consuming_and_replayed_after_the_fix(ca
         "ticket.created", ticket_data(id=poison_ticket, title=handlers.POISON_TITLE)
     )
     invalid = send_event("order.created", order_created_data(price="-5.00"))
-    drain_demo(until=lambda: len(_records(caplog, "event dead-lettered")) == 2)
+    drain_demo(until=lambda: len(event_records(caplog, "event dead-lettered")) == 2)
 
     first = dead_letters(service="demo")
     second = dead_letters(service="demo")
@@ -297,7 +288,7 @@ def test_dead_letters_are_listed_without_consuming_and_replayed_after_the_fix(ca
     drain_demo(until=lambda: TicketReplica.objects.filter(id=poison_ticket).exists())
     assert TicketReplica.objects.get(id=poison_ticket).title == "poison"
     assert _effects() == [(uuid.UUID(poison), "ticket.created:created", 0)]
-    [handled] = _records(caplog, "event handled", poison)
+    [handled] = event_records(caplog, "event handled", poison)
     assert handled.attempt == 0  # the replay starts a fresh attempt budget
     # The other dead letter was not replayed and is still there.
     assert [letter.message_id for letter in dead_letters(service="demo")] == [invalid]
@@ -312,7 +303,7 @@ def test_events_deadletters_command_lists_and_replays_by_id(caplog, monkeypatch)
     update = send_event(
         "ticket.updated", ticket_data(id=ticket_id, user_id=user_id, version=1, title="Moved")
     )
-    drain_demo(until=lambda: bool(_records(caplog, "event dead-lettered", update)))
+    drain_demo(until=lambda: bool(event_records(caplog, "event dead-lettered", update)))
     [letter] = dead_letters(service="demo")
     error = f"not yet: TicketReplica {ticket_id}: v1 before v0"
 
@@ -399,7 +390,7 @@ def test_a_valid_event_with_an_overlong_correlation_id_is_still_applied(caplog):
     event_id = send_event("ticket.created", ticket_data(), correlation_id="c" * 65)
 
     drain_demo(
-        until=lambda: Effect.objects.exists() or bool(_records(caplog, "event dead-lettered")),
+        until=lambda: Effect.objects.exists() or bool(event_records(caplog, "event dead-lettered")),
         timeout=5,
     )
 

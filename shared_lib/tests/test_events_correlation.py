@@ -15,6 +15,7 @@ from shared_lib.correlation import (
     correlation_scope,
     current_correlation_id,
 )
+from shared_lib.events.outbox import relay_pending
 from shared_lib.models import InboxMessage, OutboxEvent
 from tests.demo import handlers
 from tests.demo.bus import drain_demo, send_event
@@ -108,7 +109,8 @@ def test_a_handler_that_publishes_passes_the_correlation_id_on(tap):
     ticket = ticket_data(title=handlers.ECHO_TITLE)
     event_id = send_event("ticket.created", ticket, correlation_id="corr-chain-9")
 
-    drain_demo(until=lambda: OutboxEvent.objects.filter(sent_at__isnull=False).exists())
+    drain_demo(until=lambda: OutboxEvent.objects.exists())
+    assert relay_pending() == (1, False)
 
     assert InboxMessage.objects.get(message_id=event_id).correlation_id == "corr-chain-9"
     row = OutboxEvent.objects.get()

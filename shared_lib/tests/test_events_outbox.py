@@ -25,7 +25,7 @@ CONNECTION_REFUSED = "OperationalError: [Errno 111] Connection refused"
 
 
 def _unsent_row(*, age: timedelta, due_in: timedelta = timedelta(0), **fields):
-    """An outbox row as publish() leaves it when the after-commit send did not happen."""
+    """An outbox row as publish() leaves it for the relay."""
     now = timezone.now()
     data = validate_data(Subject.TICKET_CREATED, ticket_data()).model_dump(mode="json")
     return OutboxEvent.objects.create(
@@ -83,12 +83,16 @@ def test_the_row_holds_the_validated_payload_and_the_current_correlation_id(tap)
     assert row.last_error == ""
 
 
-def test_after_commit_the_message_is_on_the_broker_and_the_row_is_marked_sent(tap):
+def test_after_commit_the_relay_sends_the_message_and_marks_the_row_sent(tap):
     data = ticket_data()
 
     with correlation_scope("req-7f3a"), transaction.atomic():
         event_id = publish(Subject.TICKET_CREATED, data)
         assert tap.count() == 0  # never before the commit
+    assert tap.count() == 0  # nor after it: the writer itself sends nothing
+    assert OutboxEvent.objects.get(id=event_id).sent_at is None
+
+    assert relay_pending() == (1, False)
 
     [message] = tap.take()
     row = OutboxEvent.objects.get(id=event_id)
@@ -110,8 +114,8 @@ def test_after_commit_the_message_is_on_the_broker_and_the_row_is_marked_sent(ta
     assert row.attempts == 0
     assert row.last_error == ""
 
-    # A late second send of the same row (a relay, a retried callback) sends nothing.
-    outbox.send_now([event_id])
+    # Another pass (this relay or another worker's) sends nothing again.
+    assert relay_pending() == (0, False)
     assert tap.count() == 0
     assert OutboxEvent.objects.get(id=event_id).sent_at == row.sent_at
 
@@ -128,6 +132,7 @@ def test_a_published_event_waits_in_the_queue_of_every_consuming_service(tap):
 
     with transaction.atomic():
         publish(Subject.ORDER_CREATED, order_created_data())
+    assert relay_pending() == (1, False)
 
     assert depths(queues) == dict.fromkeys(queues, 1)
     # Their wait and dead-letter queues are each consumer's own, declared when it starts:
@@ -156,35 +161,38 @@ def test_a_rolled_back_transaction_leaves_no_row_and_nothing_on_the_broker(tap):
             _publish_then_fail("Dropped", "inner step failed")
 
     assert list(OutboxEvent.objects.values_list("id", flat=True)) == [kept]
+    assert relay_pending() == (1, False)
     messages = tap.take()
     assert _ids(messages) == [str(kept)]
     assert messages[0].decode()["data"]["title"] == "Kept"
 
 
-def test_broker_down_the_commit_succeeds_and_the_row_waits_for_the_relay(tap, caplog):
+def test_broker_down_the_commit_succeeds_and_the_relay_backs_off_until_it_is_back(tap, caplog):
     caplog.set_level(logging.INFO, logger="shared_lib.events")
 
     with broker_unreachable():
         with transaction.atomic():
             Visit.objects.create(view="sell")
             event_id = publish(Subject.TICKET_CREATED, ticket_data())
-        after_commit = timezone.now()
 
+        # The writer never talks to the broker: its commit cannot fail on it.
         row = OutboxEvent.objects.get(id=event_id)
         assert list(Visit.objects.values_list("view", flat=True)) == ["sell"]
-        assert row.sent_at is None
-        assert row.attempts == 1
-        assert row.last_error == CONNECTION_REFUSED
+        assert (row.sent_at, row.attempts, row.last_error) == (None, 0, "")
+
+        assert relay_pending() == (0, True)
+        failed_at = timezone.now()
+        row.refresh_from_db()
+        assert (row.sent_at, row.attempts, row.last_error) == (None, 1, CONNECTION_REFUSED)
         # first back-off: 2 ** attempts seconds from the failure
-        assert after_commit < row.next_attempt_at <= after_commit + timedelta(seconds=2)
-        [warning] = [r for r in caplog.records if r.getMessage() == "event left for the relay"]
+        assert failed_at < row.next_attempt_at <= failed_at + timedelta(seconds=2)
+        [warning] = [r for r in caplog.records if r.getMessage() == "outbox relay failed"]
         assert warning.levelno == logging.WARNING
-        assert warning.event_ids == [str(event_id)]
         assert warning.error == CONNECTION_REFUSED
 
-        # The relay, broker still down: one more attempt, a longer back-off.
+        # Still down once due: one more attempt, a longer back-off.
         OutboxEvent.objects.filter(id=event_id).update(next_attempt_at=timezone.now())
-        assert relay_pending(grace=timedelta(0)) == (0, True)
+        assert relay_pending() == (0, True)
         failed_at = timezone.now()
         row.refresh_from_db()
         assert (row.sent_at, row.attempts, row.last_error) == (None, 2, CONNECTION_REFUSED)
@@ -193,14 +201,14 @@ def test_broker_down_the_commit_succeeds_and_the_row_waits_for_the_relay(tap, ca
 
     assert tap.count() == 0
     # Broker back: the row is not due before its back-off ends...
-    assert relay_pending(grace=timedelta(0)) == (0, False)
+    assert relay_pending() == (0, False)
     assert tap.count() == 0
     # ...and once due, it is sent exactly once.
     OutboxEvent.objects.filter(id=event_id).update(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
-    assert relay_pending(grace=timedelta(0)) == (1, False)
-    assert relay_pending(grace=timedelta(0)) == (0, False)
+    assert relay_pending() == (1, False)
+    assert relay_pending() == (0, False)
 
     messages = tap.take()
     assert _ids(messages) == [str(event_id)]
@@ -220,7 +228,7 @@ def test_two_relays_at_once_publish_each_row_exactly_once(tap):
         try:
             start.wait(timeout=10)
             while True:
-                sent, failed = relay_pending(batch=7, grace=timedelta(0))
+                sent, failed = relay_pending(batch=7)
                 assert not failed
                 if not sent:
                     return
@@ -244,24 +252,21 @@ def test_two_relays_at_once_publish_each_row_exactly_once(tap):
     assert sorted(published) == sorted(str(row.id) for row in rows)
 
 
-def test_the_relay_leaves_young_rows_and_backed_off_rows_alone(tap):
+def test_the_relay_sends_new_rows_at_once_and_leaves_backed_off_rows_alone(tap):
     due = _unsent_row(age=timedelta(minutes=1))
-    young = _unsent_row(age=timedelta(0))
+    new = _unsent_row(age=timedelta(0))
+    # Written by a process whose clock runs ahead: never tried, so due all the same.
+    ahead = _unsent_row(age=timedelta(0), due_in=timedelta(seconds=30))
     backed_off = _unsent_row(age=timedelta(minutes=1), due_in=timedelta(minutes=1), attempts=3)
 
-    assert relay_pending() == (1, False)
+    assert relay_pending() == (3, False)
 
-    assert _ids(tap.take()) == [str(due.id)]
-    unsent = set(OutboxEvent.objects.filter(sent_at__isnull=True).values_list("id", flat=True))
-    assert unsent == {young.id, backed_off.id}
-
-    # Past the grace period the young row is the relay's; the backed-off one still waits.
-    assert relay_pending(grace=timedelta(0)) == (1, False)
-    assert _ids(tap.take()) == [str(young.id)]
+    assert sorted(_ids(tap.take())) == sorted(str(row.id) for row in (due, new, ahead))
     assert list(OutboxEvent.objects.filter(sent_at__isnull=True).values_list("id", flat=True)) == [
         backed_off.id
     ]
     assert OutboxEvent.objects.get(id=backed_off.id).attempts == 3
+    assert relay_pending() == (0, False)
 
 
 def test_the_relay_sends_oldest_first_in_batches(tap):
@@ -269,11 +274,11 @@ def test_the_relay_sends_oldest_first_in_batches(tap):
     newest = _unsent_row(age=timedelta(minutes=1))
     middle = _unsent_row(age=timedelta(minutes=2))
 
-    assert relay_pending(batch=2, grace=timedelta(0)) == (2, False)
+    assert relay_pending(batch=2) == (2, False)
     assert _ids(tap.take()) == [str(oldest.id), str(middle.id)]
     assert OutboxEvent.objects.get(id=newest.id).sent_at is None
 
-    assert relay_pending(batch=2, grace=timedelta(0)) == (1, False)
+    assert relay_pending(batch=2) == (1, False)
     assert _ids(tap.take()) == [str(newest.id)]
 
 

@@ -22,6 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from shared_lib.events import Subject, publish
+from shared_lib.events.contracts import validate_data
+from shared_lib.events.outbox import relay_pending
 from shared_lib.ids import UUID_PATTERN
 from shared_lib.metrics import parse_samples, route_template, sample
 from shared_lib.models import OutboxEvent
@@ -258,8 +260,12 @@ def test_a_confirmed_publish_is_counted_once_per_event():
     with transaction.atomic():
         publish(Subject.TICKET_CREATED, ticket_data())
         publish(Subject.TICKET_CREATED, ticket_data())
-    with broker_unreachable(), transaction.atomic():
-        publish(Subject.TICKET_CREATED, ticket_data())  # left for the relay: not yet sent
+    assert sample(PUBLISHED, {"subject": "ticket.created"}) == before  # not sent yet
+    assert relay_pending() == (2, False)
+    with transaction.atomic():
+        publish(Subject.TICKET_CREATED, ticket_data())
+    with broker_unreachable():
+        assert relay_pending() == (0, True)  # not confirmed: not counted
 
     assert sample(PUBLISHED, {"subject": "ticket.created"}) - before == 2
     assert sample(PUBLISHED, {"subject": "ticket.updated"}) == others
@@ -281,13 +287,20 @@ def value(samples, name, **labels):
 @pytest.mark.usefixtures("demo_queues")
 def test_a_worker_serves_its_event_counters_outbox_and_queues(event_worker):
     worker = event_worker()
-    # An unsent row two minutes old that the relay may not send yet (its back-off).
-    with broker_unreachable(), transaction.atomic():
-        stuck = publish(Subject.TICKET_CREATED, ticket_data(title="Stuck"))
-    OutboxEvent.objects.filter(id=stuck).update(
-        created_at=timezone.now() - timedelta(minutes=2),
+    # An unsent row two minutes old that the relay may not send yet (its back-off), as a
+    # failed send leaves it.
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    stuck = OutboxEvent.objects.create(
+        subject=Subject.TICKET_CREATED,
+        data=validate_data(Subject.TICKET_CREATED, ticket_data(title="Stuck")).model_dump(
+            mode="json"
+        ),
+        created_at=two_minutes_ago,
+        occurred_at=two_minutes_ago,
+        attempts=1,
         next_attempt_at=timezone.now() + timedelta(hours=1),
-    )
+        last_error="OperationalError: [Errno 111] Connection refused",
+    ).id
     send_event("ticket.created", ticket_data(title=handlers.POISON_TITLE))
     with transaction.atomic():
         good = publish(Subject.TICKET_CREATED, ticket_data(title="Good"))

@@ -24,7 +24,8 @@ EDITORS = 8
 
 @pytest.fixture(autouse=True)
 def _throwaway_vhost(rabbitmq_vhost):
-    """Committed changes publish after commit: into a vhost deleted after the session."""
+    """Committed changes leave outbox rows; whatever sends them sends into a vhost
+    deleted after the session."""
 
 
 def put(live_server, ticket_id, token, body):

@@ -32,9 +32,10 @@ from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL
 from ticketing_devtools.provision import admin_url
 
 STACK_FILE = "stack.json"
-# An unsent outbox row older than this is stuck: the request's own send failed and the
-# relay, which retries with back-off capped at 60 s (shared_lib.events.outbox), has not
-# managed either, so the broker is down or the worker is not running.
+# An unsent outbox row older than this is stuck: the worker's relay, woken by every
+# commit that writes one and polling each second, retries a failed send with back-off
+# capped at 60 s (shared_lib.events.outbox); a row this old means the broker is down or
+# the worker is not running.
 OUTBOX_STUCK_SECONDS = 60.0
 # /readyz checks the database (and Redis for auth), each with a timeout of a few seconds;
 # a service that takes longer than this to answer is not ready in any useful sense.

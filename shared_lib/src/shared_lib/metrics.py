@@ -94,6 +94,12 @@ EVENT_LAG_SECONDS = Histogram(
     ["queue", "subject"],
     buckets=LAG_BUCKETS,
 )
+EVENT_BATCH_SIZE = Histogram(
+    "ticketing_event_batch_size",
+    "Deliveries a consumer settled together (one transaction, one ack): near 1 when it "
+    "keeps up, towards EVENTS_BATCH_SIZE while it drains a backlog.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 EXPIRY_LATENESS_SECONDS = Histogram(
     "ticketing_expiry_lateness_seconds",
     "How long after an order's expiresAt its expiration.complete was confirmed sent.",

@@ -30,8 +30,13 @@ DB_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def _database() -> dict[str, Any]:
+    # No health-check `SELECT 1` before each request's first query: shared_lib.postgresql
+    # finds a connection the server dropped by that query itself and retries it.
     database = dj_database_url.parse(
-        env("DATABASE_URL"), conn_max_age=CONN_MAX_AGE_SECONDS, conn_health_checks=True
+        env("DATABASE_URL"),
+        engine="shared_lib.postgresql",
+        conn_max_age=CONN_MAX_AGE_SECONDS,
+        conn_health_checks=False,
     )
     database.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT_SECONDS
     # The test runner names each run's throw-away database, so two runs on one server
@@ -90,9 +95,12 @@ def events_settings(service: str, *, inbox: bool = True) -> dict[str, Any]:
         # Deliveries of a failing message before it is dead-lettered (about a minute and a
         # half with the delays above): a transient fault passes, a bug does not loop.
         "EVENTS_MAX_ATTEMPTS": env_int("EVENTS_MAX_ATTEMPTS", default=5, minimum=1),
-        # Unacked messages per consumer: enough to hide the round trip to the broker,
-        # few enough that a dying worker hands back little to redeliver.
-        "EVENTS_PREFETCH": env_int("EVENTS_PREFETCH", default=32, minimum=1),
+        # Deliveries a worker settles in one transaction and one ack, at most: it takes
+        # what it already holds, never waiting for a batch to fill.
+        "EVENTS_BATCH_SIZE": env_int("EVENTS_BATCH_SIZE", default=64, minimum=1),
+        # Unacked messages per consumer: twice a batch, so the next batch arrives while
+        # one is applied; few enough that a dying worker hands back little to redeliver.
+        "EVENTS_PREFETCH": env_int("EVENTS_PREFETCH", default=128, minimum=1),
         "EVENTS_RETENTION_DAYS": env_int("EVENTS_RETENTION_DAYS", default=7, minimum=1),
         # The worker's /metrics (MetricsServerStep). A pod has a network namespace of its
         # own, so one fixed port is safe there; several workers on one machine need a port
@@ -151,13 +159,14 @@ def base_settings(
             "django.middleware.security.SecurityMiddleware",
             "whitenoise.middleware.WhiteNoiseMiddleware",
             "shared_lib.errors.JsonOnlyApiMiddleware",
-            "django.contrib.sessions.middleware.SessionMiddleware",
+            # Sessions, Django's user and messages serve pages (the admin), not /api/.
+            "shared_lib.page_middleware.SessionMiddleware",
             "django.middleware.common.CommonMiddleware",
             "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "shared_lib.page_middleware.AuthenticationMiddleware",
             "shared_lib.auth.CurrentUserMiddleware",
             "shared_lib.admin_sso.AdminSignOnMiddleware",
-            "django.contrib.messages.middleware.MessageMiddleware",
+            "shared_lib.page_middleware.MessageMiddleware",
             "django.middleware.clickjacking.XFrameOptionsMiddleware",
         ],
         "ROOT_URLCONF": f"{project}.urls",

@@ -18,11 +18,25 @@ from shared_lib.events.registry import discover_handlers
 from tests.demo.factories import envelope
 from tests.support import closed_port
 
+LOGGER = "shared_lib.events"
+
+
+def event_records(caplog: Any, message: str, event_id: Any = None) -> list[Any]:
+    """The shared_lib.events log records with this message (and event id, when given)."""
+    return [
+        record
+        for record in caplog.records
+        if record.name == LOGGER
+        and record.getMessage() == message
+        and (event_id is None or record.event_id == str(event_id))
+    ]
+
+
 SERVICE = "demo"
 
 
-def demo_dispatcher() -> Dispatcher:
-    return Dispatcher(service=SERVICE, handlers=discover_handlers())
+def demo_dispatcher(*, batch_size: int | None = None) -> Dispatcher:
+    return Dispatcher(service=SERVICE, handlers=discover_handlers(), batch_size=batch_size)
 
 
 def main_queue(subject: Subject | str) -> str:

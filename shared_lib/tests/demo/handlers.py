@@ -3,6 +3,8 @@
 import os
 import time
 
+from django.db import connection
+
 from shared_lib.events import Event, Subject, event_handler, publish
 from shared_lib.events.versioning import apply_to_replica, claim_version
 from tests.demo.models import Effect, TicketReplica
@@ -11,6 +13,10 @@ POISON_TITLE = "poison"  # a handler bug: this title makes the ticket handler ra
 # A handler that publishes (as tickets_svc does when an order locks a ticket): this title
 # makes the ticket handler announce order.completed, which no demo handler consumes.
 ECHO_TITLE = "echo"
+# The database connection dies under this title's first delivery (its backend is
+# terminated mid-transaction), as when PostgreSQL restarts in the middle of a batch.
+CONNECTION_DIES_TITLE = "connection dies"
+_connection_died: set = set()
 
 
 def _slow_down() -> None:
@@ -25,6 +31,10 @@ def _on_ticket(event: Event) -> None:
     data = event.data
     if data.title == POISON_TITLE:
         raise RuntimeError("simulated handler bug")
+    if data.title == CONNECTION_DIES_TITLE and event.id not in _connection_died:
+        _connection_died.add(event.id)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
     outcome = apply_to_replica(
         TicketReplica,
         id=data.id,

@@ -272,6 +272,20 @@ def connection(url: str | None = None) -> Connection:
     )
 
 
+# A consumer's connection sends heartbeats, so a broker or network gone silent is noticed
+# (Connection.heartbeat_check) instead of waited on forever.
+CONSUMER_HEARTBEAT_SECONDS = 60
+
+
+def consumer_connection(url: str | None = None) -> Connection:
+    """A new connection for a long-lived consumer (heartbeats on)."""
+    return Connection(
+        url or settings.RABBITMQ_URL,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        heartbeat=CONSUMER_HEARTBEAT_SECONDS,
+    )
+
+
 @cache
 def _pool_connection(url: str) -> Connection:
     return connection(url)

@@ -1,17 +1,22 @@
 """Consuming: each message handled once in effect, in a transaction, acked after commit.
 
     dispatcher = Dispatcher(service="orders", handlers=discover_handlers())
-    consumers = dispatcher.consumers(channel)     # kombu Consumers, one per subject
-    # the worker's consumer bootstep (shared_lib.events.worker) does exactly this
+    with broker.consumer_connection() as conn:
+        dispatcher.consume(conn, should_stop=stopping.is_set)
+    # the worker's consumer thread (shared_lib.events.worker) does exactly this
 
-For each delivery: check its headers and its sender, validate the envelope and payload
-(anything wrong -> dead letter at once, never applied), then in one transaction insert
-the inbox row (message id, queue) and run the handler. A redelivered message finds its
-inbox row and is acked without running anything. The message is acked only after the
-commit, so a crash before it means redelivery, never loss. NotYet and database outages
-come back through a wait queue after a delay; other failures too, at most
+A worker takes the deliveries it already holds, up to EVENTS_BATCH_SIZE (it never waits
+for a batch to fill), and settles them together. Each delivery's headers, sender,
+envelope and payload are checked first (anything wrong -> dead letter at once, never
+applied). The rest are applied in one transaction: their inbox rows (message id, queue)
+in one INSERT ... ON CONFLICT DO NOTHING, then each new event's handler in delivery
+order, one commit, then one multiple-ack. A redelivered message finds its inbox row and
+is skipped. Nothing is acked before the commit, so a crash means redelivery, never loss.
+Each message keeps its own fate: when a handler fails, the batch is run again with a
+savepoint per message, so only that message's effects are undone. NotYet and database
+outages come back through a wait queue after a delay; other failures too, at most
 EVENTS_MAX_ATTEMPTS times, then the message is dead-lettered with its error in the
-headers and the consumer moves on.
+headers; the others in the batch are unaffected.
 
 The sender is the AMQP `user_id`, which RabbitMQ verifies: it must be the broker user of
 the subject's producer (contracts.PRODUCERS). A retry or a replayed dead letter comes
@@ -21,10 +26,14 @@ back from this service's own user; it carries the sender checked on first delive
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import partial
@@ -32,12 +41,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import (
-    IntegrityError,
     InterfaceError,
     OperationalError,
-    close_old_connections,
     transaction,
 )
+from django.db import connection as db_connection
 from kombu import Consumer
 from pydantic import ValidationError
 
@@ -98,24 +106,142 @@ class Outcome(Enum):
     DUPLICATE = "duplicate"
 
 
-def run_handler(handler: Handler, event: Event, *, consumer: str) -> Outcome:
-    """Apply `event` once: inbox row and handler effects commit together, or neither."""
-    if not settings.EVENTS_INBOX:
-        handler(event)  # no database: the handler itself must tolerate a redelivery
-        return Outcome.APPLIED
+Result = Outcome | BaseException  # what applying one event came to
+INBOX_TABLE = InboxMessage._meta.db_table
+# One statement claims a whole batch; the conflict target is inbox_once_per_consumer.
+_CLAIM_SQL = f"""
+    INSERT INTO {INBOX_TABLE} (message_id, consumer, subject, correlation_id, processed_at)
+    SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::varchar[],
+                         %s::timestamptz[])
+    ON CONFLICT (message_id, consumer) DO NOTHING
+    RETURNING message_id, consumer
+"""  # noqa: S608 (the table name is our model's, no input)
+_UNCLAIM_SQL = f"""
+    DELETE FROM {INBOX_TABLE}
+    WHERE (message_id, consumer) IN (SELECT * FROM unnest(%s::uuid[], %s::varchar[]))
+"""  # noqa: S608 (the table name is our model's, no input)
+
+
+class _Redo(Exception):
+    """A handler failed in a batch run without savepoints: roll it all back, run again."""
+
+
+def _claim(items: list[tuple[Handler, Event, str]]) -> set[tuple[uuid.UUID, str]]:
+    """Insert the inbox rows of a batch in one statement; the (id, consumer) pairs that
+    were new. A pair already there is a redelivery of something applied before."""
+    now = datetime.now(UTC)
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            [
+                [event.id for _, event, _ in items],
+                [consumer for _, _, consumer in items],
+                [str(event.subject) for _, event, _ in items],
+                [event.correlation_id[:64] for _, event, _ in items],
+                [now] * len(items),
+            ],
+        )
+        return {(row[0], row[1]) for row in cursor.fetchall()}
+
+
+def _unclaim(keys: list[tuple[uuid.UUID, str]]) -> None:
+    with db_connection.cursor() as cursor:
+        cursor.execute(_UNCLAIM_SQL, [[key[0] for key in keys], [key[1] for key in keys]])
+
+
+def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> list[Result]:
+    """One transaction: claim the inbox rows, run each new event's handler in delivery
+    order, give the failed ones their inbox rows back, commit.
+
+    Without `isolated`, handlers run back to back and the first failure raises _Redo
+    (rolling everything back); `isolated` runs each in a savepoint of its own, so one
+    failure undoes only its own effects."""
+    results: list[Result] = []
     with transaction.atomic():
-        try:
-            with transaction.atomic():  # savepoint: the conflict must not poison the outer
-                InboxMessage.objects.create(
-                    message_id=event.id,
-                    consumer=consumer,
-                    subject=event.subject,
-                    correlation_id=event.correlation_id,
-                )
-        except IntegrityError:
-            return Outcome.DUPLICATE
-        handler(event)
-    return Outcome.APPLIED
+        fresh = _claim(items)
+        failed: list[tuple[uuid.UUID, str]] = []
+        for handler, event, consumer in items:
+            key = (event.id, consumer)
+            if key not in fresh:  # applied before, or earlier in this very batch
+                results.append(Outcome.DUPLICATE)
+                continue
+            fresh.discard(key)
+            with correlation_scope(event.correlation_id):
+                if not isolated:
+                    try:
+                        handler(event)
+                    except Exception as exc:
+                        raise _Redo from exc
+                    results.append(Outcome.APPLIED)
+                    continue
+                try:
+                    with transaction.atomic():
+                        handler(event)
+                except Exception as exc:
+                    if _connection_lost(exc):
+                        raise  # the whole batch is lost with the connection
+                    results.append(exc)
+                    failed.append(key)
+                    continue
+            results.append(Outcome.APPLIED)
+        if failed:
+            _unclaim(failed)  # so the retry is not taken for a duplicate
+    return results
+
+
+def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
+    """Apply a batch of (handler, event, consumer queue): each event's inbox row and its
+    handler's effects commit together, or neither; an event applied before is skipped.
+    Returns, per item, its Outcome or the exception its handler raised (that event's
+    effects undone, the others kept).
+
+    The batch first runs without savepoints (the common case: nothing fails); if any
+    handler raises, it is rolled back and run again with a savepoint per event. A
+    database outage raises (OperationalError, InterfaceError): nothing was applied."""
+    if not items:
+        return []
+    if not settings.EVENTS_INBOX:
+        # No database: each handler alone; it must tolerate a redelivery itself.
+        results: list[Result] = []
+        for handler, event, _ in items:
+            with correlation_scope(event.correlation_id):
+                try:
+                    handler(event)
+                except Exception as exc:
+                    results.append(exc)
+                    continue
+            results.append(Outcome.APPLIED)
+        return results
+    try:
+        return _run_batch(items, isolated=False)
+    except _Redo as redo:
+        cause = redo.__cause__
+        assert cause is not None
+        if _connection_lost(cause):
+            raise cause from None
+        if len(items) == 1:
+            return [cause]  # rolled back whole: nothing of it applied
+    return _run_batch(items, isolated=True)
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """A database error after which nothing more can run on this connection: the server
+    ended it (SQLSTATE class 08, 57P..) or the client lost it (no SQLSTATE at all), as
+    opposed to one statement failing (a lock timeout, a deadlock)."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    state = getattr(exc.__cause__, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
+
+
+def run_handler(handler: Handler, event: Event, *, consumer: str) -> Outcome:
+    """Apply one event (see apply_events); the handler's exception, if any, is raised."""
+    (result,) = apply_events([(handler, event, consumer)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def purge_inbox(*, older_than: timedelta | None = None) -> int:
@@ -141,23 +267,42 @@ def _retry_delay_ms(attempt: int) -> int:
     return delays[min(attempt, len(delays)) - 1]
 
 
-def _log(
-    message: str, event_id: str, subject: str, correlation_id: str | None, **extra: Any
-) -> None:
-    level = logging.WARNING if message.startswith("event dead") else logging.INFO
-    logger.log(
-        level,
-        message,
-        extra={"subject": subject, "event_id": event_id, "correlation_id": correlation_id, **extra},
-    )
+@dataclass
+class Delivery:
+    """One message taken off a queue, waiting for its batch to be settled."""
+
+    subject: Subject
+    queue: str
+    message: Any
+    body: Any
+    headers: dict[str, Any]
+    event: Event | None = None  # set once it passed every check
+    error: str = ""  # why it cannot be applied (then `reason` says which kind)
+    reason: str = ""
+    raw: bool = False  # undecodable: parked byte for byte
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message.properties.get("message_id") or "")
 
 
 class Dispatcher:
-    """Turns deliveries on a service's queues into handler calls."""
+    """Turns deliveries on a service's queues into handler calls, a batch at a time.
 
-    def __init__(self, *, service: str, handlers: dict[Subject, Handler]) -> None:
+    kombu's callbacks only collect deliveries (`pending`); `flush()` settles everything
+    collected: rejects dead-lettered, the rest applied in one transaction (apply_events),
+    failures sent to a wait queue or dead-lettered, then one ack for the whole batch.
+    `consume()` is the loop that collects what has already arrived, never waiting for a
+    batch to fill, and flushes.
+    """
+
+    def __init__(
+        self, *, service: str, handlers: dict[Subject, Handler], batch_size: int | None = None
+    ) -> None:
         self.service = service
         self.handlers = handlers
+        self.batch_size = batch_size or settings.EVENTS_BATCH_SIZE
+        self.pending: list[Delivery] = []
 
     def declare(self, channel: Any) -> None:
         broker.events_exchange()(channel).declare()
@@ -177,201 +322,269 @@ class Dispatcher:
             for subject in self.handlers
         ]
 
+    # -- collecting ---------------------------------------------------------------------
+
     def on_undecodable(self, subject: Subject, message: Any, exc: Exception) -> None:
         """kombu calls this for a body it cannot decode (not JSON, wrong content type):
-        park it as it came, rather than leave it unacked to block a prefetch slot."""
-        queue = broker.queue_name(self.service, subject)
+        it is parked as it came, rather than left unacked to block a prefetch slot."""
         headers = dict(message.headers or {})
         headers[ORIGINAL_USER_HEADER] = sender(message, headers)
-        error = f"undecodable message: {type(exc).__name__}: {exc}"
-        self._dead_letter(
-            queue, subject, message.body, message, headers, error, reason="undecodable", raw=True
+        self.pending.append(
+            Delivery(
+                subject,
+                broker.queue_name(self.service, subject),
+                message,
+                message.body,
+                headers,
+                error=f"undecodable message: {type(exc).__name__}: {exc}",
+                reason="undecodable",
+                raw=True,
+            )
         )
 
     def on_message(self, subject: Subject, body: Any, message: Any) -> None:
-        """kombu callback: handle, then ack (or hand the message on and ack)."""
-        queue = broker.queue_name(self.service, subject)
+        """kombu callback: check the delivery and collect it for the next flush."""
         headers = dict(message.headers or {})
+        delivery = Delivery(
+            subject, broker.queue_name(self.service, subject), message, body, headers
+        )
+        self.pending.append(delivery)
         sent_id = headers.get("correlation_id") or message.properties.get("correlation_id")
         # The scope cleans the id up (a fresh one if it is missing or unsafe); the event,
         # its inbox row, its log lines and whatever it publishes all carry that one.
         with correlation_scope(sent_id) as correlation_id:
             headers["correlation_id"] = correlation_id
-            # Recorded on every copy this service makes (retry, dead letter), so a
-            # replay is judged by who sent it first, never by who parked it.
-            sent_by = headers[ORIGINAL_USER_HEADER] = sender(message, headers)
-            try:
-                attempts = header_count(headers, ATTEMPTS_HEADER)
-                waits = header_count(headers, WAITS_HEADER)
-                check_sender(subject, sent_by)
-            except Rejected as exc:
-                self._dead_letter(
-                    queue, subject, body, message, headers, str(exc), reason="rejected"
-                )
-                return
-            try:
-                envelope = Envelope.model_validate(body)
-                if envelope.subject != subject:
-                    raise ContractError(
-                        f"envelope says {envelope.subject}, queue carries {subject}"
-                    )
-                data = envelope.payload()
-            except (ValidationError, ContractError) as exc:
-                error = f"invalid message: {exc}"
-                self._dead_letter(queue, subject, body, message, headers, error, reason="invalid")
-                return
-            event = Event(
-                id=envelope.id,
-                subject=envelope.subject,
-                occurred_at=envelope.occurredAt,
-                data=data,
-                correlation_id=correlation_id,
-                attempt=attempts + waits,
-            )
-            self._handle(queue, subject, event, body, message, headers)
-
-    def _handle(
-        self, queue: str, subject: Subject, event: Event, body: Any, message: Any, headers: dict
-    ) -> None:
-        started = time.perf_counter()
-        close_old_connections()  # a long-idle worker's connection may be gone
+        # Recorded on every copy this service makes (retry, dead letter), so a replay is
+        # judged by who sent it first, never by who parked it.
+        sent_by = headers[ORIGINAL_USER_HEADER] = sender(message, headers)
         try:
-            outcome = run_handler(self.handlers[subject], event, consumer=queue)
-        except NotYet as exc:
-            self._retry_or_dead(
-                queue, subject, body, message, headers, f"not yet: {exc}", reason="not_yet"
-            )
+            attempts = header_count(headers, ATTEMPTS_HEADER)
+            waits = header_count(headers, WAITS_HEADER)
+            check_sender(subject, sent_by)
+        except Rejected as exc:
+            delivery.error, delivery.reason = str(exc), "rejected"
             return
+        try:
+            envelope = Envelope.model_validate(body)
+            if envelope.subject != subject:
+                raise ContractError(f"envelope says {envelope.subject}, queue carries {subject}")
+            data = envelope.payload()
+        except (ValidationError, ContractError) as exc:
+            delivery.error, delivery.reason = f"invalid message: {exc}", "invalid"
+            return
+        delivery.event = Event(
+            id=envelope.id,
+            subject=envelope.subject,
+            occurred_at=envelope.occurredAt,
+            data=data,
+            correlation_id=correlation_id,
+            attempt=attempts + waits,
+        )
+
+    # -- settling -----------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Settle the deliveries collected first (batch_size at most); how many.
+
+        Whatever it raises (the broker gone while republishing), nothing is acked: the
+        broker redelivers the batch, and the inbox absorbs what was applied."""
+        size = self.batch_size
+        batch, self.pending = self.pending[:size], self.pending[size:]
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        valid = [d for d in batch if d.event is not None]
+        for delivery in batch:
+            if delivery.event is None:
+                self._dead_letter(delivery, delivery.error, reason=delivery.reason)
+        results = self._apply(valid)
+        for delivery, result in zip(valid, results, strict=True):
+            if isinstance(result, BaseException):
+                self._retry_or_dead(delivery, result)
+        # Every delivery is now committed or republished (confirmed): one ack for all.
+        # They arrived on one channel in delivery-tag order, so the last tag covers them.
+        batch[-1].message.ack(multiple=True)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.EVENT_BATCH_SIZE.observe(len(batch))
+        logger.debug("event batch settled", extra={"size": len(batch), "ms": round(elapsed_ms, 2)})
+        for delivery, result in zip(valid, results, strict=True):
+            if isinstance(result, Outcome):
+                self._handled(delivery, result, round(elapsed_ms / len(batch), 2))
+        return len(batch)
+
+    def _apply(self, valid: list[Delivery]) -> list[Result]:
+        items = [(self.handlers[d.subject], d.event, d.queue) for d in valid]
+        try:
+            return apply_events(items)  # type: ignore[arg-type]
         except (OperationalError, InterfaceError) as exc:
-            # The database is unreachable: not this message's fault, so it waits and comes
-            # back like NotYet, without using up the failure budget.
-            close_old_connections()
-            error = f"database: {exc}"
-            self._retry_or_dead(queue, subject, body, message, headers, error, reason="database")
-            return
-        except Exception as exc:
-            logger.exception(
-                "event handler failed",
-                extra={"subject": str(subject), "event_id": str(event.id)},
-            )
-            error = "".join(traceback.format_exception_only(exc)).strip()
-            self._retry_or_dead(queue, subject, body, message, headers, error, reason="error")
-            return
-        message.ack()
+            # The database is unreachable: no event's fault, so they all wait and come
+            # back, without using up their failure budgets. The next batch reconnects.
+            db_connection.close()
+            return [exc] * len(valid)
+
+    def _handled(self, delivery: Delivery, outcome: Outcome, ms: float) -> None:
+        event = delivery.event
+        assert event is not None
+        subject = str(delivery.subject)
         metrics.EVENTS_HANDLED.labels(
-            queue=queue, subject=str(subject), outcome=outcome.value
+            queue=delivery.queue, subject=subject, outcome=outcome.value
         ).inc()
         if outcome is Outcome.APPLIED:
             lag = _seconds_since(event.occurred_at)
-            metrics.EVENT_LAG_SECONDS.labels(queue=queue, subject=str(subject)).observe(lag)
-        _log(
+            metrics.EVENT_LAG_SECONDS.labels(queue=delivery.queue, subject=subject).observe(lag)
+        logger.info(
             "event handled" if outcome is Outcome.APPLIED else "event duplicate skipped",
-            str(event.id),
-            str(subject),
-            event.correlation_id,
-            queue=queue,
-            attempt=event.attempt,
-            ms=round((time.perf_counter() - started) * 1000, 2),
+            extra={
+                "subject": subject,
+                "event_id": str(event.id),
+                "correlation_id": event.correlation_id,
+                "queue": delivery.queue,
+                "attempt": event.attempt,
+                "ms": ms,  # the batch's time, shared out
+            },
         )
 
-    def _republish(
-        self, message: Any, body: Any, *, routing_key: str, headers: dict[str, Any], raw: bool
-    ) -> None:
+    def _republish(self, delivery: Delivery, *, routing_key: str, headers: dict[str, Any]) -> None:
+        message = delivery.message
         with broker.producer() as pooled:
             broker.send(
                 pooled,
-                body=body,
+                body=delivery.body,
                 routing_key=routing_key,
-                message_id=str(message.properties.get("message_id") or ""),
+                message_id=delivery.message_id,
                 correlation_id=str(headers.get("correlation_id") or ""),
                 headers=headers,
                 # An undecodable body goes on byte for byte, with its own content type.
-                content_type=message.content_type if raw else None,
-                content_encoding=message.content_encoding if raw else None,
+                content_type=message.content_type if delivery.raw else None,
+                content_encoding=message.content_encoding if delivery.raw else None,
             )
 
-    def _retry_or_dead(
-        self,
-        queue: str,
-        subject: Subject,
-        body: Any,
-        message: Any,
-        headers: dict,
-        error: str,
-        *,
-        reason: str,
-    ) -> None:
+    def _retry_or_dead(self, delivery: Delivery, exc: BaseException) -> None:
         """Come back after a delay, or be dead-lettered once the budget is spent.
 
         Two budgets, two counters: waiting (NotYet, database down) may take long and is
         nobody's fault; failures (bugs, bad data) get EVENTS_MAX_ATTEMPTS deliveries.
-        `reason` (not_yet, database, error) labels the metrics.
         """
+        if isinstance(exc, NotYet):
+            reason, error = "not_yet", f"not yet: {exc}"
+        elif isinstance(exc, (OperationalError, InterfaceError)):
+            reason, error = "database", f"database: {exc}"
+        else:
+            reason = "error"
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            event = delivery.event
+            logger.error(
+                "event handler failed",
+                exc_info=exc,
+                extra={"subject": str(delivery.subject), "event_id": str(event and event.id)},
+            )
         wait = reason != "error"
         counter = WAITS_HEADER if wait else ATTEMPTS_HEADER
         limit = settings.EVENTS_MAX_ATTEMPTS * (MAX_NOT_YET_FACTOR if wait else 1)
+        headers = delivery.headers
         count = header_count(headers, counter) + 1
         if count >= limit:
-            self._dead_letter(
-                queue, subject, body, message, {**headers, counter: count}, error, reason=reason
-            )
+            delivery.headers = {**headers, counter: count}
+            self._dead_letter(delivery, error, reason=reason)
             return
         delay = _retry_delay_ms(count)
-        retry_headers = {**headers, counter: count, ERROR_HEADER: error[:1000]}
         # The copy is confirmed by the broker before the original is acked: a crash in
         # between leaves two copies (the inbox absorbs one), never none.
         self._republish(
-            message,
-            body,
-            routing_key=broker.wait_queue_name(queue, delay),
-            headers=retry_headers,
-            raw=False,
+            delivery,
+            routing_key=broker.wait_queue_name(delivery.queue, delay),
+            headers={**headers, counter: count, ERROR_HEADER: error[:1000]},
         )
-        message.ack()
-        metrics.EVENTS_RETRIED.labels(queue=queue, subject=str(subject), reason=reason).inc()
-        _log(
+        metrics.EVENTS_RETRIED.labels(
+            queue=delivery.queue, subject=str(delivery.subject), reason=reason
+        ).inc()
+        logger.info(
             "event retry scheduled",
-            str(message.properties.get("message_id")),
-            str(subject),
-            headers.get("correlation_id"),
-            queue=queue,
-            attempt=count,
-            waiting=wait,
-            delay_ms=delay,
-            error=error[:300],
+            extra={
+                "subject": str(delivery.subject),
+                "event_id": delivery.message_id,
+                "correlation_id": headers.get("correlation_id"),
+                "queue": delivery.queue,
+                "attempt": count,
+                "waiting": wait,
+                "delay_ms": delay,
+                "error": error[:300],
+            },
         )
 
-    def _dead_letter(
-        self,
-        queue: str,
-        subject: Subject,
-        body: Any,
-        message: Any,
-        headers: dict,
-        error: str,
-        *,
-        reason: str,
-        raw: bool = False,
-    ) -> None:
-        dead_headers = {
-            **headers,
+    def _dead_letter(self, delivery: Delivery, error: str, *, reason: str) -> None:
+        headers = {
+            **delivery.headers,
             ERROR_HEADER: error[:4000],
             "x-dead-at": datetime.now(UTC).isoformat(),
-            "x-queue": queue,
+            "x-queue": delivery.queue,
         }
         self._republish(
-            message, body, routing_key=broker.dead_queue_name(queue), headers=dead_headers, raw=raw
+            delivery, routing_key=broker.dead_queue_name(delivery.queue), headers=headers
         )
-        message.ack()
-        metrics.EVENTS_DEAD_LETTERED.labels(queue=queue, subject=str(subject), reason=reason).inc()
-        _log(
+        metrics.EVENTS_DEAD_LETTERED.labels(
+            queue=delivery.queue, subject=str(delivery.subject), reason=reason
+        ).inc()
+        logger.warning(
             "event dead-lettered",
-            str(message.properties.get("message_id")),
-            str(subject),
-            headers.get("correlation_id"),
-            queue=queue,
-            error=error[:300],
+            extra={
+                "subject": str(delivery.subject),
+                "event_id": delivery.message_id,
+                "correlation_id": delivery.headers.get("correlation_id"),
+                "queue": delivery.queue,
+                "error": error[:300],
+            },
         )
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def consume(
+        self,
+        conn: Any,
+        *,
+        should_stop: Callable[[], bool],
+        on_idle: Callable[[], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+        idle_seconds: float = 1.0,
+    ) -> None:
+        """Consume on `conn` until `should_stop()`: wait for a delivery, collect whatever
+        else has already arrived (up to batch_size), flush. `on_idle()` runs after
+        `idle_seconds` without a delivery, `on_tick()` after that and after every batch.
+        Connection errors propagate; what was not flushed is redelivered."""
+        with conn.channel() as channel:
+            consumers = self.consumers(channel)
+            for consumer in consumers:
+                consumer.consume()
+            if on_tick is not None:
+                on_tick()  # consuming: nothing published from now on is missed
+            try:
+                while not should_stop():
+                    # Deliveries may already be collected: py-amqp dispatches them while
+                    # it waits for a reply (starting the consumers, say).
+                    if not self.pending:
+                        try:
+                            conn.drain_events(timeout=idle_seconds)
+                        except TimeoutError:
+                            conn.heartbeat_check()
+                            if on_idle is not None:
+                                on_idle()
+                            if on_tick is not None:
+                                on_tick()
+                            continue
+                    # Only what is already here: a batch never waits to fill.
+                    while len(self.pending) < self.batch_size:
+                        try:
+                            conn.drain_events(timeout=0)
+                        except TimeoutError:
+                            break
+                    self.flush()
+                    if on_tick is not None:
+                        on_tick()
+            finally:
+                self.pending = []  # unacked: the broker hands them out again
+                for consumer in consumers:
+                    with contextlib.suppress(*conn.connection_errors, *conn.channel_errors):
+                        consumer.cancel()
 
 
 def drain(
@@ -384,19 +597,13 @@ def drain(
 ) -> None:
     """Consume in this thread until idle for `idle_seconds` (or `until()` holds): tests, bench."""
     deadline = time.monotonic() + timeout
-    with connection.channel() as channel:
-        consumers = dispatcher.consumers(channel)
-        for consumer in consumers:
-            consumer.consume()
-        try:
-            while time.monotonic() < deadline:
-                if until is not None and until():
-                    return
-                try:
-                    connection.drain_events(timeout=idle_seconds)
-                except TimeoutError:
-                    if until is None:
-                        return
-        finally:
-            for consumer in consumers:
-                consumer.cancel()
+    idle = threading.Event()
+
+    def should_stop() -> bool:
+        if time.monotonic() > deadline:
+            return True
+        return until() if until is not None else idle.is_set()
+
+    dispatcher.consume(
+        connection, should_stop=should_stop, on_idle=idle.set, idle_seconds=idle_seconds
+    )

@@ -4,11 +4,12 @@
     from shared_lib.events.worker import make_celery_app
     app = make_celery_app("tickets_svc")
 
-Two bootsteps do the work. EventConsumerStep (consumer blueprint) declares this service's
-queues and feeds deliveries to the Dispatcher; Celery restarts it when the connection
-drops. OutboxRelayStep (worker blueprint) runs the relay in a thread. MetricsServerStep
+Two bootsteps do the work. EventConsumerStep (consumer blueprint) runs the event
+consumer loop in a thread with its own broker connection: it declares this service's
+queues, feeds deliveries to the Dispatcher a batch at a time, and reconnects when the
+connection drops. OutboxRelayStep (worker blueprint) runs the relay in a thread. MetricsServerStep
 serves Prometheus metrics on METRICS_PORT (shared_lib.metrics). A heartbeat file,
-touched from the consumer's event loop, is what the Kubernetes liveness probe checks:
+touched from the consumer loop, is what the Kubernetes liveness probe checks:
 `python -m shared_lib.events.worker --check-alive`.
 """
 
@@ -28,13 +29,15 @@ from django.db import close_old_connections
 
 logger = logging.getLogger("shared_lib.events")
 
-# The heartbeat timer also bounds how long the consumer's event loop sleeps, and so how
-# quickly a SIGTERM is noticed; touching a file every 2 s costs nothing.
+# The consumer loop touches the heartbeat file at most this often: it costs nothing.
 HEARTBEAT_SECONDS = 2.0
 # Long enough for a slow handler (the loop cannot beat while a handler runs), short
 # enough that Kubernetes restarts a hung worker within a minute.
 HEARTBEAT_MAX_AGE_SECONDS = 45.0
+# The relay's poll, behind publish()'s NOTIFY: how late a row whose notification nobody
+# heard (the relay restarting, its LISTEN connection lost) is sent at worst.
 RELAY_INTERVAL_SECONDS = 1.0
+RELAY_MAX_BACKOFF_SECONDS = 30.0
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
@@ -42,14 +45,17 @@ def heartbeat_path() -> Path:
     return Path(os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/ticketing-worker-heartbeat"))  # noqa: S108
 
 
-class EventConsumerStep(bootsteps.ConsumerStep):
-    """Consumes this service's event queues inside the Celery consumer."""
+class EventConsumerStep(bootsteps.StartStopStep):
+    """Consumes this service's event queues in a thread of its own, with a connection of
+    its own: the loop takes what has arrived, settles it as one batch (consumer.py) and
+    touches the heartbeat; it reconnects with back-off when the broker goes away."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._heartbeat: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def get_consumers(self, channel: Any) -> list[Any]:
+    def start(self, parent: Any) -> None:
         from shared_lib.events.consumer import Dispatcher
         from shared_lib.events.registry import discover_handlers
 
@@ -59,18 +65,66 @@ class EventConsumerStep(bootsteps.ConsumerStep):
             "event consumer starting",
             extra={"service": settings.EVENTS_SERVICE, "subjects": sorted(map(str, handlers))},
         )
-        return dispatcher.consumers(channel)
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=consume_loop, args=(dispatcher, self._stop), name="events", daemon=True
+        )
+        self._thread.start()
 
-    def start(self, c: Any) -> None:
-        super().start(c)
-        touch_heartbeat()
-        self._heartbeat = c.timer.call_repeatedly(HEARTBEAT_SECONDS, touch_heartbeat)
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # A batch in progress finishes (or, past this, is redelivered to another).
+            self._thread.join(timeout=30)
+            self._thread = None
 
-    def stop(self, c: Any) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
-        super().stop(c)
+    shutdown = stop
+
+
+def consume_loop(dispatcher: Any, stop: threading.Event) -> None:
+    """Consume until `stop` is set, reconnecting after any failure (what was not acked
+    comes back); the heartbeat file is touched while the loop is consuming."""
+    from shared_lib.events import broker
+
+    beat = _Heartbeat()
+    failures = 0
+    while not stop.is_set():
+        try:
+            with broker.consumer_connection() as conn:
+                conn.ensure_connection(max_retries=1)
+                failures = 0
+                dispatcher.consume(conn, should_stop=stop.is_set, on_tick=beat)
+        except Exception as exc:
+            failures += 1
+            logger.warning(
+                "event consumer reconnecting",
+                exc_info=not isinstance(exc, (OSError, *_connection_errors())),
+                extra={"error": f"{type(exc).__name__}: {exc}"[:300], "failures": failures},
+            )
+        finally:
+            close_old_connections()
+        # No beat while disconnected: a worker that cannot consume for
+        # HEARTBEAT_MAX_AGE_SECONDS is restarted, which costs nothing in an outage and
+        # ends a wedged reconnection.
+        stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)) if failures else 0)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    from kombu import Connection
+
+    return Connection("amqp://").connection_errors
+
+
+class _Heartbeat:
+    """Touches the heartbeat file at most every HEARTBEAT_SECONDS."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last >= HEARTBEAT_SECONDS:
+            touch_heartbeat()
+            self._last = time.monotonic()
 
 
 class PeriodicStep(bootsteps.StartStopStep):
@@ -165,8 +219,9 @@ class MetricsServerStep(bootsteps.StartStopStep):
 
 
 class OutboxRelayStep(bootsteps.StartStopStep):
-    """Sends outbox rows left behind by crashed or broker-less requests, with back-off;
-    purges sent outbox rows and inbox rows past EVENTS_RETENTION_DAYS."""
+    """Sends the service's outbox: woken by publish()'s NOTIFY, polling behind it, backing
+    off while the broker fails; purges sent outbox rows and inbox rows past
+    EVENTS_RETENTION_DAYS."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -188,24 +243,36 @@ def relay_loop(stop: threading.Event) -> None:
     from shared_lib.events import outbox
     from shared_lib.events.consumer import purge_inbox
 
+    wakeup = outbox.RelayWakeup()
     failures = 0
     last_purge = float("-inf")  # purge once at start, then every PURGE_INTERVAL_SECONDS
-    while not stop.is_set():
-        try:
-            sent, failed = outbox.relay_pending()
-            if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
-                purged = outbox.purge(), purge_inbox()
-                logger.info("events purged", extra={"outbox": purged[0], "inbox": purged[1]})
-                last_purge = time.monotonic()
-        except Exception:  # the database may be down; keep trying with back-off
-            logger.exception("outbox relay error")
-            sent, failed = 0, True
-        finally:
-            close_old_connections()
-        failures = failures + 1 if failed else 0
-        # Busy backlog: go again at once. Idle: poll gently. Failing: back off to 30 s.
-        wait = 0 if sent and not failed else min(30.0, RELAY_INTERVAL_SECONDS * 2**failures)
-        stop.wait(wait)
+    try:
+        while not stop.is_set():
+            # Listening before the pass: a row committed after its query wakes the wait.
+            wakeup.listen()
+            try:
+                sent, failed = outbox.relay_pending()
+                if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
+                    purged = outbox.purge(), purge_inbox()
+                    logger.info("events purged", extra={"outbox": purged[0], "inbox": purged[1]})
+                    last_purge = time.monotonic()
+            except Exception:  # the database may be down; keep trying with back-off
+                logger.exception("outbox relay error")
+                sent, failed = 0, True
+            finally:
+                close_old_connections()
+            failures = failures + 1 if failed else 0
+            if failed:
+                # Broker or database away: at most one pass a second, and none before the
+                # back-off ends unless new events arrive.
+                backoff = min(RELAY_MAX_BACKOFF_SECONDS, RELAY_INTERVAL_SECONDS * 2**failures)
+                if not stop.wait(RELAY_INTERVAL_SECONDS):
+                    wakeup.wait(backoff - RELAY_INTERVAL_SECONDS, stop)
+            elif sent < outbox.RELAY_BATCH:
+                wakeup.wait(RELAY_INTERVAL_SECONDS, stop)
+            # A full batch: go again at once, more rows are waiting.
+    finally:
+        wakeup.close()
 
 
 def touch_heartbeat() -> None:

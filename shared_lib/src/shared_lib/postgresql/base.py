@@ -1,0 +1,129 @@
+"""Django's PostgreSQL backend without a health-check query per request: a lost
+connection is found by the statement that needs it, and that statement is retried.
+
+    DATABASES = {"default": {"ENGINE": "shared_lib.postgresql", ...}}   # service_settings
+    close_old_connections()   # between requests, events, relay passes: as with Django's
+    Ticket.objects.first()    # on a connection the server dropped meanwhile: reconnects
+
+Django's CONN_HEALTH_CHECKS sends `SELECT 1` before the first query of every request and
+every unit of work a worker does, to find connections the server closed while they sat
+idle (a restart, a failover, an idle timeout): a round trip each time for a rare event.
+Here the first statement on a connection kept from an earlier unit of work is the check:
+if it fails because the connection is gone, the backend connects again in place (keeping
+the unit's transaction state, since nothing of it reached the server) and runs the
+statement once more. A connection lost after a unit's first statement fails that unit,
+as it always did. So does a write outside a transaction whose connection failed: it may
+have committed before the connection went, and it is not run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.db import InterfaceError, OperationalError
+from django.db.backends.postgresql import base as postgresql
+from django.db.backends.utils import CursorWrapper as DjangoCursorWrapper
+
+
+class DatabaseWrapper(postgresql.DatabaseWrapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The next statement is the first on a connection kept from an earlier unit of
+        # work; until it succeeds, the connection may be one the server has dropped.
+        self.unproven = False
+
+    def connect(self) -> None:
+        super().connect()
+        self.unproven = False
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        # Django calls this between requests (and workers between units of work); a
+        # connection it keeps is reused unchecked.
+        super().close_if_unusable_or_obsolete()
+        self.unproven = self.connection is not None
+
+    def make_cursor(self, cursor: Any) -> DjangoCursorWrapper:
+        return CursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor: Any) -> DjangoCursorWrapper:
+        return CursorDebugWrapper(cursor, self)
+
+    def reconnect_if_lost(self) -> bool:
+        """After an unproven connection's first statement failed: when the connection is
+        gone, a new one in its place, in the same transaction state; whether it was."""
+        lost = self.connection is None or self.connection.closed or self.connection.broken
+        if not lost:
+            return False
+        with contextlib.suppress(Exception):
+            self.connection.close()
+        # connect() resets what an atomic block set up; nothing of that block reached the
+        # server, so the same state on the new connection is the same transaction.
+        kept = (
+            self.in_atomic_block,
+            self.savepoint_ids,
+            self.atomic_blocks,
+            self.needs_rollback,
+            self.run_on_commit,
+            self.autocommit,
+        )
+        # A failure to connect is a database error like any other (a 503 to a request).
+        with self.wrap_database_errors:
+            self.connect()
+        (
+            self.in_atomic_block,
+            self.savepoint_ids,
+            self.atomic_blocks,
+            self.needs_rollback,
+            self.run_on_commit,
+            autocommit,
+        ) = kept
+        if not autocommit:
+            self._set_autocommit(False)
+            self.autocommit = False
+        return True
+
+
+class _RetryOnLostConnection:
+    """The first statement on an unproven connection, run again on a new connection when
+    it failed because the old one was gone."""
+
+    db: DatabaseWrapper
+    cursor: Any
+
+    def _execute(self, sql: Any, params: Any, *ignored: Any) -> Any:
+        return self._first_retried(super()._execute, sql, params, *ignored)  # type: ignore[misc]
+
+    def _executemany(self, sql: Any, param_list: Any, *ignored: Any) -> Any:
+        return self._first_retried(super()._executemany, sql, param_list, *ignored)  # type: ignore[misc]
+
+    def _first_retried(self, run: Any, *args: Any) -> Any:
+        if not self.db.unproven:
+            return run(*args)
+        self.db.unproven = False  # whatever this statement meets, it was the check
+        try:
+            return run(*args)
+        except (OperationalError, InterfaceError):
+            # A named (server-side) cursor belongs to its transaction: not replaced here.
+            if getattr(self.cursor, "name", None) or not _safe_to_repeat(self.db, args[0]):
+                raise
+            if not self.db.reconnect_if_lost():
+                raise
+        self.cursor = self.db.create_cursor()
+        return run(*args)
+
+
+def _safe_to_repeat(db: DatabaseWrapper, sql: Any) -> bool:
+    """Inside a transaction nothing is committed until COMMIT, so a statement whose
+    connection died is repeatable; in autocommit only a read is."""
+    if not db.get_autocommit():
+        return True
+    return isinstance(sql, str) and sql.lstrip()[:6].upper() == "SELECT"
+
+
+class CursorWrapper(_RetryOnLostConnection, DjangoCursorWrapper):
+    pass
+
+
+class CursorDebugWrapper(_RetryOnLostConnection, postgresql.CursorDebugWrapper):
+    pass

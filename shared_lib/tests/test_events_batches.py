@@ -1,0 +1,144 @@
+"""A consumer settles what it holds as one batch: one transaction, one ack, and still
+each message's own fate (applied once, retried, dead-lettered) as if it came alone."""
+
+import logging
+import uuid
+
+import pytest
+
+from shared_lib.events.contracts import Subject
+from shared_lib.models import InboxMessage, OutboxEvent
+from tests.demo import handlers
+from tests.demo.bus import (
+    LOGGER,
+    demo_dispatcher,
+    depths,
+    event_records,
+    main_queue,
+    nonempty_demo_queues,
+    send_event,
+    wait_queues,
+)
+from tests.demo.factories import new_id, order_cancelled_data, ticket_data
+from tests.demo.models import Effect, TicketReplica
+
+bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
+
+
+@pytest.fixture(autouse=True)
+def _event_logs(caplog):
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+
+
+def _batch_sizes(caplog):
+    return [record.size for record in event_records(caplog, "event batch settled")]
+
+
+def _drain(dispatcher, **options):
+    from shared_lib.events import broker
+    from shared_lib.events.consumer import drain
+
+    with broker.connection() as conn:
+        drain(conn, dispatcher, **options)
+
+
+def _applied_together(ids):
+    """The inbox rows of `ids` (all present) were written by one statement."""
+    stamps = set(
+        InboxMessage.objects.filter(message_id__in=ids).values_list("processed_at", flat=True)
+    )
+    return InboxMessage.objects.filter(message_id__in=ids).count() == len(ids) and len(stamps) == 1
+
+
+@bus
+def test_a_backlog_is_settled_in_batches_of_at_most_the_batch_size(caplog):
+    ids = [send_event("ticket.created", ticket_data(title=f"T{i}")) for i in range(10)]
+
+    _drain(demo_dispatcher(batch_size=4))
+
+    sizes = _batch_sizes(caplog)
+    assert sum(sizes) == 10
+    assert max(sizes) == 4  # the backlog was there: batches filled up to the limit
+    assert all(1 <= size <= 4 for size in sizes)
+    assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(ids)
+    assert len(event_records(caplog, "event handled")) == 10
+    assert nonempty_demo_queues() == {}
+
+
+@bus
+def test_a_failing_message_in_a_batch_is_retried_alone_and_the_others_commit(caplog):
+    before = send_event("ticket.created", ticket_data(title="before"))
+    poison = send_event("ticket.created", ticket_data(title=handlers.POISON_TITLE))
+    order_id = new_id()
+    early = send_event(  # overtakes its order.created: NotYet
+        "order.cancelled", order_cancelled_data(id=order_id, version=1, ticket_id=new_id())
+    )
+    echo_ticket = new_id()
+    echo = send_event("ticket.created", ticket_data(id=echo_ticket, title=handlers.ECHO_TITLE))
+    after = send_event("ticket.created", ticket_data(title="after"))
+
+    dispatcher = demo_dispatcher()
+    _drain(dispatcher, until=lambda: len(event_records(caplog, "event retry scheduled")) >= 2)
+
+    assert _batch_sizes(caplog)[0] == 5  # all five were settled together
+    # The three good ones committed in the batch's one transaction...
+    assert _applied_together([before, echo, after])
+    assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(
+        [before, echo, after]
+    )
+    # ...the two others left nothing behind, not even an inbox row, and wait their turn.
+    assert not InboxMessage.objects.filter(message_id__in=[poison, early]).exists()
+    retried = {r.event_id: r for r in event_records(caplog, "event retry scheduled")}
+    assert retried[poison].error == "RuntimeError: simulated handler bug"
+    assert retried[poison].waiting is False
+    assert retried[early].error.startswith("not yet: order ")
+    assert retried[early].waiting is True
+    waiting = depths(
+        [*wait_queues("ticket.created"), *wait_queues("order.cancelled")]
+    )  # ready after their delay, so counted here or already back in their main queue
+    back = depths([main_queue("ticket.created"), main_queue("order.cancelled")])
+    assert sum(waiting.values()) + sum(back.values()) == 2
+    # The echo's order.completed was written to the outbox once; the poison's rollback
+    # took nothing of anyone else's with it.
+    assert list(OutboxEvent.objects.values_list("subject", flat=True)) == ["order.completed"]
+    assert TicketReplica.objects.get(id=echo_ticket).title == handlers.ECHO_TITLE
+
+
+@bus
+def test_the_same_message_twice_in_one_batch_is_applied_once(caplog):
+    from tests.demo.bus import send_raw
+    from tests.demo.factories import envelope
+
+    body = envelope(Subject.TICKET_CREATED, ticket_data(title="Twice"))
+    for _ in range(2):
+        send_raw(body, routing_key="ticket.created", message_id=body["id"])
+
+    _drain(demo_dispatcher())
+
+    assert _batch_sizes(caplog) == [2]
+    assert list(Effect.objects.values_list("event_id", flat=True)) == [uuid.UUID(body["id"])]
+    assert len(event_records(caplog, "event handled", body["id"])) == 1
+    assert len(event_records(caplog, "event duplicate skipped", body["id"])) == 1
+    assert nonempty_demo_queues() == {}
+
+
+@bus
+def test_a_connection_lost_mid_batch_applies_none_of_it_and_all_of_it_comes_back(caplog):
+    first = send_event("ticket.created", ticket_data(title="first"))
+    dies = send_event("ticket.created", ticket_data(title=handlers.CONNECTION_DIES_TITLE))
+    last = send_event("ticket.created", ticket_data(title="last"))
+
+    _drain(demo_dispatcher(), until=lambda: Effect.objects.count() == 3)
+
+    assert _batch_sizes(caplog)[0] == 3
+    # The batch died with its connection: every message waited (no failure counted)...
+    retried = event_records(caplog, "event retry scheduled")
+    assert sorted(r.event_id for r in retried[:3]) == sorted([first, dies, last])
+    assert all(r.waiting is True and r.error.startswith("database: ") for r in retried[:3])
+    assert len(retried) == 3
+    # ...and each was applied exactly once when it came back.
+    assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(
+        [first, dies, last]
+    )
+    assert InboxMessage.objects.count() == 3
+    assert event_records(caplog, "event dead-lettered") == []
