@@ -99,17 +99,6 @@ def test_sign_in_records_last_login():
     assert User.objects.get(id=user.id).last_login is not None
 
 
-def _session(iat, exp):
-    return SessionUser(
-        id="5f0c3c36-8a64-4a39-9a3c-5c7c3f0f6a11", email="a@example.com", iat=iat, exp=exp
-    )
-
-
-@pytest.mark.parametrize(("now", "due"), [(1000, False), (1450, False), (1451, True), (1899, True)])
-def test_session_renewal_is_due_after_half_its_life(now, due):
-    assert services.session_renewal_due(_session(1000, 1900), now=now) is due
-
-
 def test_session_renew_returns_nothing_for_a_deleted_account():
     user = services.user_sign_up(email="short@example.com", password="correct horse battery")
     now = int(time.time())

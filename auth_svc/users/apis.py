@@ -15,6 +15,7 @@ from shared_lib.auth import (
     SESSION_COOKIE,
     SessionUser,
     clear_session_cookie,
+    session_renewal_due,
     set_session_cookie,
     token_from_request,
     verify_session_token,
@@ -134,7 +135,7 @@ class CurrentUserApi(APIView):
             if _ended_session_cookie(request):
                 clear_session_cookie(response)
             return response
-        if not services.session_renewal_due(session):
+        if not session_renewal_due(session):
             return Response({"currentUser": CurrentUserSerializer(session).data})
         renewal = services.session_renew(session=session)
         if renewal is None:  # the maximum age allows no later end (or it ended just now)

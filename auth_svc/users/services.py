@@ -136,12 +136,6 @@ def session_start(*, user: User, now: int | None = None) -> str:
     return _mint(user, row, current)
 
 
-def session_renewal_due(session: SessionUser, *, now: int | None = None) -> bool:
-    """True once more than half of the token's life has passed (sliding session)."""
-    current = int(time.time()) if now is None else now
-    return current - session.iat > (session.exp - session.iat) / 2
-
-
 def session_renew(
     *, session: SessionUser, now: int | None = None
 ) -> tuple[str, SessionUser] | None:

@@ -1,8 +1,9 @@
 """Web client settings: server-rendered pages, no database, the APIs behind API_BASE_URL.
 
-The client owns no data: who is signed in comes from auth_svc (the browser's `session`
-cookie, forwarded), everything else from the other services' APIs. Only Django's
-signing (CSRF, flash messages in a signed cookie) needs SECRET_KEY.
+The client owns no data: who is signed in is the browser's `session` token, verified with
+auth_svc's public key (JWT_PUBLIC_KEY) as every service verifies it; everything else comes
+from the APIs. Only Django's signing (CSRF, flash messages in a signed cookie) needs
+SECRET_KEY.
 """
 
 from pathlib import Path
@@ -26,6 +27,11 @@ API_SOURCE_ADDRESS = env("API_SOURCE_ADDRESS", default="")
 # A page waits at most this long for one API call; the gateway gives up on a service at
 # 60 s, but a person will not stare at a blank page that long.
 API_TIMEOUT_SECONDS = env_int("API_TIMEOUT_SECONDS", default=15, minimum=1, maximum=60)
+# After a payment the order becomes complete a moment later, by an event: the pay page
+# waits at most this long for it, so the order list it leads to shows the order paid.
+ORDER_CONFIRM_SECONDS = 3.0
+# Session tokens are verified here, so a page need not ask auth_svc who is signed in.
+JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY")
 # Empty: local runs and tests pay with a choice of Stripe test cards. Set (pk_live_/
 # pk_test_): the page loads Stripe.js and Stripe Elements collects the card.
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")

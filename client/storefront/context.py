@@ -7,21 +7,14 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from storefront.api import ApiError
-
 
 def site(request: HttpRequest) -> dict[str, Any]:
     api = getattr(request, "api", None)
 
     def current_user() -> dict[str, Any] | None:
-        # Asked only when a template shows it; an API outage must still render the page
-        # (as signed out) rather than fail the error page that reports the outage.
-        if api is None:
-            return None
-        try:
-            return api.current_user()
-        except ApiError:
-            return None
+        # Known from the token (storefront.api), so even the page that reports an API
+        # outage shows who is signed in; none on a page rendered without the middleware.
+        return api.current_user() if api is not None else None
 
     return {
         "current_user": current_user,

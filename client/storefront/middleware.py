@@ -77,14 +77,16 @@ class ApiSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.api = Api(  # type: ignore[attr-defined]
+        api = Api(
             session_token=request.COOKIES.get(SESSION_COOKIE),
             client_ip=client_ip(request),
             request_id=current_correlation_id(),
             host=request.get_host(),
         )
+        api.begin()
+        request.api = api  # type: ignore[attr-defined]
         response = self.get_response(request)
-        for raw in request.api.session_cookies:  # type: ignore[attr-defined]
+        for raw in api.cookies_for_browser():
             response.cookies.load(raw)
         return response
 

@@ -6,6 +6,7 @@ turned into pages by ApiSessionMiddleware (sign-in redirect, not found, unavaila
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from shared_lib.auth import clear_session_cookie
 from shared_lib.errors import error_response
 from storefront.api import ApiError
 from storefront.forms import CredentialsForm, PaymentForm, TicketForm
@@ -36,6 +38,7 @@ SIGNED_OUT = "You are signed out."
 TICKET_LISTED = "Your ticket is listed for sale."
 TICKET_UPDATED = "Your ticket is updated."
 PAID = "Payment received. The ticket is yours. Enjoy the show!"
+PAID_CONFIRMING = "Payment received. The ticket is yours: your order shows as complete in a moment."
 ORDER_CANCELLED = "Order cancelled. The ticket is back on sale."
 # orders_svc learns of a new ticket from an event, a moment after it is listed.
 TICKET_NOT_READY = "This ticket was listed a moment ago. Please try again in a few seconds."
@@ -239,10 +242,30 @@ def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
             status = error.status
             form.show(error)  # a declined card: Stripe's message, next to the card
         else:
-            messages.success(request, PAID)
+            confirmed = _order_settled(request, order_id)
+            messages.success(request, PAID if confirmed else PAID_CONFIRMING)
             return redirect("order_list")
     order = request.api.get(f"/api/orders/{order_id}").data
     return _order_page(request, order, form=form, status=status)
+
+
+# How often the pay page looks at a just-paid order: the event takes a few ms to arrive.
+_CONFIRM_POLL_SECONDS = 0.025
+
+
+def _order_settled(request: HttpRequest, order_id: UUID) -> bool:
+    """After a payment: wait (up to ORDER_CONFIRM_SECONDS) until orders_svc has heard of
+    it, so the page that follows shows what the person just did; whether it had."""
+    deadline = time.monotonic() + settings.ORDER_CONFIRM_SECONDS
+    while True:
+        try:
+            if request.api.get(f"/api/orders/{order_id}").data["status"] != "created":
+                return True
+        except ApiError:
+            return False  # the order list will say what it can
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_CONFIRM_POLL_SECONDS)
 
 
 @require_POST
@@ -345,9 +368,13 @@ def signin(request: HttpRequest) -> HttpResponse:
 def signout(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":  # a link or a bookmark: ask, since signing out is a write
         return render(request, "storefront/signout.html")
-    request.api.post("/api/users/signout")
+    request.api.post("/api/users/signout")  # auth_svc ends the session
     messages.success(request, SIGNED_OUT)
-    return redirect("ticket_list")
+    response = redirect("ticket_list")
+    # The browser forgets the token whatever auth_svc's answer said of the cookie: the
+    # client, like every service, would accept it until its `exp`.
+    clear_session_cookie(response)
+    return response
 
 
 # --- errors --------------------------------------------------------------------------

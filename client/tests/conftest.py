@@ -2,7 +2,9 @@
 through Django's test client and in Debian's Chromium driven by Playwright."""
 
 import re
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -84,6 +86,68 @@ def new_page(browser, stack, request):
                 print(f"screenshot: {path}")
     for context in contexts:
         context.close()
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every request with the status and body queued on the server (or the one
+    routed to its path), and keeps what it was sent. Requests for the paths given to
+    `answer_together` are answered only once `parties` of them are in flight at the same
+    time; otherwise, after 10 s, each of them is a 599."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.server.seen.append(
+            (self.command, self.path, dict(self.headers), self.rfile.read(length))
+        )
+        path = self.path.split("?")[0]
+        if path in self.server.together:
+            try:
+                self.server.barrier.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                self.server.routes[path] = (599, [], b"not in flight together")
+        if path in self.server.routes:
+            status, headers, body = self.server.routes[path]
+        else:
+            status, headers, body = self.server.answers.pop(0)
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+@pytest.fixture
+def recorder():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen, server.answers, server.routes, server.together = [], [], {}, set()
+
+    def answer_together(paths: set[str], parties: int) -> None:
+        server.together = paths
+        server.barrier = threading.Barrier(parties)
+
+    server.answer_together = answer_together
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def url_of(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def tokens(settings, make_token):
+    """Session tokens signed with a key of the test's own (settings use its public half)."""
+    settings.SESSION_TTL_SECONDS = 900
+    return make_token
 
 
 def unique_email(name: str) -> str:

@@ -2,48 +2,15 @@
 running system for what comes back."""
 
 import json
-import threading
+import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jwt
 import pytest
 
+from shared_lib.testing.plugin import generate_keypair
 from storefront.api import UNAVAILABLE_MESSAGE, Api, ApiError, ApiUnavailable
-from tests.conftest import PASSWORD, unique_email
-
-
-class Recorder(BaseHTTPRequestHandler):
-    """Answers every request with the status and body queued on the server, and keeps
-    what it was sent."""
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        self.server.seen.append(
-            (self.command, self.path, dict(self.headers), self.rfile.read(length))
-        )
-        status, headers, body = self.server.answers.pop(0)
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-    def log_message(self, *args):  # quiet
-        pass
-
-
-@pytest.fixture
-def recorder():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.seen, server.answers = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+from tests.conftest import PASSWORD, unique_email, url_of
 
 
 def api_for(base_url, token=None, host="localhost"):
@@ -54,10 +21,6 @@ def api_for(base_url, token=None, host="localhost"):
         host=host,
         base_url=base_url,
     )
-
-
-def url_of(server):
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def test_a_call_carries_the_browsers_session_address_request_id_and_host(recorder):
@@ -192,3 +155,119 @@ def test_against_the_system_a_missing_ticket_is_a_404_in_the_error_shape(stack):
         api_for(stack.url).get("/api/tickets/00000000-0000-4000-8000-000000000000")
 
     assert (raised.value.status, raised.value.errors) == (404, [{"message": "Not Found"}])
+
+
+# --- who is signed in: the token, verified here ------------------------------------------
+
+CURRENT_USER = "/api/users/currentuser"
+HALF_LIFE_AGO = 900 // 2 + 10  # seconds: a token this old is due for renewal
+
+
+def test_a_valid_token_says_who_is_signed_in_without_asking_auth(recorder, tokens):
+    token = tokens(user_id="6f1c7d2a-58a6-4c5e-9a62-0b9d2a1f3e41", email="ann@example.com")
+    api = api_for(url_of(recorder), token=token)
+
+    api.begin()
+    user = api.current_user()
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert user == {
+        "id": "6f1c7d2a-58a6-4c5e-9a62-0b9d2a1f3e41",
+        "email": "ann@example.com",
+        "iat": claims["iat"],
+        "exp": claims["exp"],
+    }
+    assert api.cookies_for_browser() == []
+    assert recorder.seen == []  # nobody was asked
+
+
+def _foreign_token() -> str:
+    other = generate_keypair()
+    now = int(time.time())
+    claims = {"id": "6f1c7d2a-58a6-4c5e-9a62-0b9d2a1f3e41", "email": "x@example.com",
+              "iat": now, "exp": now + 900}  # fmt: skip
+    return jwt.encode(claims, other.private_pem, algorithm="EdDSA")
+
+
+@pytest.mark.parametrize("kind", ["expired", "another key", "alg none", "garbage"])
+def test_a_token_that_does_not_verify_is_nobody_and_asks_nobody(recorder, tokens, kind):
+    token = {
+        "expired": lambda: tokens(now=int(time.time()) - 1000),
+        "another key": _foreign_token,
+        "alg none": lambda: jwt.encode(
+            jwt.decode(tokens(), options={"verify_signature": False}), None, algorithm="none"
+        ),
+        "garbage": lambda: "not.a.token",
+    }[kind]()
+    api = api_for(url_of(recorder), token=token)
+
+    api.begin()
+
+    assert api.current_user() is None
+    assert api.cookies_for_browser() == []
+    assert recorder.seen == []
+
+
+def _renewed(token: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    body = {"currentUser": {k: claims[k] for k in ("id", "email", "iat", "exp")}}
+    cookie = f"session={token}; HttpOnly; Max-Age=900; Path=/; SameSite=Lax"
+    return 200, [("Set-Cookie", cookie)], json.dumps(body).encode()
+
+
+def test_a_token_due_for_renewal_is_renewed_beside_the_pages_own_call(recorder, tokens):
+    old = tokens(email="bo@example.com", now=int(time.time()) - HALF_LIFE_AGO)
+    new = tokens(email="bo@example.com")
+    recorder.routes[CURRENT_USER] = _renewed(new)
+    recorder.routes["/api/tickets"] = (200, [], b"[]")
+    # Each call is answered only while the other is in flight too: in turn, both fail.
+    recorder.answer_together({CURRENT_USER, "/api/tickets"}, 2)
+    api = api_for(url_of(recorder), token=old)
+
+    api.begin()
+    listing = api.get("/api/tickets")
+
+    assert listing.data == []
+    renewed_claims = jwt.decode(new, options={"verify_signature": False})
+    assert api.current_user()["iat"] == renewed_claims["iat"]
+    assert api.cookies_for_browser() == [recorder.routes[CURRENT_USER][1][0][1]]
+    renewal = next(seen for seen in recorder.seen if seen[1] == CURRENT_USER)
+    assert renewal[2]["Cookie"] == f"session={old}"  # asked for the browser's token
+    assert sorted(seen[1] for seen in recorder.seen) == ["/api/tickets", CURRENT_USER]
+
+
+def test_the_pages_own_session_cookie_wins_over_a_renewal(recorder, tokens):
+    old = tokens(now=int(time.time()) - HALF_LIFE_AGO)
+    recorder.routes[CURRENT_USER] = _renewed(tokens())
+    cleared = 'session=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/'
+    recorder.routes["/api/users/signout"] = (200, [("Set-Cookie", cleared)], b"{}")
+    api = api_for(url_of(recorder), token=old)
+
+    api.begin()
+    api.post("/api/users/signout")
+
+    assert api.cookies_for_browser() == [cleared]
+    assert api.current_user() is None
+
+
+def test_a_renewal_that_finds_the_session_ended_signs_the_browser_out(recorder, tokens):
+    cleared = 'session=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/'
+    recorder.routes[CURRENT_USER] = (200, [("Set-Cookie", cleared)], b'{"currentUser": null}')
+    api = api_for(url_of(recorder), token=tokens(now=int(time.time()) - HALF_LIFE_AGO))
+
+    api.begin()
+
+    assert api.current_user() is None
+    assert api.cookies_for_browser() == [cleared]
+
+
+def test_a_failed_renewal_leaves_the_token_as_it_is(recorder, tokens):
+    recorder.routes[CURRENT_USER] = (502, [], b"")
+    token = tokens(email="cy@example.com", now=int(time.time()) - HALF_LIFE_AGO)
+    api = api_for(url_of(recorder), token=token)
+
+    api.begin()
+
+    assert api.current_user()["email"] == "cy@example.com"
+    assert api.cookies_for_browser() == []
+    assert [seen[1] for seen in recorder.seen] == [CURRENT_USER]

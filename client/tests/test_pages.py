@@ -1,25 +1,33 @@
 """The pages in-process (Django's test client) against the running system: statuses,
 redirects, cookies and headers a browser test would only see indirectly."""
 
+import json
 import re
+import time
 import uuid
 from decimal import Decimal
 
+import jwt
 import pytest
 import requests
+from django.contrib.messages import get_messages
 from django.template.loader import render_to_string
 from django.test import Client
 
+from shared_lib.auth import mint_session_token
 from storefront.api import UNAVAILABLE_MESSAGE
 from storefront.middleware import content_security_policy
 from storefront.templatetags.storefront import clock, money
 from storefront.views import (
     EXPIRED,
+    PAID,
+    PAID_CONFIRMING,
     SIGNED_IN,
     TICKETS_PER_PAGE,
     order_state,
 )
-from tests.conftest import PASSWORD, unique_email
+from tests.conftest import PASSWORD, unique_email, url_of
+from ticketing_devtools.devkeys import ensure_dev_secrets
 
 
 def browser(**kwargs):
@@ -120,10 +128,17 @@ def test_signing_in_hands_the_apis_session_cookie_to_the_browser(stack):
     assert page.status_code == 200
     assert SIGNED_IN.format(email=email) in page.content.decode()
 
+    token = client.cookies["session"].value
     response = client.post("/auth/signout")
     assert response.status_code == 302
     assert response.cookies["session"].value == ""
+    assert str(response.cookies["session"]["max-age"]) == "0"
     assert client.get("/orders").status_code == 302  # signed out: sign in first
+    # auth_svc ended the session itself: its token is nobody there from now on.
+    ended = requests.get(
+        f"{stack.url}/api/users/currentuser", cookies={"session": token}, timeout=10
+    )
+    assert ended.json() == {"currentUser": None}
 
 
 def test_next_never_leaves_the_site(stack):
@@ -256,3 +271,96 @@ def test_unknown_api_paths_are_the_apis_json_404_not_a_page(path, method):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"errors": [{"message": "Not Found"}]}
+
+
+def test_a_signed_in_page_asks_nobody_who_is_signed_in(recorder, tokens, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    recorder.routes["/api/tickets"] = (200, [], b"[]")
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert 'data-testid="current-user">dee@example.com<' in response.content.decode()
+    assert [seen[1] for seen in recorder.seen] == ["/api/tickets?limit=12"]
+    assert "session" not in response.cookies
+
+
+def test_a_session_past_half_its_life_is_renewed_by_auth_on_a_page(stack, settings):
+    email = unique_email("renew")
+    signup = requests.post(
+        f"{stack.url}/api/users/signup", json={"email": email, "password": PASSWORD}, timeout=10
+    )
+    assert signup.status_code == 201
+    claims = jwt.decode(signup.cookies["session"], options={"verify_signature": False})
+    # The same session's token as auth_svc would have minted it 8 minutes ago.
+    settings.JWT_PRIVATE_KEY = ensure_dev_secrets().jwt_private_key_file.read_text()
+    settings.SESSION_TTL_SECONDS = claims["exp"] - claims["iat"]
+    started = int(time.time())
+    old = mint_session_token(
+        user_id=claims["id"], email=email, session_id=claims["sid"], now=started - 480
+    )
+    client = browser()
+    client.cookies["session"] = old
+
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert f'data-testid="current-user">{email}<' in response.content.decode()
+    renewed = jwt.decode(response.cookies["session"].value, options={"verify_signature": False})
+    assert renewed["sid"] == claims["sid"]
+    assert renewed["iat"] >= started
+    assert response.cookies["session"]["httponly"] is True
+
+
+def _order_json(order_id: str, status: str) -> bytes:
+    return json.dumps({"id": order_id, "status": status}).encode()
+
+
+def test_a_paid_order_is_shown_once_orders_has_heard_of_the_payment(recorder, tokens, settings):
+    # The order completes by an event a moment after the payment: the page waits for it,
+    # so the order list it leads to does not show the order still awaiting payment.
+    settings.API_BASE_URL = url_of(recorder)
+    order_id = str(uuid.uuid4())
+    recorder.answers += [
+        (201, [], b'{"id": "payment"}'),
+        (200, [], _order_json(order_id, "created")),
+        (200, [], _order_json(order_id, "created")),
+        (200, [], _order_json(order_id, "complete")),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/pay", {"token": "pm_card_visa"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/orders"
+    assert [m.message for m in get_messages(response.wsgi_request)] == [PAID]
+    assert [(seen[0], seen[1]) for seen in recorder.seen] == [
+        ("POST", "/api/payments"),
+        *[("GET", f"/api/orders/{order_id}")] * 3,
+    ]
+    assert recorder.answers == []
+
+
+def test_a_payment_orders_has_not_heard_of_in_time_says_it_is_on_its_way(
+    recorder, tokens, settings
+):
+    settings.API_BASE_URL = url_of(recorder)
+    settings.ORDER_CONFIRM_SECONDS = 0.2
+    order_id = str(uuid.uuid4())
+    recorder.answers.append((201, [], b'{"id": "payment"}'))
+    recorder.routes[f"/api/orders/{order_id}"] = (200, [], _order_json(order_id, "created"))
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    started = time.monotonic()
+    response = client.post(f"/orders/{order_id}/pay", {"token": "pm_card_visa"})
+
+    assert 0.2 <= time.monotonic() - started < 2
+    assert response.status_code == 302
+    assert response["Location"] == "/orders"
+    assert [m.message for m in get_messages(response.wsgi_request)] == [PAID_CONFIRMING]
+    paid = [seen for seen in recorder.seen if seen[0] == "POST"]
+    assert len(paid) == 1  # asked again, never paid again

@@ -168,7 +168,7 @@ def test_dockerfiles_build_on_the_base_and_run_what_the_stack_runs():
             assert facts.cmd == [
                 "gunicorn",
                 "-c",
-                "python:shared_lib.gunicorn_conf",
+                f"python:{target.gunicorn_conf}",
                 f"{target.project}.wsgi",
             ]
         else:

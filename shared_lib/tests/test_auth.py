@@ -11,6 +11,7 @@ from shared_lib.auth import (
     SessionUser,
     clear_session_cookie,
     mint_session_token,
+    session_renewal_due,
     set_session_cookie,
     verify_session_token,
 )
@@ -322,3 +323,10 @@ def test_the_session_cookie_can_live_as_long_as_a_shorter_token(settings):
     set_session_cookie(response, "the-token", max_age=42)
 
     assert response.cookies[SESSION_COOKIE]["max-age"] == 42
+
+
+@pytest.mark.parametrize(("now", "due"), [(1000, False), (1450, False), (1451, True), (1899, True)])
+def test_session_renewal_is_due_after_half_the_tokens_life(now, due):
+    session = SessionUser(id=ALICE, email="alice@example.com", iat=1000, exp=1900)
+
+    assert session_renewal_due(session, now=now) is due

@@ -35,6 +35,7 @@ class DjangoService:
     uses_stripe: bool = False  # locally talks to localstripe, which the stack starts
     calls_api: bool = False  # calls the APIs through the gateway (API_BASE_URL)
     worker_pool: tuple[str, ...] = SOLO_POOL
+    gunicorn_conf: str = "shared_lib.gunicorn_conf"  # the web process's config module
 
     @property
     def project(self) -> str:
@@ -62,9 +63,15 @@ SERVICES: tuple[DjangoService, ...] = (
         worker_pool=THREAD_POOL,
     ),
     # The web client: server-rendered pages that call the APIs through the gateway. It
-    # owns no data, so no database; the gateway sends it every path no route claims.
+    # owns no data, so no database; the gateway sends it every path no route claims. Its
+    # pages wait on the APIs, so its workers are threaded (client_site.gunicorn_conf).
     DjangoService(
-        "client", package="client_site", folder="client", has_database=False, calls_api=True
+        "client",
+        package="client_site",
+        folder="client",
+        has_database=False,
+        calls_api=True,
+        gunicorn_conf="client_site.gunicorn_conf",
     ),
 )
 WEB_SERVICES = tuple(s for s in SERVICES if s.web)

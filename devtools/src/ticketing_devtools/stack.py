@@ -160,7 +160,7 @@ class Stack:
                 "-m",
                 "gunicorn",
                 "-c",
-                "python:shared_lib.gunicorn_conf",
+                f"python:{service.gunicorn_conf}",
                 "--bind",
                 f"127.0.0.1:{port}",
                 f"{service.project}.wsgi",

@@ -153,6 +153,13 @@ def verify_session_token(token: str) -> SessionUser | None:
     return SessionUser(id=user_id, email=email, iat=iat, exp=exp, staff=staff, sid=sid)
 
 
+def session_renewal_due(session: SessionUser, *, now: float | None = None) -> bool:
+    """True once more than half of the token's life has passed: auth_svc then renews it
+    (a sliding session), and the web client asks it to."""
+    current = time.time() if now is None else now
+    return current - session.iat > (session.exp - session.iat) / 2
+
+
 @lru_cache(maxsize=4)
 def _session_check(path: str) -> Callable[[SessionUser], bool]:
     return import_string(path)
