@@ -1,20 +1,29 @@
-"""Event bus benchmark: the broker and PostgreSQL ceilings, then the real pipeline beside them.
+"""Event bus benchmark: the broker and PostgreSQL ceilings, then the real pipeline beside
+them and beside peers doing the same unit of work.
 
     .venv/bin/python bench/events.py                  # from the repo root, after `make test`
     .venv/bin/python bench/events.py --json out.json  # the same figures as JSON, too
+    .venv/bin/python bench/events.py --smoke          # every path and table at tiny sizes
 
-One run (about a minute, bounded) measures, on the loopback PostgreSQL and RabbitMQ only:
+One run (about two minutes, bounded) measures, on the loopback PostgreSQL and RabbitMQ only:
 
 ceilings   kombu publish with publisher confirms, one message at a time, to a quorum queue;
            consume + ack of those messages; a publish -> receive round trip of one message;
            a bare single-row PostgreSQL transaction loop (psycopg, INSERT + COMMIT).
-pipeline   publish() in a transaction -> outbox row -> after-commit send -> exchange -> one
+pipeline   publish() in a transaction -> outbox row -> confirmed send -> exchange -> one
            real `celery worker` (shared_lib's demo app) -> inbox + handler updating a replica.
            Throughput: a backlog of events drained by one worker. Latency: events published
            at a steady rate, publisher commit -> handler commit.
+peers      the backlog's events again, each consumer from its own quorum queue into its own
+           tables, one process, prefetch 32, one transaction per event (inbox row, versioned
+           replica upsert, effect row), ack after commit: a bare psycopg loop (no broker), a
+           bare kombu consumer, a nameko 2.14 service, a FastStream 0.7 application
+           (bench/peers/). Events/s and CPU per event of each, and ours as a ratio to each.
 
-Targets (printed, never asserted): handled events/s per worker >= 50% of the bare
-PostgreSQL transaction rate; p99 publish -> handled latency < 100 ms at 200 events/s.
+Targets (printed, never asserted): handled events/s per worker >= 50% of the bare one-row
+transaction rate, and >= every peer's and the bare loop's rate (issue 13); p99 publish ->
+handled latency < 50 ms at 200 events/s. The exit status is 1 when the run is broken (a
+consumer crashed or lost, duplicated or dead-lettered an event), never for a missed target.
 
 The run creates its own database (role `ticketing_bench`) and RabbitMQ vhost and drops
 both at the end, also on failure or Ctrl-C. See bench/README.md for what each figure means.
@@ -23,6 +32,7 @@ both at the end, also on failure or Ctrl-C. See bench/README.md for what each fi
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import multiprocessing
 import os
@@ -30,6 +40,7 @@ import platform
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,7 +54,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _common import percentile, progress, require_loopback, verdict
+from _common import (
+    CLOCK_TICKS,
+    busy_ticks,
+    percentile,
+    process_table,
+    progress,
+    require_loopback,
+    verdict,
+)
+from peers.environments import isolated_python
+from peers.work import PREFETCH, PeerConfig, Tables, create_tables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_LIB_DIR = REPO_ROOT / "shared_lib"
@@ -66,28 +87,57 @@ from ticketing_devtools.provision import (  # noqa: E402
 
 BENCH_ROLE = "ticketing_bench"
 
-# Sizes. Each phase is long enough (a few seconds) that start-up and timer noise are a
-# few percent of it, and short enough that the whole run stays well under two minutes
-# on a 2-core machine where the broker confirms ~1-2k msg/s and PostgreSQL commits
-# ~1-3k tx/s (every commit waits for its WAL flush: synchronous_commit=on, as deployed).
-BROKER_MESSAGES = 3000
-ROUND_TRIPS = 500
-PG_TRANSACTIONS = 3000
-BACKLOG_EVENTS = 3000
+
+@dataclass(frozen=True)
+class Sizes:
+    broker_messages: int
+    round_trips: int
+    pg_transactions: int
+    backlog_events: int  # the pipeline's backlog, and what each peer consumes
+    latency_seconds: float
+
+
+# Each phase is long enough (a few seconds) that start-up and timer noise are a few percent
+# of it, and short enough that the whole run stays around two minutes on a 2-core machine
+# where the broker confirms ~1-2k msg/s and PostgreSQL commits ~1-3k tx/s (every commit
+# waits for its WAL flush: synchronous_commit=on, as deployed).
+FULL = Sizes(
+    broker_messages=3000,
+    round_trips=500,
+    pg_transactions=3000,
+    backlog_events=3000,
+    latency_seconds=10.0,
+)
+# --smoke: the same code paths and tables at a size that runs in seconds (about 200
+# events per figure), so a broken benchmark shows in CI; its figures are not comparable.
+SMOKE = Sizes(
+    broker_messages=200,
+    round_trips=50,
+    pg_transactions=200,
+    backlog_events=200,
+    latency_seconds=1.0,
+)
 # The rate the issue states its latency target at: a busy peak for one service, below one
 # worker's throughput, so the figure is the path plus the queueing such a load causes.
 LATENCY_RATE = 200.0
-LATENCY_SECONDS = 10.0
 # One publish (commit, then the confirmed after-commit send) takes 3-4 ms of a thread: one
 # thread alone would run at 70-80% of its capacity at 200/s and slip behind the schedule.
 # Two threads, like two request threads of a service, hold the rate.
 PUBLISHERS = 2
-# Bounds on waiting for the worker, so a broken pipeline ends the run instead of hanging.
+# Bounds on waiting for a consumer, so a broken one ends the run instead of hanging. A
+# drain is broken when no event has been handled for STALL_SECONDS (the slowest consumer
+# on a busy machine handles dozens a second; start-up takes a few seconds).
 DRAIN_TIMEOUT_SECONDS = 60.0
+STALL_SECONDS = 30.0
 WORKER_START_TIMEOUT_SECONDS = 30.0
+PEER_STOP_TIMEOUT_SECONDS = 20.0
+# How often a drain is sampled: 1% of the shortest full-size drain (~1.2 s at 2.5k/s).
+DRAIN_POLL_SECONDS = 0.01
 
 THROUGHPUT_TARGET_RATIO = 0.50
-LATENCY_TARGET_P99_MS = 100.0
+# Issue 13: one worker at least as fast as every peer and the bare one-transaction loop.
+PEER_TARGET_RATIO = 1.0
+LATENCY_TARGET_P99_MS = 50.0
 
 NOTIFY_CHANNEL = "bench_handled"
 
@@ -116,29 +166,93 @@ class Percentiles:
 
 
 @dataclass
+class Drain:
+    """One consumer draining a backlog: the events handled between the first and the last
+    commit it was seen making, and the CPU its process and its PostgreSQL backends used
+    in that same window."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float
+    db_cpu_seconds: float
+    broker_cpu_seconds: float  # RabbitMQ's (its work for this consumer, and anyone else's)
+    # The machine's other busy cores meanwhile: PostgreSQL's own processes (WAL writer),
+    # this bench's polling, and other load: the noise under the figures.
+    other_cores: float
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_ms_per_event(self) -> float:
+        return self.cpu_seconds * 1000 / self.events
+
+    @property
+    def db_cpu_ms_per_event(self) -> float:
+        return self.db_cpu_seconds * 1000 / self.events
+
+    @property
+    def broker_cpu_ms_per_event(self) -> float:
+        return self.broker_cpu_seconds * 1000 / self.events
+
+
+@dataclass
+class PeerFigures:
+    label: str
+    version: str
+    events_per_s: float
+    cpu_ms_per_event: float
+    db_cpu_ms_per_event: float
+    broker_cpu_ms_per_event: float
+    other_cores: float
+    events: int  # handled in the measured window (the first commit's are before it)
+    seconds: float  # the measured window
+    wall_seconds: float  # process start to the last event handled
+
+
+@dataclass
 class Results:
     started_at: str
+    smoke: bool = False
+    sizes: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     broker_publish_per_s: float = 0.0
     broker_consume_per_s: float = 0.0
     broker_round_trip: Percentiles | None = None
     postgres_tx_per_s: float = 0.0
     outbox_publish_per_s: float = 0.0
+    outbox_relay_per_s: float = 0.0  # 0: publish() sent each event itself, after commit
     handled_per_s_per_worker: float = 0.0
+    handled_cpu_ms_per_event: float = 0.0
+    handled_db_cpu_ms_per_event: float = 0.0
+    handled_broker_cpu_ms_per_event: float = 0.0
+    handled_other_cores: float = 0.0
     handled_wall_seconds: float = 0.0
+    worker_settings: dict[str, Any] = field(default_factory=dict)
     latency: Percentiles | None = None
     latency_rate_achieved: float = 0.0
     latency_steps: dict[str, Percentiles] = field(default_factory=dict)
+    peers: dict[str, PeerFigures] = field(default_factory=dict)
 
     @property
     def throughput_ratio(self) -> float:
         return self.handled_per_s_per_worker / self.postgres_tx_per_s
 
+    @property
+    def ours_to_peer(self) -> dict[str, float]:
+        return {
+            key: self.handled_per_s_per_worker / peer.events_per_s
+            for key, peer in self.peers.items()
+        }
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["throughput_ratio"] = self.throughput_ratio
+        data["ours_to_peer"] = self.ours_to_peer
         data["targets"] = {
             "throughput_ratio_min": THROUGHPUT_TARGET_RATIO,
+            "ours_to_peer_min": PEER_TARGET_RATIO,
             "latency_p99_ms_max": LATENCY_TARGET_P99_MS,
             "latency_rate": LATENCY_RATE,
         }
@@ -151,9 +265,13 @@ def print_table(r: Results) -> None:
     assert rt is not None
     assert lat is not None
     ratio = r.throughput_ratio
+    backlog = r.sizes["backlog_events"]
+    worker = r.worker_settings
+    ours = f"ours: celery worker (prefetch {worker.get('prefetch')}, batch {worker.get('batch')})"
     lines = [
         "",
-        f"events bench  {r.started_at}",
+        f"events bench  {r.started_at}"
+        + ("  SMOKE (tiny sizes: figures not comparable)" if r.smoke else ""),
         f"machine  {r.machine.get('summary', '')}",
         f"load     1-min average {r.machine.get('loadavg_1min_start', 0):.2f} at start,"
         f" {r.machine.get('loadavg_1min_end', 0):.2f} at end"
@@ -165,12 +283,24 @@ def print_table(r: Results) -> None:
         f"  (confirmed publish, then receive; {rt.samples} msgs one at a time)",
         f"ceiling  postgres 1-row transaction   {r.postgres_tx_per_s:8.0f} tx/s",
         f"pipeline outbox publish (1/tx)        {r.outbox_publish_per_s:8.0f} ev/s"
-        "   (publisher side: commit + after-commit confirmed send)",
+        + (
+            "   (publisher side: commit; the relay sends)"
+            if r.outbox_relay_per_s
+            else "   (publisher side: commit + after-commit confirmed send)"
+        ),
+        *(
+            [
+                f"pipeline outbox relay (backlog)       {r.outbox_relay_per_s:8.0f} ev/s"
+                "   (relay_pending in batches, confirmed sends)"
+            ]
+            if r.outbox_relay_per_s
+            else []
+        ),
         f"pipeline handled events/s/worker      {r.handled_per_s_per_worker:8.0f} ev/s"
         f"   ratio to postgres tx/s: {ratio:.2f}  (target >= {THROUGHPUT_TARGET_RATIO:.2f}:"
         f" {verdict(ratio >= THROUGHPUT_TARGET_RATIO)})",
-        f"         backlog of {BACKLOG_EVENTS} drained by 1 worker in"
-        f" {r.handled_wall_seconds:.1f} s (rate: first to last inbox row)",
+        f"         backlog of {backlog} drained by 1 worker in"
+        f" {r.handled_wall_seconds:.1f} s (rate: first to last commit seen)",
         f"latency  publish->handled @{LATENCY_RATE:.0f}/s      p50 {lat.p50_ms:.1f} ms"
         f"  p99 {lat.p99_ms:.1f} ms  max {lat.max_ms:.1f} ms"
         f"  (target p99 < {LATENCY_TARGET_P99_MS:.0f} ms:"
@@ -183,10 +313,38 @@ def print_table(r: Results) -> None:
             f"  max {step.max_ms:5.1f} ms"
             for name, step in r.latency_steps.items()
         ),
+        "",
+        f"peers    the same {backlog} ticket.created, one process each, prefetch {PREFETCH},"
+        " one transaction per event",
+        "         (inbox row, versioned replica upsert, effect row), ack after commit",
+        f"{'':49s}{'events/s':>9s}{'cpu ms/ev':>11s}{'db ms/ev':>10s}{'mq ms/ev':>10s}"
+        f"{'other cores':>13s}{'ours/peer':>11s}",
+        *(
+            f"peer     {peer.label:40s}{peer.events_per_s:9.0f}"
+            f"{peer.cpu_ms_per_event:11.2f}{peer.db_cpu_ms_per_event:10.2f}"
+            f"{peer.broker_cpu_ms_per_event:10.2f}{peer.other_cores:13.2f}"
+            f"{r.ours_to_peer[key]:11.2f}"
+            for key, peer in r.peers.items()
+        ),
+        f"{ours:49s}{r.handled_per_s_per_worker:9.0f}{r.handled_cpu_ms_per_event:11.2f}"
+        f"{r.handled_db_cpu_ms_per_event:10.2f}{r.handled_broker_cpu_ms_per_event:10.2f}"
+        f"{r.handled_other_cores:13.2f}",
+        *peer_verdict(r),
         *(f"warning  {warning}" for warning in warnings(r)),
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def peer_verdict(r: Results) -> list[str]:
+    if not r.peers:
+        return []
+    key, lowest = min(r.ours_to_peer.items(), key=lambda item: item[1])
+    met = lowest >= PEER_TARGET_RATIO
+    return [
+        f"target   ours >= {PEER_TARGET_RATIO:.1f}x every peer and the bare postgres loop:"
+        f" {verdict(met)}" + ("" if met else f" (lowest: {lowest:.2f}x, {key})")
+    ]
 
 
 def warnings(r: Results) -> list[str]:
@@ -315,6 +473,10 @@ def machine_summary(sb: Sandbox) -> dict[str, Any]:
         "postgres": pg_version,
         "synchronous_commit": sync_commit,
         "rabbitmq": rabbit_version,
+        "packages": {
+            name: importlib.metadata.version(name)
+            for name in ("celery", "kombu", "psycopg", "faststream")
+        },
         "summary": (
             f"{cores} cores, Python {platform.python_version()}, PostgreSQL {pg_version}"
             f" (synchronous_commit={sync_commit}), RabbitMQ {rabbit_version}"
@@ -343,7 +505,7 @@ def _envelope_like(index: int) -> dict[str, Any]:
     }
 
 
-def broker_ceiling(url: str, results: Results) -> None:
+def broker_ceiling(url: str, sizes: Sizes, results: Results) -> None:
     """Publish N confirmed persistent messages one by one, consume + ack them, round trips.
 
     Same broker, vhost, queue type (quorum) and message shape as the pipeline; what is
@@ -374,9 +536,9 @@ def broker_ceiling(url: str, results: Results) -> None:
             )
 
         started = time.perf_counter()
-        for index in range(BROKER_MESSAGES):
+        for index in range(sizes.broker_messages):
             send(index)
-        results.broker_publish_per_s = BROKER_MESSAGES / (time.perf_counter() - started)
+        results.broker_publish_per_s = sizes.broker_messages / (time.perf_counter() - started)
 
         received: list[float] = []
 
@@ -385,17 +547,17 @@ def broker_ceiling(url: str, results: Results) -> None:
             received.append(time.perf_counter())
 
         channel = consumer_conn.channel()
-        # The pipeline's consumers prefetch EVENTS_PREFETCH (32) messages; so does this.
-        with Consumer(channel, queues=[queue], callbacks=[on_message], prefetch_count=32):
+        # The prefetch every peer's consumer uses (issue 13's comparison).
+        with Consumer(channel, queues=[queue], callbacks=[on_message], prefetch_count=PREFETCH):
             started = time.perf_counter()
-            while len(received) < BROKER_MESSAGES:
+            while len(received) < sizes.broker_messages:
                 consumer_conn.drain_events(timeout=10)
-            results.broker_consume_per_s = BROKER_MESSAGES / (time.perf_counter() - started)
+            results.broker_consume_per_s = sizes.broker_messages / (time.perf_counter() - started)
 
             # One message in flight at a time: publish (confirmed), then wait for it on the
             # consumer connection. The floor under the pipeline's publish -> handled latency.
             samples: list[float] = []
-            for index in range(ROUND_TRIPS):
+            for index in range(sizes.round_trips):
                 before = len(received)
                 started = time.perf_counter()
                 send(index)
@@ -406,7 +568,7 @@ def broker_ceiling(url: str, results: Results) -> None:
         queue(channel).delete()
 
 
-def postgres_ceiling(db_url: str, results: Results) -> None:
+def postgres_ceiling(db_url: str, sizes: Sizes, results: Results) -> None:
     """N single-row transactions (INSERT + COMMIT) straight through psycopg, one connection.
 
     The row is about the size of an outbox row; each COMMIT waits for its WAL flush, the
@@ -418,12 +580,362 @@ def postgres_ceiling(db_url: str, results: Results) -> None:
             " created_at timestamptz NOT NULL DEFAULT now())"
         )
         conn.commit()
-        rows = [_envelope_like(index) for index in range(PG_TRANSACTIONS)]
+        rows = [_envelope_like(index) for index in range(sizes.pg_transactions)]
         started = time.perf_counter()
         for row in rows:
             conn.execute("INSERT INTO bench_raw (data) VALUES (%s)", [Jsonb(row)])
             conn.commit()
-        results.postgres_tx_per_s = PG_TRANSACTIONS / (time.perf_counter() - started)
+        results.postgres_tx_per_s = sizes.pg_transactions / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------
+# Draining a backlog: one consumer's rate and CPU
+# ---------------------------------------------------------------------------------------
+
+
+class BrokenRun(RuntimeError):
+    """A consumer crashed, or lost, duplicated or dead-lettered events: no figure stands."""
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of a process (all its threads) so far; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def client_backends(db_url: str) -> set[int]:
+    """The PostgreSQL backends connected to the bench database now."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return _client_backends(conn)
+
+
+def _client_backends(conn: psycopg.Connection) -> set[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND backend_type = 'client backend'"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a drain stood at one poll."""
+
+    at: float  # time.monotonic()
+    count: int  # events handled
+    consumer_ticks: int
+    backend_ticks: dict[int, int]
+    broker_ticks: int
+    machine_ticks: int  # every core's busy ticks (_common.busy_ticks)
+
+
+def watch_drain(
+    *,
+    db_url: str,
+    table: str,
+    expected: int,
+    process: Callable[[], subprocess.Popen[bytes] | None],
+    baseline: set[int],
+    what: str,
+    started: float,
+) -> Drain:
+    """Poll the count of `table` (one row per handled event, visible at its commit) until
+    `expected`; the rate and CPU between the first and the last commit seen.
+
+    CPU is the consumer's process group (its own session) and the database backends that
+    were not connected before it started (`baseline`): the consumer's connections. The
+    broker's CPU and the rest of the machine's busy time in the window are reported beside
+    them. Raises
+    BrokenRun when the consumer exits first or stops making progress. `started` is the
+    consumer's start (time.monotonic()).
+    """
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        own = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        # The Erlang VM is RabbitMQ: all its work happens in that one process.
+        broker = [pid for pid, row in process_table().items() if "beam.smp" in row[3]]
+        at_start = busy_ticks()
+        broker_at_start = sum(map(_cpu_ticks, broker))
+        members: list[int] = []
+        first: _Mark | None = None
+        seen, progressed = 0, time.monotonic()
+        while True:
+            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (ours)
+            now = time.monotonic()
+            if count > seen:
+                seen, progressed = count, now
+            consumer = process()
+            if count and first is None and consumer is not None:
+                members = [
+                    pid for pid, (group, *_rest) in process_table().items() if group == consumer.pid
+                ]
+                if count >= expected:
+                    # All of it between two polls: only the whole run can be measured,
+                    # start-up included (a smoke size on a fast machine).
+                    first = _Mark(started, 0, 0, {}, broker_at_start, at_start)
+                else:
+                    backends = _client_backends(conn) - baseline - {own}
+                    first = _Mark(
+                        now,
+                        count,
+                        sum(map(_cpu_ticks, members)),
+                        {pid: _cpu_ticks(pid) for pid in backends},
+                        sum(map(_cpu_ticks, broker)),
+                        busy_ticks(),
+                    )
+            if count >= expected and first is not None:
+                break
+            if consumer is not None and consumer.poll() is not None:
+                raise BrokenRun(
+                    f"{what} exited (status {consumer.returncode}) after handling"
+                    f" {count} of {expected} events"
+                )
+            if now - progressed > STALL_SECONDS:
+                raise BrokenRun(
+                    f"{what} handled {count} of {expected} events, then none for"
+                    f" {STALL_SECONDS:.0f} s: events lost or the consumer is stuck"
+                )
+            time.sleep(DRAIN_POLL_SECONDS)
+        cpu_ticks = sum(map(_cpu_ticks, members)) - first.consumer_ticks
+        db_ticks = sum(
+            _cpu_ticks(pid) - first.backend_ticks.get(pid, 0)
+            for pid in _client_backends(conn) - baseline - {own}
+        )
+        broker_ticks = sum(map(_cpu_ticks, broker)) - first.broker_ticks
+        machine_ticks = busy_ticks() - first.machine_ticks
+    seconds = now - first.at
+    # The machine's ticks are sampled, the processes' accounted: a little apart, never < 0.
+    other = max(0, machine_ticks - cpu_ticks - db_ticks - broker_ticks)
+    return Drain(
+        events=count - first.count,
+        seconds=seconds,
+        cpu_seconds=cpu_ticks / CLOCK_TICKS,
+        db_cpu_seconds=db_ticks / CLOCK_TICKS,
+        broker_cpu_seconds=broker_ticks / CLOCK_TICKS,
+        other_cores=other / CLOCK_TICKS / seconds,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Peers: the same events and unit of work through other consumers (bench/peers/)
+# ---------------------------------------------------------------------------------------
+
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
+# Fills every peer's queue with one publish per message.
+PEER_EXCHANGE = "bench.peers"
+
+
+@dataclass(frozen=True)
+class Peer:
+    key: str  # in the JSON output
+    title: str  # with the version of `package`
+    script: str  # in bench/peers/
+    consumer: str  # its queue, and the inbox's consumer column
+    package: str
+    from_broker: bool = True
+    # Runs in a virtualenv of its own (peers/environments.py), not the project's.
+    isolated: bool = False
+
+    def python(self) -> str:
+        return str(isolated_python(self.key, REPO_ROOT)) if self.isolated else sys.executable
+
+    def version(self, python: str) -> str:
+        if not self.isolated:
+            return importlib.metadata.version(self.package)
+        return subprocess.run(  # noqa: S603 (our own interpreter, a fixed snippet)
+            [python, "-c", f"import importlib.metadata as m; print(m.version({self.package!r}))"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+
+PEERS = (
+    Peer(
+        "postgres_loop",
+        "bare postgres loop (psycopg {version})",
+        "bare_postgres.py",
+        "bench.peer.postgres",
+        "psycopg",
+        from_broker=False,
+    ),
+    Peer("kombu", "bare kombu consumer ({version})", "bare_kombu.py", "bench.peer.kombu", "kombu"),
+    Peer(
+        "nameko",
+        "nameko {version}",
+        "nameko_service.py",
+        # nameko names an event handler's queue evt-<source>-<type>--<service>.<method>;
+        # the service checks that it agrees.
+        "evt-bench_tickets-ticket.created--bench_nameko.on_ticket_created",
+        "nameko",
+        isolated=True,
+    ),
+    Peer(
+        "faststream",
+        "faststream {version}",
+        "faststream_app.py",
+        "bench.peer.faststream",
+        "faststream",
+    ),
+)
+
+
+def fill_peer_queues(url: str, messages: list[dict[str, Any]], queues: list[str]) -> None:
+    """Each peer's quorum queue gets every message, with the properties the project's
+    publisher gives it (JSON, persistent, message and correlation ids, sender)."""
+    exchange = Exchange(PEER_EXCHANGE, type="fanout", durable=True)
+    with Connection(url, transport_options={"confirm_publish": True}) as conn:
+        producer = conn.Producer()
+        channel = producer.channel
+        exchange(channel).declare()
+        for name in queues:
+            Queue(
+                name, exchange=exchange, durable=True, queue_arguments={"x-queue-type": "quorum"}
+            )(channel).declare()
+        for message in messages:
+            producer.publish(
+                message["body"],
+                exchange=exchange,
+                routing_key="ticket.created",
+                serializer="json",
+                delivery_mode=2,
+                user_id=conn.userid,
+                message_id=message["body"]["id"],
+                correlation_id=message["correlation_id"],
+                headers={"correlation_id": message["correlation_id"]},
+            )
+        exchange(channel).delete()
+
+
+def run_peer(
+    sb: Sandbox, stack: ExitStack, peer: Peer, messages_path: Path, expected: int
+) -> PeerFigures:
+    """Start the peer on its filled queue (or the exported messages), watch it drain,
+    stop it, and check it handled every event exactly once."""
+    from tests.demo.models import Effect, TicketReplica
+
+    from shared_lib.models import InboxMessage
+
+    tables = Tables.named(f"bench_{peer.key}")
+    project = Tables(
+        inbox=InboxMessage._meta.db_table,
+        replica=TicketReplica._meta.db_table,
+        effect=Effect._meta.db_table,
+    )
+    with psycopg.connect(sb.database_url) as conn:
+        create_tables(conn, tables, like=project)
+    config = PeerConfig(
+        database_url=sb.database_url,
+        amqp_url=sb.vhost_url if peer.from_broker else "",
+        queue=peer.consumer,
+        prefix=f"bench_{peer.key}",
+    )
+    env = {**os.environ, **config.env(), "BENCH_MESSAGES": str(messages_path)}
+    log_path = sb.workdir / f"peer-{peer.key}.log"
+    python = peer.python()
+    version = peer.version(python)
+    title = peer.title.format(version=version)
+    baseline = client_backends(sb.database_url)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own script, fixed arguments)
+            [python, str(PEERS_DIR / peer.script)],
+            cwd=PEERS_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack.callback(_kill_group, process)
+    started = time.monotonic()
+    try:
+        drain = watch_drain(
+            db_url=sb.database_url,
+            table=tables.effect,
+            expected=expected,
+            process=lambda: process,
+            baseline=baseline,
+            what=title,
+            started=started,
+        )
+        wall = time.monotonic() - started
+        _stop_group(process, title)
+        verify_peer(sb, peer, tables, expected, title)
+    except Exception:
+        print(f"--- {log_path.name} (tail) ---\n{_tail(log_path)}", file=sys.stderr)
+        raise
+    return PeerFigures(
+        label=title,
+        version=version,
+        events_per_s=drain.per_s,
+        cpu_ms_per_event=drain.cpu_ms_per_event,
+        db_cpu_ms_per_event=drain.db_cpu_ms_per_event,
+        broker_cpu_ms_per_event=drain.broker_cpu_ms_per_event,
+        other_cores=drain.other_cores,
+        events=drain.events,
+        seconds=drain.seconds,
+        wall_seconds=wall,
+    )
+
+
+def verify_peer(sb: Sandbox, peer: Peer, tables: Tables, expected: int, title: str) -> None:
+    """Every event once in each table, and (for those on the broker) its queue empty."""
+    problems = []
+    with psycopg.connect(sb.database_url) as conn:
+        for what, column, table in (
+            ("inbox rows", "*", tables.inbox),
+            ("replica rows", "*", tables.replica),
+            ("effect rows", "*", tables.effect),
+            ("events with an effect", "DISTINCT event_id", tables.effect),
+        ):
+            sql = f"SELECT count({column}) FROM {table}"  # noqa: S608 (our own names)
+            count = conn.execute(sql).fetchone()[0]
+            if count != expected:
+                problems.append(f"{what} {count}")
+    if peer.from_broker:
+        with Connection(sb.vhost_url) as conn, conn.channel() as channel:
+            if depth := queue_depth(channel, peer.consumer):
+                problems.append(f"{depth} messages left in {peer.consumer}")
+            channel.queue_delete(queue=peer.consumer)
+    if problems:
+        raise BrokenRun(f"{title}, {expected} events: " + ", ".join(problems))
+
+
+def _stop_group(process: subprocess.Popen[bytes], title: str) -> None:
+    """SIGTERM, as a deployment stops a consumer; it must exit cleanly and in time."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        status = process.wait(timeout=PEER_STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise BrokenRun(
+            f"{title} did not stop within {PEER_STOP_TIMEOUT_SECONDS:.0f} s of SIGTERM"
+        ) from None
+    if status != 0:
+        raise BrokenRun(f"{title} exited with status {status} on SIGTERM")
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
+
+
+def run_peers(
+    sb: Sandbox, stack: ExitStack, messages: list[dict[str, Any]], results: Results
+) -> None:
+    messages_path = sb.workdir / "messages.json"
+    messages_path.write_text(json.dumps(messages))
+    fill_peer_queues(sb.vhost_url, messages, [peer.consumer for peer in PEERS if peer.from_broker])
+    for peer in PEERS:
+        progress(f"peer {peer.key}: {len(messages)} events")
+        results.peers[peer.key] = run_peer(sb, stack, peer, messages_path, len(messages))
 
 
 # ---------------------------------------------------------------------------------------
@@ -457,7 +969,7 @@ def declare_demo_queues() -> None:
         dispatcher.declare(conn.channel())
 
 
-def start_worker(sb: Sandbox, stack: ExitStack) -> Any:
+def demo_worker(sb: Sandbox, stack: ExitStack) -> Any:
     from shared_lib.testing.events import Worker
 
     worker = Worker(
@@ -467,54 +979,137 @@ def start_worker(sb: Sandbox, stack: ExitStack) -> Any:
         log_path=sb.workdir / "worker.log",
     )
     stack.callback(worker.stop)
-    return worker.start(timeout=WORKER_START_TIMEOUT_SECONDS)
+    return worker
 
 
 def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise BrokenRun(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.05)
 
 
-def pipeline_throughput(sb: Sandbox, stack: ExitStack, results: Results) -> Any:
+def pipeline_throughput(
+    sb: Sandbox, stack: ExitStack, sizes: Sizes, results: Results
+) -> tuple[Any, list[dict[str, Any]]]:
     """A backlog of K events on the queue, then one worker drains it: handled events/s.
 
-    The rate comes from the inbox rows' processed_at (first to last), so the worker's
-    start-up does not count; the wall time from its start is printed beside it.
+    Measured from the first to the last commit the watch sees (watch_drain), so the
+    worker's start-up does not count; the wall time from its start is printed beside it.
+    Returns the worker (it serves the latency phase next) and the backlog's messages.
     """
+    from django.conf import settings
     from django.db import transaction
-    from django.db.models import Max, Min
     from tests.demo.models import Effect
 
     from shared_lib.events import Subject, publish
-    from shared_lib.models import InboxMessage, OutboxEvent
 
     declare_demo_queues()
     started = time.perf_counter()
-    for index in range(BACKLOG_EVENTS):
+    for index in range(sizes.backlog_events):
         with transaction.atomic():
             publish(Subject.TICKET_CREATED, _ticket(index))
-    results.outbox_publish_per_s = BACKLOG_EVENTS / (time.perf_counter() - started)
-    unsent = OutboxEvent.objects.filter(sent_at__isnull=True).count()
-    if unsent:
-        raise RuntimeError(f"{unsent} outbox rows were not sent after commit")
+    results.outbox_publish_per_s = sizes.backlog_events / (time.perf_counter() - started)
+    relay_backlog(results)
+    messages = backlog_messages()
+    results.worker_settings = {
+        "prefetch": settings.EVENTS_PREFETCH,
+        "batch": getattr(settings, "EVENTS_BATCH_SIZE", 1),
+    }
 
-    progress(f"backlog of {BACKLOG_EVENTS} events queued; starting one worker")
-    worker = start_worker(sb, stack)
-    started = time.perf_counter()
-    _wait_until(
-        lambda: Effect.objects.count() >= BACKLOG_EVENTS,
-        timeout=DRAIN_TIMEOUT_SECONDS,
-        what=f"the worker to handle {BACKLOG_EVENTS} events (log: {worker.log_path})",
+    progress(f"backlog of {sizes.backlog_events} events queued; starting one worker")
+    baseline = client_backends(sb.database_url)
+    worker = demo_worker(sb, stack)
+    # Worker.start() returns once the worker consumes; the drain is watched from its start.
+    starting = threading.Thread(
+        target=worker.start, kwargs={"timeout": WORKER_START_TIMEOUT_SECONDS}, daemon=True
     )
-    results.handled_wall_seconds = time.perf_counter() - started
-    span = InboxMessage.objects.aggregate(first=Min("processed_at"), last=Max("processed_at"))
-    seconds = (span["last"] - span["first"]).total_seconds()
-    # K events started at `first` and the last one started at `last`: K - 1 intervals.
-    results.handled_per_s_per_worker = (BACKLOG_EVENTS - 1) / seconds
-    return worker
+    started = time.monotonic()
+    starting.start()
+    drain = watch_drain(
+        db_url=sb.database_url,
+        table=Effect._meta.db_table,
+        expected=sizes.backlog_events,
+        process=lambda: worker.process,
+        baseline=baseline,
+        what="the celery worker",
+        started=started,
+    )
+    results.handled_wall_seconds = time.monotonic() - started
+    starting.join(timeout=WORKER_START_TIMEOUT_SECONDS)
+    results.handled_per_s_per_worker = drain.per_s
+    results.handled_cpu_ms_per_event = drain.cpu_ms_per_event
+    results.handled_db_cpu_ms_per_event = drain.db_cpu_ms_per_event
+    results.handled_broker_cpu_ms_per_event = drain.broker_cpu_ms_per_event
+    results.handled_other_cores = drain.other_cores
+    return worker, messages
+
+
+def relay_backlog(results: Results) -> None:
+    """Onto the queue before the worker starts: the rows the publisher left unsent (all of
+    them where the outbox's relay sends, none where publish() sends after commit), sent
+    here by the project's relay, in its batches."""
+    from shared_lib.events.outbox import relay_pending
+    from shared_lib.models import OutboxEvent
+
+    unsent = OutboxEvent.objects.filter(sent_at__isnull=True)
+    count = unsent.count()
+    started = time.perf_counter()
+    while unsent.exists():
+        sent, failed = relay_pending()
+        if failed or not sent:
+            raise BrokenRun(f"the outbox relay left {unsent.count()} rows unsent")
+    if count:
+        results.outbox_relay_per_s = count / (time.perf_counter() - started)
+
+
+def backlog_messages() -> list[dict[str, Any]]:
+    """The backlog's events as the outbox sent them (publish_event's envelope), in order."""
+    from shared_lib.models import OutboxEvent
+
+    return [
+        {
+            "body": {
+                "id": str(row.id),
+                "subject": row.subject,
+                "occurredAt": row.occurred_at.isoformat(),
+                "data": row.data,
+            },
+            "correlation_id": row.correlation_id,
+        }
+        for row in OutboxEvent.objects.order_by("created_at")
+    ]
+
+
+def verify_pipeline(sb: Sandbox, expected: int) -> None:
+    """After the worker stopped: every event handled exactly once, nothing left or dead."""
+    from django.conf import settings
+    from tests.demo.models import Effect, TicketReplica
+
+    from shared_lib.events import Subject, broker
+    from shared_lib.models import InboxMessage
+
+    effects = Effect.objects.count()
+    distinct = Effect.objects.values("event_id").distinct().count()
+    counts = {
+        "inbox rows": InboxMessage.objects.count(),
+        "replica rows": TicketReplica.objects.count(),
+        "effect rows": effects,
+        "events with an effect": distinct,
+    }
+    problems = [f"{what} {count}" for what, count in counts.items() if count != expected]
+    main = broker.queue_name(settings.EVENTS_SERVICE, Subject.TICKET_CREATED)
+    with Connection(sb.vhost_url) as conn, conn.channel() as channel:
+        for name in (main, broker.dead_queue_name(main)):
+            if depth := queue_depth(channel, name):
+                problems.append(f"{depth} messages left in {name}")
+    if problems:
+        raise BrokenRun(f"the celery worker, {expected} events: " + ", ".join(problems))
+
+
+def queue_depth(channel: Any, name: str) -> int:
+    return channel.queue_declare(queue=name, passive=True).message_count
 
 
 def _listen(db_url: str, ready: Any, stop: Any, results: Any) -> None:
@@ -596,7 +1191,7 @@ class Trace:
         return self.handled - self.committed
 
 
-def pipeline_latency(sb: Sandbox, stack: ExitStack, results: Results) -> list[Trace]:
+def pipeline_latency(sb: Sandbox, stack: ExitStack, sizes: Sizes, results: Results) -> list[Trace]:
     """Publish at a steady rate, one event per transaction; publisher commit -> handler commit."""
     from django.db import connection, transaction
     from tests.demo.models import Effect
@@ -610,7 +1205,7 @@ def pipeline_latency(sb: Sandbox, stack: ExitStack, results: Results) -> list[Tr
     already = Effect.objects.count()  # the backlog's
 
     committed: dict[str, float] = {}
-    total = int(LATENCY_RATE * LATENCY_SECONDS)
+    total = int(LATENCY_RATE * sizes.latency_seconds)
     interval = 1 / LATENCY_RATE
     errors: list[BaseException] = []
 
@@ -625,8 +1220,8 @@ def pipeline_latency(sb: Sandbox, stack: ExitStack, results: Results) -> list[Tr
                     time.sleep(delay)
                 stamp: list[float] = []
                 with transaction.atomic():
-                    # on_commit callbacks run in order: this one runs right after the
-                    # COMMIT, before publish()'s own after-commit send.
+                    # on_commit callbacks run in order: registered before publish(),
+                    # this one runs right after the COMMIT, before anything of publish's.
                     transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
                     event_id = publish(Subject.TICKET_CREATED, _ticket(index))
                 committed[str(event_id)] = stamp[0]
@@ -688,29 +1283,38 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(json_path: Path | None) -> Results:
-    results = Results(started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+def run(json_path: Path | None, *, smoke: bool) -> Results:
+    sizes = SMOKE if smoke else FULL
+    results = Results(
+        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        smoke=smoke,
+        sizes=asdict(sizes),
+    )
     with ExitStack() as stack:
         sb = create_sandbox(stack)
         results.machine = machine_summary(sb)
         progress(f"database {sb.database}, vhost {sb.vhost}")
 
-        progress(f"broker ceiling: {BROKER_MESSAGES} confirmed publishes, consume+ack")
-        broker_ceiling(sb.vhost_url, results)
-        progress(f"postgres ceiling: {PG_TRANSACTIONS} single-row transactions")
-        postgres_ceiling(sb.database_url, results)
-        progress(f"pipeline throughput: outbox backlog of {BACKLOG_EVENTS} events")
+        progress(f"broker ceiling: {sizes.broker_messages} confirmed publishes, consume+ack")
+        broker_ceiling(sb.vhost_url, sizes, results)
+        progress(f"postgres ceiling: {sizes.pg_transactions} single-row transactions")
+        postgres_ceiling(sb.database_url, sizes, results)
+        progress(f"pipeline throughput: outbox backlog of {sizes.backlog_events} events")
         worker_log = sb.workdir / "worker.log"
         try:
-            pipeline_throughput(sb, stack, results)
-            progress(f"pipeline latency: {LATENCY_RATE:.0f} events/s for {LATENCY_SECONDS:.0f} s")
-            pipeline_latency(sb, stack, results)
+            worker, messages = pipeline_throughput(sb, stack, sizes, results)
+            progress(
+                f"pipeline latency: {LATENCY_RATE:.0f} events/s for {sizes.latency_seconds:.0f} s"
+            )
+            traces = pipeline_latency(sb, stack, sizes, results)
+            # Nothing of the project runs while the peers are measured.
+            worker.stop()
+            verify_pipeline(sb, sizes.backlog_events + len(traces))
         except Exception:
             # The work directory goes with the clean-up: show the worker's last words first.
-            if worker_log.exists():
-                tail = worker_log.read_text(errors="replace")[-3000:]
-                print(f"--- worker log (tail) ---\n{tail}", file=sys.stderr)
+            print(f"--- worker log (tail) ---\n{_tail(worker_log)}", file=sys.stderr)
             raise
+        run_peers(sb, stack, messages, results)
         results.machine["loadavg_1min_end"] = os.getloadavg()[0]
         progress("cleaning up")
     print_table(results)
@@ -722,13 +1326,21 @@ def run(json_path: Path | None) -> Results:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (about 200 events per figure): checks the bench runs, figures are noise",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        run(args.json)
+        run(args.json, smoke=args.smoke)
     except KeyboardInterrupt:
         print("interrupted; the bench database, vhost and worker are cleaned up", file=sys.stderr)
         return 130
+    except BrokenRun as exc:
+        print(f"BROKEN RUN: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

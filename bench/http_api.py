@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/http_api.py                  # from the repo root, after `make test`
     .venv/bin/python bench/http_api.py --json out.json  # the same figures as JSON, too
+    .venv/bin/python bench/http_api.py --smoke          # tiny tables, 1 s figures: does it run?
 
 One run (about 90 s, bounded) starts four gunicorns with the production settings
 (`-c python:shared_lib.gunicorn_conf`: sync workers, WEB_CONCURRENCY defaulting to cores + 1,
@@ -17,12 +18,15 @@ list      GET /api/tickets, a page of 20 (the first page or one at a random curs
           tickets, one on a table of 100k (10% of them reserved in both).
 writes    POST /api/tickets (signed in, on the 100k table) and POST /api/orders (signed in,
           a different ticket every request, so each is a 201); both publish through the
-          outbox after commit to RabbitMQ with publisher confirms.
+          outbox: the service's relay, woken by the write's NOTIFY, sends the event to
+          RabbitMQ with publisher confirms (its CPU counts as the app's).
 
 Targets (printed, never asserted): list req/s >= 50% of the bare view's, each write >= 30%;
 the list's p50 at 100k tickets <= 1.3 x its p50 at 1k. Also printed: the CPU each request
 cost the server, its database and wrk, and what other processes took meanwhile (the noise);
 EXPLAIN ANALYZE of the list's own query at 100k tickets (is the partial index used, and how).
+The run exits 1 when it is broken rather than slow: a measurement without a 2xx answer, any
+error answer or socket error, a write answered 2xx whose row is missing.
 
 The run creates its own three databases (role `ticketing_bench_http`) and RabbitMQ vhost and
 drops them at the end, also on failure, Ctrl-C or SIGTERM; its servers stop with it.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -87,25 +92,38 @@ BENCH_ROLE = "ticketing_bench_http"
 # behind it; 2 wrk threads, because the machine has 2 cores and the servers need them.
 WRK_THREADS = 2
 WRK_CONNECTIONS = 16
-MEASURE_SECONDS = 8
-# Before the first measurement of an endpoint: every worker connects to PostgreSQL (and,
-# for writes, RabbitMQ), imports what the first request needs and warms its caches.
-WARMUP_SECONDS = 2
 # A request slower than this is a wrk timeout (counted as an error), not a latency sample.
 WRK_TIMEOUT = "10s"
 WRK_EXTRA_SECONDS = 30  # on top of the duration, before wrk itself is given up on
 
-SMALL_TABLE = 1_000
-LARGE_TABLE = 100_000
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a run is: the two tables the list is measured on, and how long each figure
+    and the warm-up before an endpoint's first figure last."""
+
+    small_table: int
+    large_table: int
+    seconds: int
+    # Before the first measurement of an endpoint: every worker connects to PostgreSQL (and,
+    # for writes, RabbitMQ), imports what the first request needs and warms its caches.
+    warmup_seconds: int
+
+
+FULL = Scale(small_table=1_000, large_table=100_000, seconds=8, warmup_seconds=2)
+# `--smoke` (run by `make test`): every code path of the full run in about 30 s, so a broken
+# bench fails the tests; its figures say little (a 1k table hides what 100k shows).
+SMOKE = Scale(small_table=100, large_table=1_000, seconds=1, warmup_seconds=1)
+
 RESERVED_SHARE = 0.10  # tickets an order holds: in the table, not in the list
 LISTING_WINDOW = timedelta(days=30)  # created_at spread over the last month
 SELLERS = 500  # distinct sellers of the loaded tickets
 CURSOR_PAGES = 255  # random-depth pages beside the first page
 PAGE_SIZE = 20  # the API's default ?limit=
-# POST /api/orders: a different ticket for every request. Enough replicas for well over
-# any rate this machine reaches (a few hundred orders/s), warm-up and measurement apart.
-ORDER_POOL_WARMUP = 8_000
-ORDER_POOL_MEASURE = 30_000
+# POST /api/orders: a different ticket for every request, so replicas for well over any
+# rate this machine reaches (a few hundred orders/s) per second of load, warm-up and
+# measurement apart: past its pool wrk starts again, and those repeats answer 400.
+ORDER_POOL_PER_SECOND = 4_000
 
 START_TIMEOUT_SECONDS = 60.0
 # Other processes using more than this many cores during a measurement get a warning.
@@ -125,10 +143,11 @@ LIST_GROWTH_TARGET = 1.30
 class CpuUse:
     """Where the machine's CPU went during one measurement (from /proc).
 
-    app, db and loadgen are per request: the gunicorn under test (master and workers),
-    this run's PostgreSQL backends, wrk. servers and foreign are in cores: PostgreSQL's and
-    RabbitMQ's own processes (WAL writer, broker; shared with anything else using them),
-    and everything else on the machine, e.g. another test run: the noise in the figures.
+    app, db and loadgen are per request: the gunicorn under test (master and workers, and
+    for a write its service's outbox relay), this run's PostgreSQL backends, wrk. servers
+    and foreign are in cores: PostgreSQL's and RabbitMQ's own processes (WAL writer,
+    broker; shared with anything else using them), and everything else on the machine,
+    e.g. another test run: the noise in the figures.
     """
 
     machine_cores: float = 0.0
@@ -186,19 +205,31 @@ class Pair:
     bare: Measurement
 
 
-# name -> (label, kind of target or None); the order of the table.
+# name -> (label, kind of target or None); the order of the table. The names (JSON keys)
+# are the full run's table sizes; a label shows the run's own ({small}, {large}).
 ENDPOINTS = {
-    "list_1k": (f"GET  /api/tickets, {SMALL_TABLE // 1000}k tickets", None),
-    "list_100k": (f"GET  /api/tickets, {LARGE_TABLE // 1000}k tickets", "list"),
+    "list_1k": ("GET  /api/tickets, {small} tickets", None),
+    "list_100k": ("GET  /api/tickets, {large} tickets", "list"),
     "post_tickets": ("POST /api/tickets", "write"),
     "post_orders": ("POST /api/orders", "write"),
 }
 TARGETS = {"list": LIST_TARGET_RATIO, "write": WRITE_TARGET_RATIO}
 
 
+def _size(count: int) -> str:
+    return f"{count // 1000}k" if count >= 1000 and count % 1000 == 0 else str(count)
+
+
+def _quotient(a: float, b: float) -> float:
+    """a / b, or 0 when b is 0 (a server that answered nothing: broken() fails the run)."""
+    return a / b if b > 0 else 0.0
+
+
 @dataclass
 class Results:
     started_at: str
+    scale: Scale = FULL
+    smoke: bool = False
     machine: dict[str, Any] = field(default_factory=dict)
     load: dict[str, Any] = field(default_factory=dict)
     pairs: dict[str, Pair] = field(default_factory=dict)
@@ -206,6 +237,12 @@ class Results:
     outbox_unsent: dict[str, int] = field(default_factory=dict)
     plans: dict[str, list[str]] = field(default_factory=dict)
     list_index_used: bool = False
+    broken: list[str] = field(default_factory=list)
+
+    def label(self, name: str) -> str:
+        """An endpoint's row label, with this run's table sizes."""
+        small, large = _size(self.scale.small_table), _size(self.scale.large_table)
+        return ENDPOINTS[name][0].format(small=small, large=large)
 
     @property
     def ceilings(self) -> list[Measurement]:
@@ -222,7 +259,7 @@ class Results:
         return max(b.rps for b in self.ceilings)
 
     def ratio(self, name: str) -> float:
-        return self.pairs[name].endpoint.rps / self.ceiling_rps
+        return _quotient(self.pairs[name].endpoint.rps, self.ceiling_rps)
 
     def cpu_ratio(self, name: str) -> float:
         """The ratio the CPU costs predict: the bare view's CPU per request (its cheapest
@@ -230,14 +267,15 @@ class Results:
         leaves out PostgreSQL's and RabbitMQ's own processes, so for writes it is a little
         optimistic."""
         bare = min(b.cpu.run_ms for b in self.ceilings)
-        return bare / self.pairs[name].endpoint.cpu.run_ms
+        return _quotient(bare, self.pairs[name].endpoint.cpu.run_ms)
 
     def noisy(self, m: Measurement) -> bool:
         return m.cpu.foreign_cores > NOISY_CORES
 
     @property
     def list_growth(self) -> float:
-        return self.pairs["list_100k"].endpoint.p50_ms / self.pairs["list_1k"].endpoint.p50_ms
+        large, small = self.pairs["list_100k"].endpoint, self.pairs["list_1k"].endpoint
+        return _quotient(large.p50_ms, small.p50_ms)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -258,7 +296,8 @@ def _figures_table(r: Results) -> list[str]:
         f"{'':<32s}{'req/s':>7s}{'p50 ms':>8s}{'p99 ms':>8s}{'non-2xx':>8s}{'sock err':>9s}"
         f"{'ratio':>7s}{'cpu ratio':>11s}  target",
     ]
-    for name, (label, kind) in ENDPOINTS.items():
+    for name, (_, kind) in ENDPOINTS.items():
+        label = r.label(name)
         m = r.pairs[name].endpoint
         ratio = r.ratio(name)
         target = TARGETS.get(kind or "")
@@ -295,8 +334,8 @@ def _cpu_table(r: Results) -> list[str]:
             f"{c.machine_cores:9.2f}{c.servers_cores:7.2f}{c.foreign_cores:7.2f}"
         )
 
-    for name, (label, _) in ENDPOINTS.items():
-        lines.append(row(label, r.pairs[name].endpoint.cpu))
+    for name in ENDPOINTS:
+        lines.append(row(r.label(name), r.pairs[name].endpoint.cpu))
     for index, bare in enumerate(r.ceilings, start=1):
         lines.append(row(f"bare view ({index})", bare.cpu))
     return lines
@@ -331,6 +370,15 @@ def print_table(r: Results) -> None:
         if busiest > NOISY_CORES
         else []
     )
+    small_size, large_size = _size(r.scale.small_table), _size(r.scale.large_table)
+    scale = (
+        [
+            f"scale    smoke (--smoke): {small_size} and {large_size} tickets,"
+            f" {r.scale.seconds} s per figure: proves the bench runs; not figures to quote",
+        ]
+        if r.smoke
+        else []
+    )
     lines = [
         "",
         f"http bench  {r.started_at}",
@@ -343,26 +391,52 @@ def print_table(r: Results) -> None:
         " straight on loopback, no nginx gateway in front",
         f"         1-min load average {m.get('loadavg_1min_start', 0):.2f} at start,"
         f" {m.get('loadavg_1min_end', 0):.2f} at end",
+        *scale,
         *warning,
         "",
         *_figures_table(r),
         "",
-        f"list p50 at {LARGE_TABLE // 1000}k / {SMALL_TABLE // 1000}k tickets:"
+        f"list p50 at {large_size} / {small_size} tickets:"
         f" {large.p50_ms:.1f} ms / {small.p50_ms:.1f} ms = {growth:.2f}"
         f"  (target <= {LIST_GROWTH_TARGET:.2f}: {verdict(growth <= LIST_GROWTH_TARGET)}"
         f"{' (noisy)' if r.noisy(small) or r.noisy(large) else ''})",
         _writes_line(r),
         "",
         *_cpu_table(r),
-        "         app: the gunicorn under test; db: this run's PostgreSQL backends; pg+mq:"
+        "         app: the gunicorn under test (+ its outbox relay); db: this run's PostgreSQL"
+        " backends; pg+mq:"
         " the servers' own processes; other: everything else on the machine (noise)",
         "",
-        f"plan     EXPLAIN ANALYZE of the list's query at {LARGE_TABLE // 1000}k tickets"
+        f"plan     EXPLAIN ANALYZE of the list's query at {large_size} tickets"
         f" (tickets_available_idx used: {'yes' if r.list_index_used else 'NO'}):",
         *(f"         {line}" for line in plan_lines),
         "",
+        *(f"BROKEN   {reason}" for reason in r.broken),
+        *([""] if r.broken else []),
     ]
     print("\n".join(lines), flush=True)
+
+
+def broken(r: Results) -> list[str]:
+    """Why the run itself is broken, not slow: every request is meant to answer 2xx (the
+    writes each on a fresh ticket), so a figure of nothing, or of errors, measured another
+    path than the one it names; a 2xx write whose row is missing lost the write."""
+    found = []
+    runs = [(r.label(name), pair.endpoint) for name, pair in r.pairs.items()]
+    runs += [(f"bare view ({index})", bare) for index, bare in enumerate(r.ceilings, start=1)]
+    for label, m in runs:
+        answered = m.requests - m.non_2xx
+        if answered <= 0 or m.non_2xx or m.socket_errors:
+            found.append(
+                f"{label}: {answered} answered 2xx, {m.non_2xx} answered >= 400,"
+                f" {m.socket_errors} socket errors (must be 0)"
+            )
+    for name in ("post_tickets", "post_orders"):
+        m = r.pairs[name].endpoint
+        answered, created = m.requests - m.non_2xx, r.rows_created.get(name, 0)
+        if created < answered:
+            found.append(f"{r.label(name)}: {answered} answered 2xx, only {created} rows created")
+    return found
 
 
 # ---------------------------------------------------------------------------------------
@@ -407,6 +481,7 @@ class CpuMeter:
     """Attributes the CPU used between start() and stop() to this run's parts."""
 
     server_group: int  # the process group of the gunicorn under test
+    relay_group: int  # its service's outbox relay's (0: none)
     databases: tuple[str, ...]  # this run's database names (in backends' process titles)
     _procs: dict[int, _Proc] = field(default_factory=dict)
     _busy: int = 0
@@ -430,7 +505,7 @@ class CpuMeter:
             # Born in between (a PostgreSQL backend replacing one past CONN_MAX_AGE): all
             # its time is in the window. Gone in between: unattributed, so "other".
             used = (proc.ticks - (before.ticks if before else 0)) / CLOCK_TICKS
-            if proc.group == self.server_group:
+            if proc.group in (self.server_group, self.relay_group):
                 app += used
             elif pid == os.getpid():
                 loadgen += used  # this script: idle while wrk runs, then reads /proc
@@ -712,6 +787,39 @@ def start_server(
     return server
 
 
+# The service's outbox relay as its worker runs it (shared_lib.events.worker.relay_loop:
+# woken by each write's NOTIFY), without the worker's event consumer, which has nothing
+# to do with these requests.
+RELAY_SCRIPT = """
+import signal, threading
+import django
+django.setup()
+from shared_lib.events.worker import relay_loop
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+relay_loop(stop)
+"""
+
+
+def start_relay(stack: ExitStack, sb: Sandbox, name: str, cwd: Path) -> Server:
+    """The outbox relay of server `name`'s service (a process group of its own, whose CPU
+    the measurements count as the app's: sending the events is part of a write)."""
+    log_path = sb.workdir / f"{name}-relay.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
+            [sys.executable, "-c", RELAY_SCRIPT],
+            cwd=cwd,
+            env=sb.envs[name],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    relay = Server(name=f"{name}-relay", url="", process=process, log_path=log_path)
+    stack.callback(relay.stop)
+    return relay
+
+
 def wait_ready(server: Server, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     last: Any = None
@@ -826,8 +934,9 @@ class _Row:
 
 
 def write_list_paths(path: Path, db_url: str, rng: random.Random) -> None:
-    """The first page and CURSOR_PAGES pages at random depths, as a client paging through
-    the list would ask for them (the cursor each page's Link rel=next names)."""
+    """The first page and CURSOR_PAGES pages at random depths (as many as a smaller table
+    has), as a client paging through the list would ask for them (the cursor each page's
+    Link rel=next names), each a full page."""
     from shared_lib.pagination import _encode  # the API's own cursor format
 
     with psycopg.connect(db_url) as conn:
@@ -839,7 +948,8 @@ def write_list_paths(path: Path, db_url: str, rng: random.Random) -> None:
                 " ORDER BY created_at DESC, id DESC"
             )
         ]
-    picks = rng.sample(rows[: len(rows) - PAGE_SIZE], CURSOR_PAGES)
+    full_pages = rows[: len(rows) - PAGE_SIZE]
+    picks = rng.sample(full_pages, min(CURSOR_PAGES, len(full_pages)))
     lines = ["/api/tickets", *(f"/api/tickets?cursor={_encode(row)}" for row in picks)]
     path.write_text("\n".join(lines) + "\n")
 
@@ -857,8 +967,7 @@ def count_rows(db_url: str, table: str) -> int:
 
 def wait_outbox_sent(sb: Sandbox, timeout: float = 5.0) -> dict[str, int]:
     """Outbox rows still unsent once the last requests in flight have finished (a few
-    seconds at most): each write's after-commit send should have sent its row, since no
-    worker runs here to relay what it left behind."""
+    seconds at most): each service's relay should have sent every row its writes left."""
     deadline = time.monotonic() + timeout
     while True:
         unsent = {}
@@ -960,8 +1069,13 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(json_path: Path | None, seconds: int) -> Results:
-    results = Results(started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results:
+    results = Results(
+        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), scale=scale, smoke=smoke
+    )
+    seconds = scale.seconds
+    warmup_pool = ORDER_POOL_PER_SECOND * scale.warmup_seconds
+    measure_pool = ORDER_POOL_PER_SECOND * seconds
     rng = random.Random(20_240_601)  # noqa: S311 (test data, not secrets)
     wrk = ensure_wrk()
     dev = ensure_dev_secrets()
@@ -978,21 +1092,21 @@ def run(json_path: Path | None, seconds: int) -> Results:
             "threads": WRK_THREADS,
             "connections": WRK_CONNECTIONS,
             "seconds": seconds,
-            "warmup_seconds": WARMUP_SECONDS,
+            "warmup_seconds": scale.warmup_seconds,
             "workers": gunicorn_conf.workers,
             "gateway": "none (gunicorn straight on loopback)",
         }
         progress(f"databases and vhost ready under {sb.workdir}; migrating")
         migrate(sb)
         progress(
-            f"loading {SMALL_TABLE} and {LARGE_TABLE} tickets,"
-            f" {ORDER_POOL_WARMUP + ORDER_POOL_MEASURE} ticket replicas"
+            f"loading {scale.small_table} and {scale.large_table} tickets,"
+            f" {warmup_pool + measure_pool} ticket replicas"
         )
-        load_tickets(sb.db_urls["tickets_1k"], SMALL_TABLE, rng)
-        load_tickets(sb.db_urls["tickets_100k"], LARGE_TABLE, rng)
-        pool = load_replicas(sb.db_urls["orders"], 1 + ORDER_POOL_WARMUP + ORDER_POOL_MEASURE, rng)
-        write_id_files(sb.workdir / "orders-warmup", pool[1 : 1 + ORDER_POOL_WARMUP])
-        write_id_files(sb.workdir / "orders-measure", pool[1 + ORDER_POOL_WARMUP :])
+        load_tickets(sb.db_urls["tickets_1k"], scale.small_table, rng)
+        load_tickets(sb.db_urls["tickets_100k"], scale.large_table, rng)
+        pool = load_replicas(sb.db_urls["orders"], 1 + warmup_pool + measure_pool, rng)
+        write_id_files(sb.workdir / "orders-warmup", pool[1 : 1 + warmup_pool])
+        write_id_files(sb.workdir / "orders-measure", pool[1 + warmup_pool :])
         for name in ("tickets_1k", "tickets_100k"):
             write_list_paths(sb.workdir / f"{name}.paths", sb.db_urls[name], rng)
         (sb.workdir / "bare.paths").write_text("/bare\n")
@@ -1013,6 +1127,10 @@ def run(json_path: Path | None, seconds: int) -> Results:
         }
         for name, server in servers.items():
             wait_ready(server, "/bare" if name == "bare" else "/readyz")
+        relays = {
+            "tickets_100k": start_relay(stack, sb, "tickets_100k", TICKETS_DIR),
+            "orders": start_relay(stack, sb, "orders", ORDERS_DIR),
+        }
         preflight(servers, cookies, pool[0])
 
         body = json.dumps({"title": "Bench ticket", "price": "20.50"})
@@ -1034,12 +1152,17 @@ def run(json_path: Path | None, seconds: int) -> Results:
 
         def warm_up(name: str) -> None:
             server, args, warmup = loads[name]
-            run_wrk(wrk, servers[server].url, warmup or args, seconds=WARMUP_SECONDS)
+            run_wrk(wrk, servers[server].url, warmup or args, seconds=scale.warmup_seconds)
 
         def measure(name: str) -> Measurement:
             server, args, _ = loads[name]
-            progress(f"{ENDPOINTS[name][0] if name in ENDPOINTS else 'bare view'}: {seconds} s")
-            meter = CpuMeter(server_group=servers[server].process.pid, databases=sb.databases)
+            progress(f"{results.label(name) if name in ENDPOINTS else 'bare view'}: {seconds} s")
+            relay = relays.get(server)
+            meter = CpuMeter(
+                server_group=servers[server].process.pid,
+                relay_group=relay.process.pid if relay else 0,
+                databases=sb.databases,
+            )
             meter.start()
             measured = run_wrk(wrk, servers[server].url, args, seconds=seconds)
             measured.cpu = meter.stop(measured.requests)
@@ -1068,6 +1191,7 @@ def run(json_path: Path | None, seconds: int) -> Results:
         results.outbox_unsent = wait_outbox_sent(sb)
         results.machine["loadavg_1min_end"] = os.getloadavg()[0]
         progress("cleaning up")
+    results.broken = broken(results)
     print_table(results)
     if json_path is not None:
         json_path.write_text(json.dumps(results.as_json(), indent=2) + "\n")
@@ -1080,18 +1204,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds",
         type=int,
-        default=MEASURE_SECONDS,
         metavar="N",
-        help=f"length of each measurement (default {MEASURE_SECONDS})",
+        help=f"length of each measurement (default {FULL.seconds}; with --smoke {SMOKE.seconds})",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"the same run at {SMOKE.small_table} and {SMOKE.large_table} tickets, about 30 s:"
+        " checks that the bench works (make test runs it)",
     )
     args = parser.parse_args(argv)
+    scale = SMOKE if args.smoke else FULL
+    if args.seconds is not None:
+        scale = dataclasses.replace(scale, seconds=max(1, args.seconds))
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        run(args.json, max(1, args.seconds))
+        results = run(args.json, scale, smoke=args.smoke)
     except KeyboardInterrupt:
         print("interrupted; databases, vhost and servers cleaned up", file=sys.stderr)
         return 130
-    return 0
+    # Errors, not slowness: a missed target never fails the run.
+    return 1 if results.broken else 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ endpoint's figures:
 
 A 404 that outlasts REPLICA_GRACE_SECONDS is an error (an event lost or stuck).
 
+Saturation (load.py --saturate sets $LOAD_STEPS): SaturationSteps raises the users step by
+step. Each step waits until all its users have signed up, lets the journeys mix for
+`settle` seconds, then measures `measure` seconds; the run stops after the first step whose
+p95 passes `p95_ms`, or that saw any error, or at `max` users. Without $LOAD_STEPS the shape
+is inert and Locust's --users/--spawn-rate/--run-time apply.
+
 Two buyers racing for one ticket would get 400 "Ticket is already reserved" - correct
 behaviour, but not what this run measures (the fault suite has 100 buyers of one ticket).
 The users here share one process, so a buyer claims a ticket in CLAIMED before ordering it
@@ -41,7 +47,8 @@ import time
 import uuid
 from typing import Any
 
-from locust import HttpUser, between, events, task
+from _common import percentile
+from locust import HttpUser, LoadTestShape, between, events, task
 from locust.env import Environment
 
 # A person looks at a page, then clicks: 0.5-1.5 s between the journey's steps. With the
@@ -59,12 +66,20 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 PASSWORD = "load-bench-Passw0rd!"  # noqa: S105 (throw-away users on throw-away databases)
 CARD_TOKEN = "pm_card_visa"  # noqa: S105 (Stripe's public always-succeeding test card)
 
+STEPS_ENV = "LOAD_STEPS"
+# A step whose users have not all signed up by then has found the limit already (a
+# sign-up costs ~0.27 s of CPU: a step's 10-20 are 3-6 s of CPU on a quiet machine).
+SIGNUP_TIMEOUT_SECONDS = 60.0
+
 # Ticket ids some user of this process has ordered: never ordered twice (see above).
 CLAIMED: set[str] = set()
 # Samples for load.py: one row per request, and per completed purchase.
 SAMPLES: list[tuple[float, str, float, bool]] = []  # (end time, name, ms, failed)
 PURCHASES: list[tuple[float, str]] = []  # (time of the payment's 201, order id)
-COUNTERS = {"nothing_to_buy": 0}
+FAILURES: list[tuple[float, str, str]] = []  # (end time, name, what went wrong)
+NOTHING_TO_BUY: list[float] = []  # when a journey found nothing to buy
+COUNTERS = {"nothing_to_buy": 0, "signed_up": 0}
+STEPS: list[dict[str, Any]] = []  # saturation mode: one row per step, as measured
 
 
 @events.request.add_listener
@@ -77,6 +92,8 @@ def _record(
 ) -> None:
     end = (start_time or time.time()) + response_time / 1000
     SAMPLES.append((end, name, response_time, exception is not None))
+    if exception is not None:
+        FAILURES.append((end, name, str(exception)[:300]))
 
 
 @events.quitting.add_listener
@@ -85,7 +102,94 @@ def _write_samples(environment: Environment, **_: Any) -> None:
     if not path:
         return
     with open(path, "w") as out:
-        json.dump({"samples": SAMPLES, "purchases": PURCHASES, "counters": COUNTERS}, out)
+        json.dump(
+            {
+                "samples": SAMPLES,
+                "purchases": PURCHASES,
+                "failures": FAILURES,
+                "nothing_to_buy": NOTHING_TO_BUY,
+                "counters": COUNTERS,
+                "steps": STEPS,
+            },
+            out,
+        )
+
+
+def measure_window(start: float, settled: float, end: float) -> dict[str, Any]:
+    """A step's figures: errors over the whole step (its ramp too), latency and rates over
+    [settled, end), when every user of the step was on its journeys."""
+    window = end - settled
+    latencies = sorted(ms for at, _name, ms, _failed in SAMPLES if settled <= at < end)
+    errors = [f for f in FAILURES if start <= f[0] < end]
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / window,
+        "p50_ms": percentile(latencies, 50) if latencies else None,
+        "p95_ms": percentile(latencies, 95) if latencies else None,
+        "p99_ms": percentile(latencies, 99) if latencies else None,
+        "errors": len(errors),
+        "error_examples": sorted({f"{name}: {what}" for _at, name, what in errors})[:5],
+        "purchases": sum(1 for at, _order in PURCHASES if settled <= at < end),
+        "purchases_per_second": sum(1 for at, _o in PURCHASES if settled <= at < end) / window,
+        "nothing_to_buy": sum(1 for at in NOTHING_TO_BUY if settled <= at < end),
+    }
+
+
+class SaturationSteps(LoadTestShape):
+    """More users step by step until p95 passes the limit or an error appears."""
+
+    # Only in saturation mode: a shape in the locustfile otherwise replaces --users.
+    abstract = not os.environ.get(STEPS_ENV)
+
+    def __init__(self) -> None:
+        super().__init__()
+        plan = json.loads(os.environ[STEPS_ENV])
+        self.users: int = plan["start"]
+        self.increment: int = plan["step"]
+        self.max_users: int = plan["max"]
+        self.spawn_rate: float = plan["spawn_rate"]
+        self.settle: float = plan["settle"]
+        self.measure: float = plan["measure"]
+        self.p95_limit: float = plan["p95_ms"]
+        self.started = time.time()
+        self.settled: float | None = None
+
+    def tick(self) -> tuple[int, float] | None:
+        now = time.time()
+        if self.settled is None:
+            if COUNTERS["signed_up"] >= self.users:
+                self.settled = now + self.settle
+            elif now - self.started > SIGNUP_TIMEOUT_SECONDS:
+                STEPS.append(
+                    {
+                        "users": self.users,
+                        "stopped": f"{COUNTERS['signed_up']} of {self.users} users signed up"
+                        f" within {SIGNUP_TIMEOUT_SECONDS:.0f} s",
+                        "past_limit": True,
+                        **measure_window(self.started, self.started, now),
+                    }
+                )
+                return None
+            return self.users, self.spawn_rate
+        end = self.settled + self.measure
+        if now < end:
+            return self.users, self.spawn_rate
+        row = {"users": self.users, "start": self.started, "settled": self.settled, "end": end}
+        row.update(measure_window(self.started, self.settled, end))
+        p95 = row["p95_ms"]
+        row["past_limit"] = bool(row["errors"]) or p95 is None or p95 > self.p95_limit
+        if row["errors"]:
+            row["stopped"] = f"{row['errors']} errors"
+        elif row["past_limit"]:
+            row["stopped"] = f"p95 {p95:.0f} ms > {self.p95_limit:.0f} ms" if p95 else "no answer"
+        elif self.users >= self.max_users:
+            row["stopped"] = f"reached the most users asked for ({self.max_users})"
+        STEPS.append(row)
+        if "stopped" in row:
+            return None
+        self.users = min(self.max_users, self.users + self.increment)
+        self.started, self.settled = now, None
+        return self.users, self.spawn_rate
 
 
 class Shopper(HttpUser):
@@ -102,6 +206,7 @@ class Shopper(HttpUser):
         ) as response:
             # The session cookie it sets signs the user in for the rest of the run.
             self.user_id = _expect(response, 201, "id")
+        COUNTERS["signed_up"] += 1  # failed or not: a failure counts as an error
 
     @task
     def journey(self) -> None:
@@ -112,6 +217,7 @@ class Shopper(HttpUser):
         ticket_id = self.pick(candidates)
         if ticket_id is None:
             COUNTERS["nothing_to_buy"] += 1
+            NOTHING_TO_BUY.append(time.time())
             return
         order_id = self.buy(ticket_id)
         self.wait()
