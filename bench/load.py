@@ -849,6 +849,8 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cores = cpu.stop(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         shutil.copy(log_path, out_dir / "locust.log")
+        # The services' log so far, kept beside the figures: what to read when a run fails.
+        shutil.copy(sb.workdir / "stack.log", out_dir / "stack.log")
         if not samples_path.exists():
             print((out_dir / "locust.log").read_text()[-4000:], file=sys.stderr)
             raise SystemExit(f"locust exited with {code} and left no samples")

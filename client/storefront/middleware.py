@@ -86,8 +86,11 @@ class ApiSessionMiddleware:
         api.begin()
         request.api = api  # type: ignore[attr-defined]
         response = self.get_response(request)
-        for raw in api.cookies_for_browser():
-            response.cookies.load(raw)
+        # A view that set the session cookie itself (sign-out clears it) has the last word:
+        # no API's cookie, not even a renewal still in flight, signs the browser back in.
+        if SESSION_COOKIE not in response.cookies:
+            for raw in api.cookies_for_browser():
+                response.cookies.load(raw)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -6,6 +6,7 @@ turned into pages by ApiSessionMiddleware (sign-in redirect, not found, unavaila
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -28,6 +29,8 @@ from storefront.api import ApiError
 from storefront.forms import CredentialsForm, PaymentForm, TicketForm
 from storefront.middleware import signin_redirect
 
+logger = logging.getLogger(__name__)
+
 # A page of the ticket grid: four rows of three on a wide screen.
 TICKETS_PER_PAGE = 12
 ORDERS_PER_PAGE = 20
@@ -38,6 +41,9 @@ SIGNED_OUT = "You are signed out."
 TICKET_LISTED = "Your ticket is listed for sale."
 TICKET_UPDATED = "Your ticket is updated."
 PAID = "Payment received. The ticket is yours. Enjoy the show!"
+PAID_BUT_EXPIRED = (
+    "Your payment arrived after the order had expired: the charge is refunded in full."
+)
 PAID_CONFIRMING = "Payment received. The ticket is yours: your order shows as complete in a moment."
 ORDER_CANCELLED = "Order cancelled. The ticket is back on sale."
 # orders_svc learns of a new ticket from an event, a moment after it is listed.
@@ -242,8 +248,11 @@ def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
             status = error.status
             form.show(error)  # a declined card: Stripe's message, next to the card
         else:
-            confirmed = _order_settled(request, order_id)
-            messages.success(request, PAID if confirmed else PAID_CONFIRMING)
+            status = _order_status_after_payment(request, order_id)
+            if status == "cancelled":  # expired meanwhile: payments_svc refunds the charge
+                messages.warning(request, PAID_BUT_EXPIRED)
+            else:
+                messages.success(request, PAID if status == "complete" else PAID_CONFIRMING)
             return redirect("order_list")
     order = request.api.get(f"/api/orders/{order_id}").data
     return _order_page(request, order, form=form, status=status)
@@ -253,18 +262,18 @@ def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
 _CONFIRM_POLL_SECONDS = 0.025
 
 
-def _order_settled(request: HttpRequest, order_id: UUID) -> bool:
+def _order_status_after_payment(request: HttpRequest, order_id: UUID) -> str | None:
     """After a payment: wait (up to ORDER_CONFIRM_SECONDS) until orders_svc has heard of
-    it, so the page that follows shows what the person just did; whether it had."""
+    it, so the page that follows shows what the person just did; the order's status then
+    (still "created" when it had not, None when it could not be read)."""
     deadline = time.monotonic() + settings.ORDER_CONFIRM_SECONDS
     while True:
         try:
-            if request.api.get(f"/api/orders/{order_id}").data["status"] != "created":
-                return True
+            status = request.api.get(f"/api/orders/{order_id}").data["status"]
         except ApiError:
-            return False  # the order list will say what it can
-        if time.monotonic() >= deadline:
-            return False
+            return None  # the order list will say what it can
+        if status != "created" or time.monotonic() >= deadline:
+            return status
         time.sleep(_CONFIRM_POLL_SECONDS)
 
 
@@ -368,7 +377,12 @@ def signin(request: HttpRequest) -> HttpResponse:
 def signout(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":  # a link or a bookmark: ask, since signing out is a write
         return render(request, "storefront/signout.html")
-    request.api.post("/api/users/signout")  # auth_svc ends the session
+    try:
+        request.api.post("/api/users/signout")  # auth_svc ends the session
+    except ApiError as error:
+        # Unreachable or refusing: the session lives on at the APIs until its `exp`, but
+        # this browser forgets it all the same.
+        logger.warning("sign-out not recorded by auth_svc: %s", error.status)
     messages.success(request, SIGNED_OUT)
     response = redirect("ticket_list")
     # The browser forgets the token whatever auth_svc's answer said of the cookie: the

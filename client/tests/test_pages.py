@@ -21,8 +21,10 @@ from storefront.templatetags.storefront import clock, money
 from storefront.views import (
     EXPIRED,
     PAID,
+    PAID_BUT_EXPIRED,
     PAID_CONFIRMING,
     SIGNED_IN,
+    SIGNED_OUT,
     TICKETS_PER_PAGE,
     order_state,
 )
@@ -364,3 +366,65 @@ def test_a_payment_orders_has_not_heard_of_in_time_says_it_is_on_its_way(
     assert [m.message for m in get_messages(response.wsgi_request)] == [PAID_CONFIRMING]
     paid = [seen for seen in recorder.seen if seen[0] == "POST"]
     assert len(paid) == 1  # asked again, never paid again
+
+
+def test_a_payment_whose_order_expired_meanwhile_says_the_charge_is_refunded(
+    recorder, tokens, settings
+):
+    settings.API_BASE_URL = url_of(recorder)
+    order_id = str(uuid.uuid4())
+    recorder.answers += [
+        (201, [], b'{"id": "payment"}'),
+        (200, [], _order_json(order_id, "cancelled")),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/pay", {"token": "pm_card_visa"})
+
+    assert response.status_code == 302
+    assert [m.message for m in get_messages(response.wsgi_request)] == [PAID_BUT_EXPIRED]
+    assert len(recorder.seen) == 2  # no waiting on an order that will not complete
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_signing_out_clears_the_cookie_even_when_auth_does_not_answer(
+    recorder, tokens, settings, status
+):
+    # The client accepts a token until its `exp`: a browser that kept it would stay in.
+    settings.API_BASE_URL = url_of(recorder)
+    body = b'{"errors": [{"message": "Try later"}]}' if status == 429 else b""
+    recorder.routes["/api/users/signout"] = (status, [("Content-Type", "application/json")], body)
+    client = browser()
+    client.cookies["session"] = tokens(email="eve@example.com")
+
+    response = client.post("/auth/signout")
+
+    assert response.status_code == 302
+    assert response.cookies["session"].value == ""
+    assert response.cookies["session"]["max-age"] == 0
+    assert [m.message for m in get_messages(response.wsgi_request)] == [SIGNED_OUT]
+
+
+def test_a_renewal_in_flight_does_not_sign_the_browser_back_in_on_sign_out(
+    recorder, tokens, settings
+):
+    # The token is past half its life, so the page asks auth_svc to renew it beside the
+    # sign-out; the renewed cookie must not override the view's clearing.
+    settings.API_BASE_URL = url_of(recorder)
+    old = tokens(email="fay@example.com", now=int(time.time()) - 460)
+    renewed = tokens(email="fay@example.com")
+    recorder.routes["/api/users/currentuser"] = (
+        200,
+        [("Set-Cookie", f"session={renewed}; HttpOnly; Max-Age=900; Path=/; SameSite=Lax")],
+        b'{"currentUser": {"email": "fay@example.com"}}',
+    )
+    recorder.routes["/api/users/signout"] = (200, [], b"{}")
+    client = browser()
+    client.cookies["session"] = old
+
+    response = client.post("/auth/signout")
+
+    assert response.status_code == 302
+    assert response.cookies["session"].value == ""
+    assert "/api/users/currentuser" in [seen[1] for seen in recorder.seen]  # it was in flight

@@ -2,6 +2,7 @@
 each message's own fate (applied once, retried, dead-lettered) as if it came alone."""
 
 import logging
+import re
 import uuid
 
 import pytest
@@ -142,3 +143,70 @@ def test_a_connection_lost_mid_batch_applies_none_of_it_and_all_of_it_comes_back
     )
     assert InboxMessage.objects.count() == 3
     assert event_records(caplog, "event dead-lettered") == []
+
+
+@bus
+@pytest.mark.parametrize("alone", [False, True], ids=["last-in-a-batch", "alone"])
+def test_a_handler_leaving_the_transaction_aborted_fails_alone_and_the_others_commit(caplog, alone):
+    # Committing an aborted transaction is a silent ROLLBACK: unchecked, every event of
+    # the batch would be acked as handled with nothing of it kept.
+    good = (
+        [] if alone else [send_event("ticket.created", ticket_data(title=f"G{i}")) for i in (1, 2)]
+    )
+    bad = send_event("ticket.created", ticket_data(title=handlers.SWALLOWS_DB_ERROR_TITLE))
+
+    _drain(demo_dispatcher(), until=lambda: bool(event_records(caplog, "event retry scheduled")))
+
+    assert _batch_sizes(caplog)[0] == len(good) + 1
+    assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(good)
+    assert InboxMessage.objects.filter(message_id__in=good).count() == len(good)
+    assert not InboxMessage.objects.filter(message_id=bad).exists()
+    assert [r.event_id for r in event_records(caplog, "event handled")] == good
+    (retry,) = event_records(caplog, "event retry scheduled")
+    assert retry.event_id == bad
+    assert retry.error.startswith(
+        "shared_lib.events.consumer.AbortedTransaction: the handler caught a database error"
+    )
+
+
+@bus
+def test_a_connection_dropped_between_two_batches_is_replaced_without_a_retry(caplog):
+    # A PostgreSQL restart or idle timeout while the worker waits: the next batch's first
+    # statement finds the dead connection and reconnects (shared_lib.postgresql).
+    from tests.test_postgresql import _backend_pid, _drop
+
+    dispatcher = demo_dispatcher()
+    first = send_event("ticket.created", ticket_data(title="first"))
+    _drain(dispatcher, until=lambda: Effect.objects.count() == 1)
+    dropped = _backend_pid()
+    _drop(dropped)
+
+    batch = [send_event("ticket.created", ticket_data(title=f"T{i}")) for i in range(3)]
+    _drain(dispatcher, until=lambda: len(event_records(caplog, "event handled")) == 4)
+
+    assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(
+        [first, *batch]
+    )
+    assert event_records(caplog, "event retry scheduled") == []
+    assert _backend_pid() != dropped
+
+
+@bus
+@pytest.mark.parametrize("header", [42, ["a", "list"], {"a": 1}, "", "x" * 500])
+def test_a_correlation_id_header_of_any_type_gets_a_fresh_id(caplog, header):
+    from tests.demo.bus import send_raw
+    from tests.demo.factories import envelope
+
+    body = envelope(Subject.TICKET_CREATED, ticket_data(title="Odd header"))
+    send_raw(
+        body,
+        routing_key="ticket.created",
+        message_id=body["id"],
+        headers={"correlation_id": header},
+    )
+
+    _drain(demo_dispatcher())
+
+    (handled,) = event_records(caplog, "event handled", body["id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", handled.correlation_id)
+    assert list(Effect.objects.values_list("event_id", flat=True)) == [uuid.UUID(body["id"])]

@@ -118,3 +118,21 @@ def test_a_database_unreachable_on_reconnect_is_djangos_database_error(monkeypat
     monkeypatch.undo()
     close_old_connections()
     assert Visit.objects.count() == 0
+
+
+def test_a_retried_executemany_of_a_generator_writes_every_row_once():
+    # In a transaction the try on the dead connection fails at its BEGIN, before the
+    # generator is consumed: the retry has every row to write.
+    dropped = _backend_pid()
+    _drop(dropped)
+    close_old_connections()
+    table = Visit._meta.db_table
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} (view) VALUES (%s)",  # noqa: S608 (the model's own table)
+            ([f"row {i}"] for i in range(3)),
+        )
+
+    assert _backend_pid() != dropped
+    assert sorted(Visit.objects.values_list("view", flat=True)) == ["row 0", "row 1", "row 2"]

@@ -41,7 +41,10 @@ def current_correlation_id() -> str:
 
 @contextlib.contextmanager
 def correlation_scope(correlation_id: str | None) -> Iterator[str]:
-    value = correlation_id if correlation_id and _ACCEPTABLE.fullmatch(correlation_id) else None
+    # Anything but an acceptable string (a header of another type, from any publisher)
+    # gets a fresh id, never an error.
+    acceptable = isinstance(correlation_id, str) and _ACCEPTABLE.fullmatch(correlation_id)
+    value = correlation_id if acceptable else None
     token = _current.set(value or new_correlation_id())
     try:
         yield _current.get()  # type: ignore[misc]

@@ -3,7 +3,7 @@
 import os
 import time
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from shared_lib.events import Event, Subject, event_handler, publish
 from shared_lib.events.versioning import apply_to_replica, claim_version
@@ -17,6 +17,9 @@ ECHO_TITLE = "echo"
 # terminated mid-transaction), as when PostgreSQL restarts in the middle of a batch.
 CONNECTION_DIES_TITLE = "connection dies"
 _connection_died: set = set()
+# A handler bug of another kind: it catches a failed statement without an atomic block of
+# its own, and returns with the transaction aborted (the rest of its work never runs).
+SWALLOWS_DB_ERROR_TITLE = "swallows a database error"
 
 
 def _slow_down() -> None:
@@ -35,6 +38,12 @@ def _on_ticket(event: Event) -> None:
         _connection_died.add(event.id)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    if data.title == SWALLOWS_DB_ERROR_TITLE:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 / 0")
+        except DatabaseError:
+            return
     outcome = apply_to_replica(
         TicketReplica,
         id=data.id,

@@ -47,6 +47,7 @@ from django.db import (
 )
 from django.db import connection as db_connection
 from kombu import Consumer
+from psycopg.pq import TransactionStatus
 from pydantic import ValidationError
 
 from shared_lib import metrics
@@ -126,6 +127,22 @@ class _Redo(Exception):
     """A handler failed in a batch run without savepoints: roll it all back, run again."""
 
 
+class AbortedTransaction(RuntimeError):
+    """A handler returned with the transaction aborted: it caught a database error outside
+    an atomic block of its own. Committing would silently roll back the batch."""
+
+
+def _check_transaction() -> None:
+    """Raises AbortedTransaction when the last handler left the transaction failed (a
+    status psycopg keeps locally: no round trip)."""
+    raw = db_connection.connection
+    if raw is not None and raw.info.transaction_status == TransactionStatus.INERROR:
+        raise AbortedTransaction(
+            "the handler caught a database error and left the transaction aborted;"
+            " catch it inside transaction.atomic() so that only its savepoint is undone"
+        )
+
+
 def _claim(items: list[tuple[Handler, Event, str]]) -> set[tuple[uuid.UUID, str]]:
     """Insert the inbox rows of a batch in one statement; the (id, consumer) pairs that
     were new. A pair already there is a redelivery of something applied before."""
@@ -170,6 +187,7 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
                 if not isolated:
                     try:
                         handler(event)
+                        _check_transaction()
                     except Exception as exc:
                         raise _Redo from exc
                     results.append(Outcome.APPLIED)
@@ -177,6 +195,7 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
                 try:
                     with transaction.atomic():
                         handler(event)
+                        _check_transaction()
                 except Exception as exc:
                     if _connection_lost(exc):
                         raise  # the whole batch is lost with the connection
@@ -393,6 +412,11 @@ class Dispatcher:
         if not batch:
             return 0
         started = time.perf_counter()
+        if not db_connection.in_atomic_block:
+            # Between units of work, as Django does between requests: a connection past
+            # CONN_MAX_AGE or broken goes, and a kept one is checked by its next statement
+            # (shared_lib.postgresql), which reconnects if the server dropped it meanwhile.
+            db_connection.close_if_unusable_or_obsolete()
         valid = [d for d in batch if d.event is not None]
         for delivery in batch:
             if delivery.event is None:

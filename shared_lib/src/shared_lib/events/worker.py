@@ -65,7 +65,8 @@ class EventConsumerStep(bootsteps.StartStopStep):
             "event consumer starting",
             extra={"service": settings.EVENTS_SERVICE, "subjects": sorted(map(str, handlers))},
         )
-        self._stop.clear()
+        # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
+        self._stop = threading.Event()
         self._thread = threading.Thread(
             target=consume_loop, args=(dispatcher, self._stop), name="events", daemon=True
         )
@@ -144,7 +145,8 @@ class PeriodicStep(bootsteps.StartStopStep):
         return bool(getattr(settings, "WORKER_PERIODIC_TASKS", None))
 
     def start(self, parent: Any) -> None:
-        self._stop.clear()
+        # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=periodic_loop, args=(self._stop,), daemon=True)
         self._thread.start()
 
@@ -229,7 +231,8 @@ class OutboxRelayStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, parent: Any) -> None:
-        self._stop.clear()
+        # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=relay_loop, args=(self._stop,), daemon=True)
         self._thread.start()
 
