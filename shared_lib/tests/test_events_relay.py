@@ -147,3 +147,29 @@ def test_a_notify_lost_with_the_listening_connection_is_sent_by_the_poll(tap, mo
 
     assert "outbox relay stopped listening" in [r.getMessage() for r in caplog.records]
     assert OutboxEvent.objects.filter(sent_at__isnull=True).count() == 0
+
+
+def test_an_unexpected_error_between_passes_does_not_end_the_relay(tap, monkeypatch, caplog):
+    # A relay thread that died would leave every later event unsent, the worker alive.
+    caplog.set_level(logging.INFO, logger="shared_lib.events")
+    monkeypatch.setattr(worker, "RELAY_INTERVAL_SECONDS", 0.2)
+    real_close = worker.close_old_connections
+    raised = []
+
+    def close_once_failing() -> None:
+        if not raised:
+            raised.append(True)
+            raise RuntimeError("simulated: closing a connection failed")
+        real_close()
+
+    monkeypatch.setattr(worker, "close_old_connections", close_once_failing)
+
+    with running_relay() as thread:
+        wait_for(lambda: raised, timeout=10)
+        with transaction.atomic():
+            event_id = str(publish(Subject.TICKET_CREATED, ticket_data(title="After")))
+        _published_within(tap, event_id, WOKEN_BOUND_SECONDS)
+        assert thread.is_alive()
+
+    errors = [r for r in caplog.records if r.getMessage() == "event worker loop error"]
+    assert [r.exc_info[1].args[0] for r in errors] == ["simulated: closing a connection failed"]

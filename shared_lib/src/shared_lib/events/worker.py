@@ -103,7 +103,7 @@ def consume_loop(dispatcher: Any, stop: threading.Event) -> None:
                 extra={"error": f"{type(exc).__name__}: {exc}"[:300], "failures": failures},
             )
         finally:
-            close_old_connections()
+            _quietly(close_old_connections)
         # No beat while disconnected: a worker that cannot consume for
         # HEARTBEAT_MAX_AGE_SECONDS is restarted, which costs nothing in an outage and
         # ends a wedged reconnection.
@@ -251,9 +251,9 @@ def relay_loop(stop: threading.Event) -> None:
     last_purge = float("-inf")  # purge once at start, then every PURGE_INTERVAL_SECONDS
     try:
         while not stop.is_set():
-            # Listening before the pass: a row committed after its query wakes the wait.
-            wakeup.listen()
             try:
+                # Listening before the pass: a row committed after its query wakes the wait.
+                wakeup.listen()
                 sent, failed = outbox.relay_pending()
                 if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
                     purged = outbox.purge(), purge_inbox()
@@ -262,20 +262,30 @@ def relay_loop(stop: threading.Event) -> None:
             except Exception:  # the database may be down; keep trying with back-off
                 logger.exception("outbox relay error")
                 sent, failed = 0, True
-            finally:
-                close_old_connections()
+            # Whatever fails, the loop goes on: a relay thread that died would leave every
+            # event of this service unsent while the worker looked alive.
+            _quietly(close_old_connections)
             failures = failures + 1 if failed else 0
             if failed:
                 # Broker or database away: at most one pass a second, and none before the
                 # back-off ends unless new events arrive.
                 backoff = min(RELAY_MAX_BACKOFF_SECONDS, RELAY_INTERVAL_SECONDS * 2**failures)
                 if not stop.wait(RELAY_INTERVAL_SECONDS):
-                    wakeup.wait(backoff - RELAY_INTERVAL_SECONDS, stop)
+                    _quietly(wakeup.wait, backoff - RELAY_INTERVAL_SECONDS, stop)
             elif sent < outbox.RELAY_BATCH:
-                wakeup.wait(RELAY_INTERVAL_SECONDS, stop)
+                _quietly(wakeup.wait, RELAY_INTERVAL_SECONDS, stop)
             # A full batch: go again at once, more rows are waiting.
     finally:
         wakeup.close()
+
+
+def _quietly(call: Any, *args: Any) -> None:
+    """Run `call`; an exception is logged, never raised (a worker thread's loop goes on)."""
+    try:
+        call(*args)
+    except Exception:
+        logger.exception("event worker loop error", extra={"call": getattr(call, "__name__", "")})
+        time.sleep(RELAY_INTERVAL_SECONDS)  # never a busy loop
 
 
 def touch_heartbeat() -> None:
