@@ -453,7 +453,10 @@ def order_cancelled_apply(*, order_id: uuid.UUID, version: int) -> Applied:
     outcome = order_replica_apply(
         order_id=order_id, version=version, status=OrderReplica.Status.CANCELLED
     )
-    if outcome is not Applied.STALE:
+    # An order never paid for (most expiries) has nothing to refund or settle. An attempt
+    # begun meanwhile is either seen here or, waiting on the replica's row lock, finds
+    # the order cancelled.
+    if outcome is not Applied.STALE and PaymentAttempt.objects.filter(order_id=order_id).exists():
         # Paid (or maybe paid), then cancelled: the expiry won the race with the charge.
         _owe_refunds_of_cancelled([order_id])
         transaction.on_commit(partial(order_settle, order_id=order_id), robust=True)

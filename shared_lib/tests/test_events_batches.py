@@ -165,8 +165,31 @@ def test_a_handler_leaving_the_transaction_aborted_fails_alone_and_the_others_co
     (retry,) = event_records(caplog, "event retry scheduled")
     assert retry.event_id == bad
     assert retry.error.startswith(
-        "shared_lib.events.consumer.AbortedTransaction: the handler caught a database error"
+        "shared_lib.events.consumer.AbortedTransaction: the handler caught an error and left"
     )
+
+
+@bus
+@pytest.mark.parametrize("alone", [False, True], ids=["last-in-a-batch", "alone"])
+def test_a_handler_undoing_its_own_atomic_block_keeps_the_rest_of_its_work(caplog, alone):
+    # A batch runs its handlers' atomic blocks without savepoints: the failed block marks
+    # the whole transaction for rollback, which must not be committed (silently rolled
+    # back) nor count against the event; the batch runs again with savepoints.
+    good = (
+        [] if alone else [send_event("ticket.created", ticket_data(title=f"G{i}")) for i in (1, 2)]
+    )
+    undoes = send_event("ticket.created", ticket_data(title=handlers.UNDOES_ITS_BLOCK_TITLE))
+
+    _drain(demo_dispatcher())
+
+    assert _batch_sizes(caplog) == [len(good) + 1]
+    assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(
+        [*good, undoes]
+    )
+    assert not Effect.objects.filter(subject="undone").exists()
+    assert [r.event_id for r in event_records(caplog, "event handled")] == [*good, undoes]
+    assert event_records(caplog, "event retry scheduled") == []
+    assert nonempty_demo_queues() == {}
 
 
 @bus

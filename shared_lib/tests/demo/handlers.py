@@ -2,8 +2,9 @@
 
 import os
 import time
+import uuid
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from shared_lib.events import Event, Subject, event_handler, publish
 from shared_lib.events.versioning import apply_to_replica, claim_version
@@ -20,6 +21,9 @@ _connection_died: set = set()
 # A handler bug of another kind: it catches a failed statement without an atomic block of
 # its own, and returns with the transaction aborted (the rest of its work never runs).
 SWALLOWS_DB_ERROR_TITLE = "swallows a database error"
+# No bug: the handler's last step is an atomic block of its own that fails, and it
+# carries on without that block's work (the usual Django pattern).
+UNDOES_ITS_BLOCK_TITLE = "undoes its own block"
 
 
 def _slow_down() -> None:
@@ -63,6 +67,15 @@ def _on_ticket(event: Event) -> None:
     )
     if data.title == ECHO_TITLE:
         publish(Subject.ORDER_COMPLETED, {"id": str(data.id), "version": data.version})
+    if data.title == UNDOES_ITS_BLOCK_TITLE:
+        try:
+            with transaction.atomic():
+                Effect.objects.create(
+                    event_id=uuid.uuid4(), subject="undone", aggregate_id=data.id, version=0
+                )
+                raise ValueError("changed its mind")
+        except ValueError:
+            pass
 
 
 event_handler(Subject.TICKET_CREATED)(_on_ticket)

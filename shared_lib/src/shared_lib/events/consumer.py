@@ -56,6 +56,7 @@ from shared_lib.events import broker
 from shared_lib.events.contracts import ContractError, Envelope, Subject
 from shared_lib.events.registry import Event, Handler, NotYet
 from shared_lib.models import InboxMessage, delete_in_batches
+from shared_lib.postgresql.base import savepoints_suspended
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -133,13 +134,18 @@ class AbortedTransaction(RuntimeError):
 
 
 def _check_transaction() -> None:
-    """Raises AbortedTransaction when the last handler left the transaction failed (a
-    status psycopg keeps locally: no round trip)."""
-    raw = db_connection.connection
-    if raw is not None and raw.info.transaction_status == TransactionStatus.INERROR:
+    """Raises AbortedTransaction when the last handler left the transaction failed, or
+    marked for rollback by an atomic block without a savepoint that it caught the error
+    of (both known locally: no round trip)."""
+    connection = transaction.get_connection()
+    raw = connection.connection
+    if connection.needs_rollback or (
+        raw is not None and raw.info.transaction_status == TransactionStatus.INERROR
+    ):
         raise AbortedTransaction(
-            "the handler caught a database error and left the transaction aborted;"
-            " catch it inside transaction.atomic() so that only its savepoint is undone"
+            "the handler caught an error and left the transaction aborted or marked for"
+            " rollback; catch it outside a transaction.atomic() block of its own, so that"
+            " only that block's savepoint is undone"
         )
 
 
@@ -177,32 +183,37 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
     with transaction.atomic():
         fresh = _claim(items)
         failed: list[tuple[uuid.UUID, str]] = []
-        for handler, event, consumer in items:
-            key = (event.id, consumer)
-            if key not in fresh:  # applied before, or earlier in this very batch
-                results.append(Outcome.DUPLICATE)
-                continue
-            fresh.discard(key)
-            with correlation_scope(event.correlation_id):
-                if not isolated:
+        # Unisolated, any failure rolls the batch back whole and runs it again isolated:
+        # a handler's own atomic blocks need no savepoints (two round trips each). An
+        # event alone keeps them, so that its failure needs no second run.
+        suspended = savepoints_suspended(transaction.get_connection())
+        with contextlib.nullcontext() if isolated or len(items) == 1 else suspended:
+            for handler, event, consumer in items:
+                key = (event.id, consumer)
+                if key not in fresh:  # applied before, or earlier in this very batch
+                    results.append(Outcome.DUPLICATE)
+                    continue
+                fresh.discard(key)
+                with correlation_scope(event.correlation_id):
+                    if not isolated:
+                        try:
+                            handler(event)
+                            _check_transaction()
+                        except Exception as exc:
+                            raise _Redo from exc
+                        results.append(Outcome.APPLIED)
+                        continue
                     try:
-                        handler(event)
-                        _check_transaction()
+                        with transaction.atomic():
+                            handler(event)
+                            _check_transaction()
                     except Exception as exc:
-                        raise _Redo from exc
-                    results.append(Outcome.APPLIED)
-                    continue
-                try:
-                    with transaction.atomic():
-                        handler(event)
-                        _check_transaction()
-                except Exception as exc:
-                    if _connection_lost(exc):
-                        raise  # the whole batch is lost with the connection
-                    results.append(exc)
-                    failed.append(key)
-                    continue
-            results.append(Outcome.APPLIED)
+                        if _connection_lost(exc):
+                            raise  # the whole batch is lost with the connection
+                        results.append(exc)
+                        failed.append(key)
+                        continue
+                results.append(Outcome.APPLIED)
         if failed:
             _unclaim(failed)  # so the retry is not taken for a duplicate
     return results
@@ -239,7 +250,7 @@ def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
         if _connection_lost(cause):
             raise cause from None
         if len(items) == 1:
-            return [cause]  # rolled back whole: nothing of it applied
+            return [cause]  # rolled back whole (it ran with savepoints): nothing applied
     return _run_batch(items, isolated=True)
 
 

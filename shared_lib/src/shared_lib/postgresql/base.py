@@ -19,6 +19,7 @@ have committed before the connection went, and it is not run twice.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
@@ -32,6 +33,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         # The next statement is the first on a connection kept from an earlier unit of
         # work; until it succeeds, the connection may be one the server has dropped.
         self.unproven = False
+        # See savepoints_suspended().
+        self.suspend_savepoints = False
+
+    def _savepoint_allowed(self) -> bool:
+        return not self.suspend_savepoints and super()._savepoint_allowed()
 
     def connect(self) -> None:
         super().connect()
@@ -82,6 +88,23 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             self._set_autocommit(False)
             self.autocommit = False
         return True
+
+
+@contextlib.contextmanager
+def savepoints_suspended(db: Any) -> Iterator[None]:
+    """Within it, an atomic block nested in the transaction makes no savepoint: two round
+    trips saved per block, for a caller that rolls the whole transaction back on any
+    failure anyway. A block that fails marks the transaction for rollback instead
+    (Django's `needs_rollback`), and a database error leaves it aborted: the caller must
+    check both before it commits. Another engine's connection is left as it is."""
+    if not isinstance(db, DatabaseWrapper):
+        yield
+        return
+    db.suspend_savepoints = True
+    try:
+        yield
+    finally:
+        db.suspend_savepoints = False
 
 
 class _RetryOnLostConnection:
