@@ -1018,7 +1018,7 @@ class Profiler:
         ("envelope and payload validation", ("BaseModel.model_validate", "Envelope.payload")),
         ("waiting for deliveries (idle)", ("!Dispatcher.flush",)),
         ("retries and dead letters (republish, confirm)", ("_retry_or_dead", "_dead_letter")),
-        ("handler: lock the order, cancel it, write the outbox row", ("order_expire",)),
+        ("handler: lock the orders, cancel them, write the outbox rows", ("order_expire_all",)),
         ("handler: ticket.updated into the replica", ("apply_to_replica",)),
         ("inbox rows of the batch (one INSERT ... RETURNING)", ("_claim",)),
         ("commit of the batch's transaction", ("BaseDatabaseWrapper.commit",)),

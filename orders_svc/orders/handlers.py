@@ -22,9 +22,13 @@ def on_ticket_created(event: Event[TicketCreated]) -> None:
 event_handler(Subject.TICKET_UPDATED)(on_ticket_created)
 
 
-@event_handler(Subject.EXPIRATION_COMPLETE)
-def on_expiration_complete(event: Event[ExpirationComplete]) -> None:
-    services.order_expire(order_id=event.data.orderId)
+@event_handler(Subject.EXPIRATION_COMPLETE, batch=True)
+def on_expiration_complete(events: list[Event[ExpirationComplete]]) -> None:
+    # A flash sale's orders expire together: the burst is cancelled in one go.
+    services.order_expire_all(
+        order_ids=[event.data.orderId for event in events],
+        correlation_ids=[event.correlation_id for event in events],
+    )
 
 
 @event_handler(Subject.PAYMENT_CREATED)

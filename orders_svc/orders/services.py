@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from orders.models import Order, TicketReplica
+from shared_lib.correlation import current_correlation_id
 from shared_lib.errors import BadRequest, NotFound
-from shared_lib.events import NotYet, Subject, publish
+from shared_lib.events import NotYet, Subject, publish, publish_many
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
 
@@ -93,12 +96,13 @@ def _move(order: Order, status: str) -> None:
     order.save(update_fields=["status", "version", "updated_at"])
 
 
+def _cancelled_data(order: Order) -> dict[str, Any]:
+    return {"id": order.id, "version": order.version, "ticket": {"id": order.ticket_id}}
+
+
 def _cancel(order: Order) -> None:
     _move(order, Order.Status.CANCELLED)
-    publish(
-        Subject.ORDER_CANCELLED,
-        {"id": order.id, "version": order.version, "ticket": {"id": order.ticket_id}},
-    )
+    publish(Subject.ORDER_CANCELLED, _cancelled_data(order))
 
 
 def order_cancel(*, order_id: uuid.UUID, user_id: uuid.UUID) -> Order:
@@ -118,20 +122,53 @@ def order_cancel(*, order_id: uuid.UUID, user_id: uuid.UUID) -> Order:
 def order_expire(*, order_id: uuid.UUID) -> Order | None:
     """The payment window ended: cancel unless paid. A repeat changes nothing; an
     announcement before expiresAt (by this service's clock) raises NotYet."""
+    (order,) = order_expire_all(order_ids=[order_id])
+    return order
+
+
+def order_expire_all(
+    *, order_ids: Sequence[uuid.UUID], correlation_ids: Sequence[str] | None = None
+) -> list[Order | None]:
+    """order_expire for a burst of expiries, in three statements whatever their number:
+    the orders locked, the cancelled ones updated, their order.cancelled written (each
+    with the correlation id of its expiry). One order whose window is still open raises
+    NotYet for them all (the event consumer then applies each on its own)."""
+    if correlation_ids is None:
+        correlation_ids = [current_correlation_id()] * len(order_ids)
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(id=order_id).first()
-        if order is None:
-            logger.error("expiry for an unknown order", extra={"order_id": str(order_id)})
-            return None
-        if order.status == Order.Status.CREATED and timezone.now() < order.expires_at:
-            # The expiry was announced by a clock ahead of ours: the window the buyer was
-            # promised is ours to keep, so the event comes back once it has ended.
-            raise NotYet(f"order {order.id} expires at {order.expires_at.isoformat()}")
-        if order.can_become(Order.Status.CANCELLED):
-            _cancel(order)
-        else:
-            logger.info("expiry ignored", extra={"order_id": str(order.id), "status": order.status})
-        return order
+        # In id order, so that two bursts sharing orders lock them in the same order.
+        locked = Order.objects.select_for_update().filter(id__in=order_ids).order_by("id")
+        orders = {order.id: order for order in locked}
+        now = timezone.now()
+        cancelled: list[tuple[Order, str]] = []
+        for order_id, correlation_id in zip(order_ids, correlation_ids, strict=True):
+            order = orders.get(order_id)
+            if order is None:
+                logger.error("expiry for an unknown order", extra={"order_id": str(order_id)})
+            elif order.status == Order.Status.CREATED and now < order.expires_at:
+                # The expiry was announced by a clock ahead of ours: the window the buyer
+                # was promised is ours to keep, so the event comes back once it has ended.
+                raise NotYet(f"order {order.id} expires at {order.expires_at.isoformat()}")
+            elif order.can_become(Order.Status.CANCELLED):
+                order.status, order.version, order.updated_at = (
+                    Order.Status.CANCELLED,
+                    order.version + 1,
+                    now,
+                )
+                cancelled.append((order, correlation_id))
+            else:  # paid, or this burst's earlier expiry of it
+                logger.info(
+                    "expiry ignored", extra={"order_id": str(order.id), "status": order.status}
+                )
+        if cancelled:
+            Order.objects.filter(id__in=[order.id for order, _ in cancelled]).update(
+                status=Order.Status.CANCELLED, version=F("version") + 1, updated_at=now
+            )
+            publish_many(
+                Subject.ORDER_CANCELLED,
+                [(_cancelled_data(order), correlation_id) for order, correlation_id in cancelled],
+            )
+    return [orders.get(order_id) for order_id in order_ids]
 
 
 def order_complete(*, order_id: uuid.UUID) -> Order | None:

@@ -181,6 +181,44 @@ def test_order_expire_of_an_unknown_order_logs_an_error(caplog):
     assert events() == []
 
 
+def test_order_expire_all_cancels_a_burst_in_three_statements(django_assert_num_queries):
+    due = [order_row(expires_in=timedelta(seconds=-1)) for _ in range(5)]
+    complete = order_row(status=COMPLETE, version=1)
+    ids = [order.id for order in due]
+    correlation_ids = [f"expiry-{i}" for i in range(5)]
+
+    # The savepoint pair of its atomic block, then: lock, update, outbox rows.
+    with django_assert_num_queries(5):
+        result = services.order_expire_all(
+            order_ids=[*ids, complete.id, ids[0]],  # the repeat changes nothing
+            correlation_ids=[*correlation_ids, "paid", "again"],
+        )
+
+    assert [order.id for order in result] == [*ids, complete.id, ids[0]]
+    assert [state(order) for order in due] == [(CANCELLED, 1)] * 5
+    assert state(complete) == (COMPLETE, 1)
+    rows = OutboxEvent.objects.order_by("correlation_id")
+    assert [(row.subject, row.data, row.correlation_id) for row in rows] == [
+        (
+            "order.cancelled",
+            {"id": str(order.id), "version": 1, "ticket": {"id": str(order.ticket_id)}},
+            correlation_id,
+        )
+        for order, correlation_id in zip(due, correlation_ids, strict=True)
+    ]
+
+
+def test_order_expire_all_with_one_order_not_due_changes_none_of_them():
+    due = order_row(expires_in=timedelta(seconds=-1))
+    early = order_row(expires_in=timedelta(seconds=30))
+
+    with pytest.raises(NotYet, match=f"order {early.id} expires at "):
+        services.order_expire_all(order_ids=[due.id, early.id], correlation_ids=["a", "b"])
+
+    assert (state(due), state(early)) == ((CREATED, 0), (CREATED, 0))
+    assert events() == []
+
+
 # --- order_complete ------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from tests.demo.bus import (
     send_event,
     wait_queues,
 )
-from tests.demo.factories import new_id, order_cancelled_data, ticket_data
+from tests.demo.factories import new_id, order_cancelled_data, order_created_data, ticket_data
 from tests.demo.models import Effect, TicketReplica
 
 bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
@@ -233,3 +233,47 @@ def test_a_correlation_id_header_of_any_type_gets_a_fresh_id(caplog, header):
     (handled,) = event_records(caplog, "event handled", body["id"])
     assert re.fullmatch(r"[0-9a-f]{32}", handled.correlation_id)
     assert list(Effect.objects.values_list("event_id", flat=True)) == [uuid.UUID(body["id"])]
+
+
+@bus
+def test_a_batch_handler_gets_the_batch_s_events_of_its_queue_in_one_call(caplog):
+    handlers.cancel_batches.clear()
+    orders = [new_id() for _ in range(4)]
+    for order_id in orders:
+        send_event("order.created", order_created_data(id=order_id))
+    _drain(demo_dispatcher())
+    cancelled = [
+        send_event("order.cancelled", order_cancelled_data(id=order_id)) for order_id in orders
+    ]
+    ticket = send_event("ticket.created", ticket_data(title="between"))  # another queue
+    again = send_event("order.cancelled", order_cancelled_data(id=orders[0]))  # a repeat
+
+    _drain(demo_dispatcher())
+
+    assert _batch_sizes(caplog)[-1] == 6
+    assert handlers.cancel_batches == [5]  # one call: the four, and the repeat (a no-op)
+    effects = Effect.objects.filter(subject="order.cancelled")
+    assert sorted(str(e) for e in effects.values_list("event_id", flat=True)) == sorted(cancelled)
+    assert _applied_together([*cancelled, ticket, again])
+    assert nonempty_demo_queues() == {}
+
+
+@bus
+def test_a_batch_handler_failing_on_one_event_is_called_again_event_by_event(caplog):
+    handlers.cancel_batches.clear()
+    ready = [new_id() for _ in range(3)]
+    for order_id in ready:
+        send_event("order.created", order_created_data(id=order_id))
+    _drain(demo_dispatcher())
+    good = [send_event("order.cancelled", order_cancelled_data(id=order_id)) for order_id in ready]
+    early = send_event("order.cancelled", order_cancelled_data(id=new_id()))  # NotYet
+
+    _drain(demo_dispatcher(), until=lambda: bool(event_records(caplog, "event retry scheduled")))
+
+    assert handlers.cancel_batches[:5] == [4, 1, 1, 1, 1]  # together, then one at a time
+    effects = Effect.objects.filter(subject="order.cancelled")
+    assert sorted(str(e) for e in effects.values_list("event_id", flat=True)) == sorted(good)
+    assert _applied_together(good)
+    (retry,) = event_records(caplog, "event retry scheduled")
+    assert retry.event_id == early
+    assert retry.waiting is True

@@ -94,4 +94,13 @@ def _on_order(event: Event) -> None:
 
 
 event_handler(Subject.ORDER_CREATED)(_on_order)
-event_handler(Subject.ORDER_CANCELLED)(_on_order)
+
+# How many events each call of the batch handler below was given.
+cancel_batches: list[int] = []
+
+
+@event_handler(Subject.ORDER_CANCELLED, batch=True)
+def _on_orders_cancelled(events: list[Event]) -> None:
+    cancel_batches.append(len(events))
+    for event in events:
+        _on_order(event)

@@ -13,7 +13,7 @@ See DESIGN.md §4 for the guarantees and the README's "Events" section for the f
 
 from typing import Any
 
-__all__ = ["Event", "NotYet", "Subject", "event_handler", "publish"]
+__all__ = ["Event", "NotYet", "Subject", "event_handler", "publish", "publish_many"]
 
 _EXPORTS = {
     "Subject": "shared_lib.events.contracts",
@@ -21,6 +21,7 @@ _EXPORTS = {
     "NotYet": "shared_lib.events.registry",
     "event_handler": "shared_lib.events.registry",
     "publish": "shared_lib.events.outbox",
+    "publish_many": "shared_lib.events.outbox",
 }
 
 

@@ -54,7 +54,7 @@ from shared_lib import metrics
 from shared_lib.correlation import correlation_scope
 from shared_lib.events import broker
 from shared_lib.events.contracts import ContractError, Envelope, Subject
-from shared_lib.events.registry import Event, Handler, NotYet
+from shared_lib.events.registry import Event, Handler, NotYet, takes_batches
 from shared_lib.models import InboxMessage, delete_in_batches
 from shared_lib.postgresql.base import savepoints_suspended
 
@@ -176,47 +176,84 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
     """One transaction: claim the inbox rows, run each new event's handler in delivery
     order, give the failed ones their inbox rows back, commit.
 
-    Without `isolated`, handlers run back to back and the first failure raises _Redo
-    (rolling everything back); `isolated` runs each in a savepoint of its own, so one
-    failure undoes only its own effects."""
-    results: list[Result] = []
+    Without `isolated`, handlers run back to back (a batch handler once, with all its
+    events) and the first failure raises _Redo (rolling everything back); `isolated`
+    runs each event in a savepoint of its own, so one failure undoes only its own
+    effects."""
     with transaction.atomic():
         fresh = _claim(items)
-        failed: list[tuple[uuid.UUID, str]] = []
-        # Unisolated, any failure rolls the batch back whole and runs it again isolated:
-        # a handler's own atomic blocks need no savepoints (two round trips each). An
-        # event alone keeps them, so that its failure needs no second run.
-        suspended = savepoints_suspended(transaction.get_connection())
-        with contextlib.nullcontext() if isolated or len(items) == 1 else suspended:
-            for handler, event, consumer in items:
-                key = (event.id, consumer)
-                if key not in fresh:  # applied before, or earlier in this very batch
-                    results.append(Outcome.DUPLICATE)
-                    continue
-                fresh.discard(key)
-                with correlation_scope(event.correlation_id):
-                    if not isolated:
-                        try:
-                            handler(event)
-                            _check_transaction()
-                        except Exception as exc:
-                            raise _Redo from exc
-                        results.append(Outcome.APPLIED)
-                        continue
-                    try:
-                        with transaction.atomic():
-                            handler(event)
-                            _check_transaction()
-                    except Exception as exc:
-                        if _connection_lost(exc):
-                            raise  # the whole batch is lost with the connection
-                        results.append(exc)
-                        failed.append(key)
-                        continue
-                results.append(Outcome.APPLIED)
-        if failed:
-            _unclaim(failed)  # so the retry is not taken for a duplicate
-    return results
+        results: list[Result | None] = []
+        for _, event, consumer in items:
+            key = (event.id, consumer)
+            # Applied before, or earlier in this very batch: skipped.
+            results.append(None if key in fresh else Outcome.DUPLICATE)
+            fresh.discard(key)
+        if isolated:
+            failed = _run_isolated(items, results)
+            if failed:
+                _unclaim(failed)  # so the retry is not taken for a duplicate
+        else:
+            # Any failure rolls the batch back whole and runs it again isolated: a
+            # handler's own atomic blocks need no savepoints (two round trips each). An
+            # event alone keeps them, so that its failure needs no second run.
+            suspended = savepoints_suspended(transaction.get_connection())
+            with contextlib.nullcontext() if len(items) == 1 else suspended:
+                _run_together(items, results)
+    return results  # type: ignore[return-value]  # every None is filled in
+
+
+def _run_together(items: list[tuple[Handler, Event, str]], results: list[Result | None]) -> None:
+    for index, (handler, event, consumer) in enumerate(items):
+        if results[index] is not None:
+            continue  # a duplicate, or a batch handler's event already handled
+        if takes_batches(handler):
+            # Every new event of this queue in the batch, in one call. Bringing later ones
+            # forward past other queues' events reorders nothing that was ordered: the
+            # broker keeps order within a queue, never across queues.
+            together = [
+                later
+                for later in range(index, len(items))
+                if results[later] is None and items[later][2] == consumer
+            ]
+            run = partial(handler, [items[later][1] for later in together])
+        else:
+            together, run = [index], partial(handler, event)
+        with correlation_scope(event.correlation_id):
+            try:
+                run()
+                _check_transaction()
+            except Exception as exc:
+                raise _Redo from exc
+        for later in together:
+            results[later] = Outcome.APPLIED
+
+
+def _call(handler: Handler, event: Event) -> None:
+    """One event through its handler, a batch handler's too."""
+    handler([event] if takes_batches(handler) else event)  # type: ignore[arg-type]
+
+
+def _run_isolated(
+    items: list[tuple[Handler, Event, str]], results: list[Result | None]
+) -> list[tuple[uuid.UUID, str]]:
+    """Each new event in a savepoint of its own; the (id, queue) of those that failed."""
+    failed = []
+    for index, (handler, event, consumer) in enumerate(items):
+        if results[index] is not None:
+            continue
+        with correlation_scope(event.correlation_id):
+            try:
+                with transaction.atomic():
+                    _call(handler, event)
+                    _check_transaction()
+            except Exception as exc:
+                if _connection_lost(exc):
+                    raise  # the whole batch is lost with the connection
+                results[index] = exc
+                failed.append((event.id, consumer))
+                continue
+        results[index] = Outcome.APPLIED
+    return failed
 
 
 def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
@@ -236,7 +273,7 @@ def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
         for handler, event, _ in items:
             with correlation_scope(event.correlation_id):
                 try:
-                    handler(event)
+                    _call(handler, event)
                 except Exception as exc:
                     results.append(exc)
                     continue

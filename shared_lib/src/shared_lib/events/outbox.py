@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -57,19 +57,32 @@ class OutsideTransaction(RuntimeError):
 
 def publish(subject: Subject | str, data: Any) -> uuid.UUID:
     """Record an event in the current transaction; the relay sends it after the commit."""
+    (event_id,) = publish_many(subject, [(data, current_correlation_id())])
+    return event_id
+
+
+def publish_many(subject: Subject | str, items: Sequence[tuple[Any, str]]) -> list[uuid.UUID]:
+    """publish() for several events of one subject in one round trip: (data, the
+    correlation id each carries), as a batch handler announces what each event caused."""
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise OutsideTransaction(
             "publish() must run inside transaction.atomic(), with the change it announces"
         )
-    payload = validate_data(subject, data).model_dump(mode="json")  # ContractError if bad
-    event_id, now = uuid.uuid4(), timezone.now()
-    # A new row as OutboxEvent's defaults make it, in _INSERT_FIELDS' order.
-    row = [event_id, str(Subject(subject)), Jsonb(payload), now, current_correlation_id()]
-    row += [now, now, 0, ""]
+    rows, ids, now = [], [], timezone.now()
+    for data, correlation_id in items:
+        payload = validate_data(subject, data).model_dump(mode="json")  # ContractError if bad
+        event_id = uuid.uuid4()
+        # A new row as OutboxEvent's defaults make it, in _INSERT_FIELDS' order.
+        row = [event_id, str(Subject(subject)), Jsonb(payload), now, correlation_id]
+        rows.append([*row, now, now, 0, ""])
+        ids.append(event_id)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(), row)
-    return event_id
+        if len(rows) == 1:
+            cursor.execute(_insert_sql(), rows[0])
+        elif rows:
+            cursor.executemany(_insert_sql(), rows)  # psycopg pipelines them
+    return ids
 
 
 _INSERT_FIELDS = (

@@ -38,12 +38,18 @@ class NotYet(Exception):
     """The event cannot apply yet; deliver it again after a delay."""
 
 
-Handler = Callable[[Event], None]
+Handler = Callable[[Event], None] | Callable[[list[Event]], None]
 _handlers: dict[Subject, Handler] = {}
+_batched: set[Handler] = set()
 
 
-def event_handler(subject: Subject | str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as this service's handler for `subject`."""
+def event_handler(subject: Subject | str, *, batch: bool = False) -> Callable[[Handler], Handler]:
+    """Register the decorated function as this service's handler for `subject`.
+
+    With `batch`, it takes a list of events instead of one: every new event of `subject`
+    in a batch, in delivery order, in one call (one statement for all, where the work
+    allows). When anything in the batch fails, the batch runs again event by event and
+    it is called with one event at a time, so each keeps its own fate."""
     key = Subject(subject)
 
     def register(function: Handler) -> Handler:
@@ -54,9 +60,15 @@ def event_handler(subject: Subject | str) -> Callable[[Handler], Handler]:
                 f"{key} already handled by {existing.__module__}.{existing.__qualname__}"
             )
         _handlers[key] = function
+        if batch:
+            _batched.add(function)
         return function
 
     return register
+
+
+def takes_batches(handler: Handler) -> bool:
+    return handler in _batched
 
 
 def discover_handlers() -> dict[Subject, Handler]:
