@@ -298,10 +298,10 @@ def print_table(r: Results) -> None:
         f"{' (as the Stack runs it)' if r.orders_workers == 1 else ' (--orders-workers)'};",
         "         expiration_worker: "
         + (
-            "8 threads, prefetch multiplier 1 (as the Stack runs it)"
+            "as the Stack runs it"
             if r.expiration_prefetch is None and r.expiration_concurrency is None
-            else f"{r.expiration_concurrency or 8} threads, prefetch multiplier"
-            f" {r.expiration_prefetch or 1} (--expiration-concurrency/-prefetch)"
+            else f"{r.expiration_concurrency or _STACKS} threads, prefetch multiplier"
+            f" {r.expiration_prefetch or _STACKS} (--expiration-concurrency/-prefetch)"
         ),
         *(
             [
@@ -527,6 +527,9 @@ def start_extra_orders_workers(system: Stack, sb: Sandbox, extra: int) -> None:
         _start_worker(system, sb, name, "orders", f"orders{index}", [])
     for name in names:
         system.supervisor.wait_file(name, sb.workdir / f"{name}.alive")
+
+
+_STACKS = "the Stack's"
 
 
 def restart_expiration_worker(
@@ -1453,14 +1456,15 @@ def main(argv: list[str] | None = None) -> int:
         "--expiration-prefetch",
         type=int,
         metavar="N",
-        help="restart expiration_worker with --prefetch-multiplier N (the Stack's: 1 via"
-        " CELERY_WORKER_PREFETCH_MULTIPLIER): an experiment",
+        help="restart expiration_worker with --prefetch-multiplier N (the Stack's: its"
+        " Celery app's worker_prefetch_multiplier): an experiment",
     )
     parser.add_argument(
         "--expiration-concurrency",
         type=int,
         metavar="N",
-        help="restart expiration_worker with N pool threads (the Stack's: 8): an experiment",
+        help="restart expiration_worker with N pool threads (the Stack's: catalog.THREAD_POOL):"
+        " an experiment",
     )
     parser.add_argument(
         "--profile",

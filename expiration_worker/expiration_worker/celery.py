@@ -7,17 +7,35 @@ so a killed worker loses nothing and consumer_timeout never fires. It arrives at
 second early and the worker holds it for that remainder (its eta header), then runs it.
 """
 
+from functools import partial
+from typing import Any
+
 from kombu import Exchange, Queue
 
 from shared_lib.events.worker import EventConsumerStep, make_celery_app
 
 TASK_QUEUE = "expiration.tasks"
+# Due expiries handed to the pool per pass of the event loop (each a few microseconds).
+MAX_TIMERS_PER_PASS = 1000
 
 
 class ExpirationConsumerStep(EventConsumerStep):
     # Scheduling publishes to the delayed-delivery exchanges, which DelayedDelivery
     # declares: consume order events only once they exist.
     requires = ("celery.worker.consumer.delayed_delivery:DelayedDelivery",)
+
+    def start(self, parent: Any) -> None:
+        if getattr(parent, "hub", None) is not None:
+            # The loop reads fire_timers when Evloop (the last step, after this) creates it.
+            fire_due_timers_together(parent.hub)
+        super().start(parent)
+
+
+def fire_due_timers_together(hub: Any) -> None:
+    """kombu's event loop runs at most 10 due timers per pass, then polls for up to a
+    second: a burst of expiries due together (one eta timer each) would come out ten at
+    a time with gaps between. Up to MAX_TIMERS_PER_PASS run per pass instead."""
+    hub.fire_timers = partial(type(hub).fire_timers, hub, max_timers=MAX_TIMERS_PER_PASS)
 
 
 app = make_celery_app("expiration_worker", outbox=False, consumer_step=ExpirationConsumerStep)
@@ -43,7 +61,8 @@ app.conf.update(
     task_ignore_result=True,
     # Expiry tasks arrive up to a second before their eta and are held until then; each
     # holds a prefetch slot meanwhile, and a quorum queue cannot widen the window for
-    # eta tasks, so the window must cover every expiry due in one second (bench/expiry).
-    worker_prefetch_multiplier=128,
+    # eta tasks, so the window (this times the pool's 32 threads) must cover every expiry due in
+    # one second (bench/expiry).
+    worker_prefetch_multiplier=32,
 )
 app.autodiscover_tasks(["expiration"])

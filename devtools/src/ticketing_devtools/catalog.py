@@ -20,7 +20,9 @@ DEV_DIR = VAR_DIR / "dev"  # generated keys and secrets; never committed (.gitig
 # The pool runs Celery tasks. Services that only consume events need none (the consumer
 # bootstep handles events itself); the expiration worker runs many short timer tasks.
 SOLO_POOL = ("--pool", "solo")
-THREAD_POOL = ("--pool", "threads", "--concurrency", "8")
+# Threads, not processes: a task mostly waits on the broker's confirm, and a burst of
+# expiries due in one second needs many in flight (bench/expiry.py).
+THREAD_POOL = ("--pool", "threads", "--concurrency", "32")
 
 
 @dataclass(frozen=True)
