@@ -11,7 +11,7 @@ from orders.models import Order, TicketReplica
 from shared_lib.events.consumer import Outcome
 from shared_lib.events.registry import NotYet
 from shared_lib.models import InboxMessage, OutboxEvent
-from shared_lib.testing.events import deliver, make_event
+from shared_lib.testing.events import deliver, deliver_batch, make_event
 from tests.factories import order_row, ticket_data, ticket_replica
 
 pytestmark = pytest.mark.django_db
@@ -229,6 +229,21 @@ def test_expiration_complete_delivered_twice_cancels_once():
     assert (first, second, third) == (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.APPLIED)
     assert state(order) == ("cancelled", 1)
     assert [subject for subject, _ in events()] == ["order.cancelled"]
+
+
+def test_an_expiry_delivered_after_a_payment_in_its_batch_never_overtakes_it():
+    # The buyer paid in time; the expiry came next. One batch handles a burst of expiries
+    # together, but never brings one forward past an event delivered before it.
+    paid_in_time, unpaid = lapsed_order(), lapsed_order()
+
+    results = deliver_batch(
+        [expiration(unpaid.id), payment(paid_in_time.id), expiration(paid_in_time.id)]
+    )
+
+    assert results == [Outcome.APPLIED] * 3
+    assert state(paid_in_time) == ("complete", 1)
+    assert state(unpaid) == ("cancelled", 1)
+    assert [subject for subject, _ in events()] == ["order.cancelled", "order.completed"]
 
 
 def test_expiration_complete_before_expires_at_waits_for_the_window_to_end():

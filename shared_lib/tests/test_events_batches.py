@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 
+from shared_lib.events.consumer import Outcome
 from shared_lib.events.contracts import Subject
 from shared_lib.models import InboxMessage, OutboxEvent
+from shared_lib.testing.events import deliver_batch, make_event
 from tests.demo import handlers
 from tests.demo.bus import (
     LOGGER,
@@ -245,17 +247,36 @@ def test_a_batch_handler_gets_the_batch_s_events_of_its_queue_in_one_call(caplog
     cancelled = [
         send_event("order.cancelled", order_cancelled_data(id=order_id)) for order_id in orders
     ]
-    ticket = send_event("ticket.created", ticket_data(title="between"))  # another queue
     again = send_event("order.cancelled", order_cancelled_data(id=orders[0]))  # a repeat
 
     _drain(demo_dispatcher())
 
-    assert _batch_sizes(caplog)[-1] == 6
+    assert _batch_sizes(caplog)[-1] == 5
     assert handlers.cancel_batches == [5]  # one call: the four, and the repeat (a no-op)
     effects = Effect.objects.filter(subject="order.cancelled")
     assert sorted(str(e) for e in effects.values_list("event_id", flat=True)) == sorted(cancelled)
-    assert _applied_together([*cancelled, ticket, again])
+    assert _applied_together([*cancelled, again])
     assert nonempty_demo_queues() == {}
+
+
+@pytest.mark.django_db
+def test_a_batch_handler_never_takes_an_event_past_another_queue_s_delivered_before_it():
+    handlers.cancel_batches.clear()
+    orders = [new_id() for _ in range(3)]
+    assert deliver_batch(
+        [make_event(Subject.ORDER_CREATED, order_created_data(id=o)) for o in orders]
+    )
+    first, second, third = (
+        make_event(Subject.ORDER_CANCELLED, order_cancelled_data(id=o)) for o in orders
+    )
+    between = make_event(Subject.TICKET_CREATED, ticket_data(title="between"))
+
+    results = deliver_batch([first, second, between, third])
+
+    assert results == [Outcome.APPLIED] * 4
+    assert handlers.cancel_batches == [2, 1]  # the run before the ticket, then the one after
+    effects = Effect.objects.filter(subject="order.cancelled").values_list("event_id", flat=True)
+    assert sorted(effects) == sorted([first.id, second.id, third.id])
 
 
 @bus

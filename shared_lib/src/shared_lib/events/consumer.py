@@ -202,22 +202,35 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
     return results  # type: ignore[return-value]  # every None is filled in
 
 
+def _together(
+    items: list[tuple[Handler, Event, str]], results: list[Result | None], index: int
+) -> list[int]:
+    """The items one call of items[index]'s handler takes: a batch handler this event and
+    the next ones of its queue not yet settled, up to the first event of another queue
+    (so events are handled in the order they were delivered, even across queues: an
+    expiry delivered after a payment never overtakes it); any other handler this one."""
+    handler, _, consumer = items[index]
+    if not takes_batches(handler):
+        return [index]
+    together = []
+    for later in range(index, len(items)):
+        if results[later] is not None:
+            continue  # a duplicate: not handled, so not in the way
+        if items[later][2] != consumer:
+            break
+        together.append(later)
+    return together
+
+
 def _run_together(items: list[tuple[Handler, Event, str]], results: list[Result | None]) -> None:
-    for index, (handler, event, consumer) in enumerate(items):
+    for index, (handler, event, _) in enumerate(items):
         if results[index] is not None:
             continue  # a duplicate, or a batch handler's event already handled
+        together = _together(items, results, index)
         if takes_batches(handler):
-            # Every new event of this queue in the batch, in one call. Bringing later ones
-            # forward past other queues' events reorders nothing that was ordered: the
-            # broker keeps order within a queue, never across queues.
-            together = [
-                later
-                for later in range(index, len(items))
-                if results[later] is None and items[later][2] == consumer
-            ]
             run = partial(handler, [items[later][1] for later in together])
         else:
-            together, run = [index], partial(handler, event)
+            run = partial(handler, event)
         with correlation_scope(event.correlation_id):
             try:
                 run()

@@ -28,7 +28,7 @@ from django.db import connection
 from django.utils import timezone
 
 from shared_lib.events import broker
-from shared_lib.events.consumer import Outcome, run_handler
+from shared_lib.events.consumer import Outcome, apply_events, run_handler
 from shared_lib.events.contracts import Subject, validate_data
 from shared_lib.events.registry import Event, discover_handlers
 
@@ -69,6 +69,22 @@ def deliver(event: Event) -> Outcome:
     handler = discover_handlers()[event.subject]
     return run_handler(
         handler, event, consumer=broker.queue_name(settings.EVENTS_SERVICE, event.subject)
+    )
+
+
+def deliver_batch(events: list[Event]) -> list[Any]:
+    """Run this service's handlers for `events` as the consumer runs one batch of
+    deliveries in that order: each event's Outcome, or the exception its handler raised."""
+    handlers = discover_handlers()
+    return apply_events(
+        [
+            (
+                handlers[event.subject],
+                event,
+                broker.queue_name(settings.EVENTS_SERVICE, event.subject),
+            )
+            for event in events
+        ]
     )
 
 
