@@ -8,7 +8,7 @@ from amqp.exceptions import AMQPError
 from celery import shared_task
 from celery.exceptions import Reject
 from django.utils import timezone
-from kombu.exceptions import OperationalError
+from kombu.exceptions import LimitExceeded, OperationalError
 
 from expiration import deadletters
 from shared_lib.correlation import correlation_scope
@@ -18,8 +18,9 @@ from shared_lib.metrics import EXPIRY_LATENESS_SECONDS
 
 logger = logging.getLogger(__name__)
 
-# What a publish meets while RabbitMQ is away, refusing or not confirming: worth retrying.
-BROKER_ERRORS = (OperationalError, AMQPError, OSError)
+# What a publish meets while RabbitMQ is away, refusing or not confirming, or while every
+# pooled producer is busy waiting on it: worth retrying.
+BROKER_ERRORS = (OperationalError, AMQPError, OSError, LimitExceeded)
 # Retried until the broker takes the event (the task is acked late, so a worker death
 # retries it too); the back-off stays short because every second is lateness.
 RETRY_BACKOFF_MAX_SECONDS = 10

@@ -10,7 +10,7 @@ second early and the worker holds it for that remainder (its eta header), then r
 from functools import partial
 from typing import Any
 
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, pools
 
 from shared_lib.events.worker import EventConsumerStep, make_celery_app
 
@@ -28,7 +28,15 @@ class ExpirationConsumerStep(EventConsumerStep):
         if getattr(parent, "hub", None) is not None:
             # The loop reads fire_timers when Evloop (the last step, after this) creates it.
             fire_due_timers_together(parent.hub)
+        producer_for_every_thread(parent.controller.concurrency)
         super().start(parent)
+
+
+def producer_for_every_thread(threads: int) -> None:
+    """Every pool thread publishes through kombu's producer pool (broker.producer()),
+    which holds 10 unless told otherwise: with more threads, the rest would wait for one
+    and, past the wait's timeout, fail their expiry over a busy pool."""
+    pools.set_limit(max(pools.get_limit(), threads))
 
 
 def fire_due_timers_together(hub: Any) -> None:

@@ -118,6 +118,25 @@ def test_an_order_with_less_than_a_second_left_expires_on_time_not_early(
     assert received_at >= expires_at(envelope)
 
 
+def test_orders_due_together_each_expire_on_time_with_their_own_correlation_id(
+    event_worker, rabbitmq_vhost, expirations
+):
+    event_worker()
+    envelopes = [order_created(expires_in=2.5 + index * 0.03) for index in range(3)]
+
+    for index, envelope in enumerate(envelopes):
+        publish(rabbitmq_vhost, envelope, correlation_id=f"req-{index}")
+    received = [receive(expirations, timeout=15) for _ in envelopes]
+
+    by_order = {m.payload["data"]["orderId"]: (m, at) for m, at in received}
+    for index, envelope in enumerate(envelopes):
+        message, received_at = by_order[envelope["data"]["id"]]
+        assert message.headers["correlation_id"] == f"req-{index}"
+        assert received_at >= expires_at(envelope)
+    with pytest.raises(expirations.Empty):
+        expirations.get(timeout=1)
+
+
 def test_a_long_window_waits_in_the_broker_not_in_the_worker(event_worker, rabbitmq_vhost):
     event_worker()
 
