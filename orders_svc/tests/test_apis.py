@@ -485,6 +485,7 @@ def test_list_orders_default_and_maximum_page_sizes(signed_in_client):
     ("query", "expected"),
     [
         ("limit=0", (INVALID_LIMIT, "limit")),
+        ("limit=", (INVALID_LIMIT, "limit")),  # what the schema calls an integer
         ("limit=-1", (INVALID_LIMIT, "limit")),
         ("limit=abc", (INVALID_LIMIT, "limit")),
         ("limit=%C2%B2", (INVALID_LIMIT, "limit")),  # "²".isdigit() is True, int("²") fails

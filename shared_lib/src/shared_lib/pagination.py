@@ -80,8 +80,8 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
+    if raw is None:
+        return DEFAULT_LIMIT  # an empty ?limit= is no number: the schema says integer
     # ASCII digits only, and few of them: str.isdigit() accepts "²", and int() refuses
     # strings of thousands of digits.
     if not _LIMIT_PATTERN.fullmatch(raw) or int(raw) < 1:
