@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ticketing_devtools import testrun
 from ticketing_devtools.backing import require_backing_servers
-from ticketing_devtools.catalog import service
+from ticketing_devtools.catalog import SERVICES, service
 from ticketing_devtools.demo import add_demo_data
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.environment import service_env
@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="add demo users and tickets to a running system")
     demo.add_argument("--url", help="the gateway (default: http://127.0.0.1:$GATEWAY_PORT)")
     demo.set_defaults(func=_demo)
-    test = commands.add_parser("test", help="run test suites (all by default)")
-    test.add_argument("suites", nargs="*", help="suite names: shared_lib, auth, devtools")
+    suite_names = [suite.name for suite in testrun.suites()]
+    test = commands.add_parser("test", help=f"run test suites: {', '.join(suite_names)}")
+    test.add_argument("suites", nargs="*", help="the suites to run (default: every one)")
     test.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[])
     test.set_defaults(func=_test)
     status = commands.add_parser("status", help="how the running system is doing (exit 1: not)")
@@ -121,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     status.set_defaults(func=_status)
     manage = commands.add_parser("manage", help="manage.py of one service, with its env")
-    manage.add_argument("service")
+    manage.add_argument("service", choices=[s.name for s in SERVICES])
     manage.add_argument("args", nargs=argparse.REMAINDER)
     manage.set_defaults(func=_manage)
     args = parser.parse_args(argv)
+    if args.command == "test" and (unknown := sorted(set(args.suites) - set(suite_names))):
+        test.error(f"unknown suite {', '.join(unknown)}; the suites: {', '.join(suite_names)}")
     return args.func(args)
 
 
