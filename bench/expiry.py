@@ -62,6 +62,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -226,6 +227,7 @@ class Results:
     statuses: dict[str, int] = field(default_factory=dict)
     steps: dict[str, Percentiles] = field(default_factory=dict)
     cycle: dict[str, Percentiles] = field(default_factory=dict)
+    batch_sizes: list[int] = field(default_factory=list)  # expiries per batch, ascending
     left_for_relay: int = 0
     tasks_seen: int = 0  # task messages the delayed exchanges handed to expiration.tasks
     replica_updates_meanwhile: int = 0  # ticket.updated the orders worker handled meanwhile
@@ -272,6 +274,10 @@ def _row(label: str, value: Percentiles, note: str = "") -> str:
         f"{label:<64s}{value.p50_ms:9.1f}{value.p99_ms:9.1f}{value.max_ms:9.1f}"
         f"{value.samples:6d}{'  ' + note if note else ''}"
     )
+
+
+def _sizes(sizes: list[int]) -> str:
+    return f"p50 {sizes[len(sizes) // 2]}, max {sizes[-1]}" if sizes else "-"
 
 
 def print_table(r: Results) -> None:
@@ -356,11 +362,12 @@ def print_table(r: Results) -> None:
         *(_row(f"         {name}", value) for name, value in r.steps.items()),
         *(
             [
-                "cycle    the orders worker, one expiry after another (its database's timestamps):",
+                "batches  the orders worker's batches of expiries (its database's timestamps):"
+                f" {len(r.batch_sizes)}, sizes {_sizes(r.batch_sizes)}",
                 *(_row(f"         {name}", value) for name, value in r.cycle.items()),
             ]
             if r.orders_workers == 1
-            else ["cycle    (one orders worker after another: only with one orders worker)"]
+            else ["batches  (one orders worker's batches: only with one orders worker)"]
         ),
         f"rates    expiration_worker published {r.expirations_published} expiration.complete"
         f" over {r.fired_span_seconds:.2f} s: {r.fired_per_s:.0f}/s"
@@ -1066,7 +1073,7 @@ class Profiler:
         ]
         return [
             f"expiration worker: event loop waiting in poll() {100 * idle / total:.0f} % of the"
-            f" time; its {len(pool)} pool threads running expire_order"
+            f" time; its {len(pool)} pool threads running expiry tasks"
             f" {100 * sum(busy) / len(busy):.0f} % on average",
         ]
 
@@ -1218,28 +1225,26 @@ def analyse(
         "starts -> order cancelled (updated_at)": Percentiles.of(handled),
     }
 
-    # The orders worker handles one message at a time: start (inbox row) -> outbox row of
-    # order.cancelled written -> that row sent (broker confirmed) -> the next start. The
-    # gap to the next start counts only when that expiry was already waiting for it.
-    tapped = {event_id: (order_id, occurred) for event_id, order_id, occurred in events}
-    timeline = sorted(
-        (start, *tapped[event_id]) for event_id, start in inbox.items() if event_id in tapped
-    )
-    body, send, gap = [], [], []
-    for index, (start, order_id, _) in enumerate(timeline):
-        written, sent = cancels.get(order_id, (None, None))
-        if written is None or sent is None:
-            continue
-        body.append(written - start)
-        send.append(sent - written)
-        if index + 1 < len(timeline):
-            next_start, _, next_occurred = timeline[index + 1]
-            if next_occurred <= sent:
-                gap.append(next_start - sent)
+    # The orders worker settles what it holds as one batch, one transaction: the batch's
+    # inbox rows share one processed_at (its start); its cancellations their outbox rows'
+    # created_at; the relay sends those rows after the commit (sent_at).
+    tapped = {event_id: order_id for event_id, order_id, _ in events}
+    batches: dict[float, list[str]] = defaultdict(list)
+    for event_id, start in inbox.items():
+        if event_id in tapped:
+            batches[start].append(tapped[event_id])
+    sizes, body = [], []
+    for start, order_ids in batches.items():
+        sizes.append(len(order_ids))
+        written = [cancels[o][0] for o in order_ids if cancels.get(o, (None, None))[0]]
+        if written:
+            body.append(max(written) - start)
+    results.batch_sizes = sorted(sizes)
     results.cycle = {
-        "start -> order.cancelled outbox row written": Percentiles.of(body),
-        "row written -> sent, broker confirmed (commit + send)": Percentiles.of(send),
-        "sent -> next expiry starts (mark sent, ack, deliver)": Percentiles.of(gap),
+        "batch start -> its order.cancelled rows written": Percentiles.of(body),
+        "order.cancelled written -> sent by the relay, confirmed": Percentiles.of(
+            [sent - written for written, sent in cancels.values() if written and sent]
+        ),
     }
     results.left_for_relay = sum(1 for _, sent in cancels.values() if sent is None)
     occurred_all = [occurred for _, occurred in first.values()]

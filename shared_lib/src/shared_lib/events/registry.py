@@ -46,10 +46,11 @@ _batched: set[Handler] = set()
 def event_handler(subject: Subject | str, *, batch: bool = False) -> Callable[[Handler], Handler]:
     """Register the decorated function as this service's handler for `subject`.
 
-    With `batch`, it takes a list of events instead of one: every new event of `subject`
-    in a batch, in delivery order, in one call (one statement for all, where the work
-    allows). When anything in the batch fails, the batch runs again event by event and
-    it is called with one event at a time, so each keeps its own fate."""
+    With `batch`, it takes a list of events instead of one: the new events of `subject`
+    in a batch, in delivery order up to the first event of another subject, in one call
+    (one statement for all, where the work allows). When anything in the batch fails,
+    the batch runs again event by event and it is called with one event at a time, so
+    each keeps its own fate."""
     key = Subject(subject)
 
     def register(function: Handler) -> Handler:
