@@ -173,14 +173,20 @@ def test_a_handler_leaving_the_transaction_aborted_fails_alone_and_the_others_co
 
 @bus
 @pytest.mark.parametrize("alone", [False, True], ids=["last-in-a-batch", "alone"])
-def test_a_handler_undoing_its_own_atomic_block_keeps_the_rest_of_its_work(caplog, alone):
+@pytest.mark.parametrize(
+    "title",
+    [handlers.UNDOES_ITS_BLOCK_TITLE, handlers.ROLLS_BACK_ITS_SAVEPOINT_TITLE],
+    ids=["atomic-block", "savepoint-by-hand"],
+)
+def test_a_handler_undoing_its_own_atomic_block_keeps_the_rest_of_its_work(caplog, alone, title):
     # A batch runs its handlers' atomic blocks without savepoints: the failed block marks
     # the whole transaction for rollback, which must not be committed (silently rolled
-    # back) nor count against the event; the batch runs again with savepoints.
+    # back) nor count against the event; the batch runs again with savepoints. A rollback
+    # to a savepoint taken by hand must not be a silent no-op either.
     good = (
         [] if alone else [send_event("ticket.created", ticket_data(title=f"G{i}")) for i in (1, 2)]
     )
-    undoes = send_event("ticket.created", ticket_data(title=handlers.UNDOES_ITS_BLOCK_TITLE))
+    undoes = send_event("ticket.created", ticket_data(title=title))
 
     _drain(demo_dispatcher())
 

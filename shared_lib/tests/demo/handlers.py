@@ -24,6 +24,8 @@ SWALLOWS_DB_ERROR_TITLE = "swallows a database error"
 # No bug: the handler's last step is an atomic block of its own that fails, and it
 # carries on without that block's work (the usual Django pattern).
 UNDOES_ITS_BLOCK_TITLE = "undoes its own block"
+# The same by hand: a savepoint, a write, a rollback to the savepoint.
+ROLLS_BACK_ITS_SAVEPOINT_TITLE = "rolls back to its savepoint"
 
 
 def _slow_down() -> None:
@@ -76,6 +78,12 @@ def _on_ticket(event: Event) -> None:
                 raise ValueError("changed its mind")
         except ValueError:
             pass
+    if data.title == ROLLS_BACK_ITS_SAVEPOINT_TITLE:
+        sid = transaction.savepoint()
+        Effect.objects.create(
+            event_id=uuid.uuid4(), subject="undone", aggregate_id=data.id, version=0
+        )
+        transaction.savepoint_rollback(sid)
 
 
 event_handler(Subject.TICKET_CREATED)(_on_ticket)

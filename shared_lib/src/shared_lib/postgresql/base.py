@@ -39,6 +39,15 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def _savepoint_allowed(self) -> bool:
         return not self.suspend_savepoints and super()._savepoint_allowed()
 
+    def savepoint_rollback(self, sid: str | None) -> None:
+        if self.suspend_savepoints and self.in_atomic_block:
+            # A rollback to a savepoint taken by hand while none are made (Django would
+            # silently do nothing): only undoing the whole transaction undoes the work
+            # since, so it is marked for rollback, and the batch runs again with them.
+            self.needs_rollback = True
+            return
+        super().savepoint_rollback(sid)
+
     def connect(self) -> None:
         super().connect()
         self.unproven = False
@@ -95,8 +104,9 @@ def savepoints_suspended(db: Any) -> Iterator[None]:
     """Within it, an atomic block nested in the transaction makes no savepoint: two round
     trips saved per block, for a caller that rolls the whole transaction back on any
     failure anyway. A block that fails marks the transaction for rollback instead
-    (Django's `needs_rollback`), and a database error leaves it aborted: the caller must
-    check both before it commits. Another engine's connection is left as it is."""
+    (Django's `needs_rollback`), as does a rollback to a savepoint taken by hand, and a
+    database error leaves it aborted: the caller must check both before it commits.
+    Another engine's connection is left as it is."""
     if not isinstance(db, DatabaseWrapper):
         yield
         return
