@@ -243,13 +243,20 @@ def test_a_correlation_id_header_of_any_type_gets_a_fresh_id(caplog, header):
     assert list(Effect.objects.values_list("event_id", flat=True)) == [uuid.UUID(body["id"])]
 
 
-@bus
-def test_a_batch_handler_gets_the_batch_s_events_of_its_queue_in_one_call(caplog):
-    handlers.cancel_batches.clear()
-    orders = [new_id() for _ in range(4)]
+def _created_orders(count):
+    """`count` orders through the bus (order.created applied), for the batch handler of
+    order.cancelled to cancel; its call log starts empty."""
+    orders = [new_id() for _ in range(count)]
     for order_id in orders:
         send_event("order.created", order_created_data(id=order_id))
     _drain(demo_dispatcher())
+    handlers.cancel_batches.clear()
+    return orders
+
+
+@bus
+def test_a_batch_handler_gets_the_batch_s_events_of_its_queue_in_one_call(caplog):
+    orders = _created_orders(4)
     cancelled = [
         send_event("order.cancelled", order_cancelled_data(id=order_id)) for order_id in orders
     ]
@@ -287,11 +294,7 @@ def test_a_batch_handler_never_takes_an_event_past_another_queue_s_delivered_bef
 
 @bus
 def test_a_batch_handler_failing_on_one_event_is_called_again_event_by_event(caplog):
-    handlers.cancel_batches.clear()
-    ready = [new_id() for _ in range(3)]
-    for order_id in ready:
-        send_event("order.created", order_created_data(id=order_id))
-    _drain(demo_dispatcher())
+    ready = _created_orders(3)
     good = [send_event("order.cancelled", order_cancelled_data(id=order_id)) for order_id in ready]
     early = send_event("order.cancelled", order_cancelled_data(id=new_id()))  # NotYet
 
