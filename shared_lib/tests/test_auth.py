@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 
+from shared_lib import auth
 from shared_lib.auth import (
     SESSION_COOKIE,
     SessionUser,
@@ -15,6 +16,7 @@ from shared_lib.auth import (
     set_session_cookie,
     verify_session_token,
 )
+from shared_lib.testing.plugin import generate_keypair
 from shared_lib.testing.tokens import ALICE, ATTACKS, BOB, claims, signed
 
 NOT_AUTHORIZED = {"errors": [{"message": "Not authorized"}]}
@@ -330,3 +332,59 @@ def test_session_renewal_is_due_after_half_the_tokens_life(now, due):
     session = SessionUser(id=ALICE, email="alice@example.com", iat=1000, exp=1900)
 
     assert session_renewal_due(session, now=now) is due
+
+
+def _wait_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()) + 0.05)
+
+
+def test_a_verified_token_is_kept_and_read_back_without_verifying_again(session_keys):
+    token = mint_session_token(user_id=ALICE, email="a@x.io")
+
+    first = verify_session_token(token)
+
+    assert first is not None
+    assert first.id == ALICE
+    assert verify_session_token(token) is first
+
+
+def test_a_kept_token_still_expires_at_its_exp(session_keys):
+    now = int(time.time())
+    token = mint_session_token(user_id=ALICE, email="a@x.io", now=now, not_after=now + 1)
+    assert verify_session_token(token).exp == now + 1
+
+    _wait_until(now + 1)
+
+    assert verify_session_token(token) is None
+
+
+def test_a_kept_token_does_not_verify_under_another_public_key(session_keys, settings):
+    token = mint_session_token(user_id=ALICE, email="a@x.io")
+    assert verify_session_token(token) is not None
+
+    settings.JWT_PUBLIC_KEY = generate_keypair().public_pem
+
+    assert verify_session_token(token) is None
+
+
+def test_a_token_issued_ahead_of_this_clock_verifies_once_the_clock_catches_up(session_keys):
+    # A refusal is never kept: the issuer's clock may run a little ahead of this one.
+    issued = int(time.time()) + 1
+    token = mint_session_token(user_id=ALICE, email="a@x.io", now=issued)
+    assert verify_session_token(token) is None
+
+    _wait_until(issued)
+
+    assert verify_session_token(token).iat == issued
+
+
+def test_the_kept_tokens_are_bounded(session_keys, monkeypatch):
+    monkeypatch.setattr(auth, "_VERIFIED_MAX", 3)
+    auth._verified.clear()
+    tokens = [mint_session_token(user_id=ALICE, email=f"{n}@x.io") for n in range(7)]
+
+    for token in tokens:
+        assert verify_session_token(token) is not None
+        assert len(auth._verified) <= 3
+
+    assert verify_session_token(tokens[0]).email == "0@x.io"

@@ -120,12 +120,34 @@ def mint_session_token(
     return jwt.encode(claims, _private_key(private_pem), algorithm=ALGORITHM)
 
 
+# Tokens that verified, by (public key, token): a token is re-sent with every request of
+# its session, and its signature and claims cannot change, so only `exp` is checked again.
+# Failures are not kept: a token whose `iat` is ahead of this clock verifies once it is
+# not. Bounded; emptied when full (a full cache only costs a verification per token).
+_VERIFIED_MAX = 4096
+_verified: dict[tuple[str, str], SessionUser] = {}
+
+
 def verify_session_token(token: str) -> SessionUser | None:
     """The user a token names, or None for anything that does not fully verify."""
+    public_pem = settings.JWT_PUBLIC_KEY
+    session = _verified.get((public_pem, token))
+    if session is not None:
+        # PyJWT's rule: expired once exp <= now.
+        return session if session.exp > time.time() else None
+    session = _verify(token, public_pem)
+    if session is not None:
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[(public_pem, token)] = session
+    return session
+
+
+def _verify(token: str, public_pem: str) -> SessionUser | None:
     try:
         claims = jwt.decode(
             token,
-            _public_key(settings.JWT_PUBLIC_KEY),
+            _public_key(public_pem),
             algorithms=[ALGORITHM],
             options={"require": list(REQUIRED_CLAIMS)},
         )
