@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from ticketing_devtools.backing import admin_url, rabbitmqctl
 from ticketing_devtools.catalog import DATABASE_SERVICES
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
-from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.provision import drop_database
 
 # Load, soak and benchmark traffic goes to this machine only.
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -40,13 +40,6 @@ def require_loopback(url: str, what: str) -> None:
     host = urlsplit(url).hostname or ""
     if host not in LOOPBACK_HOSTS:
         raise SystemExit(f"{what} must be on loopback for this benchmark, not {host!r}")
-
-
-def rabbitmqctl(*args: str) -> None:
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run(  # noqa: S603 (fixed binary, our own vhost names)
-        [binary, "-q", *args], check=True, capture_output=True, timeout=60
-    )
 
 
 @dataclass(frozen=True)

@@ -416,14 +416,15 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
 
     from shared_lib.events import broker
     from shared_lib.testing.events import vhost_url
-    from ticketing_devtools.provision import rabbitmqctl
+    from ticketing_devtools.backing import rabbitmqctl
+    from ticketing_devtools.provision import grant_all
 
     stack.callback(connections.close_all)
     vhost = f"ticketing-bench-{suffix}"
     rabbitmqctl("add_vhost", vhost)
     stack.callback(rabbitmqctl, "delete_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     url = vhost_url(settings.RABBITMQ_URL, vhost)
+    grant_all(url)
     settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
     broker.forget_declarations()
     # The pooled producer's connection, closed before the vhost goes.

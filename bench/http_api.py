@@ -71,9 +71,10 @@ from _common import (
     verdict,
 )
 
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
-from ticketing_devtools.provision import admin_url, database_url, drop_database, ensure_database
+from ticketing_devtools.provision import database_url, drop_database, ensure_database
 from ticketing_devtools.stack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -74,8 +74,8 @@ from _common import (
 )
 from _common import CpuMeter as BaseCpuMeter
 
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import service
-from ticketing_devtools.provision import admin_url
 from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import uuid
 import psycopg
 import requests
 
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import service
-from ticketing_devtools.provision import admin_url
 
 # Unique per run: concurrent runs on one server keep to their own databases.
 DB_PREFIX = f"ticketing_systest_{uuid.uuid4().hex[:8]}"

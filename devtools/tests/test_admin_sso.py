@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from tests.system import DB_PREFIX, PASSWORD
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import service
-from ticketing_devtools.provision import admin_url
 
 SERVICES = ["auth", "tickets", "orders", "payments"]
 

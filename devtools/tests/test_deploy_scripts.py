@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.deploy import SECRET_PLACEHOLDERS, load_script
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import REPO_ROOT, service
-from ticketing_devtools.provision import admin_url, database_url, drop_database, ensure_database
+from ticketing_devtools.provision import database_url, drop_database, ensure_database
 
 MIGRATE_SCRIPT = REPO_ROOT / "deploy" / "migrate_locked.py"
 migrate_locked = load_script(MIGRATE_SCRIPT)

@@ -18,10 +18,11 @@ from kombu import Connection
 from shared_lib.events.broker import CONSUMERS, dead_queue_name, queue_name
 from tests import system
 from tests.system import wait_for
+from ticketing_devtools.backing import admin_url, endpoints
 from ticketing_devtools.catalog import service
 from ticketing_devtools.chaos import TcpProxy
 from ticketing_devtools.devkeys import ensure_dev_secrets
-from ticketing_devtools.provision import admin_url, database_url
+from ticketing_devtools.provision import database_url, user_url
 from ticketing_devtools.status import Target, collect, queue_depths
 from ticketing_devtools.testing import StackSettings, running_stack, throwaway_vhost
 
@@ -37,8 +38,9 @@ PAYERS = 20
 
 @pytest.fixture(scope="module")
 def relays():
-    broker = TcpProxy("127.0.0.1", 5672).start()
-    orders_db = TcpProxy("127.0.0.1", 5432).start()
+    postgresql, rabbitmq, _ = endpoints()
+    broker = TcpProxy(rabbitmq.host, rabbitmq.port).start()
+    orders_db = TcpProxy(postgresql.host, postgresql.port).start()
     yield broker, orders_db
     broker.stop()
     orders_db.stop()
@@ -54,7 +56,13 @@ def faulty(relays, tmp_path_factory):
     )
     orders = service("orders")
     with throwaway_vhost("ticketing-faults") as vhost:
-        broker_url = f"amqp://guest:guest@127.0.0.1:{broker.port}/{vhost}"
+        rabbitmq = endpoints()[1]
+        broker_url = user_url(
+            f"amqp://127.0.0.1:{broker.port}/",
+            user=rabbitmq.user or "guest",
+            password=rabbitmq.password or "guest",
+            vhost=vhost,
+        )
         orders_database = database_url(
             database=orders.database(settings.db_prefix),
             role=orders.database(),

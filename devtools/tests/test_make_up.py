@@ -13,8 +13,9 @@ from datetime import datetime
 import pytest
 import requests
 
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, WEB_SERVICES
-from ticketing_devtools.provision import admin_url, drop_database
+from ticketing_devtools.provision import drop_database
 from ticketing_devtools.stack import free_port
 from ticketing_devtools.testing import admin_broker_url, throwaway_vhost
 

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from ticketing_devtools.provision import admin_url, database_url, drop_database, ensure_database
+from ticketing_devtools.backing import admin_url
+from ticketing_devtools.provision import database_url, drop_database, ensure_database
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import redis
 import requests
 
 from tests.system import RATE_LIMIT_PREFIX, SIGNIN_LIMIT
+from ticketing_devtools.backing import redis_url
 from ticketing_devtools.catalog import WEB_SERVICES
 
 
@@ -54,7 +55,7 @@ def test_admin_docs_and_static_files_are_reachable_through_the_gateway(stack):
 
 @pytest.fixture
 def fresh_rate_limits():
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(redis_url())
     keys = list(client.scan_iter(f"{RATE_LIMIT_PREFIX}:*"))
     if keys:
         client.delete(*keys)

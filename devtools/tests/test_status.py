@@ -13,8 +13,8 @@ from kombu import Connection, Exchange
 
 from shared_lib.metrics import parse_samples
 from tests import system
+from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import service
-from ticketing_devtools.provision import admin_url
 from ticketing_devtools.status import Target, collect, vhost_of
 
 WEB = ["auth", "client", "orders", "payments", "tickets"]

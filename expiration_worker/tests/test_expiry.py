@@ -11,6 +11,7 @@ import pytest
 from kombu import Connection, Exchange
 
 from shared_lib.testing.events import wait_for
+from ticketing_devtools.backing import rabbitmqctl
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.provision import user_url
 
@@ -64,12 +65,7 @@ def expires_at(envelope):
 
 def queue_depths(vhost_url):
     vhost = vhost_url.rsplit("/", 1)[1]
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = rabbitmqctl("list_queues", "-p", vhost, "name", "messages")
     rows = (line.split("\t") for line in out.splitlines()[1:] if "\t" in line)
     return {name: int(count) for name, count in rows}
 

@@ -1,44 +1,117 @@
-"""The backing servers the system needs on this machine, and what to do when one is down.
+"""The backing servers the system needs: used where they answer, started in user space
+where nothing does, and stopped again by `make down`.
 
-from ticketing_devtools.backing import require_backing_servers, ensure_nginx
-require_backing_servers()   # SystemExit naming each missing server and how to start it
-ensure_nginx()              # installs Debian's nginx when it is missing and we are root
-ensure_chromium()           # likewise Debian's Chromium, for the browser tests
+    from ticketing_devtools.backing import ensure_backing_servers, stop_backing_servers
+    ensure_backing_servers()   # PostgreSQL, RabbitMQ, Redis at the URLs, or started here
+    stop_backing_servers()     # what ensure_backing_servers() started (`make down`)
+    rabbitmqctl("add_vhost", "myvhost")   # against whichever node RABBITMQ_URL names
+    ensure_nginx()             # installs Debian's nginx when it is missing and we are root
+    ensure_chromium()          # likewise Debian's Chromium, for the browser tests
+
+Every host, port, user and password comes from PG_ADMIN_URL, RABBITMQ_URL and REDIS_URL.
+A server already answering at its URL is used as it is (as on a machine that runs them
+as system services). Where nothing answers, one is started from the operating system's
+packages with its own data directory under BACKING_DIR (default `var/backing/`, one
+directory per server and port), listening on the URL's host and port only, with the URL's
+user and password: PostgreSQL with password (SCRAM) authentication on TCP, RabbitMQ as a
+node of its own (own node name and Erlang cookie), Redis with `requirepass` when the URL
+has a password. They outlive `make up` (its Ctrl-C stops the application only) until
+`make down`.
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import secrets
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import psycopg
+
+from ticketing_devtools.catalog import REPO_ROOT
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+START_TIMEOUT_SECONDS = 90.0
+
+
+def pg_admin_url_as_configured() -> str:
+    return os.environ.get("PG_ADMIN_URL") or DEFAULT_ADMIN_URL
+
+
+def admin_url() -> str:
+    """PG_ADMIN_URL (a superuser); for a server started here without a password in the
+    URL, with the password it was given (backing.pg_password_file)."""
+    url = pg_admin_url_as_configured()
+    parts = urlsplit(url)
+    stored = pg_password_file(parts.port or 5432)
+    if parts.password is None and stored.exists():
+        user = quote(unquote(parts.username or "postgres"), safe="")
+        netloc = f"{user}:{quote(stored.read_text().strip(), safe='')}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def rabbitmq_url() -> str:
+    return os.environ.get("RABBITMQ_URL") or DEFAULT_RABBITMQ_URL
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def backing_dir() -> Path:
+    return Path(os.environ.get("BACKING_DIR") or REPO_ROOT / "var" / "backing")
 
 
 @dataclass(frozen=True)
-class BackingServer:
-    name: str
-    host: str
-    port: int
-    start_command: str  # the idempotent start command of this kind of machine
+class Endpoint:
+    kind: str  # "postgresql", "rabbitmq", "redis": also the name of its directory
+    label: str
+    url: str
+    default_port: int
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or self.default_port
+
+    @property
+    def user(self) -> str | None:
+        name = urlsplit(self.url).username
+        return unquote(name) if name else None
+
+    @property
+    def password(self) -> str | None:
+        value = urlsplit(self.url).password
+        return unquote(value) if value else None
+
+    @property
+    def directory(self) -> Path:
+        return backing_dir() / f"{self.kind}-{self.port}"
 
 
-BACKING_SERVERS = (
-    BackingServer(
-        "PostgreSQL",
-        "127.0.0.1",
-        5432,
-        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-    ),
-    BackingServer("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached"),
-    BackingServer(
-        "Redis",
-        "127.0.0.1",
-        6379,
-        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
-        "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
-    ),
-)
+def endpoints() -> tuple[Endpoint, ...]:
+    return (
+        Endpoint("postgresql", "PostgreSQL", pg_admin_url_as_configured(), 5432),
+        Endpoint("rabbitmq", "RabbitMQ", rabbitmq_url(), 5672),
+        Endpoint("redis", "Redis", redis_url(), 6379),
+    )
 
 
 def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -49,15 +122,535 @@ def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def require_backing_servers(servers: tuple[BackingServer, ...] = BACKING_SERVERS) -> None:
-    missing = [s for s in servers if not is_listening(s.host, s.port)]
-    if missing:
-        lines = [
-            f"  {s.name} is not answering on {s.host}:{s.port}; start it with:\n"
-            f"    {s.start_command}"
-            for s in missing
-        ]
-        raise SystemExit("Backing server(s) missing:\n" + "\n".join(lines))
+def _wait_until(check, what: str, timeout: float = START_TIMEOUT_SECONDS) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _say(line: str) -> None:
+    print(f"[backing] {line}", flush=True)
+
+
+# --- packages -------------------------------------------------------------------------
+
+# Per server: the package on Debian/Ubuntu, Fedora, Homebrew.
+_PACKAGES = {
+    "postgresql": ("postgresql", "postgresql-server", "postgresql@15"),
+    "rabbitmq": ("rabbitmq-server", "rabbitmq-server", "rabbitmq"),
+    "redis": ("redis-server", "redis", "redis"),
+}
+
+
+def _os_family() -> str:
+    if platform.system() == "Darwin":
+        return "macos"
+    try:
+        release = Path("/etc/os-release").read_text()
+    except OSError:
+        return "unknown"
+    fields = dict(
+        line.split("=", 1) for line in release.splitlines() if "=" in line and line[0] != "#"
+    )
+    ids = {fields.get("ID", "").strip('"'), *fields.get("ID_LIKE", "").strip('"').split()}
+    if ids & {"debian", "ubuntu"}:
+        return "debian"
+    if ids & {"fedora", "rhel", "centos"}:
+        return "fedora"
+    return "unknown"
+
+
+def install_command(kinds: list[str]) -> str:
+    """The command that installs these servers on this operating system."""
+    family = _os_family()
+    column = {"debian": 0, "fedora": 1, "macos": 2}.get(family, 0)
+    packages = " ".join(_PACKAGES[kind][column] for kind in kinds)
+    if family == "macos":
+        return f"brew install {packages}"
+    if family == "fedora":
+        return f"sudo dnf install -y {packages}"
+    return f"sudo apt-get install -y {packages}"
+
+
+def _apt_install(packages: list[str], purpose: str) -> None:
+    print(f"Installing {' '.join(packages)} (Debian's packages) for {purpose}...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        check=True,
+        env=env,
+    )
+
+
+def _can_apt() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def _first_file(candidates: list[str | Path]) -> str | None:
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server binary: on PATH, or where Debian, Fedora or Homebrew put it."""
+
+    def version(path: Path) -> int:
+        digits = "".join(ch for ch in path.parent.name if ch.isdigit()) or "0"
+        return int(digits)
+
+    versioned = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: -version(p.parent)
+    )
+    brew = sorted(Path("/opt/homebrew/opt").glob(f"postgresql@*/bin/{name}"), reverse=True)
+    return _first_file([shutil.which(name) or "", *versioned, *brew, f"/usr/bin/{name}"])
+
+
+def _rabbitmq_bin(name: str) -> str | None:
+    # Debian's /usr/sbin scripts re-run everything as the `rabbitmq` user with its system
+    # node's cookie; the scripts behind them take a node of our own.
+    return _first_file(
+        [f"/usr/lib/rabbitmq/bin/{name}", shutil.which(name) or "", f"/usr/sbin/{name}"]
+    )
+
+
+def _redis_bin() -> str | None:
+    return _first_file([shutil.which("redis-server") or "", "/usr/bin/redis-server"])
+
+
+_FINDERS = {
+    "postgresql": lambda: _pg_bin("initdb") and _pg_bin("pg_ctl"),
+    "rabbitmq": lambda: _rabbitmq_bin("rabbitmq-server") and _rabbitmq_bin("rabbitmqctl"),
+    "redis": _redis_bin,
+}
+
+
+def _ensure_installed(kinds: list[str]) -> None:
+    missing = [kind for kind in kinds if not _FINDERS[kind]()]
+    if not missing:
+        return
+    if _can_apt():
+        _apt_install([_PACKAGES[kind][0] for kind in missing], "the backing servers")
+        missing = [kind for kind in missing if not _FINDERS[kind]()]
+        if not missing:
+            return
+    names = ", ".join(kind for kind in missing)
+    raise SystemExit(
+        f"Nothing answers at the configured URL of {names}, and its server is not installed: "
+        f"install it with `{install_command(missing)}` (or point the URL at a running one)"
+    )
+
+
+# --- running as another user --------------------------------------------------------
+
+
+def _as_postgres_user() -> bool:
+    # PostgreSQL refuses to run as root: as root, it runs as the `postgres` account the
+    # package created.
+    return os.geteuid() == 0
+
+
+def _postgres_prefix() -> list[str]:
+    if not _as_postgres_user():
+        return []
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise SystemExit(
+            "PostgreSQL cannot run as root and there is no `postgres` account: run make as "
+            "a normal user"
+        ) from None
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def _postgres_home(endpoint: Endpoint) -> Path:
+    """Where the cluster lives. As root the `postgres` account must reach it, which a
+    checkout under a private home or temp directory does not allow: it then lives in
+    the temp directory, and var/backing holds a link to it."""
+    link = endpoint.directory
+    if not _as_postgres_user():
+        link.mkdir(parents=True, exist_ok=True)
+        return link
+    if link.exists():  # through the link, when its target is still there
+        return link.resolve()
+    link.unlink(missing_ok=True)  # a link whose target the machine cleaned away
+    real = Path(tempfile.mkdtemp(prefix=f"ticketing-{link.name}-"))
+    shutil.chown(real, "postgres", "postgres")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(real)
+    return real
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+
+def pg_password_file(port: int) -> Path:
+    return backing_dir() / f"postgresql-{port}.password"
+
+
+def _start_postgresql(endpoint: Endpoint) -> None:
+    home = _postgres_home(endpoint)
+    data, log, sockets = home / "data", home / "server.log", home / "run"
+    prefix = _postgres_prefix()
+    user = endpoint.user or "postgres"
+    if not (data / "PG_VERSION").exists():
+        password = endpoint.password
+        if password is None:
+            # No password in PG_ADMIN_URL: one of our own, which admin_url() then adds.
+            stored = pg_password_file(endpoint.port)
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            if not stored.exists():
+                stored.write_text(secrets.token_urlsafe(24))
+                stored.chmod(0o600)
+            password = stored.read_text().strip()
+        pwfile = home / "initdb-password"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if prefix:
+            shutil.chown(pwfile, "postgres", "postgres")
+        try:
+            _run(
+                [
+                    *prefix,
+                    _pg_bin("initdb") or "initdb",
+                    "-D",
+                    str(data),
+                    "-U",
+                    user,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer" if prefix else "--auth-local=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ],
+                "initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+    sockets.mkdir(exist_ok=True)
+    if prefix:
+        shutil.chown(sockets, "postgres", "postgres")
+    options = f"-c listen_addresses={endpoint.host} -p {endpoint.port} -k {sockets}"
+    _run(
+        [
+            *prefix,
+            _pg_bin("pg_ctl") or "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT_SECONDS)),
+            "start",
+        ],
+        "pg_ctl start",
+    )
+
+
+def _stop_postgresql(directory: Path) -> bool:
+    data = directory.resolve() / "data"
+    if not (data / "postmaster.pid").exists():
+        return False
+    _run(
+        [
+            *_postgres_prefix(),
+            _pg_bin("pg_ctl") or "pg_ctl",
+            "-D",
+            str(data),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ],
+        "pg_ctl stop",
+    )
+    return True
+
+
+# --- RabbitMQ --------------------------------------------------------------------------
+
+
+def rabbitmq_node(port: int) -> str:
+    return f"ticketing{port}@localhost"
+
+
+def _rabbitmq_env(directory: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        # The Erlang cookie is $HOME/.erlang.cookie: a home of its own gives the node and
+        # every rabbitmqctl call against it their own cookie.
+        "HOME": str(directory / "home"),
+        "RABBITMQ_NODENAME": rabbitmq_node(port),
+        "RABBITMQ_USE_LONGNAME": "false",
+        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(directory / "log"),
+        "RABBITMQ_PID_FILE": str(directory / "rabbitmq.pid"),
+        "RABBITMQ_NODE_PORT": str(port),
+        # Erlang's distribution port: RabbitMQ's rule (node port + 20000), said outright
+        # because the machine's own node may hold the default one.
+        "RABBITMQ_DIST_PORT": str(port + 20000),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_CRASH_DUMP": str(directory / "erl_crash.dump"),
+    }
+
+
+def _start_rabbitmq(endpoint: Endpoint) -> None:
+    directory = endpoint.directory
+    home = directory / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    cookie = home / ".erlang.cookie"
+    if not cookie.exists():
+        cookie.write_text(secrets.token_hex(16).upper())
+        cookie.chmod(0o400)
+    (directory / "rabbitmq-env.conf").write_text("")
+    (directory / "enabled_plugins").write_text("[].\n")
+    (directory / "rabbitmq.conf").write_text(
+        f"listeners.tcp.1 = {endpoint.host}:{endpoint.port}\n"
+        "distribution.listener.interface = 127.0.0.1\n"
+    )
+    env = _rabbitmq_env(directory, endpoint.port)
+    # Marks the node as ours: rabbitmqctl() and make down go by it.
+    (directory / "node").write_text(rabbitmq_node(endpoint.port) + "\n")
+    with open(directory / "server.log", "ab") as log:
+        server = subprocess.Popen(
+            [_rabbitmq_bin("rabbitmq-server") or "rabbitmq-server"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives make up and its Ctrl-C, until make down
+        )
+    # await_startup waits for a node that is booting, but fails at once while the Erlang
+    # VM is not reachable yet.
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        done = subprocess.run(
+            [*_ctl_command(directory, endpoint.port), "-q", "await_startup", "--timeout", "60"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            break
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit(f"RabbitMQ did not start: see {directory / 'server.log'}")
+        time.sleep(0.5)
+    user, password = endpoint.user or "guest", endpoint.password or "guest"
+    if user == "guest":
+        rabbitmqctl("change_password", "guest", password)
+    else:
+        users = rabbitmqctl("list_users", "--no-table-headers").split()
+        rabbitmqctl("add_user" if user not in users else "change_password", user, password)
+        rabbitmqctl("set_user_tags", user, "administrator")
+        rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+        # A node of our own has no use for the well-known guest/guest login.
+        rabbitmqctl("delete_user", "guest", check=False)
+    vhost = _vhost(endpoint.url)
+    if vhost != "/":
+        rabbitmqctl("add_vhost", vhost, check=False)
+        rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+def _vhost(url: str) -> str:
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def _ctl_command(directory: Path, port: int) -> list[str]:
+    return [_rabbitmq_bin("rabbitmqctl") or "rabbitmqctl", "-n", rabbitmq_node(port)]
+
+
+def _stop_rabbitmq(directory: Path) -> bool:
+    port = int(directory.name.rsplit("-", 1)[1])
+    if not (directory / "node").exists():
+        return False
+    env = _rabbitmq_env(directory, port)
+    done = subprocess.run(
+        [*_ctl_command(directory, port), "-q", "shutdown"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    (directory / "node").unlink(missing_ok=True)
+    return done.returncode == 0
+
+
+def rabbitmqctl(*args: str, check: bool = True) -> str:
+    """Run rabbitmqctl against the node RABBITMQ_URL names; its output.
+
+    `RABBITMQCTL` (a command line) runs instead where the broker is elsewhere (e.g.
+    `docker exec <container> rabbitmqctl`); a node started here is reached through its
+    own cookie; otherwise the machine's node, as root or the rabbitmq user."""
+    endpoint = endpoints()[1]
+    env = None
+    if command := os.environ.get("RABBITMQCTL"):
+        argv = shlex.split(command)
+    elif (endpoint.directory / "node").exists():
+        argv = _ctl_command(endpoint.directory, endpoint.port)
+        env = _rabbitmq_env(endpoint.directory, endpoint.port)
+    else:
+        argv = [shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"]
+    done = subprocess.run(
+        [*argv, "-q", *args], check=check, capture_output=True, text=True, timeout=60, env=env
+    )
+    return done.stdout
+
+
+# --- Redis -----------------------------------------------------------------------------
+
+
+def _start_redis(endpoint: Endpoint) -> None:
+    directory = endpoint.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [
+        _redis_bin() or "redis-server",
+        "--bind",
+        endpoint.host,
+        "--port",
+        str(endpoint.port),
+        "--dir",
+        str(directory),
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(directory / "redis.pid"),
+        "--logfile",
+        str(directory / "server.log"),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    if endpoint.password:
+        argv += ["--requirepass", endpoint.password]
+    _run(argv, "redis-server")
+
+
+def _stop_redis(directory: Path) -> bool:
+    pidfile = directory / "redis.pid"
+    if not pidfile.exists():
+        return False
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (ValueError, ProcessLookupError):
+        pidfile.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- the whole set ---------------------------------------------------------------------
+
+_STARTERS = {"postgresql": _start_postgresql, "rabbitmq": _start_rabbitmq, "redis": _start_redis}
+_STOPPERS = {"postgresql": _stop_postgresql, "rabbitmq": _stop_rabbitmq, "redis": _stop_redis}
+
+
+def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=180)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise SystemExit(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+def ensure_backing_servers() -> None:
+    """Every backing server answering at its URL: the ones already running are used;
+    the others are started here in user space (installed first when possible)."""
+    down = [endpoint for endpoint in endpoints() if not is_listening(endpoint.host, endpoint.port)]
+    if down:
+        _start(down)
+    _check_pg_admin_login()
+
+
+def _check_pg_admin_login() -> None:
+    """A server answering at PG_ADMIN_URL that refuses its login is one clear line, not a
+    traceback at the first query (a stock Debian cluster asks for a password)."""
+    try:
+        psycopg.connect(admin_url(), connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        endpoint = endpoints()[0]
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(
+            f"PostgreSQL at {endpoint.host}:{endpoint.port} refused PG_ADMIN_URL's login as "
+            f"{endpoint.user or 'postgres'} ({reason}). Set PG_ADMIN_URL to a superuser that can "
+            f"log in there, e.g. postgresql://postgres:PASSWORD@{endpoint.host}:{endpoint.port}"
+            "/postgres, or to a free port (e.g. 127.0.0.1:5433) where make starts a server "
+            "of its own."
+        ) from None
+
+
+def _start(down: list[Endpoint]) -> None:
+    _ensure_installed([endpoint.kind for endpoint in down])
+    for endpoint in down:
+        _say(
+            f"nothing answers at {endpoint.host}:{endpoint.port}: starting {endpoint.label} "
+            f"in {endpoint.directory} (make down stops it)"
+        )
+        endpoint.directory.parent.mkdir(parents=True, exist_ok=True)
+        _STARTERS[endpoint.kind](endpoint)
+        _wait_until(
+            lambda e=endpoint: is_listening(e.host, e.port),
+            f"{endpoint.label} on {endpoint.host}:{endpoint.port}",
+        )
+
+
+def stop_backing_servers() -> list[str]:
+    """Stop every server ensure_backing_servers() started under BACKING_DIR; what stopped."""
+    stopped = []
+    root = backing_dir()
+    if not root.is_dir():
+        return stopped
+    for directory in sorted(root.iterdir()):
+        kind, _, port = directory.name.rpartition("-")
+        if kind not in _STOPPERS or not port.isdigit() or not directory.is_dir():
+            continue
+        if _STOPPERS[kind](directory):
+            stopped.append(f"{kind} on port {port}")
+    _stop_idle_epmd()
+    return stopped
+
+
+def _stop_idle_epmd() -> None:
+    """Erlang starts its port mapper (epmd, port 4369) with the first node and leaves it
+    running; once no node is registered with it, it goes too."""
+    epmd = shutil.which("epmd") or _first_file(
+        sorted(Path("/usr/lib/erlang").glob("erts-*/bin/epmd"))
+    )
+    if not epmd:
+        return
+    names = subprocess.run([epmd, "-names"], capture_output=True, text=True, check=False)
+    if names.returncode == 0 and " at port " not in names.stdout:
+        subprocess.run([epmd, "-kill"], capture_output=True, check=False)
+
+
+# --- tools the tests and the gateway need ----------------------------------------------
 
 
 def _binary(name: str, fallback: str) -> str | None:
@@ -69,16 +662,9 @@ def _ensure_debian_package(*, package: str, binary: str, fallback: str, purpose:
     found = _binary(binary, fallback)
     if found:
         return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not _can_apt():
         raise SystemExit(f"{binary} is missing: install it (Debian: apt-get install -y {package})")
-    print(f"Installing {package} (Debian's package) for {purpose}...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-        check=True,
-        env=env,
-    )
+    _apt_install([package], purpose)
     found = _binary(binary, fallback)
     if not found:
         raise SystemExit(f"{binary} still missing after apt-get install {package}")

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 
+from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, rabbitmq_url
 from ticketing_devtools.catalog import DjangoService
 from ticketing_devtools.devkeys import DevSecrets
 from ticketing_devtools.provision import database_url, user_url
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 # localstripe accepts any key; real keys only ever come from the environment.
 LOCAL_STRIPE_KEY = "sk_test_local"
 
@@ -25,7 +24,7 @@ LOCAL_STRIPE_KEY = "sk_test_local"
 def broker_base_url() -> str:
     """RABBITMQ_URL as exported, or the local default: its host, port and user (the admin
     that provisions the services' own users) are what local tools use."""
-    return os.environ.get("RABBITMQ_URL") or DEFAULT_RABBITMQ_URL
+    return rabbitmq_url()
 
 
 def service_broker_url(url: str, service: DjangoService, secrets: DevSecrets) -> str:

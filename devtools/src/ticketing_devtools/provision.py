@@ -14,8 +14,6 @@ subjects, so no service can forge another's events.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -23,15 +21,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from ticketing_devtools.backing import pg_admin_url_as_configured, rabbitmqctl
 from ticketing_devtools.catalog import SERVICES
 from ticketing_devtools.devkeys import ensure_dev_secrets
-
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def admin_url() -> str:
-    return os.environ.get("PG_ADMIN_URL", DEFAULT_ADMIN_URL)
-
 
 # Any fixed number: the key of the advisory lock that serialises provisioning.
 PROVISION_LOCK_KEY = 0x7469636B  # "tick"
@@ -78,23 +70,18 @@ def drop_database(url: str, *, database: str) -> None:
 
 
 def database_url(
-    *, database: str, role: str, password: str, host: str = "127.0.0.1", port: int = 5432
+    *, database: str, role: str, password: str, host: str | None = None, port: int | None = None
 ) -> str:
-    return f"postgresql://{role}:{password}@{host}:{port}/{database}"
+    """A service's own URL: its role and database on PG_ADMIN_URL's server (or at `host`
+    and `port`, e.g. a proxy in front of it)."""
+    parts = urlsplit(pg_admin_url_as_configured())
+    address = f"{host or parts.hostname or '127.0.0.1'}:{port or parts.port or 5432}"
+    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{address}"
+    return urlunsplit(("postgresql", netloc, f"/{database}", "", ""))
 
 
 # The services that connect to RabbitMQ, each as its own user.
 BUS_SERVICES = tuple(service.name for service in SERVICES if service.events)
-
-
-def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl against the local node (as root or the rabbitmq user, through the
-    Erlang cookie: no broker credentials needed); its output, or CalledProcessError."""
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    done = subprocess.run(
-        [binary, "-q", *args], check=True, capture_output=True, text=True, timeout=60
-    )
-    return done.stdout
 
 
 def vhost_of(url: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +26,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import requests
 
+from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, admin_url, rabbitmqctl
 from ticketing_devtools.catalog import SERVICES, VAR_DIR, service
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL
-from ticketing_devtools.provision import admin_url
 
 STACK_FILE = "stack.json"
 # An unsent outbox row older than this is stuck: the worker's relay, woken by every
@@ -182,37 +180,19 @@ def readiness(service: str, url: str) -> Readiness:
     return Readiness(service, url, False, detail or f"HTTP {response.status_code}")
 
 
-def _rabbitmqctl() -> str:
-    return shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-
-
 def queue_depths(vhost: str) -> list[QueueDepth]:
     """Every queue of the vhost, by name; raises RuntimeError when the broker won't say."""
+    columns = ("name", "messages_ready", "messages_unacknowledged", "--no-table-headers")
     try:
-        result = subprocess.run(
-            [
-                _rabbitmqctl(),
-                "-q",
-                "list_queues",
-                "-p",
-                vhost,
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--no-table-headers",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        output = rabbitmqctl("list_queues", "-p", vhost, *columns)
+    except subprocess.CalledProcessError as exc:
+        lines = (exc.stderr or exc.stdout or "").strip().splitlines()
+        reason = lines[-1] if lines else "failed"
+        raise RuntimeError(f"rabbitmqctl list_queues: {reason}") from exc
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeError(f"rabbitmqctl: {exc}") from exc
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip().splitlines()
-        raise RuntimeError(f"rabbitmqctl list_queues: {message[-1] if message else 'failed'}")
     depths = []
-    for line in result.stdout.splitlines():
+    for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
             depths.append(QueueDepth(parts[0], int(parts[1]), int(parts[2])))
@@ -343,8 +323,10 @@ def main(
             "services": {},
         }
     else:
-        print(f"No running system described at {path}: start one with `make up`, or pass")
-        print("--stack-file (a test stack's run directory) or --service NAME=URL.")
+        print(
+            f"No running system described at {path}: start one with `make up`, or pass "
+            "--stack-file (a test stack's run directory) or --service NAME=URL"
+        )
         return 2
     target = Target.from_description(description)
     target = Target(

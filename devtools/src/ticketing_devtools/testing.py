@@ -26,9 +26,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from ticketing_devtools.backing import admin_url, rabbitmqctl
 from ticketing_devtools.catalog import DATABASE_SERVICES
 from ticketing_devtools.environment import broker_base_url
-from ticketing_devtools.provision import admin_url, drop_database, grant_all, rabbitmqctl, user_url
+from ticketing_devtools.provision import drop_database, grant_all, user_url
 from ticketing_devtools.stack import Stack
 
 

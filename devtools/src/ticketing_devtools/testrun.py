@@ -17,11 +17,16 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from ticketing_devtools.backing import ensure_chromium, ensure_nginx, require_backing_servers
+from ticketing_devtools.backing import (
+    admin_url,
+    ensure_backing_servers,
+    ensure_chromium,
+    ensure_nginx,
+)
 from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, SERVICES, VAR_DIR
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import common_env, service_env
-from ticketing_devtools.provision import admin_url, database_url, ensure_database
+from ticketing_devtools.provision import database_url, ensure_database
 from ticketing_devtools.staticfiles import collect_static
 
 PYTEST_NO_TESTS = 5
@@ -71,7 +76,7 @@ def _counts(report: Path) -> tuple[int, int, int]:
 
 
 def run(selected: list[str], pytest_args: list[str]) -> int:
-    require_backing_servers()
+    ensure_backing_servers()
     ensure_nginx()  # the gateway tests run the real nginx
     ensure_chromium()  # the browser tests drive Debian's Chromium
     secrets = ensure_dev_secrets()

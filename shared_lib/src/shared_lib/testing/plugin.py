@@ -151,11 +151,11 @@ def rabbitmq_users(django_db_setup: Any) -> Iterator[dict[str, str]]:
 
     from shared_lib.events import broker
     from shared_lib.events.registry import discover_handlers
+    from ticketing_devtools.backing import rabbitmqctl
     from ticketing_devtools.provision import (
         BUS_SERVICES,
         ensure_bus_users,
         grant_all,
-        rabbitmqctl,
         user_url,
         vhost_of,
     )
