@@ -11,10 +11,11 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: up test lint format setup sync clean help bench demo bench-load
+.PHONY: up down test lint format setup sync sync-runtime clean help bench demo bench-load
 
 help:
 	@echo "make up     set up and run the whole system on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
+	@echo "make down   stop the PostgreSQL, RabbitMQ and Redis that make up started"
 	@echo "make test   set up and run every test suite"
 	@echo "make lint   ruff lint + format check"
 	@echo "make demo   add demo users and tickets to the running system (after make up)"
@@ -26,22 +27,36 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-.venv/.synced: uv.lock pyproject.toml */pyproject.toml | $(UV)
-	$(UV) sync --frozen --all-packages
+# One virtualenv, synced at two levels, each with its stamp. Running the system needs only
+# the workspace packages and the `local` group (localstripe); tests, linters and benchmarks
+# need the `dev` group too (~670 MB more: Playwright, Locust, matplotlib, the linters).
+# The runtime sync is --inexact, so after a full sync it leaves the dev tools in place and
+# the two work in either order; the full sync is exact and covers the runtime level too.
+.venv/.synced-runtime: uv.lock pyproject.toml */pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-packages --no-default-groups --group local --inexact
 	@touch $@
 
-sync: .venv/.synced
+.venv/.synced-dev: uv.lock pyproject.toml */pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-packages --all-groups
+	@touch $@ .venv/.synced-runtime
 
-up: sync
+sync-runtime: .venv/.synced-runtime
+
+sync: .venv/.synced-dev
+
+up: sync-runtime
 	$(PY) -m ticketing_devtools.cli up
+
+down: sync-runtime
+	$(PY) -m ticketing_devtools.cli down
 
 test: sync
 	$(PY) -m ticketing_devtools.cli test
 
-demo: sync
+demo: sync-runtime
 	$(PY) -m ticketing_devtools.cli demo
 
-setup: sync
+setup: sync-runtime
 	$(PY) -m ticketing_devtools.cli setup
 
 # Each prints its figures beside a ceiling measured in the same run; see bench/README.md.

@@ -1,10 +1,14 @@
 """`ticketing-dev`: the commands behind the Makefile.
 
 ticketing-dev up                # set up and run the whole system on one URL
+ticketing-dev down              # stop the backing servers `up` started (if it started any)
 ticketing-dev demo              # add demo users and tickets to the running system
 ticketing-dev test [SUITE ...]  # set up and run every test suite
 ticketing-dev status            # readiness, queue depths, outbox backlog, dead letters
 ticketing-dev manage auth createsuperuser
+
+Every command first reads the repository's .env, if there is one (.env.example's format);
+variables already exported win over it. An error is one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,13 +21,19 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import psycopg
+import requests
+
 from ticketing_devtools import testrun
-from ticketing_devtools.backing import require_backing_servers
-from ticketing_devtools.catalog import SERVICES, service
+from ticketing_devtools.backing import ensure_backing_servers, stop_backing_servers
+from ticketing_devtools.catalog import REPO_ROOT, SERVICES, service
 from ticketing_devtools.demo import add_demo_data
 from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.envfile import EnvFileError, load_env_file
 from ticketing_devtools.environment import service_env
 from ticketing_devtools.stack import Stack, prepare
+
+ENV_FILE = REPO_ROOT / ".env"  # never committed (.gitignore); .env.example shows the format
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -40,6 +50,7 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, terminate)
     try:
         stack.start()
+        reloading = stack.supervisor.reload_on_change()
         say = partial(stack.supervisor.say, "ticketing")
         for name, checks in stack.readiness.items():
             detail = ", ".join(f"{check} {state}" for check, state in checks.items())
@@ -47,6 +58,8 @@ def _up(args: argparse.Namespace) -> int:
         say(f"Ready: {stack.url}  (open it in a browser; Ctrl-C stops everything)")
         say("  demo users and tickets: make demo (in another terminal)")
         say(f"  API docs: {stack.url}/api/tickets/docs/ · admin: {stack.url}/admin/auth/")
+        if reloading:
+            say("  a changed .py file restarts the processes that run it")
         exited = stack.supervisor.wait_any()
         if exited is None:
             stack.supervisor.say("ticketing", "parent process gone; stopping")
@@ -88,8 +101,14 @@ def _status(args: argparse.Namespace) -> int:
     )
 
 
+def _down(args: argparse.Namespace) -> int:
+    stopped = stop_backing_servers()
+    print(f"Stopped {', '.join(stopped)}" if stopped else "No server of make up's is running")
+    return 0
+
+
 def _manage(args: argparse.Namespace) -> int:
-    require_backing_servers()
+    ensure_backing_servers()
     target = service(args.service)
     env = service_env(target, ensure_dev_secrets())
     return subprocess.call([sys.executable, "manage.py", *args.args], cwd=target.directory, env=env)
@@ -100,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="set up and run the whole system").set_defaults(func=_up)
     commands.add_parser("setup", help="secrets, databases, migrations").set_defaults(func=_setup)
+    commands.add_parser(
+        "down", help="stop the PostgreSQL, RabbitMQ and Redis that up or test started"
+    ).set_defaults(func=_down)
     demo = commands.add_parser("demo", help="add demo users and tickets to a running system")
     demo.add_argument("--url", help="the gateway (default: http://127.0.0.1:$GATEWAY_PORT)")
     demo.set_defaults(func=_demo)
@@ -121,14 +143,58 @@ def main(argv: list[str] | None = None) -> int:
         "--service", action="append", default=[], metavar="NAME=URL", help="a web service's URL"
     )
     status.set_defaults(func=_status)
-    manage = commands.add_parser("manage", help="manage.py of one service, with its env")
-    manage.add_argument("service", choices=[s.name for s in SERVICES])
+    service_names = [s.name for s in SERVICES]
+    manage = commands.add_parser(
+        "manage", help=f"manage.py of one service ({', '.join(service_names)}), with its env"
+    )
+    manage.add_argument("service", help=f"one of: {', '.join(service_names)}")
     manage.add_argument("args", nargs=argparse.REMAINDER)
     manage.set_defaults(func=_manage)
     args = parser.parse_args(argv)
     if args.command == "test" and (unknown := sorted(set(args.suites) - set(suite_names))):
         test.error(f"unknown suite {', '.join(unknown)}; the suites: {', '.join(suite_names)}")
-    return args.func(args)
+    if args.command == "manage" and args.service not in service_names:
+        manage.error(f"unknown service {args.service}; the services: {', '.join(service_names)}")
+    try:
+        load_env_file(ENV_FILE)
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        return _fail(args.command, exc.code)
+    except USER_ERRORS as exc:
+        return _fail(args.command, _describe(exc))
+
+
+# What goes wrong because of the machine or the input, not a bug in devtools: one line
+# says what (the command's own output above says more). Anything else keeps its traceback.
+USER_ERRORS = (
+    EnvFileError,
+    OSError,  # a port taken, a file missing, a timeout waiting for a process
+    RuntimeError,  # a process exited while starting, nginx -t refused the config
+    subprocess.CalledProcessError,
+    requests.RequestException,
+    psycopg.Error,
+)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        argv = [exc.cmd] if isinstance(exc.cmd, str) else list(exc.cmd)
+        argv = ["python" if arg == sys.executable else str(arg) for arg in argv]
+        return f"`{' '.join(argv)}` failed with exit status {exc.returncode}"
+    if isinstance(exc, requests.ConnectionError) and exc.request is not None:
+        return f"nothing answers at {exc.request.url}: is the system running (make up)?"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _fail(command: str, message: str) -> int:
+    # argparse's format, so every error of ticketing-dev reads alike.
+    print(f"ticketing-dev {command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

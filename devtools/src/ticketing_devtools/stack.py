@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import IO
 
 from ticketing_devtools import gateway, localstripe
-from ticketing_devtools.backing import ensure_nginx, require_backing_servers
-from ticketing_devtools.catalog import SERVICES, VAR_DIR, DjangoService
+from ticketing_devtools.backing import admin_url, ensure_backing_servers, ensure_nginx
+from ticketing_devtools.catalog import REPO_ROOT, SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import broker_base_url, service_broker_url, service_env
-from ticketing_devtools.provision import admin_url, ensure_bus_users, ensure_database
+from ticketing_devtools.provision import ensure_bus_users, ensure_database
 from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
 
@@ -32,6 +32,12 @@ LOCAL_WEB_WORKERS = "2"
 # from a loopback address of its own, so the gateway can believe the browser address it
 # forwards (for per-IP rate limits) and nobody else's, as it would a pod's IP.
 CLIENT_SOURCE_ADDRESS = "127.0.0.2"
+
+
+def code_roots(service: DjangoService) -> tuple[Path, ...]:
+    """Where the code a service's processes import lives: a change there restarts them
+    under `make up` (Supervisor.reload_on_change)."""
+    return (service.directory, REPO_ROOT / "shared_lib")
 
 
 def free_port() -> int:
@@ -44,7 +50,7 @@ def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: A
     """Everything before a process starts: secrets, databases, migrations, static files."""
     import subprocess
 
-    require_backing_servers()
+    ensure_backing_servers()
     secrets = ensure_dev_secrets()
     for service in SERVICES:
         env = service_env(service, secrets, db_prefix=db_prefix)
@@ -167,6 +173,7 @@ class Stack:
             ],
             cwd=service.directory,
             env=env,
+            reload_on=code_roots(service),
         )
 
     def heartbeat_file(self, service: DjangoService, process: str = "") -> Path:
@@ -198,6 +205,7 @@ class Stack:
             ],
             cwd=service.directory,
             env=env,
+            reload_on=code_roots(service),
         )
 
     def restart_worker(self, name: str, *, kill: bool = True, process: str = "") -> None:
