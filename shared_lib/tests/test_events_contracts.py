@@ -10,7 +10,7 @@ from shared_lib.events import broker
 from shared_lib.events.contracts import CONTRACTS, ContractError, Envelope, Subject, validate_data
 from tests.demo.factories import example_data, order_created_data, ticket_data
 
-# DESIGN.md §4: subject -> the services that consume it.
+# docs/events.md: subject -> the services that consume it.
 DESIGN_CONSUMERS = {
     "ticket.created": ("orders",),
     "ticket.updated": ("orders",),
@@ -20,7 +20,7 @@ DESIGN_CONSUMERS = {
     "expiration.complete": ("orders",),
     "payment.created": ("orders",),
 }
-# DESIGN.md §4: subject -> its data fields (optional ones included).
+# docs/events.md: subject -> its data fields (optional ones included).
 DESIGN_FIELDS = {
     "ticket.created": {"id", "version", "title", "price", "userId"},
     "ticket.updated": {"id", "version", "title", "price", "userId", "orderId"},

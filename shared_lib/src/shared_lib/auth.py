@@ -68,7 +68,7 @@ class SessionUser:
         return self.id
 
     def as_dict(self) -> dict[str, Any]:
-        # The public shape (`currentUser` in DESIGN.md §3); `staff` is for the admins only.
+        # The public shape (`currentUser` in docs/api.md); `staff` is for the admins only.
         return {"id": self.id, "email": self.email, "iat": self.iat, "exp": self.exp}
 
 

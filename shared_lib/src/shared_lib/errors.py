@@ -30,7 +30,7 @@ from shared_lib.auth import AUTH_CHALLENGE
 
 logger = logging.getLogger(__name__)
 
-# Messages the API promises (DESIGN.md §3 "Messages"); tests assert these exact strings.
+# Messages the API promises (docs/api.md); tests assert these exact strings.
 NOT_AUTHORIZED = "Not authorized"
 FORBIDDEN = "Forbidden"
 NOT_FOUND = "Not Found"
@@ -278,7 +278,7 @@ class ErrorShapeMiddleware:
 
 
 class JsonOnlyApiMiddleware:
-    """Unsafe API methods accept only application/json (DESIGN.md §3 "Sessions").
+    """Unsafe API methods accept only application/json (docs/api.md).
 
     This is the API's CSRF defence: the session cookie is SameSite=Lax and a cross-site
     HTML form cannot send application/json, so refusing every other declared type stops

@@ -4,7 +4,7 @@
         price = RawValue()   # the JSON value as parsed (Decimal, int, str...), unchanged
 
 Input serializers check the body's shape; the rules and their exact messages live in
-services.py (STYLE.md), which therefore need the value as the client sent it.
+services.py (docs/development.md), which therefore need the value as the client sent it.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ class OutboxEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
+    # The W3C trace context of the write (shared_lib.tracing), "" when untraced. A database
+    # default too, so that a process still running the previous release can insert.
+    traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
+    tracestate = models.CharField(max_length=512, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["created_at"]

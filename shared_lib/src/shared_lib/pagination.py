@@ -1,4 +1,4 @@
-"""Cursor pagination that keeps the body a JSON list (DESIGN.md §3 "Pagination").
+"""Cursor pagination that keeps the body a JSON list (docs/api.md).
 
     page = paginate(request, Ticket.objects.filter(order_id=None).values(*FIELDS))
     return page.response([ticket_json(row) for row in page.items])   # newest first

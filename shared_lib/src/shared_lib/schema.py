@@ -78,7 +78,7 @@ def describe_browsable_api(result: dict[str, Any], **kwargs: Any) -> dict[str, A
 
 class ErrorItemSerializer(serializers.Serializer):
     message = serializers.CharField()
-    # Only input errors name a field (DESIGN.md §3), so it is absent, never null.
+    # Only input errors name a field (docs/api.md), so it is absent, never null.
     field = serializers.CharField(required=False)
 
 
@@ -88,7 +88,7 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.ListField(child=ErrorItemSerializer(), min_length=1)
 
 
-# What each error status means in this API (DESIGN.md §3), as the schema describes it.
+# What each error status means in this API (docs/api.md), as the schema describes it.
 ERROR_DESCRIPTIONS = {
     400: "Invalid input (each item names its field) or a business rule refused the request",
     401: "Not signed in: no session, or an expired, forged or malformed token",

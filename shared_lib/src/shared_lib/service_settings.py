@@ -155,6 +155,9 @@ def base_settings(
             "shared_lib.metrics.MetricsMiddleware",
             "shared_lib.health.HealthMiddleware",
             "shared_lib.correlation.CorrelationIdMiddleware",
+            # A span per request when tracing is on (inside the correlation scope, so the
+            # span names its id); with tracing off Django leaves it out at start-up.
+            "shared_lib.tracing.TracingMiddleware",
             "shared_lib.errors.ErrorShapeMiddleware",
             "django.middleware.security.SecurityMiddleware",
             "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -221,7 +224,7 @@ def base_settings(
         "CSRF_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", default=True),
         "CSRF_TRUSTED_ORIGINS": env_list("CSRF_TRUSTED_ORIGINS", default=[]),
         # The gateway forwards Host (with its port) and X-Forwarded-Proto, so links a
-        # service builds point at the gateway (DESIGN.md §3 "Routing").
+        # service builds point at the gateway (docs/architecture.md).
         "USE_X_FORWARDED_HOST": True,
         "USE_X_FORWARDED_PORT": False,
         "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),

@@ -15,7 +15,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from shared_lib.ids import UUID_PATTERN
 
-# A UUID in a path; anything else there matches no route and is a 404 (DESIGN.md §3 "Ids").
+# A UUID in a path; anything else there matches no route and is a 404 (docs/api.md).
 UUID = UUID_PATTERN
 
 

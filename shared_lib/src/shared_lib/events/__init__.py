@@ -8,7 +8,7 @@
     @event_handler(Subject.ORDER_CREATED)       # in <app>/handlers.py
     def on_order_created(event): ...            # runs once per event, in a transaction
 
-See DESIGN.md §4 for the guarantees and the README's "Events" section for the flow.
+See docs/events.md for the guarantees and the flow.
 """
 
 from typing import Any

@@ -33,6 +33,7 @@ from django.conf import settings
 from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
 
+from shared_lib import tracing
 from shared_lib.events.contracts import PRODUCERS, Subject
 
 logger = logging.getLogger("shared_lib.events")
@@ -42,7 +43,7 @@ logger = logging.getLogger("shared_lib.events")
 CONNECT_TIMEOUT_SECONDS = 2
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
-# A subject's consumers, as DESIGN.md §4 lists them. Publishers declare these queues
+# A subject's consumers, as docs/events.md lists them. Publishers declare these queues
 # too, so an event published before a consumer's first start still waits for it.
 CONSUMERS: dict[Subject, tuple[str, ...]] = {
     Subject.TICKET_CREATED: ("orders",),
@@ -363,26 +364,44 @@ def publish_event(
     occurred_at: datetime,
     data: dict[str, Any],
     correlation_id: str,
+    traceparent: str = "",
+    tracestate: str = "",
 ) -> None:
     """Send one domain event (its envelope) to the events exchange, confirmed; log it.
 
-    The one way events leave a service, from the outbox or (no database) directly.
+    The one way events leave a service, from the outbox or (no database) directly. The
+    trace context is the write's, which the outbox row kept ("" when it had none).
     """
     ensure_subject_topology(pooled, subject)
-    send(
-        pooled,
-        body={
-            "id": event_id,
-            "subject": str(subject),
-            "occurredAt": occurred_at.isoformat(),
-            "data": data,
-        },
-        exchange=events_exchange(),
-        routing_key=str(subject),
-        message_id=event_id,
+    exchange = events_exchange()
+    body = {
+        "id": event_id,
+        "subject": str(subject),
+        "occurredAt": occurred_at.isoformat(),
+        "data": data,
+    }
+    with tracing.sending(
+        subject,
+        event_id=event_id,
+        exchange=exchange.name,
         correlation_id=correlation_id,
-        headers={"correlation_id": correlation_id},
-    )
+        traceparent=traceparent,
+        tracestate=tracestate,
+    ) as (traceparent, tracestate):
+        # Only when there is one: an untraced envelope stays byte for byte what it was.
+        if traceparent:
+            body["traceparent"] = traceparent
+            if tracestate:
+                body["tracestate"] = tracestate
+        send(
+            pooled,
+            body=body,
+            exchange=exchange,
+            routing_key=str(subject),
+            message_id=event_id,
+            correlation_id=correlation_id,
+            headers={"correlation_id": correlation_id},
+        )
     from shared_lib.metrics import EVENTS_PUBLISHED
 
     EVENTS_PUBLISHED.labels(subject=str(subject)).inc()

@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -50,7 +50,7 @@ from kombu import Consumer
 from psycopg.pq import TransactionStatus
 from pydantic import ValidationError
 
-from shared_lib import metrics
+from shared_lib import metrics, tracing
 from shared_lib.correlation import correlation_scope
 from shared_lib.events import broker
 from shared_lib.events.contracts import ContractError, Envelope, Subject
@@ -223,27 +223,31 @@ def _together(
 
 
 def _run_together(items: list[tuple[Handler, Event, str]], results: list[Result | None]) -> None:
-    for index, (handler, event, _) in enumerate(items):
+    for index, (handler, event, consumer) in enumerate(items):
         if results[index] is not None:
             continue  # a duplicate, or a batch handler's event already handled
         together = _together(items, results, index)
         if takes_batches(handler):
-            run = partial(handler, [items[later][1] for later in together])
+            events: Sequence[Event] = [items[later][1] for later in together]
+            run = partial(handler, events)
         else:
+            events = (event,)
             run = partial(handler, event)
         with correlation_scope(event.correlation_id):
             try:
-                run()
-                _check_transaction()
+                with tracing.handling(events, queue=consumer):
+                    run()
+                    _check_transaction()
             except Exception as exc:
                 raise _Redo from exc
         for later in together:
             results[later] = Outcome.APPLIED
 
 
-def _call(handler: Handler, event: Event) -> None:
+def _call(handler: Handler, event: Event, consumer: str) -> None:
     """One event through its handler, a batch handler's too."""
-    handler([event] if takes_batches(handler) else event)  # type: ignore[arg-type]
+    with tracing.handling((event,), queue=consumer):
+        handler([event] if takes_batches(handler) else event)  # type: ignore[arg-type]
 
 
 def _run_isolated(
@@ -257,7 +261,7 @@ def _run_isolated(
         with correlation_scope(event.correlation_id):
             try:
                 with transaction.atomic():
-                    _call(handler, event)
+                    _call(handler, event, consumer)
                     _check_transaction()
             except Exception as exc:
                 if _connection_lost(exc):
@@ -283,10 +287,10 @@ def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
     if not settings.EVENTS_INBOX:
         # No database: each handler alone; it must tolerate a redelivery itself.
         results: list[Result] = []
-        for handler, event, _ in items:
+        for handler, event, consumer in items:
             with correlation_scope(event.correlation_id):
                 try:
-                    _call(handler, event)
+                    _call(handler, event, consumer)
                 except Exception as exc:
                     results.append(exc)
                     continue
@@ -459,6 +463,8 @@ class Dispatcher:
             data=data,
             correlation_id=correlation_id,
             attempt=attempts + waits,
+            traceparent=envelope.traceparent or "",
+            tracestate=envelope.tracestate or "",
         )
 
     # -- settling -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ it) but a missing or mistyped field is an error. The JSON Schemas are snapshotte
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from datetime import datetime
@@ -22,7 +23,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 __all__ = [
     "CONTRACTS",
@@ -47,7 +55,7 @@ class Subject(StrEnum):
     PAYMENT_CREATED = "payment.created"
 
 
-# The one service that publishes each subject (DESIGN.md §4). Each service reaches the
+# The one service that publishes each subject (docs/events.md). Each service reaches the
 # broker as its own user, named after the service: RabbitMQ lets that user publish only
 # these subjects (topic permissions) and stamps its name on every message (`user_id`),
 # so a consumer can tell a forged event from a real one.
@@ -92,7 +100,7 @@ class TicketCreated(Payload):
     version: Version
     title: str = Field(min_length=1, max_length=200)
     price: Money
-    userId: uuid.UUID  # wire names are camelCase (DESIGN.md §3)
+    userId: uuid.UUID  # wire names are camelCase (docs/api.md)
 
 
 class TicketUpdated(TicketCreated):
@@ -161,8 +169,34 @@ def validate_data(subject: Subject | str, data: Any) -> Payload:
         raise ContractError(f"{subject}: {exc.errors(include_url=False)}") from exc
 
 
+# W3C Trace Context (https://www.w3.org/TR/trace-context/), as shared_lib.tracing writes
+# it: version 00, a trace id and a parent id that are not all zeros, the flags.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+# The spec's limit (32 members of at most 256 characters) is far above what any vendor
+# sends; OpenTelemetry drops a longer one too. Printable ASCII only, as the spec says.
+_TRACESTATE = re.compile(r"[\x20-\x7e]{1,512}")
+
+
+def _dropped_unless(pattern: re.Pattern[str]) -> BeforeValidator:
+    """An optional envelope field holds the pattern or nothing: a malformed value (a bug,
+    a forgery) is dropped rather than rejected, so the event is still handled and only
+    starts a trace of its own."""
+
+    def checked(value: Any) -> str | None:
+        return value if isinstance(value, str) and pattern.fullmatch(value) else None
+
+    return BeforeValidator(checked)
+
+
+# Left out of the wire form when absent: an untraced envelope is what it always was.
+_ABSENT = Field(default=None, exclude_if=lambda value: value is None)
+Traceparent = Annotated[str | None, _dropped_unless(_TRACEPARENT), _ABSENT]
+Tracestate = Annotated[str | None, _dropped_unless(_TRACESTATE), _ABSENT]
+
+
 class Envelope(BaseModel):
-    """What travels on the wire: `{id, subject, occurredAt, data}`."""
+    """What travels on the wire: `{id, subject, occurredAt, data}`, and the W3C trace
+    context of the publish (`traceparent`, `tracestate`) when its producer traces."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -170,6 +204,8 @@ class Envelope(BaseModel):
     subject: Subject
     occurredAt: datetime
     data: dict[str, Any]
+    traceparent: Traceparent
+    tracestate: Tracestate
 
     def payload(self) -> Payload:
         return validate_data(self.subject, self.data)

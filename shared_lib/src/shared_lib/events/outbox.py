@@ -1,4 +1,4 @@
-"""Publishing through a transactional outbox (DESIGN.md §4).
+"""Publishing through a transactional outbox (docs/events.md).
 
     with transaction.atomic():
         order = Order.objects.create(...)
@@ -34,6 +34,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from shared_lib import tracing
 from shared_lib.correlation import current_correlation_id
 from shared_lib.events import broker
 from shared_lib.events.contracts import Subject, validate_data
@@ -70,24 +71,26 @@ def publish_many(subject: Subject | str, items: Sequence[tuple[Any, str]]) -> li
             "publish() must run inside transaction.atomic(), with the change it announces"
         )
     rows, ids, now = [], [], timezone.now()
-    for data, correlation_id in items:
-        payload = validate_data(subject, data).model_dump(mode="json")  # ContractError if bad
-        event_id = uuid.uuid4()
-        # A new row as OutboxEvent's defaults make it, in _INSERT_FIELDS' order.
-        row = [event_id, str(Subject(subject)), Jsonb(payload), now, correlation_id]
-        rows.append([*row, now, now, 0, ""])
-        ids.append(event_id)
-    with connection.cursor() as cursor:
-        if len(rows) == 1:
-            cursor.execute(_insert_sql(), rows[0])
-        elif rows:
-            cursor.executemany(_insert_sql(), rows)  # psycopg pipelines them
+    # The rows keep the write's trace context for the relay (("", "") untraced).
+    with tracing.creating(subject, count=len(items)) as trace_context:
+        for data, correlation_id in items:
+            payload = validate_data(subject, data).model_dump(mode="json")  # ContractError if bad
+            event_id = uuid.uuid4()
+            # A new row as OutboxEvent's defaults make it, in _INSERT_FIELDS' order.
+            row = [event_id, str(Subject(subject)), Jsonb(payload), now, correlation_id]
+            rows.append([*row, now, now, 0, "", *trace_context])
+            ids.append(event_id)
+        with connection.cursor() as cursor:
+            if len(rows) == 1:
+                cursor.execute(_insert_sql(), rows[0])
+            elif rows:
+                cursor.executemany(_insert_sql(), rows)  # psycopg pipelines them
     return ids
 
 
 _INSERT_FIELDS = (
     *("id", "subject", "data", "occurred_at", "correlation_id"),
-    *("created_at", "next_attempt_at", "attempts", "last_error"),
+    *("created_at", "next_attempt_at", "attempts", "last_error", "traceparent", "tracestate"),
 )
 
 
@@ -112,6 +115,8 @@ def _send_row(pooled: Any, row: OutboxEvent) -> None:
         occurred_at=row.occurred_at,
         data=row.data,
         correlation_id=row.correlation_id,
+        traceparent=row.traceparent,
+        tracestate=row.tracestate,
     )
 
 

@@ -32,6 +32,9 @@ class Event(Generic[P]):
     data: P
     correlation_id: str
     attempt: int = 0  # deliveries before this one that did not apply
+    # The W3C trace context its producer sent ("" when none): shared_lib.tracing's parent.
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 class NotYet(Exception):

@@ -1,4 +1,4 @@
-"""Applying another service's events in each aggregate's version order (DESIGN.md §4).
+"""Applying another service's events in each aggregate's version order (docs/events.md).
 
     # a replica: a local copy of another service's aggregate, with its `version`
     outcome = apply_to_replica(TicketReplica, id=data.id, version=data.version,

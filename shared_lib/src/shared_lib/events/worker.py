@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -300,12 +300,23 @@ def is_alive(max_age: float = HEARTBEAT_MAX_AGE_SECONDS) -> bool:
         return False
 
 
+def setup_worker_tracing(**_: Any) -> None:
+    """worker_init: tracing for the worker's event consumer and relay (shared_lib.tracing).
+    The pools here are solo and threads, one process; a prefork child would inherit it
+    (the SDK restarts its export thread after a fork)."""
+    from shared_lib.tracing import setup_tracing
+
+    setup_tracing(settings.EVENTS_SERVICE)
+
+
 def make_celery_app(
     project: str, *, outbox: bool = True, consumer_step: type[bootsteps.Step] | None = None
 ) -> Celery:
     """The service's Celery app: the event consumer, and the outbox relay unless the
     service has no database (`outbox=False`)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{project}.settings")
+    # In the worker process, before any bootstep starts a thread that publishes or consumes.
+    signals.worker_init.connect(setup_worker_tracing, weak=False)
     app = Celery(project)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.steps["consumer"].add(consumer_step or EventConsumerStep)
