@@ -19,7 +19,7 @@ clicking again would, each retry reported under its own name so it is never mixe
 endpoint's figures:
 
 - POST /api/orders 404 for a ticket created moments ago: orders_svc learns of a ticket by
-  the `ticket.created` event, a few ms after tickets_svc lists it (DESIGN.md, section 4).
+  the `ticket.created` event, a few ms after tickets_svc lists it (docs/events.md).
 - POST /api/payments 404 for an order created moments ago: payments_svc learns of an order
   by `order.created` likewise.
 

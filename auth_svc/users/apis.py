@@ -1,4 +1,4 @@
-"""Thin HTTP adapters over users.services (DESIGN.md §3, /api/users/...)."""
+"""Thin HTTP adapters over users.services (docs/api.md, /api/users/...)."""
 
 from __future__ import annotations
 

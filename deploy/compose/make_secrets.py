@@ -1,7 +1,7 @@
 """docker-compose.yml's secrets: made on the first `docker compose up`, kept in a volume.
 
     python make_secrets.py /secrets     # the compose service `secrets` runs this
-    python make_secrets.py --rabbitmq-host rabbitmq.ticketing.svc DIR   # for k8s/ (README)
+    python make_secrets.py --rabbitmq-host rabbitmq.ticketing.svc DIR   # for k8s/ (docs/deploy.md)
 
 Nothing secret is committed for compose either. This writes each secret once (a file
 that exists is left alone, so a restart keeps passwords that databases were initialised

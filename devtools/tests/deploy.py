@@ -29,9 +29,9 @@ DEV_OVERLAY = REPO_ROOT / "deploy" / "dev"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 SKAFFOLD_FILE = REPO_ROOT / "skaffold.yaml"
 SKAFFOLD_SCHEMA = REPO_ROOT / "deploy" / "schemas" / "skaffold-v4beta13.json"
-README = REPO_ROOT / "README.md"
+DEPLOY_DOC = REPO_ROOT / "docs" / "deploy.md"
 
-# The Kubernetes versions the manifests are validated against: the oldest the README
+# The Kubernetes versions the manifests are validated against: the oldest docs/deploy.md
 # promises (every API and field used is GA there) and the newest the pinned
 # kubernetes-validate knows, so an API a new release deprecates or removes shows up.
 KUBERNETES_VERSIONS = ("1.30", "1.37")

@@ -29,10 +29,10 @@ from shared_lib.health import LIVENESS_PATH, READINESS_PATH
 from tests.deploy import (
     BASE_IMAGE,
     COMPOSE_FILE,
+    DEPLOY_DOC,
     DEV_OVERLAY,
     IMAGE_PREFIX,
     NAMESPACE,
-    README,
     SECRET_PLACEHOLDERS,
     SKAFFOLD_FILE,
     Manifest,
@@ -585,7 +585,7 @@ def test_each_bus_pod_connects_as_its_own_broker_user():
 
 # --- metrics: where Prometheus scrapes, and who may -------------------------------------
 
-# Where the README (Deploy) tells operators to run Prometheus: the namespace `monitoring`,
+# Where docs/deploy.md tells operators to run Prometheus: the namespace `monitoring`,
 # with the label its server's pods carry in the prometheus-community charts and the
 # Prometheus Operator.
 PROMETHEUS = Peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
@@ -665,7 +665,7 @@ def test_network_policies_admit_prometheus_to_exactly_the_metrics_ports(workload
 
 
 def test_the_readme_says_where_prometheus_runs():
-    section = README.read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    section = DEPLOY_DOC.read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
 
     assert f"Prometheus in namespace `{PROMETHEUS.namespace}` scrapes pods by annotation" in section
     for key, value in PROMETHEUS.labels.items():

@@ -1,4 +1,4 @@
-"""README.md's secrets block creates exactly what the manifests use: it runs as written
+"""docs/deploy.md's secrets block creates exactly what the manifests use: it runs as written
 (bash, the real openssl) against a stand-in `kubectl` that records what it is asked to
 create, and every Secret, ConfigMap and key the pods reference must come out of it."""
 
@@ -14,7 +14,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.deploy import README, by_kind, containers, load_manifests, pod_spec
+from tests.deploy import DEPLOY_DOC, by_kind, containers, load_manifests, pod_spec
 
 MARKER = "<!-- secrets: devtools/tests/test_deploy_readme.py"
 
@@ -34,7 +34,7 @@ with open(os.environ["KUBECTL_LOG"], "a") as log:
 
 
 def secrets_block() -> str:
-    text = README.read_text()
+    text = DEPLOY_DOC.read_text()
     start = text.index(MARKER)
     fence = text.index("```sh\n", start) + len("```sh\n")
     return text[fence : text.index("```", fence)]
@@ -50,7 +50,7 @@ def created(tmp_path_factory):
     fake.write_text(FAKE_KUBECTL)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     log = work / "kubectl.log"
-    assert shutil.which("openssl"), "the README's block needs openssl"
+    assert shutil.which("openssl"), "the deploy doc's block needs openssl"
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", secrets_block()],
         cwd=work,
@@ -170,7 +170,7 @@ def test_the_jwt_keys_are_an_ed25519_pair(created):
 
 
 def test_the_readme_documents_the_ingress_nginx_settings_the_client_relies_on():
-    section = README.read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    section = DEPLOY_DOC.read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
     settings = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
 
     assert settings["use-forwarded-headers"] == "true"

@@ -37,7 +37,7 @@ MAX_RESPONSE_SECONDS = 10
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 BUSINESS_RULE_400 = {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}}
 
-# Operations per schema (DESIGN.md §3): a route that drops out of a schema fails here.
+# Operations per schema (docs/api.md): a route that drops out of a schema fails here.
 OPERATIONS = {"users": 4, "tickets": 4, "orders": 4, "payments": 1}
 SCHEMAS = list(OPERATIONS)
 
@@ -70,7 +70,7 @@ def _config(stack, token: str) -> schemathesis.Config:
             },
             "operations": [
                 # Schema-valid requests that a rule no JSON Schema can state refuses with
-                # a documented 400 (DESIGN.md §3): signing up with an email already in use
+                # a documented 400 (docs/api.md): signing up with an email already in use
                 # or a common password, signing in with credentials of no account ...
                 {
                     "include-path-regex": "^/api/users/sign(up|in)$",

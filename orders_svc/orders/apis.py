@@ -1,4 +1,4 @@
-"""Thin HTTP adapters over orders.services (DESIGN.md §3, /api/orders...)."""
+"""Thin HTTP adapters over orders.services (docs/api.md, /api/orders...)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How fast one buyer may place orders (DESIGN.md §3, rate limits)."""
+"""How fast one buyer may place orders (docs/api.md, rate limits)."""
 
 from __future__ import annotations
 

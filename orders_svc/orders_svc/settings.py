@@ -9,7 +9,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 globals().update(base_settings(service="orders", base_dir=BASE_DIR, apps=["orders"], events=True))
 
-# How long an order holds its ticket while the buyer pays (DESIGN.md: 15 minutes).
+# How long an order holds its ticket while the buyer pays (15 minutes by default).
 EXPIRATION_WINDOW_SECONDS = env_int("EXPIRATION_WINDOW_SECONDS", default=900, minimum=1)
 
 # Unpaid orders one buyer may hold at once, so one account cannot reserve the catalogue.

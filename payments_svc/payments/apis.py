@@ -1,4 +1,4 @@
-"""Thin HTTP adapter over payments.services (DESIGN.md §3, POST /api/payments)."""
+"""Thin HTTP adapter over payments.services (docs/api.md, POST /api/payments)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from shared_lib.schema import error_responses
 
 
 class PaymentInputSerializer(serializers.Serializer):
-    """The request body, for the OpenAPI schema; services check it in DESIGN order."""
+    """The request body, for the OpenAPI schema; services check it (docs/api.md)."""
 
     orderId = serializers.UUIDField()
     token = serializers.RegexField(

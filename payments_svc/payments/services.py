@@ -1,6 +1,6 @@
 """Every payments write and rule: paying exactly once, refunds, the order replica.
 
-Money rules (DESIGN.md §5):
+Money rules (docs/events.md):
 - A charge is a PaymentIntent created unconfirmed, its id stored on the attempt, then
   confirmed. An attempt whose answer was lost is settled by retrieving that intent (or
   finding it by the attempt's metadata): settling never creates or confirms anything, and
@@ -216,7 +216,7 @@ def _record(attempt: PaymentAttempt, intent_id: str) -> tuple[Payment | None, Re
 
 
 def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
-    """Charge the buyer for their order, exactly once (DESIGN.md §5)."""
+    """Charge the buyer for their order, exactly once (docs/events.md)."""
     attempt = _start_attempt(
         user_id=user_id, order_id=parse_id(order_id, field="orderId"), token=token
     )

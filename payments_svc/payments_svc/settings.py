@@ -21,7 +21,7 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="") or None
 # counts as abandoned.
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", default=20, minimum=1, maximum=60)
 
-# Refunds owed for cancelled orders, retried until Stripe takes them (DESIGN.md §5).
+# Refunds owed for cancelled orders, retried until Stripe takes them (docs/events.md).
 WORKER_PERIODIC_TASKS = {"payments.services.payments_reconcile": 30}
 # Refunds failed and owed, on the worker's /metrics beside the outbox backlog.
 WORKER_METRICS_COLLECTORS = ["payments.metrics.RefundCollector"]

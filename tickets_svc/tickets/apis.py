@@ -1,4 +1,4 @@
-"""Thin HTTP adapters over tickets.services (DESIGN.md §3, /api/tickets...)."""
+"""Thin HTTP adapters over tickets.services (docs/api.md, /api/tickets...)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ class PriceField(serializers.Field):
 
 class TicketInputSerializer(serializers.Serializer):
     """The request body, for the OpenAPI schema. The rules and their exact messages are in
-    services (STYLE.md), which also decide the order of checks, so views pass the raw values."""
+    services (docs/development.md), which also decide the order of checks, so views pass
+    the raw values."""
 
     title = TitleField()
     price = PriceField()

@@ -89,7 +89,7 @@ def ticket_create(*, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
     with transaction.atomic():
         ticket = Ticket.objects.create(user_id=user_id, title=clean_title, price=clean_price)
         data = ticket_event_data(ticket)
-        del data["orderId"]  # ticket.created has no orderId (DESIGN.md §4)
+        del data["orderId"]  # ticket.created has no orderId (docs/events.md)
         publish(Subject.TICKET_CREATED, data)
     return ticket
 

@@ -4,7 +4,7 @@
     python -m ticketing_devtools.ingress --check   # exit 1 if either is out of date
 
 Two files come from the one route table, so a path reaches the same service on every
-way of running the system (DESIGN.md §2):
+way of running the system (docs/architecture.md):
 
 - ``k8s/90-ingress.yaml``: the Kubernetes Ingress for ingress-nginx, one ``Prefix`` path
   per route (matched by whole segments, as the local gateway matches) plus ``/`` for
@@ -70,7 +70,7 @@ def render_ingress(table: gateway.RouteTable) -> str:
         "# do not edit. ingress-nginx routes these exactly as the local gateway does: a",
         "# Prefix path matches whole segments (/api/users, /api/users/signup, never",
         "# /api/usersfoo) and the longest match wins. ingress-nginx itself must trust the",
-        "# client's X-Forwarded-For: see README.md, Deploy.",
+        "# client's X-Forwarded-For: see docs/deploy.md.",
         "apiVersion: networking.k8s.io/v1",
         "kind: Ingress",
         "metadata:",
