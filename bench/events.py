@@ -21,7 +21,7 @@ peers      the backlog's events again, each consumer from its own quorum queue i
            (bench/peers/). Events/s and CPU per event of each, and ours as a ratio to each.
 
 Targets (printed, never asserted): handled events/s per worker >= 50% of the bare one-row
-transaction rate, and >= every peer's and the bare loop's rate (issue 13); p99 publish ->
+transaction rate, and >= every peer's and the bare loop's rate; p99 publish ->
 handled latency < 50 ms at 200 events/s. The exit status is 1 when the run is broken (a
 consumer crashed or lost, duplicated or dead-lettered an event), never for a missed target.
 
@@ -117,7 +117,7 @@ SMOKE = Sizes(
     backlog_events=200,
     latency_seconds=1.0,
 )
-# The rate the issue states its latency target at: a busy peak for one service, below one
+# The rate the latency target is stated at: a busy peak for one service, below one
 # worker's throughput, so the figure is the path plus the queueing such a load causes.
 LATENCY_RATE = 200.0
 # One publish (commit, then the confirmed after-commit send) takes 3-4 ms of a thread: one
@@ -135,7 +135,7 @@ PEER_STOP_TIMEOUT_SECONDS = 20.0
 DRAIN_POLL_SECONDS = 0.01
 
 THROUGHPUT_TARGET_RATIO = 0.50
-# Issue 13: one worker at least as fast as every peer and the bare one-transaction loop.
+# The target: one worker at least as fast as every peer and the bare one-transaction loop.
 PEER_TARGET_RATIO = 1.0
 LATENCY_TARGET_P99_MS = 50.0
 
@@ -548,7 +548,7 @@ def broker_ceiling(url: str, sizes: Sizes, results: Results) -> None:
             received.append(time.perf_counter())
 
         channel = consumer_conn.channel()
-        # The prefetch every peer's consumer uses (issue 13's comparison).
+        # The prefetch every peer's consumer uses (the comparison's).
         with Consumer(channel, queues=[queue], callbacks=[on_message], prefetch_count=PREFETCH):
             started = time.perf_counter()
             while len(received) < sizes.broker_messages:

@@ -107,7 +107,7 @@ LOCUST_GRACE_SECONDS = 60.0
 RATE_UNLIMITED = "1000000/min"
 SEED_PASSWORD = "load-bench-Passw0rd!"  # noqa: S105 (throw-away user, throw-away database)
 
-# --saturate. The limit is the p95 the issue asks of the whole journey; 20 users a step
+# --saturate. The limit is the p95 the target asks of the whole journey; 20 users a step
 # moves the offered load by ~4 purchases/s (a user's journey takes ~4.5 s with its think
 # time), fine enough to place the limit, coarse enough to reach it in a few minutes.
 P95_LIMIT_MS = 500.0

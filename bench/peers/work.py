@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-# Prefetch of every peer's consumer, as issue 13 fixes it for the comparison.
+# Prefetch of every peer's consumer, fixed for the comparison.
 PREFETCH = 32
 FIRST_VERSION = 0
 
