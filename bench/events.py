@@ -76,10 +76,10 @@ import psycopg  # noqa: E402 (after the sys.path set-up above, like the rest)
 from kombu import Connection, Consumer, Exchange, Queue  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 
+from ticketing_devtools.backing import admin_url  # noqa: E402
 from ticketing_devtools.devkeys import ensure_dev_secrets  # noqa: E402
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env  # noqa: E402
 from ticketing_devtools.provision import (  # noqa: E402
-    admin_url,
     database_url,
     drop_database,
     ensure_database,

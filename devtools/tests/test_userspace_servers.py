@@ -9,11 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
+import psycopg
 import pytest
+import redis
 import requests
+from amqp.exceptions import AccessRefused
+from kombu import Connection
 
+from ticketing_devtools import backing
 from ticketing_devtools.backing import is_listening
 from ticketing_devtools.catalog import REPO_ROOT
 from ticketing_devtools.stack import free_port
@@ -85,12 +91,15 @@ def purchase(gateway: str) -> dict:
 
 
 def test_make_up_starts_its_own_servers_where_none_answers_and_make_down_stops_them(tmp_path):
-    password = secrets.token_urlsafe(12)
+    missing = [kind for kind, found in backing._FINDERS.items() if not found()]
+    if missing and not backing._can_apt():
+        pytest.skip(f"the {', '.join(missing)} server packages are not installed")
+    password = secrets.token_hex(12)
     pg, amqp, redis_port, gateway_port = free_port(), free_amqp_port(), free_port(), free_port()
-    backing = tmp_path / "backing"
+    backing_dir = tmp_path / "backing"
     env = {
-        **os.environ,
-        "BACKING_DIR": str(backing),
+        **{name: value for name, value in os.environ.items() if name != "RABBITMQCTL"},
+        "BACKING_DIR": str(backing_dir),
         "PG_ADMIN_URL": f"postgresql://ticketing_admin:{password}@127.0.0.1:{pg}/postgres",
         "RABBITMQ_URL": f"amqp://ticketing_admin:{password}@127.0.0.1:{amqp}//",
         "REDIS_URL": f"redis://:{password}@127.0.0.1:{redis_port}/0",
@@ -111,6 +120,9 @@ def test_make_up_starts_its_own_servers_where_none_answers_and_make_down_stops_t
         start_new_session=True,
     )
     output: list[str] = []
+    # Reading make up's output blocks; a hang must fail the test, not stall the run.
+    watchdog = threading.Timer(START_TIMEOUT_SECONDS, os.killpg, (up.pid, signal.SIGKILL))
+    watchdog.start()
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         for line in up.stdout:
@@ -120,12 +132,27 @@ def test_make_up_starts_its_own_servers_where_none_answers_and_make_down_stops_t
             assert time.monotonic() < deadline, "make up did not get ready in time"
         else:
             pytest.fail("make up exited before it was ready:\n" + "".join(output[-60:]))
+        watchdog.cancel()
         started = "".join(output)
         for name, port in (("PostgreSQL", pg), ("RabbitMQ", amqp), ("Redis", redis_port)):
-            assert f"nothing answers at 127.0.0.1:{port}: starting {name} in {backing}" in started
+            said = f"nothing answers at 127.0.0.1:{port}: starting {name} in {backing_dir}"
+            assert said in started
 
         assert purchase(f"http://127.0.0.1:{gateway_port}")["status"] == "complete"
+
+        # The servers ask for the URLs' passwords: nobody gets in without them.
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(
+                f"postgresql://ticketing_admin:wrong@127.0.0.1:{pg}/postgres", connect_timeout=5
+            )
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=redis_port, password="wrong").ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=redis_port).ping()
+        with pytest.raises(AccessRefused):
+            Connection(f"amqp://guest:guest@127.0.0.1:{amqp}//").connect()
     finally:
+        watchdog.cancel()
         up.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
             rest, _ = up.communicate(timeout=60)
@@ -150,7 +177,7 @@ def test_make_up_starts_its_own_servers_where_none_answers_and_make_down_stops_t
         f"Stopped postgresql on port {pg}, rabbitmq on port {amqp}, redis on port {redis_port}\n"
     )
     assert [name for name, port in ports.items() if is_listening("127.0.0.1", port)] == []
-    assert processes_mentioning(str(backing)) == []
+    assert processes_mentioning(str(backing_dir)) == []
     assert processes_mentioning(f"-p {pg} ") == []  # PostgreSQL's own command line
     assert processes_mentioning(f"ticketing{amqp}@localhost") == []
     assert not is_listening("127.0.0.1", gateway_port)

@@ -21,6 +21,7 @@ has a password. They outlive `make up` (its Ctrl-C stops the application only) u
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import secrets
@@ -31,7 +32,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -55,13 +59,27 @@ def admin_url() -> str:
     url = pg_admin_url_as_configured()
     parts = urlsplit(url)
     stored = pg_password_file(parts.port or 5432)
-    if parts.password is None and stored.exists():
+    # Only towards a server on this machine: never send a local secret to another host.
+    if parts.password is None and is_loopback(parts.hostname or "") and stored.exists():
         user = quote(unquote(parts.username or "postgres"), safe="")
-        netloc = f"{user}:{quote(stored.read_text().strip(), safe='')}@{parts.hostname}"
+        netloc = f"{user}:{quote(stored.read_text().strip(), safe='')}@"
+        netloc += url_host(parts.hostname or "127.0.0.1")
         if parts.port:
             netloc += f":{parts.port}"
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return url
+
+
+def url_host(host: str) -> str:
+    """`host` as written in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def rabbitmq_url() -> str:
@@ -130,6 +148,40 @@ def _wait_until(check, what: str, timeout: float = START_TIMEOUT_SECONDS) -> Non
         time.sleep(0.2)
 
 
+def _write_secret(path: Path, value: str, *, mode: int = 0o600, owner: str | None = None) -> None:
+    """A new file holding `value`, never readable by anyone else, not even for a moment
+    (created with its mode; refuses to follow a link or reuse a file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w") as handle:
+        if owner:
+            shutil.chown(path, owner, owner)
+        handle.write(value)
+
+
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """One run at a time starts or stops servers (make test beside a starting make up)."""
+    root = backing_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _process_is(pid: int, name: str) -> bool:
+    """Whether `pid` is a live process running `name` (a pid file can outlive its process,
+    and the pid be reused by another one)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        if not Path("/proc/self").exists():  # no /proc (macOS): liveness is all we know
+            return _alive(pid)
+        return False
+    except OSError:
+        return False
+    return name.encode() in cmdline
+
+
 def _say(line: str) -> None:
     print(f"[backing] {line}", flush=True)
 
@@ -144,11 +196,11 @@ _PACKAGES = {
 }
 
 
-def _os_family() -> str:
+def _os_family(release_file: Path = Path("/etc/os-release")) -> str:
     if platform.system() == "Darwin":
         return "macos"
     try:
-        release = Path("/etc/os-release").read_text()
+        release = release_file.read_text()
     except OSError:
         return "unknown"
     fields = dict(
@@ -206,7 +258,13 @@ def _pg_bin(name: str) -> str | None:
     versioned = sorted(
         Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: -version(p.parent)
     )
-    brew = sorted(Path("/opt/homebrew/opt").glob(f"postgresql@*/bin/{name}"), reverse=True)
+    brew = sorted(
+        [
+            *Path("/opt/homebrew/opt").glob(f"postgresql@*/bin/{name}"),
+            *Path("/usr/local/opt").glob(f"postgresql@*/bin/{name}"),
+        ],
+        reverse=True,
+    )
     return _first_file([shutil.which(name) or "", *versioned, *brew, f"/usr/bin/{name}"])
 
 
@@ -278,7 +336,16 @@ def _postgres_home(endpoint: Endpoint) -> Path:
         link.mkdir(parents=True, exist_ok=True)
         return link
     if link.exists():  # through the link, when its target is still there
-        return link.resolve()
+        real = link.resolve()
+        import pwd
+
+        info = real.stat()
+        if info.st_uid != pwd.getpwnam("postgres").pw_uid or info.st_mode & 0o077:
+            raise SystemExit(
+                f"{real} (linked from {link}) is not a private directory of the postgres "
+                f"account: remove {link} and run again"
+            )
+        return real
     link.unlink(missing_ok=True)  # a link whose target the machine cleaned away
     real = Path(tempfile.mkdtemp(prefix=f"ticketing-{link.name}-"))
     shutil.chown(real, "postgres", "postgres")
@@ -296,7 +363,7 @@ def pg_password_file(port: int) -> Path:
 
 def _start_postgresql(endpoint: Endpoint) -> None:
     home = _postgres_home(endpoint)
-    data, log, sockets = home / "data", home / "server.log", home / "run"
+    data, log = home / "data", home / "server.log"
     prefix = _postgres_prefix()
     user = endpoint.user or "postgres"
     if not (data / "PG_VERSION").exists():
@@ -306,14 +373,10 @@ def _start_postgresql(endpoint: Endpoint) -> None:
             stored = pg_password_file(endpoint.port)
             stored.parent.mkdir(parents=True, exist_ok=True)
             if not stored.exists():
-                stored.write_text(secrets.token_urlsafe(24))
-                stored.chmod(0o600)
+                _write_secret(stored, secrets.token_urlsafe(24))
             password = stored.read_text().strip()
-        pwfile = home / "initdb-password"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
-        if prefix:
-            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile = home / f"initdb-password-{os.getpid()}"
+        _write_secret(pwfile, password + "\n", owner="postgres" if prefix else None)
         try:
             _run(
                 [
@@ -325,19 +388,18 @@ def _start_postgresql(endpoint: Endpoint) -> None:
                     user,
                     f"--pwfile={pwfile}",
                     "--auth-host=scram-sha-256",
-                    "--auth-local=peer" if prefix else "--auth-local=trust",
+                    "--auth-local=scram-sha-256",
                     "-E",
                     "UTF8",
                     "--no-locale",
                 ],
-                "initdb",
+                f"initdb (for {endpoint.directory})",
             )
         finally:
             pwfile.unlink(missing_ok=True)
-    sockets.mkdir(exist_ok=True)
-    if prefix:
-        shutil.chown(sockets, "postgres", "postgres")
-    options = f"-c listen_addresses={endpoint.host} -p {endpoint.port} -k {sockets}"
+    # TCP only, on the URL's address: no Unix socket (whose path would be limited to ~100
+    # characters and open to every local user), and pg_ctl's wait needs none.
+    options = f"-c listen_addresses={shlex.quote(endpoint.host)} -p {endpoint.port} -k ''"
     _run(
         [
             *prefix,
@@ -353,13 +415,19 @@ def _start_postgresql(endpoint: Endpoint) -> None:
             str(int(START_TIMEOUT_SECONDS)),
             "start",
         ],
-        "pg_ctl start",
+        f"pg_ctl start (its log: {log})",
     )
 
 
 def _stop_postgresql(directory: Path) -> bool:
     data = directory.resolve() / "data"
-    if not (data / "postmaster.pid").exists():
+    pidfile = data / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    if not _process_is(pid, "postgres"):
+        pidfile.unlink(missing_ok=True)  # left by a crash: nothing to stop
         return False
     _run(
         [
@@ -413,8 +481,7 @@ def _start_rabbitmq(endpoint: Endpoint) -> None:
     home.mkdir(parents=True, exist_ok=True)
     cookie = home / ".erlang.cookie"
     if not cookie.exists():
-        cookie.write_text(secrets.token_hex(16).upper())
-        cookie.chmod(0o400)
+        _write_secret(cookie, secrets.token_hex(16).upper(), mode=0o400)
     (directory / "rabbitmq-env.conf").write_text("")
     (directory / "enabled_plugins").write_text("[].\n")
     (directory / "rabbitmq.conf").write_text(
@@ -449,20 +516,22 @@ def _start_rabbitmq(endpoint: Endpoint) -> None:
         if time.monotonic() > deadline or server.poll() is not None:
             raise SystemExit(f"RabbitMQ did not start: see {directory / 'server.log'}")
         time.sleep(0.5)
+    # Always this node, whatever RABBITMQCTL names for the tools.
+    ctl = partial(_run_ctl, _ctl_command(directory, endpoint.port), env)
     user, password = endpoint.user or "guest", endpoint.password or "guest"
     if user == "guest":
-        rabbitmqctl("change_password", "guest", password)
+        ctl("change_password", "guest", stdin=password)
     else:
-        users = rabbitmqctl("list_users", "--no-table-headers").split()
-        rabbitmqctl("add_user" if user not in users else "change_password", user, password)
-        rabbitmqctl("set_user_tags", user, "administrator")
-        rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+        users = ctl("list_users", "--no-table-headers").split()
+        ctl("add_user" if user not in users else "change_password", user, stdin=password)
+        ctl("set_user_tags", user, "administrator")
+        ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
         # A node of our own has no use for the well-known guest/guest login.
-        rabbitmqctl("delete_user", "guest", check=False)
+        ctl("delete_user", "guest", check=False)
     vhost = _vhost(endpoint.url)
     if vhost != "/":
-        rabbitmqctl("add_vhost", vhost, check=False)
-        rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        ctl("add_vhost", vhost, check=False)
+        ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
 
 
 def _vhost(url: str) -> str:
@@ -487,16 +556,46 @@ def _stop_rabbitmq(directory: Path) -> bool:
         timeout=120,
         check=False,
     )
-    (directory / "node").unlink(missing_ok=True)
-    return done.returncode == 0
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise SystemExit(f"rabbitmqctl shutdown: {lines[-1] if lines else 'failed'}")
+    (directory / "node").unlink()
+    return True
 
 
-def rabbitmqctl(*args: str, check: bool = True) -> str:
+def _run_ctl(
+    argv: list[str],
+    env: dict[str, str] | None,
+    *args: str,
+    check: bool = True,
+    stdin: str | None = None,
+) -> str:
+    done = subprocess.run(
+        [*argv, "-q", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        input=stdin,
+    )
+    if check and done.returncode != 0:
+        # The arguments stay out of the error (a password may be one of them).
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(
+            f"rabbitmqctl {args[0] if args else ''}: {lines[-1] if lines else 'failed'}"
+        )
+    return done.stdout
+
+
+def rabbitmqctl(*args: str, check: bool = True, stdin: str | None = None) -> str:
     """Run rabbitmqctl against the node RABBITMQ_URL names; its output.
 
     `RABBITMQCTL` (a command line) runs instead where the broker is elsewhere (e.g.
     `docker exec <container> rabbitmqctl`); a node started here is reached through its
-    own cookie; otherwise the machine's node, as root or the rabbitmq user."""
+    own cookie; otherwise the machine's node, as root or the rabbitmq user. A password
+    goes in `stdin` (add_user/change_password read it there), never in the arguments,
+    which any local user can read in the process list. RuntimeError when it fails."""
     endpoint = endpoints()[1]
     env = None
     if command := os.environ.get("RABBITMQCTL"):
@@ -506,10 +605,7 @@ def rabbitmqctl(*args: str, check: bool = True) -> str:
         env = _rabbitmq_env(endpoint.directory, endpoint.port)
     else:
         argv = [shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"]
-    done = subprocess.run(
-        [*argv, "-q", *args], check=check, capture_output=True, text=True, timeout=60, env=env
-    )
-    return done.stdout
+    return _run_ctl(argv, env, *args, check=check, stdin=stdin)
 
 
 # --- Redis -----------------------------------------------------------------------------
@@ -537,9 +633,12 @@ def _start_redis(endpoint: Endpoint) -> None:
         "--appendonly",
         "no",
     ]
+    config = ""
     if endpoint.password:
-        argv += ["--requirepass", endpoint.password]
-    _run(argv, "redis-server")
+        # Through stdin ("-" as the config file), not argv, which any local user can read.
+        escaped = endpoint.password.replace("\\", "\\\\").replace('"', '\\"')
+        config = f'requirepass "{escaped}"\n'
+    _run([argv[0], "-", *argv[1:]], "redis-server", stdin=config)
 
 
 def _stop_redis(directory: Path) -> bool:
@@ -548,13 +647,17 @@ def _stop_redis(directory: Path) -> bool:
         return False
     try:
         pid = int(pidfile.read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-    except (ValueError, ProcessLookupError):
-        pidfile.unlink(missing_ok=True)
+    except (OSError, ValueError):
         return False
+    if not _process_is(pid, "redis-server"):
+        pidfile.unlink(missing_ok=True)  # left by a crash: nothing to stop
+        return False
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
+    if _alive(pid):
+        raise SystemExit(f"redis-server (pid {pid}) did not stop within 30 s")
     pidfile.unlink(missing_ok=True)
     return True
 
@@ -573,8 +676,12 @@ _STARTERS = {"postgresql": _start_postgresql, "rabbitmq": _start_rabbitmq, "redi
 _STOPPERS = {"postgresql": _stop_postgresql, "rabbitmq": _stop_rabbitmq, "redis": _stop_redis}
 
 
-def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=180)
+def _run(
+    argv: list[str], what: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> None:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, timeout=180, input=stdin
+    )
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise SystemExit(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
@@ -583,9 +690,11 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
 def ensure_backing_servers() -> None:
     """Every backing server answering at its URL: the ones already running are used;
     the others are started here in user space (installed first when possible)."""
-    down = [endpoint for endpoint in endpoints() if not is_listening(endpoint.host, endpoint.port)]
-    if down:
-        _start(down)
+    if any(not is_listening(endpoint.host, endpoint.port) for endpoint in endpoints()):
+        with _exclusive():  # and look again: another run may have started them meanwhile
+            down = [e for e in endpoints() if not is_listening(e.host, e.port)]
+            if down:
+                _start(down)
     _check_pg_admin_login()
 
 
@@ -607,7 +716,19 @@ def _check_pg_admin_login() -> None:
 
 
 def _start(down: list[Endpoint]) -> None:
+    remote = [f"{e.label} at {e.host}:{e.port}" for e in down if not is_loopback(e.host)]
+    if remote:
+        raise SystemExit(
+            f"Nothing answers for {', '.join(remote)}; make starts servers of its own on "
+            "this machine's loopback addresses only: start it there, or point the URL at "
+            "127.0.0.1"
+        )
     _ensure_installed([endpoint.kind for endpoint in down])
+    # Installing a package can start its system service (with systemd), which then
+    # answers at the default port: use it rather than start a second one there.
+    for endpoint in [e for e in down if is_listening(e.host, e.port)]:
+        _say(f"{endpoint.label} now answers at {endpoint.host}:{endpoint.port}: using it")
+        down.remove(endpoint)
     for endpoint in down:
         _say(
             f"nothing answers at {endpoint.host}:{endpoint.port}: starting {endpoint.label} "
@@ -617,24 +738,31 @@ def _start(down: list[Endpoint]) -> None:
         _STARTERS[endpoint.kind](endpoint)
         _wait_until(
             lambda e=endpoint: is_listening(e.host, e.port),
-            f"{endpoint.label} on {endpoint.host}:{endpoint.port}",
+            f"{endpoint.label} on {endpoint.host}:{endpoint.port} (its log: "
+            f"{endpoint.directory / 'server.log'})",
         )
 
 
-def stop_backing_servers() -> list[str]:
-    """Stop every server ensure_backing_servers() started under BACKING_DIR; what stopped."""
-    stopped = []
-    root = backing_dir()
-    if not root.is_dir():
-        return stopped
-    for directory in sorted(root.iterdir()):
-        kind, _, port = directory.name.rpartition("-")
-        if kind not in _STOPPERS or not port.isdigit() or not directory.is_dir():
-            continue
-        if _STOPPERS[kind](directory):
-            stopped.append(f"{kind} on port {port}")
-    _stop_idle_epmd()
-    return stopped
+def stop_backing_servers() -> tuple[list[str], list[str]]:
+    """Stop every server ensure_backing_servers() started under BACKING_DIR: what stopped,
+    and what could not be stopped (each tried whatever the others did)."""
+    stopped: list[str] = []
+    failed: list[str] = []
+    if not backing_dir().is_dir():
+        return stopped, failed
+    with _exclusive():
+        for directory in sorted(backing_dir().iterdir()):
+            kind, _, port = directory.name.rpartition("-")
+            if kind not in _STOPPERS or not port.isdigit() or not directory.is_dir():
+                continue
+            try:
+                if _STOPPERS[kind](directory):
+                    stopped.append(f"{kind} on port {port}")
+            except (SystemExit, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                failed.append(f"{kind} on port {port}: {exc}")
+        if any(name.startswith("rabbitmq ") for name in stopped):
+            _stop_idle_epmd()
+    return stopped, failed
 
 
 def _stop_idle_epmd() -> None:

@@ -102,8 +102,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    stopped = stop_backing_servers()
-    print(f"Stopped {', '.join(stopped)}" if stopped else "No server of make up's is running")
+    stopped, failed = stop_backing_servers()
+    if stopped or not failed:
+        print(f"Stopped {', '.join(stopped)}" if stopped else "No server of make up's is running")
+    if failed:
+        return _fail("down", "could not stop " + "; ".join(failed))
     return 0
 
 
@@ -174,17 +177,27 @@ USER_ERRORS = (
     EnvFileError,
     OSError,  # a port taken, a file missing, a timeout waiting for a process
     RuntimeError,  # a process exited while starting, nginx -t refused the config
-    subprocess.CalledProcessError,
+    subprocess.SubprocessError,  # a command failed or timed out
     requests.RequestException,
     psycopg.Error,
 )
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, subprocess.CalledProcessError):
+    if isinstance(exc, subprocess.CalledProcessError | subprocess.TimeoutExpired):
+        # The program and its first argument only: later ones may carry a secret.
         argv = [exc.cmd] if isinstance(exc.cmd, str) else list(exc.cmd)
-        argv = ["python" if arg == sys.executable else str(arg) for arg in argv]
-        return f"`{' '.join(argv)}` failed with exit status {exc.returncode}"
+        shown = " ".join(
+            "python" if arg == sys.executable else Path(str(arg)).name for arg in argv[:2]
+        )
+        output = exc.stderr or exc.output or ""
+        output = output.decode(errors="replace") if isinstance(output, bytes) else output
+        said = output.strip().splitlines()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return f"`{shown} …` did not finish within {exc.timeout:.0f} s"
+        return f"`{shown} …` failed with exit status {exc.returncode}" + (
+            f": {said[-1]}" if said else ""
+        )
     if isinstance(exc, requests.ConnectionError) and exc.request is not None:
         return f"nothing answers at {exc.request.url}: is the system running (make up)?"
     lines = str(exc).strip().splitlines()

@@ -14,14 +14,13 @@ subjects, so no service can forge another's events.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from ticketing_devtools.backing import pg_admin_url_as_configured, rabbitmqctl
+from ticketing_devtools.backing import pg_admin_url_as_configured, rabbitmqctl, url_host
 from ticketing_devtools.catalog import SERVICES
 from ticketing_devtools.devkeys import ensure_dev_secrets
 
@@ -75,7 +74,8 @@ def database_url(
     """A service's own URL: its role and database on PG_ADMIN_URL's server (or at `host`
     and `port`, e.g. a proxy in front of it)."""
     parts = urlsplit(pg_admin_url_as_configured())
-    address = f"{host or parts.hostname or '127.0.0.1'}:{port or parts.port or 5432}"
+    server = url_host(host or parts.hostname or "127.0.0.1")
+    address = f"{server}:{port or parts.port or 5432}"
     netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{address}"
     return urlunsplit(("postgresql", netloc, f"/{database}", "", ""))
 
@@ -93,7 +93,8 @@ def vhost_of(url: str) -> str:
 def user_url(url: str, *, user: str, password: str, vhost: str | None = None) -> str:
     """`url` (host, port, vhost) with another user, and optionally another vhost."""
     parts = urlsplit(url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or '127.0.0.1'}"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+    netloc += url_host(parts.hostname or "127.0.0.1")
     if parts.port:
         netloc += f":{parts.port}"
     path = parts.path if vhost is None else "/" + quote(vhost, safe="")
@@ -131,10 +132,10 @@ def ensure_bus_users(
         try:
             if service in existing:
                 raise FileExistsError(service)
-            rabbitmqctl("add_user", service, password)
-        except (FileExistsError, subprocess.CalledProcessError):
+            rabbitmqctl("add_user", service, stdin=password)
+        except (FileExistsError, RuntimeError):
             # There already, or added meanwhile by a run beside this one.
-            rabbitmqctl("change_password", service, password)
+            rabbitmqctl("change_password", service, stdin=password)
         rights = broker.permissions(
             service,
             producers=producers or broker.PRODUCERS,
