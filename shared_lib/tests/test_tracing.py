@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from shared_lib import tracing
 from shared_lib.events.contracts import Envelope, Subject
@@ -299,3 +300,53 @@ def test_the_service_name_is_otel_service_name_when_set(traced, monkeypatch):
     [create] = exported(traced, "create ticket.created")
     assert create.service == "tickets-canary"
     assert (create.trace_id, create.span_id) == parts(traceparent)
+
+
+# -- the test receiver ----------------------------------------------------------------------
+
+
+def _post_span(receiver, *, span_id, parent_span_id=""):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id = bytes.fromhex(TRACE_ID)
+    span.span_id = bytes.fromhex(span_id)
+    span.parent_span_id = bytes.fromhex(parent_span_id)
+    span.name = span_id
+    answer = requests.post(
+        f"{receiver.endpoint}/v1/traces", data=request.SerializeToString(), timeout=5
+    )
+    assert answer.status_code == 200
+
+
+def test_the_receiver_s_ancestry_waits_for_a_parent_exported_after_its_child():
+    # Each process exports on its own schedule: the consumer's span can arrive before the
+    # producer's, and a chain read at that moment would stop short.
+    import threading
+
+    with OtlpReceiver() as receiver:
+        _post_span(receiver, span_id="00000000000000c1", parent_span_id="00000000000000b1")
+        [child] = receiver.wait_for(lambda span: span.span_id == "00000000000000c1")
+        late = threading.Timer(
+            0.5,
+            _post_span,
+            (receiver,),
+            {"span_id": "00000000000000b1", "parent_span_id": ""},
+        )
+        late.start()
+        try:
+            chain = receiver.ancestry(child, timeout=10)
+        finally:
+            late.join()
+        assert [span.span_id for span in chain] == ["00000000000000c1", "00000000000000b1"]
+
+
+def test_the_receiver_s_ancestry_names_the_chain_when_no_root_arrives():
+    with OtlpReceiver() as receiver:
+        _post_span(receiver, span_id="00000000000000c2", parent_span_id="00000000000000b2")
+        [child] = receiver.wait_for(lambda span: span.span_id == "00000000000000c2")
+        with pytest.raises(AssertionError, match=r"no root span above \[': 00000000000000c2'\]"):
+            receiver.ancestry(child, timeout=0.3)

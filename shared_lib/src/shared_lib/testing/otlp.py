@@ -146,14 +146,24 @@ class OtlpReceiver:
                 raise AssertionError(f"{len(found)} of {count} spans in {timeout}s; got {names}")
             time.sleep(0.1)
 
-    def ancestry(self, span: ReceivedSpan) -> list[ReceivedSpan]:
-        """`span`, its parent, its parent's parent...: as far as the received spans go."""
-        by_id = {(s.trace_id, s.span_id): s for s in self.spans}
-        chain = [span]
-        while (parent := by_id.get((span.trace_id, span.parent_span_id))) is not None:
-            chain.append(parent)
-            span = parent
-        return chain
+    def ancestry(self, span: ReceivedSpan, *, timeout: float = 30.0) -> list[ReceivedSpan]:
+        """`span`, its parent, its parent's parent... up to the trace's root span.
+
+        Each process exports on its own schedule, so a parent can arrive after its child:
+        waits up to `timeout` seconds for the chain to reach a root; AssertionError (with
+        the chain so far) if it does not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            by_id = {(s.trace_id, s.span_id): s for s in self.spans}
+            chain = [span]
+            while (parent := by_id.get((span.trace_id, chain[-1].parent_span_id))) is not None:
+                chain.append(parent)
+            if not chain[-1].parent_span_id:
+                return chain
+            if time.monotonic() > deadline:
+                names = [f"{s.service}: {s.name}" for s in chain]
+                raise AssertionError(f"no root span above {names} in {timeout}s")
+            time.sleep(0.1)
 
     def start(self) -> OtlpReceiver:
         self._thread.start()
