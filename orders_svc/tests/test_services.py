@@ -3,6 +3,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from orders import services
 from orders.models import Order
@@ -72,6 +73,18 @@ def test_order_create_returns_the_order_with_its_event():
         0,
     )
     assert [subject for subject, _ in events()] == ["order.created"]
+
+
+def test_order_create_ends_the_payment_window_when_told():
+    ticket = ticket_replica()
+    due = timezone.now() + timedelta(seconds=3)
+
+    order = services.order_create(user_id=uuid.uuid4(), ticket_id=str(ticket.id), expires_at=due)
+
+    order.refresh_from_db()
+    assert order.expires_at == due
+    [(subject, data)] = events()
+    assert (subject, data["expiresAt"]) == ("order.created", due.isoformat().replace("+00:00", "Z"))
 
 
 def test_order_create_refusals_write_nothing():
