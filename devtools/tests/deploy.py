@@ -1,7 +1,8 @@
-"""What the deployment tests share: the repo's deployment files, the pinned validators run
-as CI runs them, and what a service process really reads from its environment.
+"""What the deployment tests share: the repo's deployment files, the manifests as
+`kubectl kustomize k8s/` renders them, the pinned validators run as CI runs them, and
+what a service process really reads from its environment.
 
-    problems = kubernetes_validate_problems(k8s_files(), "1.37")   # [] when valid
+    problems = kubernetes_validate_problems([rendered_k8s_file(tmp)], "1.37")  # [] if valid
     reads = process_reads(service("tickets"), "web", env={...})    # names it looked up
 
 Every validator is a binary or console script from the root pyproject's dev group
@@ -10,8 +11,11 @@ Every validator is a binary or console script from the root pyproject's dev grou
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ from ticketing_devtools.catalog import REPO_ROOT, DjangoService
 BIN = Path(sys.executable).parent
 K8S_DIR = REPO_ROOT / "k8s"
 DEV_OVERLAY = REPO_ROOT / "deploy" / "dev"
+SERVICE_OVERLAYS = K8S_DIR / "services"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 SKAFFOLD_FILE = REPO_ROOT / "skaffold.yaml"
 SKAFFOLD_SCHEMA = REPO_ROOT / "deploy" / "schemas" / "skaffold-v4beta13.json"
@@ -40,6 +45,8 @@ NAMESPACE = "ticketing"
 # The images this repository builds; anything else (postgres, rabbitmq, ...) is upstream.
 IMAGE_PREFIX = "ticketing-"
 BASE_IMAGE = "ticketing-base"
+BASE_DOCKERFILE = REPO_ROOT / "Dockerfile.base"
+SERVICE_DOCKERFILE = REPO_ROOT / "Dockerfile.service"
 
 
 def tool(name: str) -> str:
@@ -65,13 +72,28 @@ def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 # --- the files ----------------------------------------------------------------------
 
 
-def k8s_files() -> list[Path]:
-    return sorted(K8S_DIR.glob("*.yaml"))
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`kubectl kustomize` of a directory, with the pinned kubectl's kustomize."""
+    return run([tool("kubectl"), "kustomize", str(directory)])
+
+
+@functools.cache
+def rendered_k8s() -> str:
+    """Every object `kubectl apply -k k8s/` applies, as YAML."""
+    result = kustomize(K8S_DIR)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def rendered_k8s_file(directory: Path) -> Path:
+    """The rendered objects written to a file in `directory`, for the file-based tools."""
+    path = directory / "k8s.yaml"
+    path.write_text(rendered_k8s())
+    return path
 
 
 @dataclass(frozen=True)
 class Manifest:
-    path: Path
     doc: dict[str, Any]
 
     @property
@@ -83,13 +105,11 @@ class Manifest:
         return self.doc["metadata"]["name"]
 
 
-def load_manifests(paths: list[Path] | None = None) -> list[Manifest]:
-    found = []
-    for path in paths or k8s_files():
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                found.append(Manifest(path, doc))
-    return found
+def load_manifests(text: str | None = None) -> list[Manifest]:
+    """The objects in `text` (YAML documents), by default those k8s/ renders to."""
+    return [
+        Manifest(doc) for doc in yaml.safe_load_all(rendered_k8s() if text is None else text) if doc
+    ]
 
 
 def by_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
@@ -125,49 +145,147 @@ def compose_model(path: Path = COMPOSE_FILE) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ImageBuild:
+    """How skaffold.yaml builds one image: its Dockerfile, build arguments and target."""
+
+    image: str
+    dockerfile: Path
+    args: dict[str, str]
+    target: str | None
+
+
+def skaffold_builds() -> dict[str, ImageBuild]:
+    config = yaml.safe_load(SKAFFOLD_FILE.read_text())
+    builds = {}
+    for artifact in config["build"]["artifacts"]:
+        docker = artifact["docker"]
+        builds[artifact["image"]] = ImageBuild(
+            image=artifact["image"],
+            dockerfile=REPO_ROOT / docker["dockerfile"],
+            args=dict(docker.get("buildArgs", {})),
+            target=docker.get("target"),
+        )
+    return builds
+
+
+def service_build(service: DjangoService) -> ImageBuild:
+    return skaffold_builds()[f"{IMAGE_PREFIX}{service.name}"]
+
+
+@dataclass(frozen=True)
 class DockerfileFacts:
     path: Path
-    stages: list[str]  # each FROM line's image
+    stages: list[str]  # each FROM line's image, from the base to the target
     env: dict[str, str]
     cmd: list[str] | None
     expose: list[int]
     run_lines: list[str] = field(default_factory=list)
 
+    @property
+    def command(self) -> list[str] | None:
+        """The command the image runs: its CMD, or for `sh -c "exec ..."` (a CMD that
+        needs the image's environment) what sh executes, with that environment."""
+        if self.cmd is None or self.cmd[:2] != ["sh", "-c"]:
+            return self.cmd
+        script = self.cmd[2]
+        assert script.startswith("exec "), script
+        return shlex.split(_expand(script.removeprefix("exec "), self.env, quote=True))
 
-def dockerfile_facts(path: Path) -> DockerfileFacts:
-    """The instructions the tests care about, with line continuations joined."""
+
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _expand(text: str, values: dict[str, str], *, quote: bool = False, strict: bool = True) -> str:
+    """$NAME and ${NAME} replaced from `values`. An unknown name fails (a typo would) unless
+    not `strict`, where it stays as written (an ENV reading its parent image's PATH)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            assert not strict, f"${name} is not set in {text!r}"
+            return match.group(0)
+        return shlex.quote(values[name]) if quote else values[name]
+
+    return _VARIABLE.sub(value, text)
+
+
+def _logical_lines(path: Path) -> list[str]:
+    """The instructions, with line continuations joined and comments dropped."""
     logical: list[str] = []
     pending = ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
+        if line.startswith("#") or (not pending and not line):
             continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
         logical.append(pending + line)
         pending = ""
-    stages, env, expose, runs = [], {}, [], []
-    cmd = None
-    for line in logical:
+    return logical
+
+
+def dockerfile_facts(
+    path: Path, args: dict[str, str] | None = None, target: str | None = None
+) -> DockerfileFacts:
+    """The instructions the tests care about in the stages that build `target` (default:
+    the last stage), with the build arguments `args` (or the ARG defaults) filled in."""
+    stages: dict[str, list[str]] = {}  # stage name -> its lines, FROM first
+    order: list[str] = []
+    preamble: list[str] = []
+    for line in _logical_lines(path):
         word, _, rest = line.partition(" ")
-        word = word.upper()
-        if word == "FROM":
-            stages.append(rest.split()[0])
-            cmd = None  # each stage starts with its base's command
-        elif word == "ENV":
-            for pair in rest.split():
-                key, _, value = pair.partition("=")
-                env[key] = value
-        elif word == "CMD":
-            cmd = json.loads(rest)
-        elif word == "EXPOSE":
-            expose = [int(p) for p in rest.split()]
-        elif word == "RUN":
-            runs.append(rest)
-    return DockerfileFacts(path, stages, env, cmd, expose, runs)
+        if word.upper() == "FROM":
+            parts = rest.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else str(len(order))
+            stages[name] = [line]
+            order.append(name)
+        elif order:
+            stages[order[-1]].append(line)
+        else:
+            preamble.append(line)
+    chain = [target or order[-1]]
+    while (parent := stages[chain[0]][0].split()[1]) in stages:
+        chain.insert(0, parent)
+    given = dict(args or {})
+    values: dict[str, str] = {}
+
+    def declare(rest: str) -> None:
+        name, _, default = rest.partition("=")
+        values[name] = given.get(name, values.get(name, default))
+
+    for line in preamble:
+        word, _, rest = line.partition(" ")
+        if word.upper() == "ARG":
+            declare(rest)
+    global_args = dict(values)
+    froms, env, expose, runs = [], {}, [], []
+    cmd = None
+    for stage in chain:
+        values = {**global_args, **env}
+        for line in stages[stage]:
+            word, _, rest = line.partition(" ")
+            word = word.upper()
+            if word == "FROM":
+                froms.append(_expand(rest.split()[0], global_args))
+            elif word == "ARG":
+                declare(rest)
+            elif word == "ENV":
+                for pair in rest.split():
+                    key, _, value = pair.partition("=")
+                    env[key] = _expand(value, values, strict=False)
+                    values[key] = env[key]
+            elif word == "CMD":
+                cmd = json.loads(rest)
+            elif word == "EXPOSE":
+                expose = [int(p) for p in rest.split()]
+            elif word == "RUN":
+                runs.append(rest)
+    return DockerfileFacts(path, froms, env, cmd, expose, runs)
+
+
+def image_facts(build: ImageBuild) -> DockerfileFacts:
+    return dockerfile_facts(build.dockerfile, build.args, build.target)
 
 
 # --- the validators -----------------------------------------------------------------
@@ -208,15 +326,7 @@ def skaffold_schema_problems(path: Path) -> str:
 
 def render_dev_overlay() -> tuple[int, str, str]:
     """`kubectl kustomize` of deploy/dev, as skaffold's dev profile renders it."""
-    result = run(
-        [
-            tool("kubectl"),
-            "kustomize",
-            "--load-restrictor",
-            "LoadRestrictionsNone",
-            str(DEV_OVERLAY),
-        ]
-    )
+    result = kustomize(DEV_OVERLAY)
     return result.returncode, result.stdout, result.stderr
 
 
@@ -320,7 +430,7 @@ class ProcessReads:
 def process_reads(service: DjangoService, kind: str, env: dict[str, str]) -> ProcessReads:
     """Start `kind` ("web", "worker" or "migrate") of `service` far enough to see what it
     reads, with exactly `env` (plus PATH and the image's DJANGO_SETTINGS_MODULE)."""
-    facts = dockerfile_facts(service.directory / "Dockerfile")
+    facts = image_facts(service_build(service))
     full_env = {
         "PATH": str(BIN) + ":/usr/bin:/bin",
         "DJANGO_SETTINGS_MODULE": facts.env["DJANGO_SETTINGS_MODULE"],

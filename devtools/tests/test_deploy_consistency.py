@@ -1,7 +1,8 @@
-"""The deployment describes the system the code is: every image has a Dockerfile and a
-workload; every container sets exactly variables its process reads (and all it needs),
-listens where gunicorn binds, is probed where shared_lib answers; every Ingress path
-reaches a Service; compose and Kubernetes run the same services on the same images.
+"""The deployment describes the system the code is, as `kubectl kustomize k8s/` renders it:
+every image has its build (Dockerfile.service and its arguments) and a workload; every
+container sets exactly variables its process reads (and all it needs), listens where
+gunicorn binds, is probed where shared_lib answers; every Ingress path reaches a
+Service; compose and Kubernetes run the same services on the same images.
 
 What a process reads is not a list kept here: each container's environment is handed
 to a real start-up of that process (tests/deploy.py, process_reads), which records
@@ -11,6 +12,7 @@ one that sets a name nothing reads shows up as unread.
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 import os
@@ -27,6 +29,7 @@ import yaml
 
 from shared_lib.health import LIVENESS_PATH, READINESS_PATH
 from tests.deploy import (
+    BASE_DOCKERFILE,
     BASE_IMAGE,
     COMPOSE_FILE,
     DEPLOY_DOC,
@@ -34,6 +37,7 @@ from tests.deploy import (
     IMAGE_PREFIX,
     NAMESPACE,
     SECRET_PLACEHOLDERS,
+    SERVICE_DOCKERFILE,
     SKAFFOLD_FILE,
     Manifest,
     Peer,
@@ -43,14 +47,20 @@ from tests.deploy import (
     compose_model,
     containers,
     dockerfile_facts,
-    k8s_files,
+    image_facts,
     load_manifests,
     load_script,
     pod_spec,
     process_reads,
+    render_dev_overlay,
+    service_build,
+    skaffold_builds,
 )
 from ticketing_devtools import gateway, ingress
 from ticketing_devtools.catalog import REPO_ROOT, SERVICES, DjangoService, service
+
+# The gunicorn config a web service gets unless its image names another (GUNICORN_CONF).
+DEFAULT_GUNICORN_CONF = "shared_lib.gunicorn_conf"
 
 make_secrets = load_script(REPO_ROOT / "deploy" / "compose" / "make_secrets.py")
 MANIFESTS = load_manifests()
@@ -129,12 +139,19 @@ def test_every_skaffold_image_has_a_dockerfile_and_a_workload():
 
 
 def test_every_service_in_the_catalog_has_its_image_and_workloads():
-    artifacts = skaffold_artifacts()
     for target in SERVICES:
-        dockerfile = target.directory / "Dockerfile"
-        assert artifacts[image_of(target.name)]["docker"]["dockerfile"] == str(
-            dockerfile.relative_to(REPO_ROOT)
-        )
+        build = service_build(target)
+        assert build.dockerfile == SERVICE_DOCKERFILE
+        expected_args = {
+            "SERVICE_DIR": str(target.directory.relative_to(REPO_ROOT)),
+            "PACKAGE": _package_name(target),
+            "DJANGO_PROJECT": target.project,
+        }
+        if target.web and target.gunicorn_conf != DEFAULT_GUNICORN_CONF:
+            expected_args["GUNICORN_CONF"] = target.gunicorn_conf
+        assert build.args == expected_args, target.name
+        # The default target serves HTTP; a service without a web process is a worker.
+        assert build.target == (None if target.web else "worker"), target.name
         if target.web:
             assert f"{target.name}-web" in DEPLOYMENTS
             assert target.name in SERVICES_K8S
@@ -143,36 +160,67 @@ def test_every_service_in_the_catalog_has_its_image_and_workloads():
         if target.has_database:
             assert f"{target.name}-db" in STATEFULSETS
             assert f"{target.name}-db" in NETWORK_POLICIES
-            for kind in ("web", "worker"):
-                workload = DEPLOYMENTS.get(f"{target.name}-{kind}")
-                if workload is not None:
-                    init = pod_spec(workload).get("initContainers", [])
-                    assert [c["command"] for c in init] == [MIGRATE], workload.name
+        for kind in ("web", "worker"):
+            workload = DEPLOYMENTS.get(f"{target.name}-{kind}")
+            if workload is not None:
+                init = pod_spec(workload).get("initContainers", [])
+                expected = [MIGRATE] if target.has_database else []
+                assert [c["command"] for c in init] == expected, workload.name
+
+
+def test_compose_builds_every_image_as_skaffold_does():
+    builds = {
+        spec["image"]: spec["build"]
+        for spec in compose_model()["services"].values()
+        if "build" in spec and spec["image"] != "ticketing-localstripe"
+    }
+
+    assert set(builds) == set(skaffold_builds())
+    for image, build in skaffold_builds().items():
+        compose = builds[image]
+        assert REPO_ROOT / compose["dockerfile"] == build.dockerfile, image
+        assert compose.get("args", {}) == build.args, image
+        assert compose.get("target") == build.target, image
+        if image != BASE_IMAGE:
+            # The base image is the `base` service's, under the name the Dockerfile's
+            # default BASE_IMAGE gives it.
+            assert compose["additional_contexts"] == {BASE_IMAGE: "service:base"}, image
 
 
 def test_dockerfiles_build_on_the_base_and_run_what_the_stack_runs():
-    base = dockerfile_facts(REPO_ROOT / "Dockerfile.base")
-    assert (
-        "COPY deploy/migrate_locked.py /app/bin/migrate_locked.py"
-        in (REPO_ROOT / "Dockerfile.base").read_text()
-    )
+    base = dockerfile_facts(BASE_DOCKERFILE)
+    assert "COPY deploy/migrate_locked.py /app/bin/migrate_locked.py" in BASE_DOCKERFILE.read_text()
     assert base.env["UV_PROJECT_ENVIRONMENT"] == "/app/.venv"
+    text = SERVICE_DOCKERFILE.read_text()
+    assert "ARG BASE_IMAGE=ticketing-base" in text
+    assert 'uv sync --frozen --no-dev --package "${PACKAGE}"' in text
     for target in SERVICES:
-        text = (target.directory / "Dockerfile").read_text()
-        facts = dockerfile_facts(target.directory / "Dockerfile")
-        assert "ARG BASE_IMAGE=ticketing-base" in text
-        assert facts.stages[0] == "${BASE_IMAGE}", target.name
+        facts = image_facts(service_build(target))
+        assert facts.stages[0] == BASE_IMAGE, target.name
         assert facts.env["DJANGO_SETTINGS_MODULE"] == f"{target.project}.settings"
-        assert f"--package {_package_name(target)}" in text
         if target.web:
-            assert facts.cmd == [
+            assert facts.command == [
                 "gunicorn",
                 "-c",
                 f"python:{target.gunicorn_conf}",
                 f"{target.project}.wsgi",
             ]
+            assert facts.expose == [ingress.COMPOSE_UPSTREAM_PORT]
         else:
-            assert facts.cmd == expected_worker_command(target)
+            # The deployments add the pool and the node name (expected_worker_command).
+            assert facts.command[:4] == ["celery", "-A", target.project, "worker"]
+            assert facts.expose == []
+
+
+def test_dockerfile_service_refuses_to_build_without_its_arguments():
+    (check,) = [r for r in dockerfile_facts(SERVICE_DOCKERFILE).run_lines if "required" in r]
+    script = check.replace("${SERVICE_DIR}", "").replace("${PACKAGE}", "tickets-svc")
+    script = script.replace("${DJANGO_PROJECT}", "tickets_svc")
+
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr == "the build argument SERVICE_DIR is required\n"
 
 
 def _package_name(target: DjangoService) -> str:
@@ -182,7 +230,8 @@ def _package_name(target: DjangoService) -> str:
 
 @pytest.mark.parametrize("target", [s for s in SERVICES if s.web], ids=lambda s: s.name)
 def test_collectstatic_runs_with_the_dockerfiles_placeholders(target):
-    facts = dockerfile_facts(target.directory / "Dockerfile")
+    build = service_build(target)
+    facts = dockerfile_facts(build.dockerfile, build.args, target="static")
     (line,) = [r for r in facts.run_lines if "collectstatic" in r]
     placeholders = dict(re.findall(r"([A-Z_]+)=(\S+)", line.split("python manage.py")[0]))
 
@@ -275,7 +324,7 @@ def test_k8s_container_sets_what_its_process_reads_and_all_it_requires(workload,
     if container_name == "web":
         port = int(reads.bind.rsplit(":", 1)[1])
         assert container["ports"] == [{"name": "http", "containerPort": port}]
-        assert port in dockerfile_facts(target.directory / "Dockerfile").expose
+        assert port in image_facts(service_build(target)).expose
         assert port == ingress.COMPOSE_UPSTREAM_PORT
         # gunicorn's workers keep their metrics in PROMETHEUS_MULTIPROC_DIR, a temporary
         # directory unless set (shared_lib.gunicorn_conf): on a writable volume too.
@@ -508,17 +557,23 @@ def test_web_deployments_roll_without_losing_capacity_and_autoscale():
         assert pdbs[name].doc["spec"]["selector"] == spec["selector"]
 
 
-def test_manifest_files_apply_in_order_namespace_first():
-    files = k8s_files()
-    assert [m.kind for m in load_manifests(files[:1])] == ["Namespace"]
-    for path in files:
-        assert re.match(r"^\d\d-[a-z0-9-]+\.yaml$", path.name), path.name
+def test_the_namespace_is_applied_first():
+    assert MANIFESTS[0].kind == "Namespace"
+    assert MANIFESTS[0].name == NAMESPACE
 
 
-def test_the_dev_overlay_covers_every_manifest():
+def test_the_dev_overlay_is_k8s_with_a_writable_root_for_the_app_containers():
     overlay = yaml.safe_load((DEV_OVERLAY / "kustomization.yaml").read_text())
+    code, rendered, stderr = render_dev_overlay()
+    assert code == 0, stderr
 
-    assert overlay["resources"] == [f"../../k8s/{p.name}" for p in k8s_files()]
+    assert overlay["resources"] == ["../../k8s"]
+    dev = {(m.kind, m.name): m.doc for m in load_manifests(rendered)}
+    expected = {(m.kind, m.name): copy.deepcopy(m.doc) for m in MANIFESTS}
+    for manifest in app_workloads():
+        (main,) = pod_spec(Manifest(expected[(manifest.kind, manifest.name)]))["containers"]
+        main["securityContext"]["readOnlyRootFilesystem"] = False
+    assert dev == expected
 
 
 def test_compose_runs_rabbitmq_with_the_clusters_settings():

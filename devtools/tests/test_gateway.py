@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared_lib.testing.processes import free_port
 from tests.deploy import compose_model
+from ticketing_devtools import gateway as gateway_module
 from ticketing_devtools import ingress
 from ticketing_devtools.gateway import (
     API_ERROR_MESSAGES,
@@ -29,6 +31,7 @@ from ticketing_devtools.gateway import (
     NOT_FOUND_MESSAGE,
     ROUTES_PATH,
     SERVICE_UNAVAILABLE_MESSAGE,
+    TEMPLATE_PATH,
     NginxConfigError,
     Route,
     RouteTable,
@@ -128,12 +131,6 @@ def run_backend(name: str, delay: float = 0.0) -> Iterator[Backend]:
         server.shutdown()
         server.server_close()
         thread.join(TIMEOUT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- nginx ------------------------------------------------------------------------------
@@ -494,6 +491,37 @@ def test_every_path_nginx_writes_is_in_the_run_dir(tmp_path: Path) -> None:
     assert ("user root;" in text) == (os.geteuid() == 0)
     assert "daemon off;" in text
     assert "server_tokens off;" in text
+
+
+def test_the_config_is_the_template_filled_in(tmp_path: Path) -> None:
+    template = TEMPLATE_PATH.read_text().splitlines()
+    text = render_nginx(
+        TABLE,
+        upstreams=dict.fromkeys(TABLE.services, "127.0.0.1:1"),
+        listen="8080",
+        run_dir=tmp_path,
+    )
+
+    # Every line of the template without a placeholder is in the config, in its order.
+    lines = iter(text.splitlines())
+    assert all(line in lines for line in template if "%{" not in line)
+    assert "%" not in text
+
+
+def test_a_placeholder_the_renderer_does_not_fill_fails_the_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = tmp_path / "nginx.conf.template"
+    template.write_text(TEMPLATE_PATH.read_text().replace("%{listen}", "%{port}"))
+    monkeypatch.setattr(gateway_module, "TEMPLATE_PATH", template)
+
+    with pytest.raises(KeyError, match="port"):
+        render_nginx(
+            TABLE,
+            upstreams=dict.fromkeys(TABLE.services, "127.0.0.1:1"),
+            listen="8080",
+            run_dir=tmp_path,
+        )
 
 
 def test_render_names_services_without_upstream(tmp_path: Path) -> None:
