@@ -9,7 +9,7 @@ SECRET_KEY.
 from pathlib import Path
 
 from shared_lib.conf import env, env_bool, env_int, env_list
-from shared_lib.service_settings import logging_settings
+from shared_lib.settings.logs import *  # noqa: F403
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -114,8 +114,3 @@ USE_X_FORWARDED_HOST = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 APPEND_SLASH = True
-
-LOGGING = logging_settings(
-    env("LOG_LEVEL", default="INFO").upper(),
-    "text" if env("LOG_FORMAT", default="json").lower() == "text" else "json",
-)

@@ -3,17 +3,14 @@
 Its state is the broker's: each pending expiry is a delayed task message in RabbitMQ.
 """
 
-from shared_lib.conf import env
-from shared_lib.service_settings import events_settings, logging_settings
+from shared_lib.settings.events import *  # noqa: F403
+from shared_lib.settings.logs import *  # noqa: F403
 
 INSTALLED_APPS = ["shared_lib", "expiration"]
 DATABASES: dict = {}  # none: nothing here survives a restart except what RabbitMQ holds
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-globals().update(events_settings("expiration", inbox=False))
-
-LOGGING = logging_settings(
-    env("LOG_LEVEL", default="INFO").upper(),
-    "text" if env("LOG_FORMAT", default="json").lower() == "text" else "json",
-)
+EVENTS_SERVICE = "expiration"
+# No database for an inbox: its handlers are idempotent by nature.
+EVENTS_INBOX = False

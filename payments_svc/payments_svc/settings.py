@@ -3,13 +3,26 @@
 from pathlib import Path
 
 from shared_lib.conf import env, env_int
-from shared_lib.service_settings import base_settings
+from shared_lib.settings.base import *  # noqa: F403
+from shared_lib.settings.base import INSTALLED_APPS, SPECTACULAR_SETTINGS, rate_limit_key_prefix
+from shared_lib.settings.events import *  # noqa: F403
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+INSTALLED_APPS = [*INSTALLED_APPS, "payments"]
+ROOT_URLCONF = "payments_svc.urls"
+WSGI_APPLICATION = "payments_svc.wsgi.application"
 
-globals().update(
-    base_settings(service="payments", base_dir=BASE_DIR, apps=["payments"], events=True)
-)
+# This service's URL space and admin cookies behind the one gateway host.
+STATIC_URL = "/static/payments/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+ADMIN_URL_PREFIX = "admin/payments/"
+SESSION_COOKIE_NAME = "payments_admin_session"
+SESSION_COOKIE_PATH = "/admin/payments/"
+CSRF_COOKIE_NAME = "payments_csrftoken"
+CSRF_COOKIE_PATH = "/admin/payments/"
+RATE_LIMIT_KEY_PREFIX = rate_limit_key_prefix("payments")
+SPECTACULAR_SETTINGS = {"TITLE": "Ticketing payments API", **SPECTACULAR_SETTINGS}
+EVENTS_SERVICE = "payments"
 
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 # Where the SDK sends requests: Stripe itself unless set (localstripe in tests and

@@ -5,25 +5,45 @@ from pathlib import Path
 
 from shared_lib.events.broker import url_user
 from shared_lib.events.contracts import Subject
-from shared_lib.service_settings import base_settings
 
-# Tests only: the value signs nothing that leaves the test run.
+# Set before the shared settings below read them. Tests only: the key signs nothing that
+# leaves the test run; short retry delays make retry and dead-letter tests take seconds.
 os.environ.setdefault("SECRET_KEY", "shared-lib-tests-only")
-# Short retry delays so retry and dead-letter tests take seconds, not minutes.
 os.environ.setdefault("EVENTS_RETRY_DELAYS_MS", "200,400")
 os.environ.setdefault("EVENTS_MAX_ATTEMPTS", "3")
 
-globals().update(
-    base_settings(
-        service="demo", base_dir=Path(__file__).resolve().parent, apps=["tests.demo"], events=True
-    )
+from shared_lib.settings.base import *  # noqa: F403
+from shared_lib.settings.base import (
+    HEALTH_CHECKS,
+    INSTALLED_APPS,
+    SPECTACULAR_SETTINGS,
+    STORAGES,
+    rate_limit_key_prefix,
 )
+from shared_lib.settings.events import *  # noqa: F403
+from shared_lib.settings.events import RABBITMQ_URL
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.demo"]
 ROOT_URLCONF = "tests.urls"
+WSGI_APPLICATION = "tests.wsgi.application"
+
+# The demo's URL space and admin cookies, named as a service's are.
+STATIC_URL = "/static/demo/"
+ADMIN_URL_PREFIX = "admin/demo/"
+SESSION_COOKIE_NAME = "demo_admin_session"
+SESSION_COOKIE_PATH = "/admin/demo/"
+CSRF_COOKIE_NAME = "demo_csrftoken"
+CSRF_COOKIE_PATH = "/admin/demo/"
+RATE_LIMIT_KEY_PREFIX = rate_limit_key_prefix("demo")
+SPECTACULAR_SETTINGS = {"TITLE": "Ticketing demo API", **SPECTACULAR_SETTINGS}
+EVENTS_SERVICE = "demo"
+
 # The demo app plays every service: it publishes and consumes subjects that belong to
 # different services, all through the one broker user of RABBITMQ_URL.
-EVENTS_PRODUCERS = dict.fromkeys(Subject, url_user(RABBITMQ_URL))  # noqa: F821
+EVENTS_PRODUCERS = dict.fromkeys(Subject, url_user(RABBITMQ_URL))
 # The broker check the status command uses, on the demo's readiness to test it there.
-HEALTH_CHECKS = {**HEALTH_CHECKS, "broker": "shared_lib.health.check_broker"}  # noqa: F821
+HEALTH_CHECKS = {**HEALTH_CHECKS, "broker": "shared_lib.health.check_broker"}
 
 # The demo throttle's rate; tests lower or raise it with the `settings` fixture.
 RATE_LIMIT_DEMO = "3/min"
@@ -31,7 +51,7 @@ RATE_LIMIT_DEMO = "3/min"
 # No collectstatic before tests: templates (admin, Swagger UI, DRF's browsable API) resolve
 # static URLs without the manifest, and WhiteNoise has no collected directory to serve.
 STORAGES = {
-    **STORAGES,  # noqa: F821 (set by base_settings above)
+    **STORAGES,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 STATIC_ROOT = None

@@ -4,7 +4,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from shared_lib.conf import MissingSetting, env, env_bool, env_int, env_list
-from shared_lib.service_settings import base_settings
 
 NAME = "SHARED_LIB_TEST_VALUE"
 
@@ -187,46 +186,3 @@ def test_env_list_default_is_a_copy():
     value.append("mutated")
 
     assert default == ["localhost"]
-
-
-@pytest.fixture
-def service_env(monkeypatch):
-    """The variables base_settings requires, and none of its optional ones."""
-    for name in ("SECRET_KEY", "DATABASE_URL", "JWT_PUBLIC_KEY"):
-        monkeypatch.delenv(f"{name}_FILE", raising=False)
-    for name in ("DEBUG", "ALLOWED_HOSTS", "SESSION_TTL_SECONDS", "SESSION_COOKIE_SECURE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SECRET_KEY", "k")
-    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example:5432/tickets")
-    monkeypatch.setenv("JWT_PUBLIC_KEY", "pem")
-    return monkeypatch
-
-
-@pytest.mark.parametrize("name", ["SECRET_KEY", "DATABASE_URL", "JWT_PUBLIC_KEY"])
-def test_base_settings_stop_on_a_missing_required_variable(service_env, name):
-    service_env.delenv(name)
-
-    with pytest.raises(MissingSetting) as excinfo:
-        base_settings(service="demo", base_dir=Path("/srv"), apps=[])
-    assert excinfo.value.name == name
-
-
-def test_base_settings_from_a_minimal_environment(service_env):
-    values = base_settings(service="tickets", base_dir=Path("/srv"), apps=["tickets"])
-
-    assert values["DEBUG"] is False
-    assert values["SESSION_TTL_SECONDS"] == 900
-    assert values["SESSION_COOKIE_SECURE"] is True
-    assert values["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
-    assert values["DATABASES"]["default"]["NAME"] == "tickets"
-    assert values["DATABASES"]["default"]["HOST"] == "db.example"
-    assert values["ROOT_URLCONF"] == "tickets_svc.urls"
-    assert values["INSTALLED_APPS"][-1] == "tickets"
-    assert values["APPEND_SLASH"] is False
-
-
-def test_base_settings_refuse_a_session_ttl_under_a_minute(service_env):
-    service_env.setenv("SESSION_TTL_SECONDS", "30")
-
-    with pytest.raises(ImproperlyConfigured, match=r"^SESSION_TTL_SECONDS must be at least 60"):
-        base_settings(service="demo", base_dir=Path("/srv"), apps=[])

@@ -4,7 +4,7 @@
 
 Collecting with the manifest storage hashes and compresses every file (the admin's, DRF's,
 Swagger UI's: thousands), which costs tens of seconds of CPU per service; every stack
-start and test suite used to pay it again for an unchanged tree. The inputs are the
+start and test suite would otherwise pay it again for an unchanged tree. The inputs are the
 locked third-party packages, our own static folders and the settings, so a fingerprint
 of those decides.
 """
@@ -23,16 +23,23 @@ MARKER = ".ticketing-fingerprint"
 SHARED_SOURCES = REPO_ROOT / "shared_lib" / "src" / "shared_lib"
 
 
+def _collect_input(parts: tuple[str, ...]) -> bool:
+    """A file collectstatic reads: a static folder's, or settings (a project's settings.py,
+    shared_lib's settings package) that say what is collected and where."""
+    if "static" in parts:
+        return True
+    *folders, name = parts
+    return name.endswith(".py") and (name == "settings.py" or "settings" in folders)
+
+
 def fingerprint(directory: Path) -> str:
     digest = hashlib.sha256(sys.version.encode())
     # Third-party static files change only when a locked package does.
     digest.update((REPO_ROOT / "uv.lock").read_bytes())
     for root in (directory, SHARED_SOURCES):
         for path in sorted(root.rglob("*")):
-            if not path.is_file() or "staticfiles" in path.relative_to(root).parts:
-                continue
             parts = path.relative_to(root).parts
-            if "static" in parts or path.name in ("settings.py", "service_settings.py"):
+            if path.is_file() and "staticfiles" not in parts and _collect_input(parts):
                 stat = path.stat()
                 digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()

@@ -4,8 +4,8 @@
     MIDDLEWARE = [..., AuthenticationMiddleware, "shared_lib.admin_sso.AdminSignOnMiddleware"]
     AUTHENTICATION_BACKENDS = [ModelBackend, "shared_lib.admin_sso.SignOnStaffBackend"]
 
-(base_settings does all three; auth_svc sets ADMIN_STAFF_SOURCE = "user-table".) Who gets
-in, on every request under /admin/<svc>/:
+(shared_lib.settings.base does all three; auth_svc sets ADMIN_STAFF_SOURCE = "user-table".)
+Who gets in, on every request under /admin/<svc>/:
 
 - A verified session token (EdDSA, unexpired: shared_lib.auth) whose user is staff: the admin,
   no second sign-in. "Staff" comes from where it is known best (ADMIN_STAFF_SOURCE):

@@ -1,7 +1,7 @@
 """Django's session, user and messages middleware for pages only (the admin, its sign-in
 form), never for the JSON API under API_PATH_PREFIX.
 
-    MIDDLEWARE = [..., "shared_lib.page_middleware.SessionMiddleware", ...]  # service_settings
+    MIDDLEWARE = [..., "shared_lib.page_middleware.SessionMiddleware", ...]  # shared_lib.settings
     request.session, request.user, messages    # on /admin/... as ever; not on /api/...
 
 An API request is signed in by its token (shared_lib.auth, through DRF), and never reads a

@@ -1,7 +1,7 @@
 """Django's PostgreSQL backend without a health-check query per request: a lost
 connection is found by the statement that needs it, and that statement is retried.
 
-    DATABASES = {"default": {"ENGINE": "shared_lib.postgresql", ...}}   # service_settings
+    DATABASES = {"default": {"ENGINE": "shared_lib.postgresql", ...}}   # shared_lib.settings
     close_old_connections()   # between requests, events, relay passes: as with Django's
     Ticket.objects.first()    # on a connection the server dropped meanwhile: reconnects
 

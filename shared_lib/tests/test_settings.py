@@ -1,0 +1,222 @@
+"""The shared settings modules, each read fresh under the environment a test sets."""
+
+import importlib.util
+import runpy
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from shared_lib.conf import MissingSetting
+
+REQUIRED = {
+    "shared_lib.settings.base": ("SECRET_KEY", "DATABASE_URL", "JWT_PUBLIC_KEY"),
+    "shared_lib.settings.events": ("RABBITMQ_URL",),
+    "shared_lib.settings.logs": (),
+}
+OPTIONAL = (
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "SESSION_TTL_SECONDS",
+    "SESSION_COOKIE_SECURE",
+    "TEST_DATABASE_SUFFIX",
+    "RATE_LIMIT_KEY_PREFIX",
+    "EVENTS_EXCHANGE",
+    "EVENTS_RETRY_DELAYS_MS",
+    "EVENTS_MAX_ATTEMPTS",
+    "EVENTS_BATCH_SIZE",
+    "EVENTS_PREFETCH",
+    "EVENTS_RETENTION_DAYS",
+    "METRICS_PORT",
+    "METRICS_ADDRESS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+)
+
+
+def load(module: str) -> dict:
+    """The module's names as a service's settings import would see them, read now (the
+    imported module keeps what it read when the test settings loaded it)."""
+    return runpy.run_path(importlib.util.find_spec(module).origin)
+
+
+@pytest.fixture
+def minimal_env(monkeypatch):
+    """The variables the shared settings require, and none of their optional ones."""
+    for name in (*(n for names in REQUIRED.values() for n in names), *OPTIONAL):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"{name}_FILE", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "k")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example:5432/tickets")
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "pem")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://tickets:secret@mq.example:5672/ticketing")
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("module", "name"), [(module, name) for module, names in REQUIRED.items() for name in names]
+)
+def test_a_missing_required_variable_stops_the_import_naming_it(minimal_env, module, name):
+    minimal_env.delenv(name)
+
+    with pytest.raises(MissingSetting) as excinfo:
+        load(module)
+    assert excinfo.value.name == name
+
+
+def test_the_base_from_a_minimal_environment(minimal_env):
+    values = load("shared_lib.settings.base")
+
+    assert values["SECRET_KEY"] == "k"
+    assert values["JWT_PUBLIC_KEY"] == "pem"
+    assert values["DEBUG"] is False
+    assert values["SESSION_TTL_SECONDS"] == 900
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["CSRF_COOKIE_SECURE"] is True
+    assert values["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+    assert values["APPEND_SLASH"] is False
+    assert values["INSTALLED_APPS"][-1] == "shared_lib"
+    assert values["HEALTH_CHECKS"] == {"database": "shared_lib.health.check_database"}
+    assert values["DATABASES"] == {
+        "default": {
+            "ENGINE": "shared_lib.postgresql",
+            "NAME": "tickets",
+            "USER": "u",
+            "PASSWORD": "p",
+            "HOST": "db.example",
+            "PORT": 5432,
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": False,
+            "DISABLE_SERVER_SIDE_CURSORS": False,
+            "OPTIONS": {"connect_timeout": 5},
+        }
+    }
+    assert values["rate_limit_key_prefix"]("tickets") == "ticketing:tickets:ratelimit"
+    assert values["LOGGING"]["root"] == {"handlers": ["stderr"], "level": "INFO"}
+
+
+def test_the_base_reads_each_optional_variable(minimal_env):
+    minimal_env.setenv("DEBUG", "true")
+    minimal_env.setenv("ALLOWED_HOSTS", "shop.example, api.example")
+    minimal_env.setenv("SESSION_TTL_SECONDS", "120")
+    minimal_env.setenv("SESSION_COOKIE_SECURE", "false")
+    minimal_env.setenv("TEST_DATABASE_SUFFIX", "run7")
+    minimal_env.setenv("RATE_LIMIT_KEY_PREFIX", "stack2:ratelimit")
+
+    values = load("shared_lib.settings.base")
+
+    assert values["DEBUG"] is True
+    assert values["ALLOWED_HOSTS"] == ["shop.example", "api.example"]
+    assert values["SESSION_TTL_SECONDS"] == 120
+    assert values["SESSION_COOKIE_SECURE"] is False
+    assert values["CSRF_COOKIE_SECURE"] is False
+    assert values["DATABASES"]["default"]["TEST"] == {"NAME": "test_tickets_run7"}
+    assert values["rate_limit_key_prefix"]("tickets") == "stack2:ratelimit"
+
+
+def test_the_base_refuses_a_session_ttl_under_a_minute(minimal_env):
+    minimal_env.setenv("SESSION_TTL_SECONDS", "30")
+
+    with pytest.raises(ImproperlyConfigured, match=r"^SESSION_TTL_SECONDS must be at least 60"):
+        load("shared_lib.settings.base")
+
+
+def test_the_base_leaves_what_names_a_service_to_the_service(minimal_env):
+    values = load("shared_lib.settings.base")
+
+    named = {
+        "BASE_DIR",
+        "ROOT_URLCONF",
+        "WSGI_APPLICATION",
+        "STATIC_URL",
+        "STATIC_ROOT",
+        "ADMIN_URL_PREFIX",
+        "SESSION_COOKIE_NAME",
+        "SESSION_COOKIE_PATH",
+        "CSRF_COOKIE_NAME",
+        "CSRF_COOKIE_PATH",
+        "RATE_LIMIT_KEY_PREFIX",
+        "EVENTS_SERVICE",
+    }
+    assert named.isdisjoint(values)
+    assert "TITLE" not in values["SPECTACULAR_SETTINGS"]
+
+
+def test_the_event_bus_from_a_minimal_environment(minimal_env):
+    values = load("shared_lib.settings.events")
+
+    url = "amqp://tickets:secret@mq.example:5672/ticketing"
+    assert values["RABBITMQ_URL"] == url
+    assert values["CELERY_BROKER_URL"] == url
+    assert values["EVENTS_INBOX"] is True
+    assert values["EVENTS_EXCHANGE"] == "ticketing.events"
+    assert values["EVENTS_RETRY_DELAYS_MS"] == [1000, 5000, 30000]
+    assert values["EVENTS_MAX_ATTEMPTS"] == 5
+    assert values["EVENTS_BATCH_SIZE"] == 64
+    assert values["EVENTS_PREFETCH"] == 128
+    assert values["EVENTS_RETENTION_DAYS"] == 7
+    assert values["METRICS_PORT"] == 9100
+    assert values["METRICS_ADDRESS"] == "0.0.0.0"  # noqa: S104
+    assert values["CELERY_TASK_ACKS_LATE"] is True
+    assert values["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"confirm_publish": True}
+
+
+def test_the_event_bus_reads_each_optional_variable(minimal_env):
+    minimal_env.setenv("EVENTS_EXCHANGE", "stack2.events")
+    minimal_env.setenv("EVENTS_RETRY_DELAYS_MS", "200,400")
+    minimal_env.setenv("EVENTS_MAX_ATTEMPTS", "3")
+    minimal_env.setenv("EVENTS_BATCH_SIZE", "8")
+    minimal_env.setenv("EVENTS_PREFETCH", "16")
+    minimal_env.setenv("EVENTS_RETENTION_DAYS", "2")
+    minimal_env.setenv("METRICS_PORT", "0")
+    minimal_env.setenv("METRICS_ADDRESS", "127.0.0.1")
+
+    values = load("shared_lib.settings.events")
+
+    assert values["EVENTS_EXCHANGE"] == "stack2.events"
+    assert values["EVENTS_RETRY_DELAYS_MS"] == [200, 400]
+    assert values["EVENTS_MAX_ATTEMPTS"] == 3
+    assert values["EVENTS_BATCH_SIZE"] == 8
+    assert values["EVENTS_PREFETCH"] == 16
+    assert values["EVENTS_RETENTION_DAYS"] == 2
+    assert values["METRICS_PORT"] == 0
+    assert values["METRICS_ADDRESS"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("log_format", "formatter"),
+    [
+        (None, {"()": "shared_lib.correlation.JsonFormatter"}),
+        ("json", {"()": "shared_lib.correlation.JsonFormatter"}),
+        ("unknown", {"()": "shared_lib.correlation.JsonFormatter"}),
+        (
+            "TEXT",
+            {
+                "()": "shared_lib.correlation.KeyValueFormatter",
+                "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            },
+        ),
+    ],
+)
+def test_log_format_chooses_the_line_formatter(minimal_env, log_format, formatter):
+    if log_format is not None:
+        minimal_env.setenv("LOG_FORMAT", log_format)
+
+    values = load("shared_lib.settings.logs")
+
+    assert values["LOGGING"]["formatters"] == {"line": formatter}
+
+
+def test_log_level_sets_the_root_level(minimal_env):
+    minimal_env.setenv("LOG_LEVEL", "debug")
+
+    values = load("shared_lib.settings.logs")
+
+    assert values["LOGGING"]["root"] == {"handlers": ["stderr"], "level": "DEBUG"}
+
+
+def test_the_logs_module_exports_only_logging():
+    namespace: dict = {}
+
+    exec("from shared_lib.settings.logs import *", namespace)  # noqa: S102
+
+    assert set(namespace) - {"__builtins__"} == {"LOGGING"}
