@@ -5,8 +5,11 @@ from shared_lib.events import Event, Subject, event_handler
 from shared_lib.events.contracts import ExpirationComplete, PaymentCreated, TicketCreated
 
 
+# ticket.updated carries the same fields (plus orderId, which orders_svc does not need:
+# its own orders are the reservation's source of truth).
 @event_handler(Subject.TICKET_CREATED)
-def on_ticket_created(event: Event[TicketCreated]) -> None:
+@event_handler(Subject.TICKET_UPDATED)
+def on_ticket_created_or_updated(event: Event[TicketCreated]) -> None:
     data = event.data
     services.ticket_replica_apply(
         ticket_id=data.id,
@@ -15,11 +18,6 @@ def on_ticket_created(event: Event[TicketCreated]) -> None:
         price=data.price,
         user_id=data.userId,
     )
-
-
-# ticket.updated carries the same fields (plus orderId, which orders_svc does not need:
-# its own orders are the reservation's source of truth).
-event_handler(Subject.TICKET_UPDATED)(on_ticket_created)
 
 
 @event_handler(Subject.EXPIRATION_COMPLETE, batch=True)

@@ -5,11 +5,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from orders.models import Order, TicketReplica
 from shared_lib.events.consumer import Outcome
-from shared_lib.events.registry import NotYet
+from shared_lib.events.contracts import consumed_by
+from shared_lib.events.registry import NotYet, check_handlers, discover_handlers
 from shared_lib.models import InboxMessage, OutboxEvent
 from shared_lib.testing.events import deliver, deliver_batch, make_event
 from tests.factories import order_row, ticket_data, ticket_replica
@@ -323,3 +325,9 @@ def test_expiry_after_payment_keeps_the_order_complete():
 
     assert state(order) == ("complete", 1)
     assert [subject for subject, _ in events()] == ["order.completed"]
+
+
+def test_the_handlers_are_the_subjects_the_contracts_declare_for_this_service():
+    check_handlers(settings.EVENTS_SERVICE)  # the worker's start-up check: no mismatch
+
+    assert sorted(discover_handlers()) == sorted(consumed_by("orders"))

@@ -1,7 +1,6 @@
 """Order events keep the replica; a cancelled paid order is refunded."""
 
 from payments import services
-from payments.models import OrderReplica
 from shared_lib.events import Event, Subject, event_handler
 from shared_lib.events.contracts import OrderCancelled, OrderCompleted, OrderCreated
 
@@ -26,6 +25,4 @@ def on_order_cancelled(event: Event[OrderCancelled]) -> None:
 
 @event_handler(Subject.ORDER_COMPLETED)
 def on_order_completed(event: Event[OrderCompleted]) -> None:
-    services.order_replica_apply(
-        order_id=event.data.id, version=event.data.version, status=OrderReplica.Status.COMPLETE
-    )
+    services.order_completed_apply(order_id=event.data.id, version=event.data.version)

@@ -447,6 +447,13 @@ def order_replica_apply(*, order_id: uuid.UUID, version: int, **fields: Any) -> 
     return apply_to_replica(OrderReplica, id=order_id, version=version, fields=fields)
 
 
+def order_completed_apply(*, order_id: uuid.UUID, version: int) -> Applied:
+    """The order was paid: the replica follows its version and status."""
+    return order_replica_apply(
+        order_id=order_id, version=version, status=OrderReplica.Status.COMPLETE
+    )
+
+
 def order_cancelled_apply(*, order_id: uuid.UUID, version: int) -> Applied:
     """Mark the replica cancelled and owe back whatever it was charged, in the handler's
     transaction; Stripe is called only after it commits, so a cancel always commits."""

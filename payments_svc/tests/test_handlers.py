@@ -5,12 +5,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from payments import gateway, services
 from payments.models import OrderReplica, Payment, Refund
 from shared_lib.events.consumer import Outcome
-from shared_lib.events.registry import NotYet
+from shared_lib.events.contracts import consumed_by
+from shared_lib.events.registry import NotYet, check_handlers, discover_handlers
 from shared_lib.models import InboxMessage, OutboxEvent
 from shared_lib.testing.events import deliver, make_event
 from tests.factories import (
@@ -304,3 +306,9 @@ def test_order_completed_for_a_paid_order_refunds_nothing(stripe_ledger):
     assert replica(order.id)["status"] == "complete"
     assert Refund.objects.count() == 0
     assert stripe_ledger.refunds(payment.stripe_id) == []
+
+
+def test_the_handlers_are_the_subjects_the_contracts_declare_for_this_service():
+    check_handlers(settings.EVENTS_SERVICE)  # the worker's start-up check: no mismatch
+
+    assert sorted(discover_handlers()) == sorted(consumed_by("payments"))

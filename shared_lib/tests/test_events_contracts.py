@@ -2,24 +2,25 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from shared_lib.events import broker
-from shared_lib.events.contracts import CONTRACTS, ContractError, Envelope, Subject, validate_data
+from shared_lib.events.contracts import (
+    CONSUMERS,
+    CONTRACTS,
+    PRODUCERS,
+    ContractError,
+    Envelope,
+    Subject,
+    consumed_by,
+    validate_data,
+)
+from shared_lib.events.registry import HandlersMismatch, check_handlers
 from tests.demo.factories import example_data, order_created_data, ticket_data
 
-# docs/events.md: subject -> the services that consume it.
-DESIGN_CONSUMERS = {
-    "ticket.created": ("orders",),
-    "ticket.updated": ("orders",),
-    "order.created": ("tickets", "payments", "expiration"),
-    "order.cancelled": ("tickets", "payments"),
-    "order.completed": ("payments",),
-    "expiration.complete": ("orders",),
-    "payment.created": ("orders",),
-}
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # docs/events.md: subject -> its data fields (optional ones included).
 DESIGN_FIELDS = {
     "ticket.created": {"id", "version", "title", "price", "userId"},
@@ -33,10 +34,74 @@ DESIGN_FIELDS = {
 OPTIONAL_FIELDS = {"ticket.updated": {"orderId"}}
 
 
-def test_every_subject_has_a_contract_and_its_design_consumers():
-    assert {str(s) for s in Subject} == set(DESIGN_CONSUMERS)
-    assert set(CONTRACTS) == set(Subject)
-    assert {str(s): c for s, c in broker.CONSUMERS.items()} == DESIGN_CONSUMERS
+def test_every_subject_has_a_contract_a_producer_and_consumers():
+    assert {str(s) for s in Subject} == set(DESIGN_FIELDS)
+    assert set(CONTRACTS) == set(PRODUCERS) == set(CONSUMERS) == set(Subject)
+    assert all(CONSUMERS.values())
+    # A service never consumes what it publishes itself: it knows already.
+    assert all(PRODUCERS[s] not in consumers for s, consumers in CONSUMERS.items())
+
+
+def _subjects_table() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """docs/events.md's Subjects table: subject -> (producer, consumers)."""
+    page = (REPO_ROOT / "docs" / "events.md").read_text()
+    section = page.split("\n## Subjects\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| `")]
+    return {
+        cells[0].strip(" `"): (
+            cells[1].strip(),
+            tuple(name.strip() for name in cells[2].split(",")),
+        )
+        for cells in rows
+    }
+
+
+def test_the_documented_producers_and_consumers_are_the_declared_ones():
+    assert _subjects_table() == {
+        str(subject): (PRODUCERS[subject], CONSUMERS[subject]) for subject in Subject
+    }
+
+
+def test_consumed_by_lists_a_services_subjects_in_subject_order():
+    assert consumed_by("orders") == [
+        Subject.TICKET_CREATED,
+        Subject.TICKET_UPDATED,
+        Subject.EXPIRATION_COMPLETE,
+        Subject.PAYMENT_CREATED,
+    ]
+    assert consumed_by("expiration") == [Subject.ORDER_CREATED]
+    assert consumed_by("auth") == []
+
+
+def test_handlers_that_match_the_declaration_pass_the_check():
+    check_handlers("payments", [Subject.ORDER_COMPLETED, "order.created", "order.cancelled"])
+    check_handlers("auth", [])
+    check_handlers("demo", ["ticket.created"], declared=[Subject.TICKET_CREATED])
+
+
+def test_handlers_that_differ_from_the_declaration_fail_the_check_naming_both_sides():
+    with pytest.raises(HandlersMismatch) as raised:
+        check_handlers("tickets", [Subject.ORDER_CREATED, Subject.PAYMENT_CREATED])
+
+    assert str(raised.value) == (
+        "tickets: event handlers do not match contracts.CONSUMERS:"
+        " declared but not handled: order.cancelled;"
+        " handled but not declared: payment.created"
+    )
+    assert raised.value.service == "tickets"
+    assert raised.value.missing == [Subject.ORDER_CANCELLED]
+    assert raised.value.undeclared == [Subject.PAYMENT_CREATED]
+
+
+def test_a_service_missing_from_the_declaration_cannot_handle_anything():
+    with pytest.raises(HandlersMismatch) as raised:
+        check_handlers("auth", [Subject.TICKET_CREATED])
+
+    assert str(raised.value) == (
+        "auth: event handlers do not match contracts.CONSUMERS:"
+        " declared but not handled: none;"
+        " handled but not declared: ticket.created"
+    )
 
 
 @pytest.mark.parametrize("subject", list(Subject), ids=str)

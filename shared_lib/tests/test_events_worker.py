@@ -5,6 +5,7 @@ import sys
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -15,7 +16,9 @@ from shared_lib.events import Subject, publish
 from shared_lib.events.deadletters import dead_letters
 from shared_lib.events.worker import HEARTBEAT_MAX_AGE_SECONDS, HEARTBEAT_SECONDS
 from shared_lib.models import InboxMessage, OutboxEvent
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.events import Worker
+from shared_lib.testing.events import test_database_url as database_url
+from shared_lib.testing.waiting import wait_for
 from tests.demo.bus import broker_unreachable, nonempty_demo_queues
 from tests.demo.factories import new_id, ticket_data
 from tests.demo.models import Effect, TicketReplica
@@ -217,3 +220,39 @@ def test_event_worker_starts_two_workers_side_by_side(event_worker):
 
     assert first.process.poll() is None
     assert second.process.poll() is None, second.log()[-2000:]
+
+
+def test_a_worker_whose_handlers_disagree_with_its_declaration_does_not_start(
+    rabbitmq_vhost, transactional_db, tmp_path
+):
+    # given: the demo declared to consume payment.created (no handler) but not
+    # order.cancelled (handled)
+    worker = Worker(
+        app="tests.celery_app",
+        cwd=Path.cwd(),
+        env={
+            **os.environ,
+            "RABBITMQ_URL": settings.RABBITMQ_URL,
+            "DATABASE_URL": database_url(),
+            "WORKER_HEARTBEAT_FILE": str(tmp_path / "worker.alive"),
+            "LOG_FORMAT": "text",
+            "DEMO_DECLARED": "ticket.created,ticket.updated,order.created,payment.created",
+        },
+        log_path=tmp_path / "worker.log",
+    )
+
+    # when
+    with pytest.raises(RuntimeError, match=r"^worker did not start: "):
+        worker.start(timeout=60)
+
+    # then: it exited by itself, saying why in one line, and never consumed
+    assert worker.process.returncode == 1
+    refusals = [line for line in worker.log().splitlines() if "event worker not started" in line]
+    assert len(refusals) == 1
+    assert (
+        " CRITICAL shared_lib.events: event worker not started: demo: event handlers do not"
+        " match contracts.CONSUMERS: declared but not handled: payment.created;"
+        " handled but not declared: order.cancelled"
+    ) in refusals[0]
+    assert "event consumer starting" not in worker.log()
+    assert not worker.heartbeat.exists()

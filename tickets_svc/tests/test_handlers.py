@@ -2,9 +2,11 @@ import logging
 import uuid
 
 import pytest
+from django.conf import settings
 
 from shared_lib.events.consumer import Outcome
-from shared_lib.events.registry import NotYet
+from shared_lib.events.contracts import consumed_by
+from shared_lib.events.registry import NotYet, check_handlers, discover_handlers
 from shared_lib.models import AggregateVersion, InboxMessage, OutboxEvent
 from shared_lib.testing.events import deliver
 from tests.factories import make_ticket, order_cancelled, order_created, published
@@ -186,3 +188,9 @@ def test_order_created_for_an_unknown_ticket_changes_nothing(caplog):
     assert [r.getMessage() for r in caplog.records if r.name == "tickets.services"] == [
         "order event names an unknown ticket"
     ]
+
+
+def test_the_handlers_are_the_subjects_the_contracts_declare_for_this_service():
+    check_handlers(settings.EVENTS_SERVICE)  # the worker's start-up check: no mismatch
+
+    assert sorted(discover_handlers()) == sorted(consumed_by("tickets"))

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events import NotYet, Subject, publish
+from shared_lib.events.versioning import claim_version
 from tickets.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -179,3 +180,29 @@ def ticket_release(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | Non
         ticket.order_id = None
         _save_and_announce(ticket)
         return ticket
+
+
+def order_created_apply(
+    *, order_id: uuid.UUID, version: int, ticket_id: uuid.UUID
+) -> Ticket | None:
+    """order.created: lock the ticket for the order, unless this version of the order was
+    applied before (a redelivery)."""
+    # The claim and the lock commit together or not at all; inside a handler's transaction
+    # no savepoint is needed, as a failure here fails the whole event anyway.
+    with transaction.atomic(savepoint=False):
+        if not claim_version("order", id=order_id, version=version):
+            return None
+        return ticket_reserve(ticket_id=ticket_id, order_id=order_id)
+
+
+def order_cancelled_apply(
+    *, order_id: uuid.UUID, version: int, ticket_id: uuid.UUID
+) -> Ticket | None:
+    """order.cancelled: free the ticket if this order holds it.
+
+    claim_version raises NotYet while the order's created event has not been applied: a
+    cancel that overtook it waits instead of leaving the ticket locked forever."""
+    with transaction.atomic(savepoint=False):
+        if not claim_version("order", id=order_id, version=version):
+            return None
+        return ticket_release(ticket_id=ticket_id, order_id=order_id)

@@ -11,10 +11,12 @@ Topology, per service S and subject X (queue `S.X`):
 Retries and dead letters travel through the default exchange, addressed by queue name,
 so a retry reaches only the service that failed, never every subscriber of X again.
 
-Each service connects as its own broker user (named after the service) whose rights
-`permissions(service)` spells out: publish only its own subjects, declare and use only
-its own queues (and the subscriber queues of what it publishes). Every message carries
-`user_id`, which RabbitMQ checks against the connection's user, so it names its sender.
+Who consumes what is contracts.CONSUMERS; a publisher declares its subjects' consumer
+queues from it. Each service connects as its own broker user (named after the service)
+whose rights `permissions(service)` spells out: publish only its own subjects, declare
+and use only its own queues (and the subscriber queues of what it publishes). Every
+message carries `user_id`, which RabbitMQ checks against the connection's user, so it
+names its sender.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
 
 from shared_lib import tracing
-from shared_lib.events.contracts import PRODUCERS, Subject
+from shared_lib.events.contracts import CONSUMERS, PRODUCERS, Subject, consumed_by
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -42,18 +44,6 @@ logger = logging.getLogger("shared_lib.events")
 # outbox row is already committed and the relay will send it later.
 CONNECT_TIMEOUT_SECONDS = 2
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-
-# A subject's consumers, as docs/events.md lists them. Publishers declare these queues
-# too, so an event published before a consumer's first start still waits for it.
-CONSUMERS: dict[Subject, tuple[str, ...]] = {
-    Subject.TICKET_CREATED: ("orders",),
-    Subject.TICKET_UPDATED: ("orders",),
-    Subject.ORDER_CREATED: ("tickets", "payments", "expiration"),
-    Subject.ORDER_CANCELLED: ("tickets", "payments"),
-    Subject.ORDER_COMPLETED: ("payments",),
-    Subject.EXPIRATION_COMPLETE: ("orders",),
-    Subject.PAYMENT_CREATED: ("orders",),
-}
 
 
 # kombu's (and RabbitMQ's) user when a URL names none.
@@ -126,7 +116,7 @@ def permissions(
     before its consumer first starts waits for it), retry and dead-letter through the
     default exchange, and run its Celery worker."""
     if consumed is None:
-        consumed = [subject for subject, services in CONSUMERS.items() if service in services]
+        consumed = consumed_by(service)
     consumed = [Subject(subject) for subject in consumed]
     produced = [subject for subject, producer in producers.items() if producer == service]
     own = _queue_family(queue_name(service, subject) for subject in consumed)
@@ -160,7 +150,7 @@ BUS_SERVICES = tuple(sorted({*PRODUCERS.values(), *(s for ss in CONSUMERS.values
 def definitions(*, vhost: str, password_hashes: Mapping[str, str]) -> dict[str, Any]:
     """RabbitMQ definitions (load_definitions) of the vhost and each service's user with
     its permissions. A hash is rabbit_password_hashing_sha256's; "" makes a user with no
-    password yet, which k8s/10-rabbitmq.yaml sets from the service's Secret at start."""
+    password yet, which k8s/rabbitmq.yaml sets from the service's Secret at start."""
     users, grants, topics = [], [], []
     for service in BUS_SERVICES:
         rights = permissions(service)

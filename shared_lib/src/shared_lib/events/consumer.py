@@ -35,9 +35,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import (
@@ -104,11 +104,44 @@ def check_sender(subject: Subject, sent_by: str) -> None:
 
 
 class Outcome(Enum):
+    """What became of an event that applied: its log line says which."""
+
     APPLIED = "applied"
     DUPLICATE = "duplicate"
 
+    @property
+    def log_message(self) -> str:
+        return "event handled" if self is Outcome.APPLIED else "event duplicate skipped"
+
+
+class Failure(StrEnum):
+    """Why a delivery did not apply; the value is the metrics' `reason` label."""
+
+    REJECTED = "rejected"  # bad headers, or not from the subject's producer
+    INVALID = "invalid"  # not an envelope, or not the subject's contract
+    UNDECODABLE = "undecodable"  # not JSON at all
+    NOT_YET = "not_yet"  # the handler raised NotYet
+    DATABASE = "database"  # the database was unreachable
+    ERROR = "error"  # the handler raised anything else
+
+    @property
+    def waits(self) -> bool:
+        """Nobody's fault, so it waits on the generous budget (MAX_NOT_YET_FACTOR)."""
+        return self in (Failure.NOT_YET, Failure.DATABASE)
+
 
 Result = Outcome | BaseException  # what applying one event came to
+
+
+class Work(NamedTuple):
+    """One event to apply: the handler, the event, and the queue it came from (its inbox
+    rows are keyed by (event id, queue))."""
+
+    handler: Handler
+    event: Event
+    queue: str
+
+
 INBOX_TABLE = InboxMessage._meta.db_table
 # One statement claims a whole batch; the conflict target is inbox_once_per_consumer.
 _CLAIM_SQL = f"""
@@ -149,7 +182,7 @@ def _check_transaction() -> None:
         )
 
 
-def _claim(items: list[tuple[Handler, Event, str]]) -> set[tuple[uuid.UUID, str]]:
+def _claim(items: list[Work]) -> set[tuple[uuid.UUID, str]]:
     """Insert the inbox rows of a batch in one statement; the (id, consumer) pairs that
     were new. A pair already there is a redelivery of something applied before."""
     now = datetime.now(UTC)
@@ -157,10 +190,10 @@ def _claim(items: list[tuple[Handler, Event, str]]) -> set[tuple[uuid.UUID, str]
         cursor.execute(
             _CLAIM_SQL,
             [
-                [event.id for _, event, _ in items],
-                [consumer for _, _, consumer in items],
-                [str(event.subject) for _, event, _ in items],
-                [event.correlation_id[:64] for _, event, _ in items],
+                [item.event.id for item in items],
+                [item.queue for item in items],
+                [str(item.event.subject) for item in items],
+                [item.event.correlation_id[:64] for item in items],
                 [now] * len(items),
             ],
         )
@@ -172,7 +205,7 @@ def _unclaim(keys: list[tuple[uuid.UUID, str]]) -> None:
         cursor.execute(_UNCLAIM_SQL, [[key[0] for key in keys], [key[1] for key in keys]])
 
 
-def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> list[Result]:
+def _run_batch(items: list[Work], *, isolated: bool) -> list[Result]:
     """One transaction: claim the inbox rows, run each new event's handler in delivery
     order, give the failed ones their inbox rows back, commit.
 
@@ -183,8 +216,8 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
     with transaction.atomic():
         fresh = _claim(items)
         results: list[Result | None] = []
-        for _, event, consumer in items:
-            key = (event.id, consumer)
+        for item in items:
+            key = (item.event.id, item.queue)
             # Applied before, or earlier in this very batch: skipped.
             results.append(None if key in fresh else Outcome.DUPLICATE)
             fresh.discard(key)
@@ -202,40 +235,37 @@ def _run_batch(items: list[tuple[Handler, Event, str]], *, isolated: bool) -> li
     return results  # type: ignore[return-value]  # every None is filled in
 
 
-def _together(
-    items: list[tuple[Handler, Event, str]], results: list[Result | None], index: int
-) -> list[int]:
+def _together(items: list[Work], results: list[Result | None], index: int) -> list[int]:
     """The items one call of items[index]'s handler takes: a batch handler this event and
     the next ones of its queue not yet settled, up to the first event of another queue
     (so events are handled in the order they were delivered, even across queues: an
     expiry delivered after a payment never overtakes it); any other handler this one."""
-    handler, _, consumer = items[index]
-    if not takes_batches(handler):
+    if not takes_batches(items[index].handler):
         return [index]
     together = []
     for later in range(index, len(items)):
         if results[later] is not None:
             continue  # a duplicate: not handled, so not in the way
-        if items[later][2] != consumer:
+        if items[later].queue != items[index].queue:
             break
         together.append(later)
     return together
 
 
-def _run_together(items: list[tuple[Handler, Event, str]], results: list[Result | None]) -> None:
-    for index, (handler, event, consumer) in enumerate(items):
+def _run_together(items: list[Work], results: list[Result | None]) -> None:
+    for index, (handler, event, queue) in enumerate(items):
         if results[index] is not None:
             continue  # a duplicate, or a batch handler's event already handled
         together = _together(items, results, index)
         if takes_batches(handler):
-            events: Sequence[Event] = [items[later][1] for later in together]
+            events: Sequence[Event] = [items[later].event for later in together]
             run = partial(handler, events)
         else:
             events = (event,)
             run = partial(handler, event)
         with correlation_scope(event.correlation_id):
             try:
-                with tracing.handling(events, queue=consumer):
+                with tracing.handling(events, queue=queue):
                     run()
                     _check_transaction()
             except Exception as exc:
@@ -244,37 +274,36 @@ def _run_together(items: list[tuple[Handler, Event, str]], results: list[Result 
             results[later] = Outcome.APPLIED
 
 
-def _call(handler: Handler, event: Event, consumer: str) -> None:
+def _call(item: Work) -> None:
     """One event through its handler, a batch handler's too."""
-    with tracing.handling((event,), queue=consumer):
+    handler, event, queue = item
+    with tracing.handling((event,), queue=queue):
         handler([event] if takes_batches(handler) else event)  # type: ignore[arg-type]
 
 
-def _run_isolated(
-    items: list[tuple[Handler, Event, str]], results: list[Result | None]
-) -> list[tuple[uuid.UUID, str]]:
+def _run_isolated(items: list[Work], results: list[Result | None]) -> list[tuple[uuid.UUID, str]]:
     """Each new event in a savepoint of its own; the (id, queue) of those that failed."""
     failed = []
-    for index, (handler, event, consumer) in enumerate(items):
+    for index, item in enumerate(items):
         if results[index] is not None:
             continue
-        with correlation_scope(event.correlation_id):
+        with correlation_scope(item.event.correlation_id):
             try:
                 with transaction.atomic():
-                    _call(handler, event, consumer)
+                    _call(item)
                     _check_transaction()
             except Exception as exc:
                 if _connection_lost(exc):
                     raise  # the whole batch is lost with the connection
                 results[index] = exc
-                failed.append((event.id, consumer))
+                failed.append((item.event.id, item.queue))
                 continue
         results[index] = Outcome.APPLIED
     return failed
 
 
-def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
-    """Apply a batch of (handler, event, consumer queue): each event's inbox row and its
+def apply_events(work: Sequence[tuple[Handler, Event, str]]) -> list[Result]:
+    """Apply a batch of (handler, event, queue): each event's inbox row and its
     handler's effects commit together, or neither; an event applied before is skipped.
     Returns, per item, its Outcome or the exception its handler raised (that event's
     effects undone, the others kept).
@@ -282,15 +311,16 @@ def apply_events(items: list[tuple[Handler, Event, str]]) -> list[Result]:
     The batch first runs without savepoints (the common case: nothing fails); if any
     handler raises, it is rolled back and run again with a savepoint per event. A
     database outage raises (OperationalError, InterfaceError): nothing was applied."""
+    items = [Work(*item) for item in work]
     if not items:
         return []
     if not settings.EVENTS_INBOX:
         # No database: each handler alone; it must tolerate a redelivery itself.
         results: list[Result] = []
-        for handler, event, consumer in items:
-            with correlation_scope(event.correlation_id):
+        for item in items:
+            with correlation_scope(item.event.correlation_id):
                 try:
-                    _call(handler, event, consumer)
+                    _call(item)
                 except Exception as exc:
                     results.append(exc)
                     continue
@@ -322,7 +352,7 @@ def _connection_lost(exc: BaseException | None) -> bool:
 
 def run_handler(handler: Handler, event: Event, *, consumer: str) -> Outcome:
     """Apply one event (see apply_events); the handler's exception, if any, is raised."""
-    (result,) = apply_events([(handler, event, consumer)])
+    (result,) = apply_events([Work(handler, event, consumer)])
     if isinstance(result, BaseException):
         raise result
     return result
@@ -361,8 +391,9 @@ class Delivery:
     body: Any
     headers: dict[str, Any]
     event: Event | None = None  # set once it passed every check
-    error: str = ""  # why it cannot be applied (then `reason` says which kind)
-    reason: str = ""
+    # Why it cannot be applied, in words (its x-error header) and as a kind.
+    error: str = ""
+    failure: Failure | None = None
     raw: bool = False  # undecodable: parked byte for byte
 
     @property
@@ -421,7 +452,7 @@ class Dispatcher:
                 message.body,
                 headers,
                 error=f"undecodable message: {type(exc).__name__}: {exc}",
-                reason="undecodable",
+                failure=Failure.UNDECODABLE,
                 raw=True,
             )
         )
@@ -446,7 +477,7 @@ class Dispatcher:
             waits = header_count(headers, WAITS_HEADER)
             check_sender(subject, sent_by)
         except Rejected as exc:
-            delivery.error, delivery.reason = str(exc), "rejected"
+            delivery.error, delivery.failure = str(exc), Failure.REJECTED
             return
         try:
             envelope = Envelope.model_validate(body)
@@ -454,7 +485,7 @@ class Dispatcher:
                 raise ContractError(f"envelope says {envelope.subject}, queue carries {subject}")
             data = envelope.payload()
         except (ValidationError, ContractError) as exc:
-            delivery.error, delivery.reason = f"invalid message: {exc}", "invalid"
+            delivery.error, delivery.failure = f"invalid message: {exc}", Failure.INVALID
             return
         delivery.event = Event(
             id=envelope.id,
@@ -487,7 +518,8 @@ class Dispatcher:
         valid = [d for d in batch if d.event is not None]
         for delivery in batch:
             if delivery.event is None:
-                self._dead_letter(delivery, delivery.error, reason=delivery.reason)
+                assert delivery.failure is not None  # every check that fails names one
+                self._dead_letter(delivery, delivery.error, failure=delivery.failure)
         results = self._apply(valid)
         for delivery, result in zip(valid, results, strict=True):
             if isinstance(result, BaseException):
@@ -504,9 +536,12 @@ class Dispatcher:
         return len(batch)
 
     def _apply(self, valid: list[Delivery]) -> list[Result]:
-        items = [(self.handlers[d.subject], d.event, d.queue) for d in valid]
+        work = [
+            Work(self.handlers[d.subject], d.event, d.queue)  # type: ignore[arg-type]
+            for d in valid  # each passed every check (flush), so it has its event
+        ]
         try:
-            return apply_events(items)  # type: ignore[arg-type]
+            return apply_events(work)
         except (OperationalError, InterfaceError) as exc:
             # The database is unreachable: no event's fault, so they all wait and come
             # back, without using up their failure budgets. The next batch reconnects.
@@ -524,7 +559,7 @@ class Dispatcher:
             lag = _seconds_since(event.occurred_at)
             metrics.EVENT_LAG_SECONDS.labels(queue=delivery.queue, subject=subject).observe(lag)
         logger.info(
-            "event handled" if outcome is Outcome.APPLIED else "event duplicate skipped",
+            outcome.log_message,
             extra={
                 "subject": subject,
                 "event_id": str(event.id),
@@ -557,11 +592,11 @@ class Dispatcher:
         nobody's fault; failures (bugs, bad data) get EVENTS_MAX_ATTEMPTS deliveries.
         """
         if isinstance(exc, NotYet):
-            reason, error = "not_yet", f"not yet: {exc}"
+            failure, error = Failure.NOT_YET, f"not yet: {exc}"
         elif isinstance(exc, (OperationalError, InterfaceError)):
-            reason, error = "database", f"database: {exc}"
+            failure, error = Failure.DATABASE, f"database: {exc}"
         else:
-            reason = "error"
+            failure = Failure.ERROR
             error = "".join(traceback.format_exception_only(exc)).strip()
             event = delivery.event
             logger.error(
@@ -569,14 +604,14 @@ class Dispatcher:
                 exc_info=exc,
                 extra={"subject": str(delivery.subject), "event_id": str(event and event.id)},
             )
-        wait = reason != "error"
+        wait = failure.waits
         counter = WAITS_HEADER if wait else ATTEMPTS_HEADER
         limit = settings.EVENTS_MAX_ATTEMPTS * (MAX_NOT_YET_FACTOR if wait else 1)
         headers = delivery.headers
         count = header_count(headers, counter) + 1
         if count >= limit:
             delivery.headers = {**headers, counter: count}
-            self._dead_letter(delivery, error, reason=reason)
+            self._dead_letter(delivery, error, failure=failure)
             return
         delay = _retry_delay_ms(count)
         # The copy is confirmed by the broker before the original is acked: a crash in
@@ -587,7 +622,7 @@ class Dispatcher:
             headers={**headers, counter: count, ERROR_HEADER: error[:1000]},
         )
         metrics.EVENTS_RETRIED.labels(
-            queue=delivery.queue, subject=str(delivery.subject), reason=reason
+            queue=delivery.queue, subject=str(delivery.subject), reason=failure
         ).inc()
         logger.info(
             "event retry scheduled",
@@ -603,7 +638,7 @@ class Dispatcher:
             },
         )
 
-    def _dead_letter(self, delivery: Delivery, error: str, *, reason: str) -> None:
+    def _dead_letter(self, delivery: Delivery, error: str, *, failure: Failure) -> None:
         headers = {
             **delivery.headers,
             ERROR_HEADER: error[:4000],
@@ -614,7 +649,7 @@ class Dispatcher:
             delivery, routing_key=broker.dead_queue_name(delivery.queue), headers=headers
         )
         metrics.EVENTS_DEAD_LETTERED.labels(
-            queue=delivery.queue, subject=str(delivery.subject), reason=reason
+            queue=delivery.queue, subject=str(delivery.subject), reason=failure
         ).inc()
         logger.warning(
             "event dead-lettered",

@@ -1,8 +1,10 @@
-"""Event contracts: every subject, its payload schema, and the envelope around it.
+"""Event contracts: every subject, who publishes and consumes it, its payload schema, and
+the envelope around it.
 
-    from shared_lib.events.contracts import Subject, validate_data
+    from shared_lib.events.contracts import Subject, consumed_by, validate_data
     data = validate_data(Subject.TICKET_CREATED, {"id": ..., "version": 0, ...})
     data.price   # Decimal("20.00"): money is never a float, on the wire it is a string
+    consumed_by("orders")   # [Subject.TICKET_CREATED, ...]: what its handlers must take
 
 Publishers validate before the outbox row is written; consumers validate again on
 receipt, so a producer and a consumer that disagree fail loudly (dead letter), never
@@ -33,12 +35,14 @@ from pydantic import (
 )
 
 __all__ = [
+    "CONSUMERS",
     "CONTRACTS",
     "PRODUCERS",
     "ContractError",
     "Envelope",
     "Subject",
     "ValidationError",
+    "consumed_by",
     "validate_data",
 ]
 
@@ -68,6 +72,25 @@ PRODUCERS: dict[Subject, str] = {
     Subject.EXPIRATION_COMPLETE: "expiration",
     Subject.PAYMENT_CREATED: "payments",
 }
+
+# The services that consume each subject (docs/events.md), each on a queue of its own.
+# The one declaration: publishers declare these queues (an event published before its
+# consumer first starts waits for it), the broker users' rights follow from it, and a
+# worker whose handlers take other subjects than its own here refuses to start.
+CONSUMERS: dict[Subject, tuple[str, ...]] = {
+    Subject.TICKET_CREATED: ("orders",),
+    Subject.TICKET_UPDATED: ("orders",),
+    Subject.ORDER_CREATED: ("tickets", "payments", "expiration"),
+    Subject.ORDER_CANCELLED: ("tickets", "payments"),
+    Subject.ORDER_COMPLETED: ("payments",),
+    Subject.EXPIRATION_COMPLETE: ("orders",),
+    Subject.PAYMENT_CREATED: ("orders",),
+}
+
+
+def consumed_by(service: str) -> list[Subject]:
+    """The subjects `service` consumes (CONSUMERS), in Subject order."""
+    return [subject for subject, services in CONSUMERS.items() if service in services]
 
 
 class ContractError(ValueError):

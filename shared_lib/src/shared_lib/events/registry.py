@@ -7,19 +7,22 @@
 A handler raises NotYet when the event cannot apply *yet* (a version gap, an entity not
 replicated yet); the message comes back after a delay. Anything else it raises is a
 failure: retried a bounded number of times, then dead-lettered.
+
+What a service handles must be what contracts.CONSUMERS declares it consumes:
+check_handlers(service) says where they differ, and the worker does not start then.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from django.utils.module_loading import autodiscover_modules
 
-from shared_lib.events.contracts import Payload, Subject
+from shared_lib.events.contracts import Payload, Subject, consumed_by
 
 P = TypeVar("P", bound=Payload)
 
@@ -79,6 +82,43 @@ def discover_handlers() -> dict[Subject, Handler]:
     """Import every installed app's `handlers` module; return subject -> handler."""
     autodiscover_modules("handlers")
     return dict(_handlers)
+
+
+class HandlersMismatch(RuntimeError):
+    """A service's handlers take other subjects than it is declared to consume."""
+
+    def __init__(self, service: str, *, missing: list[Subject], undeclared: list[Subject]) -> None:
+        self.service, self.missing, self.undeclared = service, missing, undeclared
+        super().__init__(
+            f"{service}: event handlers do not match contracts.CONSUMERS:"
+            f" declared but not handled: {_names(missing)};"
+            f" handled but not declared: {_names(undeclared)}"
+        )
+
+
+def _names(subjects: list[Subject]) -> str:
+    return ", ".join(map(str, subjects)) or "none"
+
+
+def check_handlers(
+    service: str,
+    handlers: Iterable[Subject] | None = None,
+    *,
+    declared: Iterable[Subject] | None = None,
+) -> None:
+    """Raise HandlersMismatch unless `handlers` (this process's, by default) take exactly
+    the subjects `declared` for the service (contracts.CONSUMERS, by default).
+
+    A subject declared but not handled would pile up in a queue nobody reads; one handled
+    but not declared would get no queue from its publisher and no broker rights."""
+    handled = set(discover_handlers() if handlers is None else map(Subject, handlers))
+    expected = set(consumed_by(service) if declared is None else map(Subject, declared))
+    if handled != expected:
+        raise HandlersMismatch(
+            service,
+            missing=[subject for subject in Subject if subject in expected - handled],
+            undeclared=[subject for subject in Subject if subject in handled - expected],
+        )
 
 
 def unregister(subject: Subject | str) -> None:

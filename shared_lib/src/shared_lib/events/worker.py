@@ -7,7 +7,9 @@
 Two bootsteps do the work. EventConsumerStep (consumer blueprint) runs the event
 consumer loop in a thread with its own broker connection: it declares this service's
 queues, feeds deliveries to the Dispatcher a batch at a time, and reconnects when the
-connection drops. OutboxRelayStep (worker blueprint) runs the relay in a thread. MetricsServerStep
+connection drops. It first checks the service's handlers against contracts.CONSUMERS
+and stops the worker (exit status 1, one log line naming the difference) when they
+disagree. OutboxRelayStep (worker blueprint) runs the relay in a thread. MetricsServerStep
 serves Prometheus metrics on METRICS_PORT (shared_lib.metrics). A heartbeat file,
 touched from the consumer loop, is what the Kubernetes liveness probe checks:
 `python -m shared_lib.events.worker --check-alive`.
@@ -20,12 +22,17 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps, signals
+from celery.exceptions import WorkerShutdown
+from celery.platforms import EX_FAILURE
 from django.conf import settings
 from django.db import close_old_connections
+
+from shared_lib.events.contracts import Subject, consumed_by
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -55,15 +62,27 @@ class EventConsumerStep(bootsteps.StartStopStep):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def declared_subjects(self, service: str) -> Iterable[Subject]:
+        """What the service is declared to consume; its handlers must take exactly that."""
+        return consumed_by(service)
+
     def start(self, parent: Any) -> None:
         from shared_lib.events.consumer import Dispatcher
-        from shared_lib.events.registry import discover_handlers
+        from shared_lib.events.registry import HandlersMismatch, check_handlers, discover_handlers
 
+        service = settings.EVENTS_SERVICE
         handlers = discover_handlers()
-        dispatcher = Dispatcher(service=settings.EVENTS_SERVICE, handlers=handlers)
+        try:
+            check_handlers(service, handlers, declared=self.declared_subjects(service))
+        except HandlersMismatch as exc:
+            # Consuming anyway would leave a declared queue unread or read one that its
+            # publishers do not feed: neither shows until events go missing.
+            logger.critical("event worker not started: %s", exc)
+            raise WorkerShutdown(EX_FAILURE) from exc
+        dispatcher = Dispatcher(service=service, handlers=handlers)
         logger.info(
             "event consumer starting",
-            extra={"service": settings.EVENTS_SERVICE, "subjects": sorted(map(str, handlers))},
+            extra={"service": service, "subjects": sorted(map(str, handlers))},
         )
         # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
         self._stop = threading.Event()
