@@ -17,20 +17,13 @@ from orders.models import Order
 from orders.throttles import OrderCreateThrottle
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import NotFound
-from shared_lib.fields import RawValue
+from shared_lib.fields import IdField
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
 from shared_lib.schema import error_responses
 
 
 class OrderInputSerializer(serializers.Serializer):
-    # Raw, so services.order_create reports a malformed id as 400 on the field itself.
-    ticketId = RawValue()
-
-
-class OrderInputSchemaSerializer(serializers.Serializer):
-    """The request body as the OpenAPI schema states it: a ticket's id is required."""
-
-    ticketId = serializers.UUIDField()
+    ticketId = IdField()
 
 
 class OrderTicketSerializer(serializers.Serializer):
@@ -115,7 +108,7 @@ class OrderListCreateApi(APIView):
         return page.response([order_json(row) for row in page.items])
 
     @extend_schema(
-        request=OrderInputSchemaSerializer,
+        request=OrderInputSerializer,
         # 404: no such ticket; 400 also for a reserved ticket, one's own, or too many
         # unpaid orders (429, past RATE_LIMIT_ORDERS, comes with the throttle).
         responses={201: OrderOutputSerializer, **error_responses(404)},
@@ -124,7 +117,9 @@ class OrderListCreateApi(APIView):
         serializer = OrderInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = services.order_create(
-            user_id=uuid.UUID(request.user.id), ticket_id=serializer.validated_data["ticketId"]
+            user_id=uuid.UUID(request.user.id),
+            # The service takes an id as the wire carries it (shared_lib.ids.parse_id).
+            ticket_id=str(serializer.validated_data["ticketId"]),
         )
         return Response(order_json(_order_row(order)), status=201)
 

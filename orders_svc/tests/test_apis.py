@@ -269,6 +269,29 @@ def test_create_order_with_a_json_body_that_is_not_an_object(signed_in_client):
     assert_nothing_written()
 
 
+def test_create_order_ignores_fields_the_client_does_not_set(signed_in_client):
+    ticket = ticket_replica()
+    buyer = signed_in_client()
+    body = {"ticketId": str(ticket.id), "userId": str(uuid.uuid4()), "status": "complete"}
+
+    response = buyer.post(ORDERS, body, format="json")
+
+    assert response.status_code == 201
+    order = Order.objects.get()
+    assert (str(order.user_id), order.status) == (buyer.user_id, "created")
+
+
+@pytest.mark.parametrize(("raw", "kind"), [('"x"', "str"), ("5", "int"), ("true", "bool")])
+def test_create_order_with_a_json_scalar_body(signed_in_client, raw, kind):
+    ticket_replica()
+
+    response = signed_in_client().post(ORDERS, raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == errors((f"Invalid data. Expected a dictionary, but got {kind}.",))
+    assert_nothing_written()
+
+
 @pytest.mark.parametrize(
     "content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
 )
@@ -713,6 +736,19 @@ def test_schema_documents_the_order_routes(api_client):
     assert set(paths) == {"/api/orders", "/api/orders/{order_id}"}
     assert set(paths["/api/orders"]) == {"get", "post"}
     assert set(paths["/api/orders/{order_id}"]) == {"get", "delete"}
+
+
+def test_the_schema_states_the_order_body(api_client):
+    response = api_client.get("/api/orders/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    schema = json.loads(response.content)
+    content = schema["paths"]["/api/orders"]["post"]["requestBody"]["content"]["application/json"]
+    assert content["schema"] == {"$ref": "#/components/schemas/OrderInputRequest"}
+    assert schema["components"]["schemas"]["OrderInputRequest"] == {
+        "type": "object",
+        "properties": {"ticketId": {"type": "string", "format": "uuid"}},
+        "required": ["ticketId"],
+    }
 
 
 def test_docs_page(api_client):

@@ -193,6 +193,41 @@ def test_an_order_id_check_comes_before_the_token_check(signed_in_client):
     assert response.json() == errors((services.ORDER_ID_INVALID, "orderId"))
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, (services.ORDER_ID_REQUIRED, "orderId")),
+        ({"orderId": "nope", "token": 5}, (services.ORDER_ID_INVALID, "orderId")),
+        ({"orderId": [], "token": None}, (services.ORDER_ID_INVALID, "orderId")),
+        ("null", (services.ORDER_ID_REQUIRED, "orderId")),
+        ('"pm_card_visa"', (services.ORDER_ID_REQUIRED, "orderId")),
+    ],
+    ids=str,
+)
+def test_one_input_error_at_a_time_the_order_id_first(signed_in_client, body, expected):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    if isinstance(body, str):
+        response = buyer.post(PAYMENTS, body, content_type="application/json")
+    else:
+        response = buyer.post(PAYMENTS, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors(expected)
+    assert PaymentAttempt.objects.filter(order_id=order.id).count() == 0
+
+
+def test_fields_the_client_does_not_set_are_ignored(signed_in_client, stripe_ledger):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+
+    response = pay(buyer, order.id, amount=1, amountCents=1, userId=str(uuid.uuid4()))
+
+    assert response.status_code == 201
+    assert PaymentAttempt.objects.get().amount_cents == order.amount_cents
+
+
 # --- 404 ------------------------------------------------------------------------------
 
 
@@ -835,6 +870,22 @@ def test_schema_documents_the_payment_route(api_client):
     assert "201" in paths["/api/payments"]["post"]["responses"]
     body = paths["/api/payments"]["post"]["requestBody"]["content"]["application/json"]
     assert "PaymentInput" in body["schema"]["$ref"]
+
+
+def test_the_schema_states_the_payment_body(api_client):
+    response = api_client.get(
+        "/api/payments/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    )
+
+    body = json.loads(response.content)["components"]["schemas"]["PaymentInputRequest"]
+    assert sorted(body["required"]) == ["orderId", "token"]
+    assert body["properties"]["orderId"] == {"type": "string", "format": "uuid"}
+    token = body["properties"]["token"]
+    assert (token["type"], token["pattern"], token["minLength"]) == (
+        "string",
+        services.TOKEN_PATTERN,
+        1,
+    )
 
 
 def test_docs_page(api_client):

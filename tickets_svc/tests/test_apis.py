@@ -15,6 +15,7 @@ from shared_lib.errors import (
     NOT_AUTHORIZED,
     NOT_FOUND,
     UNSUPPORTED_MEDIA_TYPE,
+    InvalidInput,
 )
 from shared_lib.models import OutboxEvent
 from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
@@ -22,6 +23,7 @@ from shared_lib.testing.admin import assert_staff_views_every_model_read_only
 from shared_lib.testing.tokens import ALICE, ATTACKS
 from tests.factories import make_ticket, make_tickets, published, ticket_json
 from tickets import services
+from tickets.apis import TicketInputSerializer
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -287,7 +289,12 @@ def test_create_with_an_empty_json_body_reports_both_fields(seller):
 
 @pytest.mark.parametrize(
     ("text", "kind"),
-    [('[{"title": "Concert", "price": 20}]', "list"), ('"Concert"', "str"), ("20", "int")],
+    [
+        ('[{"title": "Concert", "price": 20}]', "list"),
+        ('"Concert"', "str"),
+        ("20", "int"),
+        ("null", "null"),
+    ],
 )
 def test_create_refuses_a_body_that_is_not_an_object(seller, text, kind):
     # Not an object: it carries neither field, and says so field by field.
@@ -299,6 +306,42 @@ def test_create_refuses_a_body_that_is_not_an_object(seller, text, kind):
     )
     assert Ticket.objects.count() == 0
     assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"title": 5, "price": "-1"},
+            [(services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")],
+        ),
+        (
+            {"title": "t" * 201, "price": True},
+            [(services.TITLE_TOO_LONG, "title"), (services.PRICE_POSITIVE, "price")],
+        ),
+        (
+            {"title": ["Concert"], "price": "20.555"},
+            [(services.TITLE_REQUIRED, "title"), (services.PRICE_DECIMALS, "price")],
+        ),
+    ],
+)
+def test_create_reports_wrong_types_and_bad_values_together(seller, body, expected):
+    response = seller.post(LIST, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors(*expected)
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_create_ignores_fields_the_client_does_not_set(seller):
+    body = {"title": "Concert", "price": "20", "userId": ALICE, "version": 7, "orderId": ALICE}
+
+    response = seller.post(LIST, body, format="json")
+
+    assert response.status_code == 201
+    assert Ticket.objects.get().user_id == uuid.UUID(seller.user_id)
+    assert (response.json()["version"], response.json()["orderId"]) == (0, None)
 
 
 @pytest.mark.parametrize(
@@ -734,8 +777,11 @@ def test_update_unknown_or_malformed_id_is_404(seller, ticket_id):
     assert OutboxEvent.objects.count() == 0
 
 
-def test_update_unknown_ticket_is_404_even_with_invalid_input(seller):
-    response = seller.put(detail(uuid.uuid4()), {"title": "", "price": -1}, format="json")
+@pytest.mark.parametrize(
+    "body", [{"title": "", "price": -1}, {"title": 5, "price": True}, []], ids=str
+)
+def test_update_unknown_ticket_is_404_even_with_invalid_input(seller, body):
+    response = seller.put(detail(uuid.uuid4()), body, format="json")
 
     assert response.status_code == 404
     assert response.json() == errors((NOT_FOUND,))
@@ -748,6 +794,7 @@ def test_update_unknown_ticket_is_404_even_with_invalid_input(seller):
         (True, EDIT),  # ownership is checked before the lock: nothing leaks about it
         (False, {"title": "", "price": "-1"}),  # 403 before 400
         (True, {"title": "", "price": "-1"}),
+        (False, {"title": 5, "price": True}),  # wrong types too
     ],
 )
 def test_update_by_someone_else_is_403(seller, buyer, reserved, body):
@@ -894,6 +941,67 @@ def test_openapi_schema_documents_both_routes(api_client):
     assert set(paths["/api/tickets"]) >= {"get", "post"}
     assert set(paths["/api/tickets/{ticket_id}"]) >= {"get", "put"}
     assert {p["name"] for p in paths["/api/tickets"]["get"]["parameters"]} == {"limit", "cursor"}
+
+
+TITLES = ["Concert", "  Concert \n", "a b", "", "   ", "t" * 200, f" {'t' * 200}\t", "t" * 201]
+PRICE_TEXTS = [
+    *("20", "20.5", "20.50", "20.500", " +007.10 ", "0.01", "0.10", "00.5", "999999.99"),
+    *("0", "0.00", "-1", "+-1", "0.001", "20.555", "1000000", "1e3", "5.", ".5", "1,000", ""),
+]
+
+
+def test_the_schema_states_exactly_what_the_body_takes(api_client):
+    schema = api_client.get("/api/tickets/schema", HTTP_ACCEPT="application/json").json()
+
+    for path, method in (("/api/tickets", "post"), ("/api/tickets/{ticket_id}", "put")):
+        content = schema["paths"][path][method]["requestBody"]["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/TicketInputRequest"}
+    body = schema["components"]["schemas"]["TicketInputRequest"]
+    assert sorted(body["required"]) == ["price", "title"]
+    number, text = body["properties"]["price"]["oneOf"]
+    assert number == {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 1000000,
+        "exclusiveMaximum": True,
+        "multipleOf": 0.01,
+    }
+    # The patterns accept exactly the strings the serializer does (JSON Schema patterns
+    # search, as re.search does).
+    for title in TITLES:
+        taken = TicketInputSerializer(data={"title": title, "price": 1}).is_valid()
+        assert bool(re.search(body["properties"]["title"]["pattern"], title)) is taken, title
+    for price in PRICE_TEXTS:
+        taken = TicketInputSerializer(data={"title": "t", "price": price}).is_valid()
+        assert bool(re.search(text["pattern"], price)) is taken, price
+
+
+@pytest.mark.parametrize("title", [*TITLES, None, 5, True, ["t"]])
+@pytest.mark.parametrize(
+    "price",
+    [*PRICE_TEXTS, None, True, 7, 0, Decimal("20.555"), Decimal("1E+400"), Decimal("2.05E+1")],
+)
+def test_the_body_is_judged_exactly_as_ticket_services_judge_it(title, price):
+    # Both hold the rules (services also serve callers other than the API): they agree.
+    serializer = TicketInputSerializer(data={"title": title, "price": price})
+    valid = serializer.is_valid()
+    verdict = (
+        (serializer.validated_data["title"], serializer.validated_data["price"]) if valid else None,
+        {
+            field: [str(message) for message in messages]
+            for field, messages in serializer.errors.items()
+        },
+    )
+
+    assert verdict == service_verdict(title, price)
+
+
+def service_verdict(title, price):
+    try:
+        return services.validate_ticket_input(title=title, price=price), {}
+    except InvalidInput as exc:
+        return None, {field: [message] for message, field in exc.errors}
 
 
 def test_docs_page(api_client):

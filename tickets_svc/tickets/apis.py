@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -13,48 +16,102 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shared_lib.auth import IsSignedIn
-from shared_lib.errors import NotFound
+from shared_lib.errors import Forbidden, NotFound
+from shared_lib.fields import ObjectBodySerializer, StrictCharField
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
 from shared_lib.schema import error_responses
 from tickets import selectors, services
 
-# The rules of services.validate_ticket_input, as JSON Schema, so a client (and the fuzz
-# tests) know exactly which values succeed: a title of 1-200 characters once trimmed, a
-# price > 0 and < 1,000,000 with at most 2 decimals, as a number or a plain decimal string
-# (surrounding spaces and trailing zeros allowed, as Decimal reads them).
-TITLE_SCHEMA = {"type": "string", "pattern": r"^\s*\S([\s\S]{0,198}\S)?\s*$"}
-PRICE_SCHEMA = {
-    "oneOf": [
-        {
-            "type": "number",
-            "minimum": 0,
-            "exclusiveMinimum": True,
-            "maximum": 1_000_000,
-            "exclusiveMaximum": True,
-            "multipleOf": 0.01,
-        },
-        {
-            "type": "string",
-            "pattern": r"^\s*\+?0*([1-9][0-9]{0,5}(\.[0-9]{1,2}0*)?|0\.(0[1-9]|[1-9][0-9]?)0*)\s*$",
-        },
-    ]
-}
+# The schema states what TitleField and PriceField take, from the same constants, so a
+# client (and the fuzz tests) know exactly which values succeed.
+_PRICE_WHOLE_DIGITS = services.PRICE_LIMIT.adjusted()  # 6: prices below 1,000,000
+_PRICE_PLACES = -services.CENT.as_tuple().exponent  # 2
+if services.PRICE_LIMIT != 10**_PRICE_WHOLE_DIGITS:
+    raise ImproperlyConfigured("the price schema's string pattern needs a power-of-ten limit")
 
 
-@extend_schema_field(TITLE_SCHEMA)
-class TitleField(serializers.CharField):
-    pass
+# The limit applies once the title is trimmed, so the schema says it with a pattern: a
+# maxLength would refuse the surrounding spaces a client may send.
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": rf"^\s*\S([\s\S]{{0,{services.TITLE_MAX_LENGTH - 2}}}\S)?\s*$",
+    }
+)
+class TitleField(StrictCharField):
+    """A string of 1 to TITLE_MAX_LENGTH characters once trimmed; anything else that is
+    not a long enough string is "Title is required"."""
+
+    default_error_messages = {
+        **dict.fromkeys(("required", "null", "blank", "invalid"), services.TITLE_REQUIRED),
+        "too_long": services.TITLE_TOO_LONG,
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        title = super().to_internal_value(data)
+        if len(title) > services.TITLE_MAX_LENGTH:
+            self.fail("too_long")
+        return title
 
 
-@extend_schema_field(PRICE_SCHEMA)
+# A numeric string in plain decimal notation: no exponent, no thousands separators.
+_PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "maximum": int(services.PRICE_LIMIT),
+                "exclusiveMaximum": True,
+                "multipleOf": float(services.CENT),
+            },
+            {
+                # Surrounding spaces and trailing zeros allowed, as Decimal reads them.
+                "type": "string",
+                "pattern": (
+                    rf"^\s*\+?0*([1-9][0-9]{{0,{_PRICE_WHOLE_DIGITS - 1}}}"
+                    rf"(\.[0-9]{{1,{_PRICE_PLACES}}}0*)?"
+                    rf"|0\.[0-9]{{0,{_PRICE_PLACES - 1}}}[1-9]0*)\s*$"
+                ),
+            },
+        ]
+    }
+)
 class PriceField(serializers.Field):
-    pass
+    """An exact amount: a JSON number (a Decimal from shared_lib.parsers) or a numeric
+    string, more than 0, less than PRICE_LIMIT, in whole cents (trailing zeros are not
+    extra decimals). Anything that is not such a number is "Price must be greater than 0"."""
+
+    default_error_messages = {
+        **dict.fromkeys(("required", "null", "invalid"), services.PRICE_POSITIVE),
+        "too_high": services.PRICE_TOO_HIGH,
+        "decimals": services.PRICE_DECIMALS,
+    }
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        # bool is an int in Python; a JSON true is not a price.
+        if isinstance(data, int | Decimal) and not isinstance(data, bool):
+            amount = Decimal(data)
+        elif isinstance(data, str) and _PLAIN_DECIMAL.match(data.strip()):
+            amount = Decimal(data.strip())
+        else:
+            self.fail("invalid")
+        if not amount.is_finite() or amount <= 0:
+            self.fail("invalid")
+        # The limit first: quantize() cannot represent a number of 28+ digits at cents.
+        if amount >= services.PRICE_LIMIT:
+            self.fail("too_high")
+        if amount != amount.quantize(services.CENT):
+            self.fail("decimals")
+        return amount.quantize(services.CENT)
 
 
-class TicketInputSerializer(serializers.Serializer):
-    """The request body, for the OpenAPI schema. The rules and their exact messages are in
-    services (docs/development.md), which also decide the order of checks, so views pass
-    the raw values."""
+class TicketInputSerializer(ObjectBodySerializer):
+    """A ticket's title and price, every bad field reported at once (title first)."""
 
     title = TitleField()
     price = PriceField()
@@ -90,13 +147,6 @@ def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _input(request: Request) -> dict:
-    """title and price as sent (None when absent); a body that is not an object has
-    neither, so the service reports both fields -- after its 404 and 403 checks."""
-    data = request.data if isinstance(request.data, dict) else {}
-    return {"title": data.get("title"), "price": data.get("price")}
-
-
 class TicketListCreateApi(APIView):
     def get_permissions(self) -> list:
         return [IsSignedIn()] if self.request.method == "POST" else []
@@ -109,7 +159,11 @@ class TicketListCreateApi(APIView):
 
     @extend_schema(request=TicketInputSerializer, responses={201: TicketOutputSerializer})
     def post(self, request: Request) -> Response:
-        ticket = services.ticket_create(user_id=uuid.UUID(request.user.id), **_input(request))
+        serializer = TicketInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ticket = services.ticket_create(
+            user_id=uuid.UUID(request.user.id), **serializer.validated_data
+        )
         return Response(ticket_json(vars(ticket)), status=201)
 
 
@@ -130,7 +184,17 @@ class TicketDetailApi(APIView):
         responses={200: TicketOutputSerializer, **error_responses(403, 409)},
     )
     def put(self, request: Request, ticket_id: str) -> Response:
+        user_id = uuid.UUID(request.user.id)
+        # 404, then 403, then the body (docs/api.md): someone else's ticket is refused
+        # whatever was sent. ticket_update checks both again as it writes.
+        ticket = selectors.ticket_get(ticket_id=uuid.UUID(ticket_id))
+        if ticket is None:
+            raise NotFound()
+        if ticket.user_id != user_id:
+            raise Forbidden()
+        serializer = TicketInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         ticket = services.ticket_update(
-            ticket_id=uuid.UUID(ticket_id), user_id=uuid.UUID(request.user.id), **_input(request)
+            ticket_id=ticket.id, user_id=user_id, **serializer.validated_data
         )
         return Response(ticket_json(vars(ticket)))
