@@ -1,7 +1,7 @@
-"""What every benchmark here shares: progress lines, loopback checks, rabbitmqctl,
-percentiles, and the throw-away names a benchmark's own system runs under.
+"""What every benchmark here shares: progress lines, loopback checks, percentiles, and
+the throw-away names a benchmark's own system runs under.
 
-    from _common import progress, require_loopback, rabbitmqctl, percentile, create_names
+    from _common import progress, require_loopback, percentile, create_names
     require_loopback(os.environ["RABBITMQ_URL"], "RabbitMQ")
     progress("broker ceiling"); p99 = percentile(sorted(samples), 99)
 
@@ -20,13 +20,12 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from ticketing_devtools.backing import admin_url, rabbitmqctl
-from ticketing_devtools.catalog import DATABASE_SERVICES
+from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
+from ticketing_devtools.backing import admin_url, ensure_backing_servers, rabbitmq_url
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
-from ticketing_devtools.provision import drop_database
+from ticketing_devtools.provision import throwaway_databases
 
 # Load, soak and benchmark traffic goes to this machine only.
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -58,22 +57,15 @@ def create_names(stack: ExitStack, bench: str) -> Names:
     """Fresh names for `bench`'s system; `stack` removes the work directory, the vhost and
     the databases on exit (dropped even when Stack.start, which creates them, fails)."""
     dev = ensure_dev_secrets()
-    rabbit_url = common_env(dev).get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
     require_loopback(admin_url(), "PG_ADMIN_URL")
-    require_loopback(rabbit_url, "RABBITMQ_URL")
+    require_loopback(rabbitmq_url(), "RABBITMQ_URL")
+    ensure_backing_servers()
     suffix = uuid.uuid4().hex[:8]
-    db_prefix = f"ticketing_bench_{bench}_{suffix}"
     workdir = Path(tempfile.mkdtemp(prefix=f"ticketing-bench-{bench}-"))
     stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-    for svc in DATABASE_SERVICES:
-        stack.callback(drop_database, admin_url(), database=svc.database(db_prefix))
-    vhost = f"ticketing-bench-{bench}-{suffix}"
-    rabbitmqctl("add_vhost", vhost)
-    stack.callback(rabbitmqctl, "delete_vhost", vhost)
-    parts = urlsplit(rabbit_url)
-    rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
-    vhost_url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
-    return Names(suffix, db_prefix, vhost, vhost_url, workdir, dev)
+    db_prefix = stack.enter_context(throwaway_databases(f"ticketing_bench_{bench}_{suffix}"))
+    vhost = stack.enter_context(throwaway_vhost(rabbitmq_url(), f"ticketing-bench-{bench}"))
+    return Names(suffix, db_prefix, vhost, broker_url(rabbitmq_url(), vhost=vhost), workdir, dev)
 
 
 def percentile(ordered: list[float], pct: float) -> float:

@@ -76,7 +76,7 @@ import psycopg  # noqa: E402 (after the sys.path set-up above, like the rest)
 from kombu import Connection, Consumer, Exchange, Queue  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 
-from ticketing_devtools.backing import admin_url  # noqa: E402
+from ticketing_devtools.backing import admin_url, ensure_backing_servers  # noqa: E402
 from ticketing_devtools.devkeys import ensure_dev_secrets  # noqa: E402
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env  # noqa: E402
 from ticketing_devtools.provision import (  # noqa: E402
@@ -386,6 +386,7 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
     base_env = common_env(dev)  # os.environ as it was, plus the checkout's keys
     require_loopback(admin_url(), "PG_ADMIN_URL")
     require_loopback(base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL), "RABBITMQ_URL")
+    ensure_backing_servers()
 
     suffix = uuid.uuid4().hex[:10]
     database = f"ticketing_bench_events_{suffix}"
@@ -415,16 +416,11 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
     from django.db import connections
 
     from shared_lib.events import broker
-    from shared_lib.testing.events import vhost_url
-    from ticketing_devtools.backing import rabbitmqctl
-    from ticketing_devtools.provision import grant_all
+    from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
 
     stack.callback(connections.close_all)
-    vhost = f"ticketing-bench-{suffix}"
-    rabbitmqctl("add_vhost", vhost)
-    stack.callback(rabbitmqctl, "delete_vhost", vhost)
-    url = vhost_url(settings.RABBITMQ_URL, vhost)
-    grant_all(url)
+    vhost = stack.enter_context(throwaway_vhost(settings.RABBITMQ_URL, "ticketing-bench"))
+    url = broker_url(settings.RABBITMQ_URL, vhost=vhost)
     settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
     broker.forget_declarations()
     # The pooled producer's connection, closed before the vhost goes.
@@ -957,7 +953,7 @@ def _ticket(index: int) -> dict[str, Any]:
 def declare_demo_queues() -> None:
     """The demo service's queues, so events published before its worker starts wait there.
 
-    (Publishers declare the queues of broker.CONSUMERS; the demo service is not among them.)
+    (Publishers declare the queues of contracts.CONSUMERS; the demo service is not among them.)
     """
     from django.conf import settings
 

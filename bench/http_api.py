@@ -36,7 +36,6 @@ See bench/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -57,7 +56,6 @@ from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import requests
@@ -66,16 +64,16 @@ from _common import (
     busy_ticks,
     process_table,
     progress,
-    rabbitmqctl,
     require_loopback,
     verdict,
 )
 
-from ticketing_devtools.backing import admin_url
+from shared_lib.testing.processes import Process, gunicorn
+from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
+from ticketing_devtools.backing import admin_url, ensure_backing_servers
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
 from ticketing_devtools.provision import database_url, drop_database, ensure_database
-from ticketing_devtools.stack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
@@ -624,6 +622,7 @@ def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
     require_loopback(admin_url(), "PG_ADMIN_URL")
     rabbit_url = base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
     require_loopback(rabbit_url, "RABBITMQ_URL")
+    ensure_backing_servers()
 
     suffix = uuid.uuid4().hex[:10]
     workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-http-"))
@@ -638,13 +637,8 @@ def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
         stack.callback(drop_database, admin_url(), database=database)
         urls[name] = database_url(database=database, role=BENCH_ROLE, password=password)
 
-    vhost = f"ticketing-bench-http-{suffix}"
-    rabbitmqctl("add_vhost", vhost)
-    stack.callback(rabbitmqctl, "delete_vhost", vhost)
-    user = urlsplit(rabbit_url).username or "guest"
-    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-    parts = urlsplit(rabbit_url)
-    vhost_url = f"{parts.scheme}://{parts.netloc}/{vhost}"
+    vhost = stack.enter_context(throwaway_vhost(rabbit_url, "ticketing-bench-http"))
+    vhost_url = broker_url(rabbit_url, vhost=vhost)
 
     def env_for(project: str, db_url: str | None) -> dict[str, str]:
         env = {
@@ -733,59 +727,13 @@ def mint_token(user_id: uuid.UUID, email: str) -> str:
     return mint_session_token(user_id=str(user_id), email=email)
 
 
-@dataclass
-class Server:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self, timeout: float = 25.0) -> None:
-        if self.process.poll() is not None:
-            return
-        # The whole group: the master and its workers.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
 def start_server(
     stack: ExitStack, sb: Sandbox, name: str, module: str, cwd: Path, env: dict[str, str]
-) -> Server:
+) -> Process:
     """gunicorn with the production settings on a free loopback port; its access log and
     stderr go to a file (a pipe read by this process would take CPU from the servers)."""
-    port = free_port()
-    log_path = sb.workdir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own interpreter and gunicorn)
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:shared_lib.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{port}",
-                module,
-            ],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    stack.callback(server.stop)
-    return server
+    server = gunicorn(module, cwd=cwd, env=env, log_path=sb.workdir / f"{name}.log")
+    return stack.enter_context(server.start())
 
 
 # The service's outbox relay as its worker runs it (shared_lib.events.worker.relay_loop:
@@ -802,40 +750,16 @@ relay_loop(stop)
 """
 
 
-def start_relay(stack: ExitStack, sb: Sandbox, name: str, cwd: Path) -> Server:
+def start_relay(stack: ExitStack, sb: Sandbox, name: str, cwd: Path) -> Process:
     """The outbox relay of server `name`'s service (a process group of its own, whose CPU
     the measurements count as the app's: sending the events is part of a write)."""
-    log_path = sb.workdir / f"{name}-relay.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
-            [sys.executable, "-c", RELAY_SCRIPT],
-            cwd=cwd,
-            env=sb.envs[name],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    relay = Server(name=f"{name}-relay", url="", process=process, log_path=log_path)
-    stack.callback(relay.stop)
-    return relay
-
-
-def wait_ready(server: Server, path: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    last: Any = None
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited while starting:\n{server.log_tail()}")
-        try:
-            response = requests.get(server.url + path, timeout=5)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:300]}"
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.2)
-    raise RuntimeError(f"{server.name} not ready at {path} (last: {last}):\n{server.log_tail()}")
+    relay = Process(
+        [sys.executable, "-c", RELAY_SCRIPT],
+        cwd=cwd,
+        env=sb.envs[name],
+        log_path=sb.workdir / f"{name}-relay.log",
+    )
+    return stack.enter_context(relay.start())
 
 
 def machine_summary(sb: Sandbox, wrk: str) -> dict[str, Any]:
@@ -1020,7 +944,7 @@ def explain_list() -> tuple[dict[str, list[str]], bool]:
     return plans, used
 
 
-def preflight(servers: dict[str, Server], cookies: dict[str, str], ticket_id: uuid.UUID) -> None:
+def preflight(servers: dict[str, Process], cookies: dict[str, str], ticket_id: uuid.UUID) -> None:
     """One request of each kind, checked, before any load: a bench of 400s means nothing."""
     small, tickets = servers["tickets_1k"], servers["tickets_100k"]
     orders, bare = servers["orders"], servers["bare"]
@@ -1127,7 +1051,9 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             )
         }
         for name, server in servers.items():
-            wait_ready(server, "/bare" if name == "bare" else "/readyz")
+            server.wait_http(
+                "/bare" if name == "bare" else "/readyz", timeout=START_TIMEOUT_SECONDS
+            )
         relays = {
             "tickets_100k": start_relay(stack, sb, "tickets_100k", TICKETS_DIR),
             "orders": start_relay(stack, sb, "orders", ORDERS_DIR),

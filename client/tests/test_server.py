@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from client_site import gunicorn_conf
+from shared_lib.testing.processes import free_port
 from tests.conftest import url_of
 from ticketing_devtools.catalog import service
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.environment import service_env
-from ticketing_devtools.stack import free_port
 from ticketing_devtools.supervisor import Supervisor
 
 PAGES_AT_ONCE = 4

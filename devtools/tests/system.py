@@ -1,11 +1,11 @@
 """Helpers for the system tests: drive the running stack over HTTP like a client would."""
 
-import time
 import uuid
 
 import psycopg
 import requests
 
+from shared_lib.testing.waiting import wait_for
 from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import service
 
@@ -17,17 +17,6 @@ EXPIRATION_WINDOW_SECONDS = 8
 RATE_LIMIT_PREFIX = f"systest:{uuid.uuid4().hex}"
 PASSWORD = "a-long-secret-phrase"
 SERVICES_DB = service("tickets").database(DB_PREFIX)
-
-
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def user(stack, name):

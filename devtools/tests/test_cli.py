@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
+from shared_lib.testing.processes import free_port
 from ticketing_devtools import cli
 from ticketing_devtools.cli import main
 from ticketing_devtools.envfile import EnvFileError, load_env_file, parse_env_file
-from ticketing_devtools.stack import free_port
 
 SUITES = "shared_lib, auth, tickets, orders, payments, expiration, client, devtools"
 SERVICES = "auth, tickets, orders, payments, expiration, client"

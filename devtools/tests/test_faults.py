@@ -15,16 +15,18 @@ import pytest
 import requests
 from kombu import Connection
 
-from shared_lib.events.broker import CONSUMERS, dead_queue_name, queue_name
+from shared_lib.events.broker import dead_queue_name, queue_name
+from shared_lib.events.contracts import CONSUMERS
+from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
+from shared_lib.testing.waiting import wait_for
 from tests import system
-from tests.system import wait_for
-from ticketing_devtools.backing import admin_url, endpoints
+from ticketing_devtools.backing import admin_url, endpoints, rabbitmq_url
 from ticketing_devtools.catalog import service
 from ticketing_devtools.chaos import TcpProxy
 from ticketing_devtools.devkeys import ensure_dev_secrets
-from ticketing_devtools.provision import database_url, user_url
+from ticketing_devtools.provision import database_url
 from ticketing_devtools.status import Target, collect, queue_depths
-from ticketing_devtools.testing import StackSettings, running_stack, throwaway_vhost
+from ticketing_devtools.testing import StackSettings, running_stack
 
 # How long the broker stays away: long enough that every retry and reconnect path runs,
 # short enough for CI.
@@ -55,14 +57,9 @@ def faulty(relays, tmp_path_factory):
         env={"EXPIRATION_WINDOW_SECONDS": "600"},
     )
     orders = service("orders")
-    with throwaway_vhost("ticketing-faults") as vhost:
-        rabbitmq = endpoints()[1]
-        broker_url = user_url(
-            f"amqp://127.0.0.1:{broker.port}/",
-            user=rabbitmq.user or "guest",
-            password=rabbitmq.password or "guest",
-            vhost=vhost,
-        )
+    with throwaway_vhost(rabbitmq_url(), "ticketing-faults") as vhost:
+        # The admin of RABBITMQ_URL, through the relay.
+        relayed = broker_url(rabbitmq_url(), host="127.0.0.1", port=broker.port, vhost=vhost)
         orders_database = database_url(
             database=orders.database(settings.db_prefix),
             role=orders.database(),
@@ -71,7 +68,7 @@ def faulty(relays, tmp_path_factory):
         )
         with running_stack(
             settings,
-            broker_url=broker_url,
+            broker_url=relayed,
             directory=tmp_path_factory.mktemp("faults"),
             service_env={"orders": {"DATABASE_URL": orders_database}},
         ) as stack:

@@ -4,7 +4,7 @@ import pickle
 
 import requests
 
-from tests.system import wait_for
+from shared_lib.testing.waiting import wait_for
 from ticketing_devtools.localstripe import running
 
 KEY = ("sk_test_local", "")

@@ -13,11 +13,11 @@ from datetime import datetime
 import pytest
 import requests
 
-from ticketing_devtools.backing import admin_url
-from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, WEB_SERVICES
-from ticketing_devtools.provision import drop_database
-from ticketing_devtools.stack import free_port
-from ticketing_devtools.testing import admin_broker_url, throwaway_vhost
+from shared_lib.testing.processes import free_port
+from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
+from ticketing_devtools.backing import rabbitmq_url
+from ticketing_devtools.catalog import REPO_ROOT, WEB_SERVICES
+from ticketing_devtools.provision import throwaway_databases
 
 READY_LINE = re.compile(r"\| (\w+) ready at (http://127\.0\.0\.1:\d+)  \((.*)\)$")
 START_TIMEOUT_SECONDS = 180
@@ -27,11 +27,11 @@ WINDOW_SECONDS = 37
 @pytest.fixture
 def side_by_side():
     """A database prefix and vhost of its own, so this system never touches the dev one."""
-    prefix = f"ticketing_uptest_{uuid.uuid4().hex[:8]}"
-    with throwaway_vhost("ticketing-uptest") as vhost:
-        yield prefix, admin_broker_url(vhost)
-    for service in DATABASE_SERVICES:
-        drop_database(admin_url(), database=service.database(prefix))
+    with (
+        throwaway_databases(f"ticketing_uptest_{uuid.uuid4().hex[:8]}") as prefix,
+        throwaway_vhost(rabbitmq_url(), "ticketing-uptest") as vhost,
+    ):
+        yield prefix, broker_url(rabbitmq_url(), vhost=vhost)
 
 
 def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side):

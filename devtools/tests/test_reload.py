@@ -7,9 +7,12 @@ import threading
 import time
 
 import requests
+import watchfiles
 
-from ticketing_devtools.stack import free_port
-from ticketing_devtools.supervisor import Supervisor
+from shared_lib.testing.processes import free_port
+from ticketing_devtools.catalog import REPO_ROOT, SERVICES
+from ticketing_devtools.stack import code_roots
+from ticketing_devtools.supervisor import Supervisor, _CodeFilter
 
 # Comfortably over the watcher's debounce (RELOAD_STEP_MS, RELOAD_DEBOUNCE_MS).
 CHANGE_SECONDS = 10
@@ -136,3 +139,15 @@ def test_a_child_broken_by_a_change_waits_for_the_next_one_instead_of_stopping_a
     assert still_waiting
     # wait_any never returned the broken child; it returned None once stop_all ran.
     assert exited == [None]
+
+
+def test_a_change_to_the_shared_settings_restarts_every_service():
+    shared_settings = REPO_ROOT / "shared_lib" / "src" / "shared_lib" / "settings"
+    modules = sorted(path.name for path in shared_settings.glob("*.py"))
+
+    assert {"base.py", "events.py", "logs.py"} <= set(modules)
+    for name in modules:
+        path = shared_settings / name
+        assert _CodeFilter()(watchfiles.Change.modified, str(path))
+        for service in SERVICES:
+            assert any(path.is_relative_to(root) for root in code_roots(service)), service.name

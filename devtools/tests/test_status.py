@@ -12,6 +12,8 @@ import requests
 from kombu import Connection, Exchange
 
 from shared_lib.metrics import parse_samples
+from shared_lib.testing.processes import free_port
+from shared_lib.testing.waiting import wait_for
 from tests import system
 from ticketing_devtools.backing import admin_url
 from ticketing_devtools.catalog import service
@@ -41,7 +43,7 @@ def status_command(stack):
 def healthy_report(stack):
     """Status once in-flight work of earlier tests has settled (outbox rows in flight)."""
     target = Target.of_stack(stack)
-    return system.wait_for(lambda: (r := collect(target)).healthy and r, timeout=30)
+    return wait_for(lambda: (r := collect(target)).healthy and r, timeout=30)
 
 
 def test_status_of_a_healthy_system_shows_every_service_ready_and_exits_0(stack):
@@ -116,7 +118,7 @@ def test_a_poison_message_is_a_dead_letter_in_status_and_in_metrics(stack, purge
             user_id="tickets",
         )
     target = Target.of_stack(stack)
-    report = system.wait_for(lambda: (r := collect(target)).dead_letters() and r)
+    report = wait_for(lambda: (r := collect(target)).dead_letters() and r)
 
     command = status_command(stack)
 
@@ -137,7 +139,7 @@ def test_a_poison_message_is_a_dead_letter_in_status_and_in_metrics(stack, purge
 
 
 def test_a_service_that_is_not_ready_fails_status(stack):
-    closed = f"http://127.0.0.1:{closed_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     target = Target.of_stack(stack)
     target = Target(target.vhost, target.db_prefix, {**target.service_urls, "auth": closed})
 
@@ -161,14 +163,6 @@ def test_status_without_a_running_system_says_so(tmp_path):
     assert f"No running system described at {missing}" in command.stdout
 
 
-def closed_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def web_samples(stack, name):
     response = requests.get(f"{stack.service_url(name)}/metrics", timeout=10)
     assert response.status_code == 200
@@ -184,7 +178,7 @@ def wait_for_quiet_expiries(stack):
     if latest is None:
         return
     window = (latest - datetime.now(UTC)).total_seconds()
-    system.wait_for(lambda: datetime.now(UTC) > latest, timeout=max(0.0, window) + 5)
+    wait_for(lambda: datetime.now(UTC) > latest, timeout=max(0.0, window) + 5)
 
     def settled():
         with psycopg.connect(url) as conn:
@@ -197,7 +191,7 @@ def wait_for_quiet_expiries(stack):
         unsent = [o.service for o in report.outboxes if o.unsent]
         return unexpired == 0 and not in_flight and not unsent
 
-    system.wait_for(settled, timeout=60)
+    wait_for(settled, timeout=60)
 
 
 HANDLED = "ticketing_events_handled_total"
@@ -246,7 +240,7 @@ def test_metrics_move_with_a_purchase(stack, seller, buyer):
             and value(expiration, late) > value(workers_before["expiration-worker"], late)
         )
 
-    system.wait_for(settled, timeout=system.EXPIRATION_WINDOW_SECONDS + 15)
+    wait_for(settled, timeout=system.EXPIRATION_WINDOW_SECONDS + 15)
 
     web_after = {name: web_samples(stack, name) for name in web_before}
     workers_after = {p: worker_samples(stack, p) for p in WORKERS}

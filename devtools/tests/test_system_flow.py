@@ -9,6 +9,7 @@ import uuid
 
 from kombu import Connection, Exchange
 
+from shared_lib.testing.waiting import wait_for
 from tests.system import (
     listed_ids,
     order,
@@ -17,7 +18,6 @@ from tests.system import (
     ticket,
     tickets_inbox_has,
     user,
-    wait_for,
 )
 
 

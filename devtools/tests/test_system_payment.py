@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import requests
 
+from shared_lib.testing.waiting import wait_for
 from tests.system import (
     EXPIRATION_WINDOW_SECONDS,
     first_answer,
@@ -18,7 +19,6 @@ from tests.system import (
     sell,
     ticket,
     user,
-    wait_for,
 )
 
 

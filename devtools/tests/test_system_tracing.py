@@ -10,18 +10,15 @@ import uuid
 import pytest
 
 from shared_lib.testing.otlp import OtlpReceiver
+from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
 from tests import system
-from ticketing_devtools.testing import (
-    StackSettings,
-    admin_broker_url,
-    running_stack,
-    throwaway_vhost,
-)
+from ticketing_devtools.backing import rabbitmq_url
+from ticketing_devtools.testing import StackSettings, running_stack
 
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory):
-    with OtlpReceiver() as receiver, throwaway_vhost("ticketing-tracing") as vhost:
+    with OtlpReceiver() as receiver, throwaway_vhost(rabbitmq_url(), "ticketing-tracing") as vhost:
         settings = StackSettings(
             db_prefix=f"ticketing_tracing_{uuid.uuid4().hex[:8]}",
             env={
@@ -32,7 +29,7 @@ def traced(tmp_path_factory):
         )
         with running_stack(
             settings,
-            broker_url=admin_broker_url(vhost),
+            broker_url=broker_url(rabbitmq_url(), vhost=vhost),
             directory=tmp_path_factory.mktemp("tracing"),
         ) as stack:
             yield stack, receiver

@@ -19,10 +19,10 @@ import requests
 from amqp.exceptions import AccessRefused
 from kombu import Connection
 
+from shared_lib.testing.processes import free_port
 from ticketing_devtools import backing
 from ticketing_devtools.backing import is_listening
 from ticketing_devtools.catalog import REPO_ROOT
-from ticketing_devtools.stack import free_port
 
 START_TIMEOUT_SECONDS = 300
 

@@ -10,10 +10,9 @@ from queue import Empty
 import pytest
 from kombu import Connection, Exchange
 
-from shared_lib.testing.events import wait_for
-from ticketing_devtools.backing import rabbitmqctl
+from shared_lib.testing.rabbitmq import broker_url, queue_depths, vhost_of
+from shared_lib.testing.waiting import wait_for
 from ticketing_devtools.devkeys import ensure_dev_secrets
-from ticketing_devtools.provision import user_url
 
 # An expiry must never arrive before expiresAt. How soon after is a speed figure, measured
 # by bench/expiry.py against raw delayed delivery, not asserted here: a loaded CI machine
@@ -39,7 +38,7 @@ def order_created(*, expires_in: float, order_id: str | None = None) -> dict:
 
 def publish(url, envelope, correlation_id="corr-1"):
     # As orders_svc does: through its own broker user (the fixture's), named on the message.
-    url = user_url(url, user="orders", password=ensure_dev_secrets().broker_password("orders"))
+    url = broker_url(url, user="orders", password=ensure_dev_secrets().broker_password("orders"))
     with Connection(url) as conn:
         conn.Producer().publish(
             envelope,
@@ -63,11 +62,8 @@ def expires_at(envelope):
     return datetime.fromisoformat(envelope["data"]["expiresAt"])
 
 
-def queue_depths(vhost_url):
-    vhost = vhost_url.rsplit("/", 1)[1]
-    out = rabbitmqctl("list_queues", "-p", vhost, "name", "messages")
-    rows = (line.split("\t") for line in out.splitlines()[1:] if "\t" in line)
-    return {name: int(count) for name, count in rows}
+def messages_per_queue(vhost_url):
+    return {queue.name: queue.total for queue in queue_depths(vhost_of(vhost_url))}
 
 
 def test_an_order_expires_on_time_with_its_correlation_id(
@@ -96,7 +92,7 @@ def test_an_order_already_past_its_expiry_expires_at_once(
     message, _ = receive(expirations, timeout=10)
 
     assert message.payload["data"]["orderId"] == envelope["data"]["id"]
-    assert not any(n for name, n in queue_depths(rabbitmq_vhost).items() if "delayed" in name)
+    assert not any(n for name, n in messages_per_queue(rabbitmq_vhost).items() if "delayed" in name)
 
 
 def test_an_order_with_less_than_a_second_left_expires_on_time_not_early(
@@ -139,14 +135,14 @@ def test_a_long_window_waits_in_the_broker_not_in_the_worker(event_worker, rabbi
     publish(rabbitmq_vhost, order_created(expires_in=3600))
 
     def parked():
-        depths = queue_depths(rabbitmq_vhost)
+        depths = messages_per_queue(rabbitmq_vhost)
         return sum(n for name, n in depths.items() if name.startswith("celery_delayed_"))
 
     deadline = time.monotonic() + 10
     while parked() != 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert parked() == 1
-    assert queue_depths(rabbitmq_vhost)["expiration.tasks"] == 0
+    assert messages_per_queue(rabbitmq_vhost)["expiration.tasks"] == 0
 
 
 def test_a_worker_killed_after_scheduling_loses_no_expiry(

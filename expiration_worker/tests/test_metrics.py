@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import requests
 
 from shared_lib.metrics import parse_samples
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.test_expiry import expires_at, order_created, publish, receive
 
 LATENESS = "ticketing_expiry_lateness_seconds"

@@ -8,7 +8,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from orders.models import Order
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.factories import order_row
 
 pytestmark = pytest.mark.django_db(transaction=True)

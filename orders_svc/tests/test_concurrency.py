@@ -15,8 +15,8 @@ from orders import services
 from orders.models import Order
 from shared_lib.events.outbox import relay_pending
 from shared_lib.models import OutboxEvent
-from shared_lib.testing.events import wait_for
 from shared_lib.testing.live import race
+from shared_lib.testing.waiting import wait_for
 from tests.factories import ticket_replica
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("rabbitmq_vhost")]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 import requests
 from django.db import connections
 
+from shared_lib.testing.processes import free_port
+
 API_KEY = "sk_test_local"
 CONFIRM = "/v1/payment_intents/{id}/confirm"
 # localstripe pages lists (default 10) but has no maximum: one page holds everything.
@@ -36,10 +37,7 @@ EVERYTHING = 100_000
 
 def unreachable_url() -> str:
     """A local address nobody listens on: connecting fails at once, as in an outage."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 class StripeLedger:

@@ -4,13 +4,13 @@ from typing import Any
 import pytest
 
 from shared_lib.redis_client import redis_client
-from tests.support import closed_port
+from shared_lib.testing.processes import free_port
 
 
 @pytest.fixture
 def redis_down(settings: Any) -> Iterator[str]:
     """REDIS_URL points at a closed port for the test; the cached client is dropped around it."""
-    url = f"redis://127.0.0.1:{closed_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     redis_client.cache_clear()
     settings.REDIS_URL = url
     yield url

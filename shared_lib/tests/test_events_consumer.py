@@ -14,7 +14,8 @@ from shared_lib.events.consumer import Outcome
 from shared_lib.events.contracts import Subject
 from shared_lib.events.deadletters import dead_letters, replay
 from shared_lib.models import AggregateVersion, InboxMessage
-from shared_lib.testing.events import deliver, make_event, wait_for
+from shared_lib.testing.events import deliver, make_event
+from shared_lib.testing.waiting import wait_for
 from tests.demo import handlers
 from tests.demo.bus import (
     LOGGER,

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from shared_lib.events.consumer import purge_inbox
 from shared_lib.models import PURGE_BATCH, InboxMessage
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 
 
 def _rows(count: int, *, age: timedelta) -> list[uuid.UUID]:

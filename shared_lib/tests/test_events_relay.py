@@ -13,7 +13,7 @@ from django.db import connection, connections, transaction
 from shared_lib.events import Subject, publish, worker
 from shared_lib.events.outbox import RELAY_CHANNEL
 from shared_lib.models import OutboxEvent
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.demo.factories import ticket_data
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "demo_queues")

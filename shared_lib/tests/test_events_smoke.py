@@ -5,7 +5,7 @@ from django.db import transaction
 
 from shared_lib.events import Subject, publish
 from shared_lib.models import InboxMessage, OutboxEvent
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.demo.models import Effect, TicketReplica
 
 

@@ -10,7 +10,8 @@ from shared_lib.events.contracts import Subject
 from shared_lib.events.registry import NotYet
 from shared_lib.events.versioning import Applied, apply_to_replica, claim_version
 from shared_lib.models import AggregateVersion, InboxMessage
-from shared_lib.testing.events import deliver, make_event, wait_for
+from shared_lib.testing.events import deliver, make_event
+from shared_lib.testing.waiting import wait_for
 from tests.demo.factories import order_created_data
 from tests.demo.models import Effect, TicketReplica
 

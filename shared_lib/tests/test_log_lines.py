@@ -14,9 +14,8 @@ from shared_lib.correlation import (
     KeyValueFormatter,
     printable,
 )
-from shared_lib.service_settings import logging_settings
+from shared_lib.settings.logs import TEXT_FORMAT
 
-TEXT_FORMAT = logging_settings("INFO", "text")["formatters"]["line"]["format"]
 FORGED = "2026-01-01 00:00:00,000 INFO ticketing.access: request status=200"
 
 

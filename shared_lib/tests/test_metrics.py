@@ -9,8 +9,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 from datetime import timedelta
@@ -27,12 +25,12 @@ from shared_lib.events.outbox import relay_pending
 from shared_lib.ids import UUID_PATTERN
 from shared_lib.metrics import parse_samples, route_template, sample
 from shared_lib.models import OutboxEvent
-from shared_lib.testing.events import wait_for
+from shared_lib.testing import processes
+from shared_lib.testing.waiting import wait_for
 from tests.demo import handlers
 from tests.demo.bus import broker_unreachable, drain_demo, send_event, send_raw
 from tests.demo.factories import new_id, ticket_data
 from tests.demo.models import TicketReplica
-from tests.support import closed_port
 
 HTTP_COUNT = "ticketing_http_request_duration_seconds_count"
 HTTP_BUCKET = "ticketing_http_request_duration_seconds_bucket"
@@ -362,61 +360,33 @@ def test_two_workers_get_ports_of_their_own(event_worker):
 # --- gunicorn: every worker process in one scrape ---------------------------------------
 
 
-class Gunicorn:
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.port = closed_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:shared_lib.gunicorn_conf",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "tests.wsgi",
-        ]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=Path(__file__).resolve().parents[1],
-                env={**os.environ, "WEB_CONCURRENCY": "2", **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(self._ready, timeout=30)
-        wait_for(lambda: len(self.workers()) == 2)
+def workers(server):
+    """The pids of the gunicorn master's worker processes."""
+    pid = server.process.pid
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text()
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:  # bound, but no worker has booted yet
-            return False
 
-    def workers(self) -> list[int]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()]
-
-    def count(self, route: str) -> float | None:
-        samples = scrape(f"{self.url}/metrics")
-        return value(samples, HTTP_COUNT, route=route, method="GET", status="200")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
+def count(server, route):
+    samples = scrape(f"{server.url}/metrics")
+    return value(samples, HTTP_COUNT, route=route, method="GET", status="200")
 
 
 @pytest.fixture
 def gunicorn(tmp_path):
+    """Factory of gunicorn servers of the demo app, two workers each; stopped afterwards."""
     servers = []
 
     def start(**env):
-        servers.append(Gunicorn(tmp_path, **env))
-        return servers[-1]
+        server = processes.gunicorn(
+            "tests.wsgi",
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "WEB_CONCURRENCY": "2", **env},
+            log_path=tmp_path / f"gunicorn-{len(servers)}.log",
+        )
+        servers.append(server)
+        server.start().wait_http("/healthz", timeout=30)
+        wait_for(lambda: len(workers(server)) == 2, what="two gunicorn workers")
+        return server
 
     yield start
     for server in servers:
@@ -432,14 +402,14 @@ def ping(server, times):
 def test_gunicorn_workers_add_up_and_a_dead_workers_counts_stay(gunicorn):
     server = gunicorn()
     ping(server, 20)
-    assert server.count("/api/demo/ping") == 20
+    assert count(server, "/api/demo/ping") == 20
 
-    old = server.workers()
+    old = workers(server)
     os.kill(old[0], signal.SIGKILL)
-    wait_for(lambda: len(server.workers()) == 2 and server.workers() != old)
+    wait_for(lambda: len(workers(server)) == 2 and workers(server) != old)
     ping(server, 5)
 
-    assert server.count("/api/demo/ping") == 25
+    assert count(server, "/api/demo/ping") == 25
 
 
 def test_gunicorn_wipes_a_given_metrics_directory_and_removes_its_own(gunicorn, tmp_path):
@@ -447,14 +417,14 @@ def test_gunicorn_wipes_a_given_metrics_directory_and_removes_its_own(gunicorn, 
     given.mkdir()
     first = gunicorn(PROMETHEUS_MULTIPROC_DIR=str(given))
     ping(first, 3)
-    assert first.count("/api/demo/ping") == 3
+    assert count(first, "/api/demo/ping") == 3
     first.stop()
     assert list(given.glob("*.db"))  # a given directory is left in place
 
     second = gunicorn(PROMETHEUS_MULTIPROC_DIR=str(given))
     ping(second, 2)
 
-    assert second.count("/api/demo/ping") == 2  # not 5: the last run's files were wiped
+    assert count(second, "/api/demo/ping") == 2  # not 5: the last run's files were wiped
     before = set(Path(tempfile.gettempdir()).glob("ticketing-metrics-*"))
     third = gunicorn()
     made = set(Path(tempfile.gettempdir()).glob("ticketing-metrics-*")) - before

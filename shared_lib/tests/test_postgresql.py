@@ -12,7 +12,7 @@ from django.db import (
     transaction,
 )
 
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.demo.models import Visit
 
 pytestmark = pytest.mark.usefixtures("transactional_db")

@@ -7,7 +7,7 @@ import pytest
 
 from shared_lib.ratelimit import RedisRateThrottle, hit, parse_rate
 from shared_lib.redis_client import redis_client
-from tests.support import closed_port
+from shared_lib.testing.processes import free_port
 
 TOO_MANY = {"errors": [{"message": "Too many requests"}]}
 
@@ -149,7 +149,7 @@ def test_the_throttle_fails_open_when_redis_is_down(api_client, settings, redis_
 def test_the_limit_holds_again_once_redis_is_back(api_client, settings, redis_keys):
     settings.RATE_LIMIT_DEMO = "1/min"
     working_url = settings.REDIS_URL
-    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port()}/0"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     redis_client.cache_clear()
     during = [api_client.get("/api/demo/throttled").status_code for _ in range(2)]
 

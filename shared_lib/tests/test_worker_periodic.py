@@ -2,7 +2,7 @@ import itertools
 import threading
 
 from shared_lib.events.worker import periodic_loop
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.demo import periodic
 
 INTERVAL = 0.1

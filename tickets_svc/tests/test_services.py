@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events.registry import NotYet
 from shared_lib.models import OutboxEvent
-from shared_lib.testing.events import wait_for
+from shared_lib.testing.waiting import wait_for
 from tests.factories import make_ticket, published
 from tickets import services
 from tickets.models import Ticket

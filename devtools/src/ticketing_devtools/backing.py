@@ -4,7 +4,7 @@ where nothing does, and stopped again by `make down`.
     from ticketing_devtools.backing import ensure_backing_servers, stop_backing_servers
     ensure_backing_servers()   # PostgreSQL, RabbitMQ, Redis at the URLs, or started here
     stop_backing_servers()     # what ensure_backing_servers() started (`make down`)
-    rabbitmqctl("add_vhost", "myvhost")   # against whichever node RABBITMQ_URL names
+    export_rabbitmqctl()       # RABBITMQCTL for a RabbitMQ node started here
     ensure_nginx()             # installs Debian's nginx when it is missing and we are root
     ensure_chromium()          # likewise Debian's Chromium, for the browser tests
 
@@ -17,6 +17,10 @@ user and password: PostgreSQL with password (SCRAM) authentication on TCP, Rabbi
 node of its own (own node name and Erlang cookie), Redis with `requirepass` when the URL
 has a password. They outlive `make up` (its Ctrl-C stops the application only) until
 `make down`.
+
+Broker administration (shared_lib.testing.rabbitmq.rabbitmqctl, here and in the test
+suites) runs the command line in RABBITMQCTL, or the machine's rabbitmqctl; for a node
+started here, export_rabbitmqctl() sets RABBITMQCTL to the command that reaches it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -41,6 +44,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 
+from shared_lib.testing.processes import is_listening
+from shared_lib.testing.rabbitmq import rabbitmqctl, vhost_of
+from shared_lib.testing.waiting import wait_for
 from ticketing_devtools.catalog import REPO_ROOT
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -130,22 +136,6 @@ def endpoints() -> tuple[Endpoint, ...]:
         Endpoint("rabbitmq", "RabbitMQ", rabbitmq_url(), 5672),
         Endpoint("redis", "Redis", redis_url(), 6379),
     )
-
-
-def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_until(check, what: str, timeout: float = START_TIMEOUT_SECONDS) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not come up within {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def _write_secret(path: Path, value: str, *, mode: int = 0o600, owner: str | None = None) -> None:
@@ -453,8 +443,12 @@ def rabbitmq_node(port: int) -> str:
 
 
 def _rabbitmq_env(directory: Path, port: int) -> dict[str, str]:
+    return {**os.environ, **_node_env(directory, port)}
+
+
+def _node_env(directory: Path, port: int) -> dict[str, str]:
+    """What the node of our own and every rabbitmqctl against it run with."""
     return {
-        **os.environ,
         # The Erlang cookie is $HOME/.erlang.cookie: a home of its own gives the node and
         # every rabbitmqctl call against it their own cookie.
         "HOME": str(directory / "home"),
@@ -503,21 +497,17 @@ def _start_rabbitmq(endpoint: Endpoint) -> None:
     # await_startup waits for a node that is booting, but fails at once while the Erlang
     # VM is not reachable yet.
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    ctl = partial(rabbitmqctl, argv=_ctl_command(endpoint.port), env=env)
     while True:
-        done = subprocess.run(
-            [*_ctl_command(directory, endpoint.port), "-q", "await_startup", "--timeout", "60"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode == 0:
+        try:
+            ctl("await_startup", "--timeout", "60", timeout=START_TIMEOUT_SECONDS)
             break
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise SystemExit(f"RabbitMQ did not start: see {directory / 'server.log'}")
-        time.sleep(0.5)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            if time.monotonic() > deadline or server.poll() is not None:
+                log = directory / "server.log"
+                raise SystemExit(f"RabbitMQ did not start: see {log}") from None
+            time.sleep(0.5)
     # Always this node, whatever RABBITMQCTL names for the tools.
-    ctl = partial(_run_ctl, _ctl_command(directory, endpoint.port), env)
     user, password = endpoint.user or "guest", endpoint.password or "guest"
     if user == "guest":
         ctl("change_password", "guest", stdin=password)
@@ -528,18 +518,13 @@ def _start_rabbitmq(endpoint: Endpoint) -> None:
         ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
         # A node of our own has no use for the well-known guest/guest login.
         ctl("delete_user", "guest", check=False)
-    vhost = _vhost(endpoint.url)
+    vhost = vhost_of(endpoint.url)
     if vhost != "/":
         ctl("add_vhost", vhost, check=False)
         ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
 
 
-def _vhost(url: str) -> str:
-    path = urlsplit(url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
-
-
-def _ctl_command(directory: Path, port: int) -> list[str]:
+def _ctl_command(port: int) -> list[str]:
     return [_rabbitmq_bin("rabbitmqctl") or "rabbitmqctl", "-n", rabbitmq_node(port)]
 
 
@@ -547,65 +532,34 @@ def _stop_rabbitmq(directory: Path) -> bool:
     port = int(directory.name.rsplit("-", 1)[1])
     if not (directory / "node").exists():
         return False
-    env = _rabbitmq_env(directory, port)
-    done = subprocess.run(
-        [*_ctl_command(directory, port), "-q", "shutdown"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise SystemExit(f"rabbitmqctl shutdown: {lines[-1] if lines else 'failed'}")
+    try:
+        rabbitmqctl(
+            "shutdown", argv=_ctl_command(port), env=_rabbitmq_env(directory, port), timeout=120
+        )
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        raise SystemExit(str(exc)) from None
     (directory / "node").unlink()
     return True
 
 
-def _run_ctl(
-    argv: list[str],
-    env: dict[str, str] | None,
-    *args: str,
-    check: bool = True,
-    stdin: str | None = None,
-) -> str:
-    done = subprocess.run(
-        [*argv, "-q", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        input=stdin,
-    )
-    if check and done.returncode != 0:
-        # The arguments stay out of the error (a password may be one of them).
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise RuntimeError(
-            f"rabbitmqctl {args[0] if args else ''}: {lines[-1] if lines else 'failed'}"
-        )
-    return done.stdout
-
-
-def rabbitmqctl(*args: str, check: bool = True, stdin: str | None = None) -> str:
-    """Run rabbitmqctl against the node RABBITMQ_URL names; its output.
-
-    `RABBITMQCTL` (a command line) runs instead where the broker is elsewhere (e.g.
-    `docker exec <container> rabbitmqctl`); a node started here is reached through its
-    own cookie; otherwise the machine's node, as root or the rabbitmq user. A password
-    goes in `stdin` (add_user/change_password read it there), never in the arguments,
-    which any local user can read in the process list. RuntimeError when it fails."""
+def own_rabbitmqctl() -> str | None:
+    """The command line that reaches the node RABBITMQ_URL names when it is one started
+    here (its own node name and Erlang cookie); None for any other node."""
     endpoint = endpoints()[1]
-    env = None
-    if command := os.environ.get("RABBITMQCTL"):
-        argv = shlex.split(command)
-    elif (endpoint.directory / "node").exists():
-        argv = _ctl_command(endpoint.directory, endpoint.port)
-        env = _rabbitmq_env(endpoint.directory, endpoint.port)
-    else:
-        argv = [shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"]
-    return _run_ctl(argv, env, *args, check=check, stdin=stdin)
+    if not (endpoint.directory / "node").exists():
+        return None
+    node_env = _node_env(endpoint.directory, endpoint.port)
+    return shlex.join(
+        ["env", *(f"{k}={v}" for k, v in node_env.items()), *_ctl_command(endpoint.port)]
+    )
+
+
+def export_rabbitmqctl() -> None:
+    """Set RABBITMQCTL to own_rabbitmqctl() unless it is set already, so that every
+    rabbitmqctl() here, and every process started from here (the test suites), reaches a
+    node started here rather than the machine's."""
+    if not os.environ.get("RABBITMQCTL") and (command := own_rabbitmqctl()):
+        os.environ["RABBITMQCTL"] = command
 
 
 # --- Redis -----------------------------------------------------------------------------
@@ -696,6 +650,7 @@ def ensure_backing_servers() -> None:
             if down:
                 _start(down)
     _check_pg_admin_login()
+    export_rabbitmqctl()
 
 
 def _check_pg_admin_login() -> None:
@@ -736,11 +691,16 @@ def _start(down: list[Endpoint]) -> None:
         )
         endpoint.directory.parent.mkdir(parents=True, exist_ok=True)
         _STARTERS[endpoint.kind](endpoint)
-        _wait_until(
-            lambda e=endpoint: is_listening(e.host, e.port),
-            f"{endpoint.label} on {endpoint.host}:{endpoint.port} (its log: "
-            f"{endpoint.directory / 'server.log'})",
-        )
+        try:
+            wait_for(
+                lambda e=endpoint: is_listening(e.host, e.port),
+                timeout=START_TIMEOUT_SECONDS,
+                interval=0.2,
+                what=f"{endpoint.label} on {endpoint.host}:{endpoint.port} (its log: "
+                f"{endpoint.directory / 'server.log'})",
+            )
+        except AssertionError as exc:
+            raise SystemExit(str(exc)) from None
 
 
 def stop_backing_servers() -> tuple[list[str], list[str]]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 
+from shared_lib.testing.rabbitmq import broker_url
 from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, rabbitmq_url
 from ticketing_devtools.catalog import DjangoService
 from ticketing_devtools.devkeys import DevSecrets
-from ticketing_devtools.provision import database_url, user_url
+from ticketing_devtools.provision import database_url
 
 # localstripe accepts any key; real keys only ever come from the environment.
 LOCAL_STRIPE_KEY = "sk_test_local"
@@ -28,8 +29,8 @@ def broker_base_url() -> str:
 
 
 def service_broker_url(url: str, service: DjangoService, secrets: DevSecrets) -> str:
-    """`url`'s broker and vhost as the service's own user (provision.ensure_bus_users)."""
-    return user_url(url, user=service.name, password=secrets.broker_password(service.name))
+    """`url`'s broker and vhost as the service's own user (rabbitmq.ensure_bus_users)."""
+    return broker_url(url, user=service.name, password=secrets.broker_password(service.name))
 
 
 def common_env(secrets: DevSecrets) -> dict[str, str]:

@@ -27,13 +27,13 @@ import asyncio
 import atexit
 import os
 import pickle
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from shared_lib.testing.processes import Process, free_port
 
 FLUSH_AFTER_SECONDS = 0.5
 
@@ -239,38 +239,21 @@ def command(store: Path, port: int, *, from_scratch: bool = False) -> list[str]:
 def running(store: Path, *, from_scratch: bool = True) -> Iterator[str]:
     """A localstripe child process for a test, on a free port; yields its API base URL.
 
-    Stopped with SIGTERM at the end (so it writes its store, as on any clean stop).
-    """
-    import requests
-
-    from ticketing_devtools.stack import free_port
-
+    Stopped with SIGTERM at the end (so it writes its store, as on any clean stop); its
+    output goes to a log beside the store."""
+    store.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    process = subprocess.Popen(
+    server = Process(
         command(store, port, from_scratch=from_scratch),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        cwd=store.parent,
+        env=os.environ,
+        log_path=store.with_suffix(".log"),
+        name="localstripe",
+        port=port,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"{base}/v1/customers", timeout=1, auth=("sk_test_local", ""))
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with server:
+        server.wait_listening(timeout=20)
+        yield server.url
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,28 +1,26 @@
-"""Each service's own PostgreSQL role and database, and its own RabbitMQ user, on the
-local servers (idempotent).
+"""Each service's own PostgreSQL role and database on the local server (idempotent), and
+the throw-away databases of a run.
 
     ensure_database(admin_url, database="ticketing_auth", role="ticketing_auth", password="...")
-    urls = ensure_bus_users("amqp://guest:guest@127.0.0.1:5672/myvhost")  # service -> URL
-    rabbitmqctl("add_vhost", "myvhost")
+    with throwaway_databases("ticketing_systest_1a2b"):   # every service's, dropped after
+        Stack(db_prefix="ticketing_systest_1a2b").start()
 
 The database is owned by its role and only that role may connect to it: CONNECT is
-revoked from PUBLIC, so one service's credentials cannot open another's database. Each
-service on the bus gets a broker user of its own (named after it) whose permissions on
-the vhost are shared_lib.events.broker.permissions(service): it may publish only its own
-subjects, so no service can forge another's events.
+revoked from PUBLIC, so one service's credentials cannot open another's database. (Each
+service's own RabbitMQ user is shared_lib.testing.rabbitmq.ensure_bus_users.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from ticketing_devtools.backing import pg_admin_url_as_configured, rabbitmqctl, url_host
-from ticketing_devtools.catalog import SERVICES
-from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.backing import admin_url, pg_admin_url_as_configured, url_host
+from ticketing_devtools.catalog import DATABASE_SERVICES
 
 # Any fixed number: the key of the advisory lock that serialises provisioning.
 PROVISION_LOCK_KEY = 0x7469636B  # "tick"
@@ -68,6 +66,18 @@ def drop_database(url: str, *, database: str) -> None:
         )
 
 
+@contextmanager
+def throwaway_databases(db_prefix: str) -> Iterator[str]:
+    """Every service's database under `db_prefix` (Stack and prepare() create them) is
+    dropped when the block ends, however it ends, even when creating them failed
+    halfway; yields the prefix."""
+    try:
+        yield db_prefix
+    finally:
+        for service in DATABASE_SERVICES:
+            drop_database(admin_url(), database=service.database(db_prefix))
+
+
 def database_url(
     *, database: str, role: str, password: str, host: str | None = None, port: int | None = None
 ) -> str:
@@ -78,81 +88,3 @@ def database_url(
     address = f"{server}:{port or parts.port or 5432}"
     netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{address}"
     return urlunsplit(("postgresql", netloc, f"/{database}", "", ""))
-
-
-# The services that connect to RabbitMQ, each as its own user.
-BUS_SERVICES = tuple(service.name for service in SERVICES if service.events)
-
-
-def vhost_of(url: str) -> str:
-    """The virtual host an AMQP URL names ("/" when it names none, as kombu reads it)."""
-    path = urlsplit(url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
-
-
-def user_url(url: str, *, user: str, password: str, vhost: str | None = None) -> str:
-    """`url` (host, port, vhost) with another user, and optionally another vhost."""
-    parts = urlsplit(url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@"
-    netloc += url_host(parts.hostname or "127.0.0.1")
-    if parts.port:
-        netloc += f":{parts.port}"
-    path = parts.path if vhost is None else "/" + quote(vhost, safe="")
-    return urlunsplit((parts.scheme or "amqp", netloc, path, "", ""))
-
-
-def grant_all(url: str) -> None:
-    """Full rights on the URL's vhost for the URL's own (admin) user: test tools read
-    every queue of a throw-away vhost."""
-    user = unquote(urlsplit(url).username or "guest")
-    rabbitmqctl("set_permissions", "-p", vhost_of(url), user, ".*", ".*", ".*")
-
-
-def ensure_bus_users(
-    url: str,
-    *,
-    services: Iterable[str] = BUS_SERVICES,
-    producers: Mapping | None = None,
-    consumed: Mapping[str, Iterable] | None = None,
-    exchange: str | None = None,
-) -> dict[str, str]:
-    """Create (or update) each service's broker user with its least rights on the URL's
-    vhost; returns service -> its URL (the URL's host, port and vhost, its own user).
-
-    `producers` and `consumed` change the subject maps (a test app standing in for
-    every service); by default they are shared_lib's."""
-    from shared_lib.events import broker
-
-    secrets = ensure_dev_secrets()
-    vhost = vhost_of(url)
-    existing = set(rabbitmqctl("list_users", "--no-table-headers").split())
-    urls: dict[str, str] = {}
-    for service in dict.fromkeys(services):
-        password = secrets.broker_password(service)
-        try:
-            if service in existing:
-                raise FileExistsError(service)
-            rabbitmqctl("add_user", service, stdin=password)
-        except (FileExistsError, RuntimeError):
-            # There already, or added meanwhile by a run beside this one.
-            rabbitmqctl("change_password", service, stdin=password)
-        rights = broker.permissions(
-            service,
-            producers=producers or broker.PRODUCERS,
-            consumed=(consumed or {}).get(service),
-            exchange=exchange or broker.DEFAULT_EXCHANGE,
-        )
-        rabbitmqctl(
-            "set_permissions", "-p", vhost, service, rights.configure, rights.write, rights.read
-        )
-        rabbitmqctl(
-            "set_topic_permissions",
-            "-p",
-            vhost,
-            service,
-            rights.exchange,
-            rights.topic_write,
-            rights.topic_read,
-        )
-        urls[service] = user_url(url, user=service, password=password)
-    return urls

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import IO
 
+from shared_lib.testing.processes import celery_worker_command, free_port, gunicorn_command
+from shared_lib.testing.rabbitmq import ensure_bus_users
 from ticketing_devtools import gateway, localstripe
 from ticketing_devtools.backing import admin_url, ensure_backing_servers, ensure_nginx
 from ticketing_devtools.catalog import REPO_ROOT, SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import broker_base_url, service_broker_url, service_env
-from ticketing_devtools.provision import ensure_bus_users, ensure_database
+from ticketing_devtools.provision import ensure_database
 from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
 
@@ -38,12 +39,6 @@ def code_roots(service: DjangoService) -> tuple[Path, ...]:
     """Where the code a service's processes import lives: a change there restarts them
     under `make up` (Supervisor.reload_on_change)."""
     return (service.directory, REPO_ROOT / "shared_lib")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: ANN001
@@ -161,16 +156,9 @@ class Stack:
             env["API_SOURCE_ADDRESS"] = CLIENT_SOURCE_ADDRESS
         self.supervisor.start(
             f"{service.name}-web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                f"python:{service.gunicorn_conf}",
-                "--bind",
-                f"127.0.0.1:{port}",
-                f"{service.project}.wsgi",
-            ],
+            gunicorn_command(
+                f"{service.project}.wsgi", port=port, config_module=service.gunicorn_conf
+            ),
             cwd=service.directory,
             env=env,
             reload_on=code_roots(service),
@@ -188,21 +176,11 @@ class Stack:
         self.heartbeat_file(service, process).unlink(missing_ok=True)
         self.supervisor.start(
             process,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
+            celery_worker_command(
                 service.project,
-                "worker",
-                *service.worker_pool,  # see catalog.SOLO_POOL / THREAD_POOL
-                "--hostname",
-                f"{process}@%h",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+                hostname=f"{process}@%h",
+                pool=service.worker_pool,  # see catalog.SOLO_POOL / THREAD_POOL
+            ),
             cwd=service.directory,
             env=env,
             reload_on=code_roots(service),
@@ -243,7 +221,7 @@ class Stack:
         nginx = ensure_nginx()
         secrets = prepare(db_prefix=self.db_prefix, run=self._log)
         # Each service on the bus its own broker user, with only its own rights.
-        ensure_bus_users(self.broker_url)
+        ensure_bus_users(self.broker_url, password_of=secrets.broker_password)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if any(s.uses_stripe for s in SERVICES) and "STRIPE_API_BASE" not in self.extra_env:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 import requests
 
-from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, admin_url, rabbitmqctl
+from shared_lib.testing.rabbitmq import QueueDepth, queue_depths, vhost_of
+from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, admin_url, export_rabbitmqctl
 from ticketing_devtools.catalog import SERVICES, VAR_DIR, service
 
 STACK_FILE = "stack.json"
@@ -67,28 +66,11 @@ class Target:
         )
 
 
-def vhost_of(broker_url: str) -> str:
-    """The virtual host an amqp:// URL names ("/" for an empty path or "//")."""
-    path = urlsplit(broker_url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
-
-
 def default_stack_file() -> Path:
     """Where `make up` (Stack's default run_dir) describes itself."""
     prefix = os.environ.get("TICKETING_DB_PREFIX", "ticketing")
     port = os.environ.get("GATEWAY_PORT", "8080")
     return VAR_DIR / "run" / f"{prefix}-{port}" / STACK_FILE
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    name: str
-    ready: int
-    unacked: int
-
-    @property
-    def total(self) -> int:
-        return self.ready + self.unacked
 
 
 @dataclass(frozen=True)
@@ -178,21 +160,6 @@ def readiness(service: str, url: str) -> Readiness:
     if response.status_code == 200:
         return Readiness(service, url, True, detail or "no dependencies")
     return Readiness(service, url, False, detail or f"HTTP {response.status_code}")
-
-
-def queue_depths(vhost: str) -> list[QueueDepth]:
-    """Every queue of the vhost, by name; raises RuntimeError when the broker won't say."""
-    columns = ("name", "messages_ready", "messages_unacknowledged", "--no-table-headers")
-    try:
-        output = rabbitmqctl("list_queues", "-p", vhost, *columns)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"rabbitmqctl: {exc}") from exc
-    depths = []
-    for line in output.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            depths.append(QueueDepth(parts[0], int(parts[1]), int(parts[2])))
-    return sorted(depths, key=lambda q: q.name)
 
 
 def outbox_backlog(service: str, *, database: str, pg_admin_url: str) -> Outbox:
@@ -309,6 +276,7 @@ def main(
     services: dict[str, str] | None = None,
 ) -> int:
     """The command: 0 when healthy, 1 when not, 2 when there is no system to look at."""
+    export_rabbitmqctl()  # a `make up` on a RabbitMQ node of its own: look at that node
     path = stack_file or default_stack_file()
     if path.exists():
         description = load_stack_file(path)

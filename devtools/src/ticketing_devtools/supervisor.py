@@ -19,18 +19,22 @@ import itertools
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypeVar
 
 import requests
 import watchfiles
+
+from shared_lib.testing.processes import is_listening, signal_group, spawn
+from shared_lib.testing.waiting import wait_for
+
+T = TypeVar("T")
 
 _COLORS = itertools.cycle(["36", "33", "35", "32", "34", "91", "96", "93"])
 
@@ -113,15 +117,8 @@ class Supervisor:
 
     @staticmethod
     def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # Piped: every child's lines go to one log, each with its name (_pump).
+        return spawn(argv, cwd=cwd, env=env, output=subprocess.PIPE)
 
     def _pump_output(self, child: Child) -> None:
         child.pump = threading.Thread(target=self._pump, args=(child, child.process), daemon=True)
@@ -135,49 +132,55 @@ class Supervisor:
     def _child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def wait_http(self, name: str, url: str, *, timeout: float = 60.0) -> requests.Response:
-        """Until `url` answers 200 (returned); fails early, naming the child, if it exits."""
+    def _wait_started(
+        self, name: str, condition: Callable[[], T], *, timeout: float, what: str
+    ) -> T:
+        """wait_for(condition) while child `name` runs: RuntimeError at once when it exits,
+        TimeoutError naming `what` when time runs out."""
         child = self._child(name)
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
+
+        def running_and() -> T:
             if child.process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {child.process.returncode} while starting")
+            return condition()
+
+        try:
+            return wait_for(running_and, timeout=timeout, interval=0.2, what=f"{name}: {what}")
+        except AssertionError as exc:
+            raise TimeoutError(str(exc)) from None
+
+    def wait_http(self, name: str, url: str, *, timeout: float = 60.0) -> requests.Response:
+        """Until `url` answers 200 (returned); fails early, naming the child, if it exits."""
+        last: list[object] = []
+
+        def answered() -> requests.Response | None:
             try:
                 response = requests.get(url, timeout=2)
-                if response.status_code == 200:
-                    return response
-                last = f"{response.status_code} {response.text[:200]}"
             except requests.RequestException as exc:
-                last = exc
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready at {url} after {timeout:.0f}s (last: {last})")
+                last[:] = [exc]
+                return None
+            if response.status_code == 200:
+                return response
+            last[:] = [f"{response.status_code} {response.text[:200]}"]
+            return None
+
+        try:
+            return self._wait_started(name, answered, timeout=timeout, what=f"a 200 from {url}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} (last: {last[0] if last else None})") from None
 
     def wait_tcp(self, name: str, host: str, port: int, *, timeout: float = 30.0) -> None:
         """Until something accepts connections on host:port; fails early if the child exits."""
-        child = self._child(name)
-        deadline = time.monotonic() + timeout
-        while True:
-            if child.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {child.process.returncode} while starting")
-            try:
-                with socket.create_connection((host, port), timeout=1):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} not listening on {host}:{port}") from None
-                time.sleep(0.1)
+        self._wait_started(
+            name,
+            lambda: is_listening(host, port),
+            timeout=timeout,
+            what=f"a listener on {host}:{port}",
+        )
 
     def wait_file(self, name: str, path: Path, *, timeout: float = 60.0) -> None:
         """Until `path` exists (a worker's heartbeat); fails early if the child exits."""
-        child = self._child(name)
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if child.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {child.process.returncode} while starting")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not ready after {timeout:.0f}s (no {path})")
-            time.sleep(0.2)
+        self._wait_started(name, path.exists, timeout=timeout, what=f"{path}")
 
     def wait_any(self) -> Child | None:
         """Block until some child exits (return it), or our own parent is gone or stop_all
@@ -287,8 +290,7 @@ class Supervisor:
     def kill(self, name: str) -> None:
         """SIGKILL one child's whole process group (fault tests) and forget it."""
         child = self._child(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.process.pid, signal.SIGKILL)
+        signal_group(child.process, signal.SIGKILL)
         child.process.wait()
         if child.pump is not None:
             child.pump.join(timeout=2)
@@ -299,8 +301,7 @@ class Supervisor:
         """SIGTERM each group (in the order given), then SIGKILL what outlives `timeout`."""
         for child in children:
             if child.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGTERM)
+                signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in children:
             try:
@@ -308,8 +309,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self.say(child.name, "did not stop in time; killing")
                 # The whole group: a worker can outlive its master.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGKILL)
+                signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
             if child.pump is not None:
                 child.pump.join(timeout=2)

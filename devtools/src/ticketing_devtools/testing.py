@@ -10,7 +10,8 @@
 The stack runs on throw-away databases (a prefix unique to the run), a throw-away
 RabbitMQ vhost and free ports; it stops afterwards, drops what it made, and checks that
 no process outlived it. Loaded in every suite through the `pytest11` entry point; it
-costs nothing until a test asks for `stack`.
+costs nothing until a test asks for `stack`. It also gives shared_lib's `rabbitmq_users`
+the services' broker passwords of this checkout (pytest_broker_password).
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from ticketing_devtools.backing import admin_url, rabbitmqctl
-from ticketing_devtools.catalog import DATABASE_SERVICES
-from ticketing_devtools.environment import broker_base_url
-from ticketing_devtools.provision import drop_database, grant_all, user_url
+from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
+from ticketing_devtools.backing import rabbitmq_url
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.provision import throwaway_databases
 from ticketing_devtools.stack import Stack
 
 
@@ -60,28 +60,10 @@ class StackSettings:
         }
 
 
-def admin_broker_url(vhost: str) -> str:
-    """The vhost as the admin user of RABBITMQ_URL (the stack gives each service its own
-    user on it; test tools use this one)."""
-    return user_url(
-        broker_base_url(),
-        user=unquote(urlsplit(broker_base_url()).username or "guest"),
-        password=unquote(urlsplit(broker_base_url()).password or "guest"),
-        vhost=vhost,
-    )
-
-
-@contextmanager
-def throwaway_vhost(prefix: str = "ticketing-systest") -> Iterator[str]:
-    """A RabbitMQ vhost of its own for the duration, with full rights for the admin user
-    of RABBITMQ_URL; yields its name."""
-    vhost = _unique(prefix)
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        grant_all(admin_broker_url(vhost))
-        yield vhost
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+def pytest_broker_password(user: str) -> str:
+    """A service's broker user keeps its password of this checkout in the tests: users
+    are the broker's, and a `make up` beside the tests connects with it."""
+    return ensure_dev_secrets().broker_password(user)
 
 
 @contextmanager
@@ -96,7 +78,7 @@ def running_stack(
     """The whole system until the block ends; then stopped, its databases dropped, and
     checked that no process outlived it. A start-up failure fails the test with the log."""
     log_path = directory / "stack.log"
-    with log_path.open("w") as log:
+    with throwaway_databases(settings.db_prefix), log_path.open("w") as log:
         running = Stack(
             gateway_port=0,
             db_prefix=settings.db_prefix,
@@ -119,8 +101,6 @@ def running_stack(
         finally:
             pids = [child.process.pid for child in running.supervisor.children]
             running.stop()
-            for service in DATABASE_SERVICES:
-                drop_database(admin_url(), database=service.database(settings.db_prefix))
     for pid in pids:  # nothing outlives the stack
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, signal.SIG_DFL)
@@ -134,8 +114,9 @@ def stack_settings() -> StackSettings:
 
 @pytest.fixture(scope="session")
 def stack_vhost() -> Iterator[str]:
-    with throwaway_vhost() as vhost:
-        yield admin_broker_url(vhost)
+    """A vhost of the session's own, as RABBITMQ_URL's (admin) user."""
+    with throwaway_vhost(rabbitmq_url(), "ticketing-systest") as vhost:
+        yield broker_url(rabbitmq_url(), vhost=vhost)
 
 
 # pytest sets a session fixture up again for every test that asks after a failure; a

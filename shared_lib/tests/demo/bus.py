@@ -15,8 +15,8 @@ from shared_lib.events import broker
 from shared_lib.events.consumer import Dispatcher, drain
 from shared_lib.events.contracts import Subject
 from shared_lib.events.registry import discover_handlers
+from shared_lib.testing.processes import free_port
 from tests.demo.factories import envelope
-from tests.support import closed_port
 
 LOGGER = "shared_lib.events"
 
@@ -160,7 +160,7 @@ def drain_demo(
 def broker_unreachable() -> Iterator[str]:
     """RABBITMQ_URL points at a closed port inside the block; restored afterwards."""
     original = settings.RABBITMQ_URL
-    url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/unreachable"
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/unreachable"
     settings.RABBITMQ_URL = url
     broker.forget_declarations()
     try:

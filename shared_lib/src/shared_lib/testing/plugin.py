@@ -9,6 +9,8 @@ that pair, so tokens mint and verify without the dev keys), `make_token`, `api_c
 `signed_in_client`, `staff_admin_client` (the admin by single sign-on), `redis_keys` (an
 isolated Redis key prefix, cleaned afterwards), `rabbitmq_users` / `rabbitmq_vhost` (a
 throw-away vhost with each service's own broker user), `event_worker` (real workers).
+The hook `pytest_broker_password(user)` lets another plugin (ticketing_devtools') give
+the broker users the passwords they have outside the tests.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -141,54 +142,55 @@ def redis_keys(settings: Any) -> Iterator[str]:
         client.delete(*keys)
 
 
+class BrokerPasswordSpec:
+    @pytest.hookspec(firstresult=True)
+    def pytest_broker_password(self, user: str) -> str | None:
+        """The password broker user `user` (a service) gets in the tests: the one it has
+        everywhere else on this broker (ticketing_devtools' dev secrets), since users are
+        the broker's, not a vhost's. None: a fresh one for the session."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(BrokerPasswordSpec)
+
+
 @pytest.fixture(scope="session")
-def rabbitmq_users(django_db_setup: Any) -> Iterator[dict[str, str]]:
+def rabbitmq_users(django_db_setup: Any, pytestconfig: pytest.Config) -> Iterator[dict[str, str]]:
     """A fresh RabbitMQ vhost for the session, with every service's own broker user on it
-    (least rights, as in production): service -> its URL there. This service's settings
-    connect as its own user (a suite whose service is not on the bus keeps the admin
-    user of RABBITMQ_URL); the vhost is deleted afterwards."""
+    (least rights, as in production): service -> its URL there, and "admin" -> the URL of
+    RABBITMQ_URL's (admin) user there. This service's settings connect as its own user (a
+    suite whose service is not on the bus keeps the admin); the vhost is deleted afterwards."""
+    import secrets
+
     from django.conf import settings
 
     from shared_lib.events import broker
     from shared_lib.events.registry import discover_handlers
-    from ticketing_devtools.backing import rabbitmqctl
-    from ticketing_devtools.provision import (
-        BUS_SERVICES,
-        ensure_bus_users,
-        grant_all,
-        user_url,
-        vhost_of,
-    )
+    from shared_lib.testing.rabbitmq import broker_url, ensure_bus_users, throwaway_vhost
 
-    vhost = f"ticketing-test-{uuid.uuid4().hex[:12]}"
+    fresh = secrets.token_urlsafe(24)
+
+    def password_of(user: str) -> str:
+        return pytestconfig.hook.pytest_broker_password(user=user) or fresh
+
     original = settings.RABBITMQ_URL, settings.CELERY_BROKER_URL
-    admin = urlsplit(original[0])
-    admin_url = user_url(
-        original[0],
-        user=unquote(admin.username or broker.DEFAULT_USER),
-        password=unquote(admin.password or broker.DEFAULT_USER),
-        vhost=vhost,
-    )
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        grant_all(admin_url)
+    with throwaway_vhost(original[0], "ticketing-test") as vhost:
+        admin_url = broker_url(original[0], vhost=vhost)
         service = settings.EVENTS_SERVICE
         users = ensure_bus_users(
             admin_url,
+            password_of=password_of,
             consumed={service: list(discover_handlers())},
             exchange=settings.EVENTS_EXCHANGE,
         )
         users["admin"] = admin_url
-        url = users.get(service, admin_url)
-        settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
+        settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = users.get(service, admin_url)
         broker.forget_declarations()
-        assert vhost_of(url) == vhost
-        assert service not in BUS_SERVICES or broker.own_user() == service
-        yield users
-    finally:
-        settings.RABBITMQ_URL, settings.CELERY_BROKER_URL = original
-        broker.forget_declarations()
-        rabbitmqctl("delete_vhost", vhost)
+        try:
+            yield users
+        finally:
+            settings.RABBITMQ_URL, settings.CELERY_BROKER_URL = original
+            broker.forget_declarations()
 
 
 @pytest.fixture(scope="session")
