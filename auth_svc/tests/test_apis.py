@@ -70,7 +70,17 @@ def test_session_cookie_is_secure_unless_local_development_says_otherwise(signup
             {"email": "", "password": ""},
             [(services.EMAIL_INVALID, "email"), (services.PASSWORD_LENGTH, "password")],
         ),
-        ({"email": ["a@example.com"], "password": PASSWORD}, [("Not a valid string.", "email")]),
+        # Values that are not strings are never turned into one.
+        ({"email": ["a@example.com"], "password": PASSWORD}, [(services.EMAIL_INVALID, "email")]),
+        (
+            {"email": "a@example.com", "password": 12345678},
+            [(services.PASSWORD_LENGTH, "password")],
+        ),
+        ({"email": "a@example.com", "password": None}, [(services.PASSWORD_LENGTH, "password")]),
+        (
+            ["a@example.com", PASSWORD],
+            [(services.EMAIL_INVALID, "email"), (services.PASSWORD_LENGTH, "password")],
+        ),
     ],
 )
 def test_signup_rejects_invalid_input_and_creates_nothing(api_client, body, expected):
@@ -148,6 +158,11 @@ def test_signin_failure_says_only_invalid_credentials(signup, api_client, email,
         ({"email": "bad", "password": PASSWORD}, (services.EMAIL_INVALID, "email")),
         ({"email": "me@example.com", "password": ""}, (services.PASSWORD_REQUIRED, "password")),
         ({"email": "me@example.com"}, (services.PASSWORD_REQUIRED, "password")),
+        (
+            {"email": "me@example.com", "password": 12345678},
+            (services.PASSWORD_REQUIRED, "password"),
+        ),
+        ({"email": 7, "password": PASSWORD}, (services.EMAIL_INVALID, "email")),
     ],
 )
 def test_signin_input_errors(api_client, body, expected):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
@@ -20,38 +21,89 @@ from shared_lib.auth import (
     token_from_request,
     verify_session_token,
 )
+from shared_lib.fields import ObjectBodySerializer, StrictCharField
 from shared_lib.ratelimit import sign_in_account_attempt
 from users import services
 from users.models import User
 from users.throttles import SigninIpThrottle, SignupEmailThrottle, SignupIpThrottle
 
 
-class CredentialsInputSerializer(serializers.Serializer):
-    # Rules (valid email, password length) live in users.services with their exact
-    # messages; the serializer only insists on strings. The password is never trimmed.
-    email = serializers.CharField(
-        required=False, default="", allow_blank=True, trim_whitespace=False
-    )
-    password = serializers.CharField(
-        required=False, default="", allow_blank=True, trim_whitespace=False
-    )
+class _AsSentField(StrictCharField):
+    """Never trimmed: users.services normalises an email itself, and the spaces around a
+    password are part of what its owner chose."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
 
 
-class SignUpSchemaSerializer(serializers.Serializer):
-    """The sign-up body as the OpenAPI schema states it (users.services' rules). A common
-    password is refused too, which no JSON Schema can say short of listing them all."""
+@extend_schema_field(
+    {"type": "string", "format": "email", "minLength": 1, "maxLength": services.EMAIL_MAX_LENGTH}
+)
+class EmailField(_AsSentField):
+    """An address users.services takes (it trims and lower-cases it); anything else, a
+    missing or non-string value included, is "Email must be valid"."""
 
-    email = serializers.EmailField(max_length=services.EMAIL_MAX_LENGTH)
-    password = serializers.CharField(
-        min_length=services.PASSWORD_MIN_LENGTH,
-        max_length=services.PASSWORD_MAX_LENGTH,
-        trim_whitespace=False,
+    default_error_messages = dict.fromkeys(
+        ("required", "null", "blank", "invalid"), services.EMAIL_INVALID
     )
 
+    def to_internal_value(self, data: Any) -> str:
+        email = super().to_internal_value(data)
+        if services.email_error(services.normalize_email(email)):
+            self.fail("invalid")
+        return email
 
-class SignInSchemaSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=services.EMAIL_MAX_LENGTH)
-    password = serializers.CharField(max_length=services.PASSWORD_MAX_LENGTH, trim_whitespace=False)
+
+class NewPasswordField(_AsSentField):
+    """A password users.services.password_error accepts, never trimmed; a missing or
+    non-string value breaks the length rule. (The schema states the lengths; a common
+    password is refused too, which no JSON Schema can say short of listing them all.)"""
+
+    default_error_messages = dict.fromkeys(
+        ("required", "null", "blank", "invalid"), services.PASSWORD_LENGTH
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The lengths are for the schema: password_error refuses first, in its own words.
+        super().__init__(
+            min_length=services.PASSWORD_MIN_LENGTH,
+            max_length=services.PASSWORD_MAX_LENGTH,
+            **kwargs,
+        )
+
+    def to_internal_value(self, data: Any) -> str:
+        password = super().to_internal_value(data)
+        error = services.password_error(password)
+        if error:
+            raise serializers.ValidationError(error)
+        return password
+
+
+# Longer than any password set here is "Invalid credentials" (users.services), not a
+# field error; the schema states the limit all the same.
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": services.PASSWORD_MAX_LENGTH})
+class PasswordField(_AsSentField):
+    """The password of a sign-in, never trimmed; missing, empty or not a string is
+    "You must supply a password". No minimum: an account's password is checked against
+    its hash, whatever rules held when it was set."""
+
+    default_error_messages = dict.fromkeys(
+        ("required", "null", "blank", "invalid"), services.PASSWORD_REQUIRED
+    )
+
+
+class SignUpInputSerializer(ObjectBodySerializer):
+    """Every bad field reported at once, email first."""
+
+    email = EmailField()
+    password = NewPasswordField()
+
+
+class SignInInputSerializer(ObjectBodySerializer):
+    """An email and a password; which account, if any, is users.services' to say."""
+
+    email = EmailField()
+    password = PasswordField()
 
 
 class UserOutputSerializer(serializers.Serializer):
@@ -64,8 +116,8 @@ class CurrentUserSerializer(UserOutputSerializer):
     exp = serializers.IntegerField()
 
 
-def _parse_credentials(request: Request) -> dict[str, str]:
-    serializer = CredentialsInputSerializer(data=request.data)
+def _parse(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, str]:
+    serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -86,9 +138,9 @@ def _set_token(response: Response, token: str) -> None:
 class SignUpApi(APIView):
     throttle_classes = [SignupIpThrottle, SignupEmailThrottle]
 
-    @extend_schema(request=SignUpSchemaSerializer, responses={201: UserOutputSerializer})
+    @extend_schema(request=SignUpInputSerializer, responses={201: UserOutputSerializer})
     def post(self, request: Request) -> Response:
-        user = services.user_sign_up(**_parse_credentials(request))
+        user = services.user_sign_up(**_parse(SignUpInputSerializer, request))
         return _signed_in_response(user, 201)
 
 
@@ -98,9 +150,9 @@ class SignInApi(APIView):
     throttle_classes = [SigninIpThrottle]
 
     # 400 "Invalid credentials" for a well-formed email and password of no account.
-    @extend_schema(request=SignInSchemaSerializer, responses={200: UserOutputSerializer})
+    @extend_schema(request=SignInInputSerializer, responses={200: UserOutputSerializer})
     def post(self, request: Request) -> Response:
-        credentials = _parse_credentials(request)
+        credentials = _parse(SignInInputSerializer, request)
         attempt = sign_in_account_attempt(credentials["email"])
         if not attempt.allowed:
             raise Throttled(wait=attempt.wait)

@@ -37,7 +37,8 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _email_error(email: str) -> str | None:
+def email_error(email: str) -> str | None:
+    """Why `email` (normalised) is no valid address (the message), or None."""
     if not email or len(email) > EMAIL_MAX_LENGTH:
         return EMAIL_INVALID
     try:
@@ -64,7 +65,7 @@ def user_sign_up(*, email: str, password: str) -> User:
     errors = [
         (message, field)
         for message, field in (
-            (_email_error(email), "email"),
+            (email_error(email), "email"),
             (password_error(password), "password"),
         )
         if message
@@ -85,7 +86,7 @@ def user_sign_up(*, email: str, password: str) -> User:
 
 def user_sign_in(*, email: str, password: str) -> User:
     email = normalize_email(email)
-    if _email_error(email):
+    if email_error(email):
         raise BadRequest(EMAIL_INVALID, field="email")
     if not password:
         raise BadRequest(PASSWORD_REQUIRED, field="password")
