@@ -70,7 +70,7 @@ def faulty(relays, tmp_path_factory):
             settings,
             broker_url=relayed,
             directory=tmp_path_factory.mktemp("faults"),
-            service_env={"orders": {"DATABASE_URL": orders_database}},
+            env_overrides={"orders": {"DATABASE_URL": orders_database}},
         ) as stack:
             stack.vhost = vhost
             yield stack

@@ -13,19 +13,13 @@ from __future__ import annotations
 import os
 
 from shared_lib.testing.rabbitmq import broker_url
-from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, rabbitmq_url
+from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL
 from ticketing_devtools.catalog import DjangoService
 from ticketing_devtools.devkeys import DevSecrets
 from ticketing_devtools.provision import database_url
 
 # localstripe accepts any key; real keys only ever come from the environment.
 LOCAL_STRIPE_KEY = "sk_test_local"
-
-
-def broker_base_url() -> str:
-    """RABBITMQ_URL as exported, or the local default: its host, port and user (the admin
-    that provisions the services' own users) are what local tools use."""
-    return rabbitmq_url()
 
 
 def service_broker_url(url: str, service: DjangoService, secrets: DevSecrets) -> str:

@@ -19,10 +19,10 @@ from typing import IO
 from shared_lib.testing.processes import celery_worker_command, free_port, gunicorn_command
 from shared_lib.testing.rabbitmq import ensure_bus_users
 from ticketing_devtools import gateway, localstripe
-from ticketing_devtools.backing import admin_url, ensure_backing_servers, ensure_nginx
+from ticketing_devtools.backing import admin_url, ensure_backing_servers, ensure_nginx, rabbitmq_url
 from ticketing_devtools.catalog import REPO_ROOT, SERVICES, VAR_DIR, DjangoService
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import broker_base_url, service_broker_url, service_env
+from ticketing_devtools.environment import service_broker_url, service_env
 from ticketing_devtools.provision import ensure_database
 from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
@@ -41,8 +41,10 @@ def code_roots(service: DjangoService) -> tuple[Path, ...]:
     return (service.directory, REPO_ROOT / "shared_lib")
 
 
-def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: ANN001
-    """Everything before a process starts: secrets, databases, migrations, static files."""
+def prepare(*, db_prefix: str = "ticketing", output: IO[str] | None = None) -> DevSecrets:
+    """Everything before a process starts: secrets, databases, migrations, static files.
+
+    The commands' output goes to `output` (the stack's log) or, without one, to ours."""
     import subprocess
 
     ensure_backing_servers()
@@ -59,15 +61,15 @@ def prepare(*, db_prefix: str = "ticketing", run=None) -> DevSecrets:  # noqa: A
             )
             commands.append(["migrate", "--noinput"])
         if service.web:
-            collect_static(service.directory, env, run=run)
+            collect_static(service.directory, env, output=output)
         for command in commands:
             subprocess.run(
                 [sys.executable, "manage.py", *command],
                 cwd=service.directory,
                 env=env,
                 check=True,
-                stdout=run,
-                stderr=subprocess.STDOUT if run else None,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
             )
     return secrets
 
@@ -81,7 +83,7 @@ class Stack:
         log: IO[str] | None = None,
         run_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
-        service_env: dict[str, dict[str, str]] | None = None,
+        env_overrides: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.gateway_port = gateway_port or free_port()
         self.db_prefix = db_prefix
@@ -97,7 +99,7 @@ class Stack:
         self.extra_env = extra_env or {}
         # Per service, over everything else: e.g. orders' DATABASE_URL through a relay
         # the fault tests can cut. Set-up (migrations) still uses the direct values.
-        self.service_env = service_env or {}
+        self.env_overrides = env_overrides or {}
 
     @property
     def url(self) -> str:
@@ -129,7 +131,7 @@ class Stack:
         env = {
             **service_env(service, secrets, db_prefix=self.db_prefix),
             **self.extra_env,
-            **self.service_env.get(service.name, {}),
+            **self.env_overrides.get(service.name, {}),
         }
         if service.events:
             # Whatever broker address it was given, it connects as its own user.
@@ -139,7 +141,7 @@ class Stack:
     @property
     def broker_url(self) -> str:
         """The system's broker and vhost as the admin user (what `status` reads with)."""
-        return self.extra_env.get("RABBITMQ_URL") or broker_base_url()
+        return self.extra_env.get("RABBITMQ_URL") or rabbitmq_url()
 
     def env_for(self, name: str) -> dict[str, str]:
         """The environment a service's processes run with (for manage.py against it)."""
@@ -219,7 +221,7 @@ class Stack:
 
     def start(self) -> Stack:
         nginx = ensure_nginx()
-        secrets = prepare(db_prefix=self.db_prefix, run=self._log)
+        secrets = prepare(db_prefix=self.db_prefix, output=self._log)
         # Each service on the bus its own broker user, with only its own rights.
         ensure_bus_users(self.broker_url, password_of=secrets.broker_password)
         try:

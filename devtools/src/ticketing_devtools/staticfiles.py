@@ -45,7 +45,7 @@ def fingerprint(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def collect_static(directory: Path, env: dict[str, str], *, run: IO[str] | None = None) -> bool:
+def collect_static(directory: Path, env: dict[str, str], *, output: IO[str] | None = None) -> bool:
     """Collect into the project's STATIC_ROOT (`<directory>/staticfiles`) unless it is
     current; returns whether it ran."""
     marker = directory / "staticfiles" / MARKER
@@ -57,8 +57,8 @@ def collect_static(directory: Path, env: dict[str, str], *, run: IO[str] | None 
         cwd=directory,
         env=env,
         check=True,
-        stdout=run,
-        stderr=subprocess.STDOUT if run else None,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )
     marker.write_text(current)
     return True

@@ -72,7 +72,7 @@ def running_stack(
     *,
     broker_url: str,
     directory: Path,
-    service_env: dict[str, dict[str, str]] | None = None,
+    env_overrides: dict[str, dict[str, str]] | None = None,
     failures: list[str] | None = None,
 ) -> Iterator[Stack]:
     """The whole system until the block ends; then stopped, its databases dropped, and
@@ -85,7 +85,7 @@ def running_stack(
             log=log,
             run_dir=directory / "run",
             extra_env=settings.process_env(broker_url),
-            service_env=service_env,
+            env_overrides=env_overrides,
         )
         running.log_path = log_path  # type: ignore[attr-defined]
         try:
