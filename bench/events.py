@@ -31,18 +31,13 @@ both at the end, also on failure or Ctrl-C. See bench/README.md for what each fi
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import multiprocessing
 import os
-import platform
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -51,17 +46,26 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from _common import (
     CLOCK_TICKS,
+    BrokenRun,
+    Names,
+    Percentiles,
+    argument_parser,
     busy_ticks,
-    percentile,
+    create_names,
+    machine_summary,
+    main_of,
+    own_databases,
     process_table,
     progress,
-    require_loopback,
+    queue_ready,
+    started_at,
+    tail,
     verdict,
+    write_json,
 )
 from peers.environments import isolated_python
 from peers.work import PREFETCH, PeerConfig, Tables, create_tables
@@ -76,14 +80,9 @@ import psycopg  # noqa: E402 (after the sys.path set-up above, like the rest)
 from kombu import Connection, Consumer, Exchange, Queue  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 
-from ticketing_devtools.backing import admin_url, ensure_backing_servers  # noqa: E402
-from ticketing_devtools.devkeys import ensure_dev_secrets  # noqa: E402
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env  # noqa: E402
-from ticketing_devtools.provision import (  # noqa: E402
-    database_url,
-    drop_database,
-    ensure_database,
-)
+from shared_lib.testing.processes import Process, stop_group  # noqa: E402
+from shared_lib.testing.waiting import wait_for  # noqa: E402
+from ticketing_devtools.environment import common_env  # noqa: E402
 
 BENCH_ROLE = "ticketing_bench"
 
@@ -145,24 +144,6 @@ NOTIFY_CHANNEL = "bench_handled"
 # ---------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Percentiles:
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    samples: int
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Percentiles:
-        ordered = sorted(seconds)
-        return cls(
-            p50_ms=percentile(ordered, 50) * 1000,
-            p99_ms=percentile(ordered, 99) * 1000,
-            max_ms=ordered[-1] * 1000,
-            samples=len(ordered),
-        )
 
 
 @dataclass
@@ -372,113 +353,60 @@ def warnings(r: Results) -> list[str]:
 
 @dataclass
 class Sandbox:
-    database: str
+    names: Names
     database_url: str
-    vhost: str
-    vhost_url: str
-    workdir: Path
     worker_env: dict[str, str]
+
+    @property
+    def vhost_url(self) -> str:
+        return self.names.vhost_url
+
+    @property
+    def workdir(self) -> Path:
+        return self.names.workdir
 
 
 def create_sandbox(stack: ExitStack) -> Sandbox:
     """Database, vhost, Django set up in this process; `stack` drops them all on exit."""
-    dev = ensure_dev_secrets()
-    base_env = common_env(dev)  # os.environ as it was, plus the checkout's keys
-    require_loopback(admin_url(), "PG_ADMIN_URL")
-    require_loopback(base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL), "RABBITMQ_URL")
-    ensure_backing_servers()
-
-    suffix = uuid.uuid4().hex[:10]
-    database = f"ticketing_bench_events_{suffix}"
-    password = secrets.token_urlsafe(24)  # a fresh one per run: nothing to store
-    workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-"))
-    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-    secret_key = secrets.token_urlsafe(50)
-
-    ensure_database(admin_url(), database=database, role=BENCH_ROLE, password=password)
-    stack.callback(drop_database, admin_url(), database=database)
-    db_url = database_url(database=database, role=BENCH_ROLE, password=password)
-
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        SECRET_KEY=secret_key,
-        DATABASE_URL=db_url,
-        RABBITMQ_URL=base_env["RABBITMQ_URL"],
-        JWT_PUBLIC_KEY_FILE=base_env["JWT_PUBLIC_KEY_FILE"],
-        # The publisher logs one line per event; on the terminal that would bury the table.
-        LOG_LEVEL="WARNING",
-    )
+    names = create_names(stack, "events")
+    db_url = own_databases(stack, names, BENCH_ROLE, ["demo"])["demo"]
+    base_env = common_env(names.dev)  # os.environ as it was, plus the checkout's keys
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": db_url,
+        "RABBITMQ_URL": names.vhost_url,
+        "JWT_PUBLIC_KEY_FILE": base_env["JWT_PUBLIC_KEY_FILE"],
+    }
+    # The publisher logs one line per event; on the terminal that would bury the table.
+    os.environ.update(env, LOG_LEVEL="WARNING")
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
     from django.db import connections
 
     from shared_lib.events import broker
-    from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
 
     stack.callback(connections.close_all)
-    vhost = stack.enter_context(throwaway_vhost(settings.RABBITMQ_URL, "ticketing-bench"))
-    url = broker_url(settings.RABBITMQ_URL, vhost=vhost)
-    settings.RABBITMQ_URL = settings.CELERY_BROKER_URL = url
-    broker.forget_declarations()
     # The pooled producer's connection, closed before the vhost goes.
     stack.callback(broker.forget_declarations)
     stack.callback(_release_kombu_pools)
 
     # The demo app has no migrations; shared_lib's tables come from its migration.
     call_command("migrate", "--run-syncdb", verbosity=0)
-
     worker_env = {
         **base_env,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "SECRET_KEY": secret_key,
-        "DATABASE_URL": db_url,
-        "RABBITMQ_URL": url,
-        "WORKER_HEARTBEAT_FILE": str(workdir / "worker.alive"),
+        **env,
+        "WORKER_HEARTBEAT_FILE": str(names.workdir / "worker.alive"),
     }
-    return Sandbox(
-        database=database,
-        database_url=db_url,
-        vhost=vhost,
-        vhost_url=url,
-        workdir=workdir,
-        worker_env=worker_env,
-    )
+    return Sandbox(names=names, database_url=db_url, worker_env=worker_env)
 
 
 def _release_kombu_pools() -> None:
     from kombu import pools
 
     pools.reset()
-
-
-def machine_summary(sb: Sandbox) -> dict[str, Any]:
-    with psycopg.connect(sb.database_url) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-        sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
-    with Connection(sb.vhost_url) as conn:
-        conn.connect()
-        rabbit_version = conn.connection.server_properties.get("version", "?")
-    cores = os.cpu_count() or 0
-    load = os.getloadavg()[0]
-    return {
-        "loadavg_1min_start": load,
-        "cores": cores,
-        "python": platform.python_version(),
-        "postgres": pg_version,
-        "synchronous_commit": sync_commit,
-        "rabbitmq": rabbit_version,
-        "packages": {
-            name: importlib.metadata.version(name)
-            for name in ("celery", "kombu", "psycopg", "faststream")
-        },
-        "summary": (
-            f"{cores} cores, Python {platform.python_version()}, PostgreSQL {pg_version}"
-            f" (synchronous_commit={sync_commit}), RabbitMQ {rabbit_version}"
-        ),
-    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -588,10 +516,6 @@ def postgres_ceiling(db_url: str, sizes: Sizes, results: Results) -> None:
 # ---------------------------------------------------------------------------------------
 # Draining a backlog: one consumer's rate and CPU
 # ---------------------------------------------------------------------------------------
-
-
-class BrokenRun(RuntimeError):
-    """A consumer crashed, or lost, duplicated or dead-lettered events: no figure stands."""
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -836,32 +760,26 @@ def run_peer(
     version = peer.version(python)
     title = peer.title.format(version=version)
     baseline = client_backends(sb.database_url)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own script, fixed arguments)
-            [python, str(PEERS_DIR / peer.script)],
-            cwd=PEERS_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stack.callback(_kill_group, process)
+    consumer = Process(
+        [python, str(PEERS_DIR / peer.script)], cwd=PEERS_DIR, env=env, log_path=log_path
+    ).start()
+    stack.callback(consumer.kill)
     started = time.monotonic()
     try:
         drain = watch_drain(
             db_url=sb.database_url,
             table=tables.effect,
             expected=expected,
-            process=lambda: process,
+            process=lambda: consumer.process,
             baseline=baseline,
             what=title,
             started=started,
         )
         wall = time.monotonic() - started
-        _stop_group(process, title)
+        stop_consumer(consumer, title)
         verify_peer(sb, peer, tables, expected, title)
     except Exception:
-        print(f"--- {log_path.name} (tail) ---\n{_tail(log_path)}", file=sys.stderr)
+        print(f"--- {log_path.name} (tail) ---\n{tail(log_path)}", file=sys.stderr)
         raise
     return PeerFigures(
         label=title,
@@ -892,36 +810,21 @@ def verify_peer(sb: Sandbox, peer: Peer, tables: Tables, expected: int, title: s
             if count != expected:
                 problems.append(f"{what} {count}")
     if peer.from_broker:
+        if depth := queue_ready(sb.vhost_url, [peer.consumer])[peer.consumer]:
+            problems.append(f"{depth} messages left in {peer.consumer}")
         with Connection(sb.vhost_url) as conn, conn.channel() as channel:
-            if depth := queue_depth(channel, peer.consumer):
-                problems.append(f"{depth} messages left in {peer.consumer}")
             channel.queue_delete(queue=peer.consumer)
     if problems:
         raise BrokenRun(f"{title}, {expected} events: " + ", ".join(problems))
 
 
-def _stop_group(process: subprocess.Popen[bytes], title: str) -> None:
+def stop_consumer(consumer: Process, title: str) -> None:
     """SIGTERM, as a deployment stops a consumer; it must exit cleanly and in time."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        status = process.wait(timeout=PEER_STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        raise BrokenRun(
-            f"{title} did not stop within {PEER_STOP_TIMEOUT_SECONDS:.0f} s of SIGTERM"
-        ) from None
-    if status != 0:
-        raise BrokenRun(f"{title} exited with status {status} on SIGTERM")
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
+    assert consumer.process is not None
+    if not stop_group(consumer.process, PEER_STOP_TIMEOUT_SECONDS):
+        raise BrokenRun(f"{title} did not stop within {PEER_STOP_TIMEOUT_SECONDS:.0f} s of SIGTERM")
+    if consumer.process.returncode != 0:
+        raise BrokenRun(f"{title} exited with status {consumer.process.returncode} on SIGTERM")
 
 
 def run_peers(
@@ -977,14 +880,6 @@ def demo_worker(sb: Sandbox, stack: ExitStack) -> Any:
     )
     stack.callback(worker.stop)
     return worker
-
-
-def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BrokenRun(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def pipeline_throughput(
@@ -1097,16 +992,11 @@ def verify_pipeline(sb: Sandbox, expected: int) -> None:
     }
     problems = [f"{what} {count}" for what, count in counts.items() if count != expected]
     main = broker.queue_name(settings.EVENTS_SERVICE, Subject.TICKET_CREATED)
-    with Connection(sb.vhost_url) as conn, conn.channel() as channel:
-        for name in (main, broker.dead_queue_name(main)):
-            if depth := queue_depth(channel, name):
-                problems.append(f"{depth} messages left in {name}")
+    for name, depth in queue_ready(sb.vhost_url, [main, broker.dead_queue_name(main)]).items():
+        if depth:
+            problems.append(f"{depth} messages left in {name}")
     if problems:
         raise BrokenRun(f"the celery worker, {expected} events: " + ", ".join(problems))
-
-
-def queue_depth(channel: Any, name: str) -> int:
-    return channel.queue_declare(queue=name, passive=True).message_count
 
 
 def _listen(db_url: str, ready: Any, stop: Any, results: Any) -> None:
@@ -1236,11 +1126,14 @@ def pipeline_latency(sb: Sandbox, stack: ExitStack, sizes: Sizes, results: Resul
     if errors:
         raise errors[0]
     results.latency_rate_achieved = total / (time.perf_counter() - started)
-    _wait_until(
-        lambda: Effect.objects.count() >= already + total,
-        timeout=DRAIN_TIMEOUT_SECONDS,
-        what=f"the worker to handle the {total} paced events",
-    )
+    try:
+        wait_for(
+            lambda: Effect.objects.count() >= already + total,
+            timeout=DRAIN_TIMEOUT_SECONDS,
+            what=f"the worker to handle the {total} paced events",
+        )
+    except AssertionError as exc:
+        raise BrokenRun(str(exc)) from None
     handled = listener.collect()
 
     # The intermediate steps come from the rows' own timestamps (timezone.now() in the
@@ -1275,22 +1168,17 @@ def pipeline_latency(sb: Sandbox, stack: ExitStack, sizes: Sizes, results: Resul
 # ---------------------------------------------------------------------------------------
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the clean-up callbacks run.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(json_path: Path | None, *, smoke: bool) -> Results:
     sizes = SMOKE if smoke else FULL
-    results = Results(
-        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        smoke=smoke,
-        sizes=asdict(sizes),
-    )
+    results = Results(started_at=started_at(), smoke=smoke, sizes=asdict(sizes))
     with ExitStack() as stack:
         sb = create_sandbox(stack)
-        results.machine = machine_summary(sb)
-        progress(f"database {sb.database}, vhost {sb.vhost}")
+        results.machine = machine_summary(sb.database_url, sb.vhost_url)
+        results.machine["packages"] = {
+            name: importlib.metadata.version(name)
+            for name in ("celery", "kombu", "psycopg", "faststream")
+        }
+        progress(f"database {sb.names.db_prefix}_demo, vhost {sb.names.vhost}")
 
         progress(f"broker ceiling: {sizes.broker_messages} confirmed publishes, consume+ack")
         broker_ceiling(sb.vhost_url, sizes, results)
@@ -1309,36 +1197,28 @@ def run(json_path: Path | None, *, smoke: bool) -> Results:
             verify_pipeline(sb, sizes.backlog_events + len(traces))
         except Exception:
             # The work directory goes with the clean-up: show the worker's last words first.
-            print(f"--- worker log (tail) ---\n{_tail(worker_log)}", file=sys.stderr)
+            print(f"--- worker log (tail) ---\n{tail(worker_log)}", file=sys.stderr)
             raise
         run_peers(sb, stack, messages, results)
         results.machine["loadavg_1min_end"] = os.getloadavg()[0]
         progress("cleaning up")
     print_table(results)
-    if json_path is not None:
-        json_path.write_text(json.dumps(results.as_json(), indent=2) + "\n")
+    write_json(json_path, results.as_json())
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures here")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny sizes (about 200 events per figure): checks the bench runs, figures are noise",
+    parser = argument_parser(
+        __doc__,
+        smoke="tiny sizes (about 200 events per figure): checks the bench runs, figures are noise",
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+
+    def measure() -> int:
         run(args.json, smoke=args.smoke)
-    except KeyboardInterrupt:
-        print("interrupted; the bench database, vhost and worker are cleaned up", file=sys.stderr)
-        return 130
-    except BrokenRun as exc:
-        print(f"BROKEN RUN: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return 0  # every figure measured, whatever it says: no target is asserted
+
+    return main_of(measure)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ ceiling   1,000 plain persistent messages due within one second, through RabbitM
           a whole-second countdown) into a quorum queue: due -> arrival at a consumer.
 orders    1,000 tickets sold through POST /api/tickets (gateway, signed in); once they are
           in orders_svc's replica, 1,000 orders on them whose expiresAt fall in one second
-          [T, T+1), spread evenly. Two cores cannot take 1,000 HTTP orders in one second, so
-          they are made by orders_svc's own orders.services.order_create (the transaction,
-          outbox and after-commit publish of POST /api/orders) in helper processes that end
-          each order's payment window at its instant. As after a real flash sale, where
-          expiration_worker would schedule all 1,000 within a second, expiration_worker is
-          stopped while they are made and started again 15 s before T: it schedules them in
-          one go. From the order row on, everything is the system's own: order.created ->
-          expiration_worker schedules a delayed task -> the task publishes
-          expiration.complete -> orders_svc's worker cancels the order.
+          [T, T+1), spread evenly, made ahead of T by one helper process running orders_svc's
+          own orders.services.order_create (the transaction and outbox row of POST
+          /api/orders) with each order's expires_at, as orders_svc's broker user. As after
+          a real flash sale, where expiration_worker would schedule all 1,000 within a
+          second, expiration_worker is stopped while they are made and started again 15 s
+          before T: it schedules them in one go. From the order row on, everything is the
+          system's own: order.created -> expiration_worker schedules a delayed task -> the
+          task publishes expiration.complete -> orders_svc's worker cancels the order.
 lateness  per order, orders_order.updated_at (set when it is cancelled) - expires_at, read
           from orders_svc's database: p50 / p99 / max. "Lost": not cancelled 30 s after the
           last expiresAt (counted in the lateness at that bound). Beside it: the ceiling, the
@@ -33,13 +32,6 @@ lateness  per order, orders_order.updated_at (set when it is cancelled) - expire
 Targets (printed, never asserted): p99 lateness < 1 s, none lost. Exits 1 when the run is
 broken rather than slow: an order lost (a broken guarantee), or ceiling messages that never
 arrived (no broker figure to compare with).
-
-Experiments (not the system as deployed; for finding where the time goes):
-    --orders-workers N          N orders_svc workers (replicas) instead of one
-    --expiration-prefetch N     expiration_worker with --prefetch-multiplier N
-    --expiration-concurrency N  expiration_worker with N pool threads
-    --profile DIR               py-spy (on PATH) samples the orders and expiration workers
-                                through the burst; a breakdown is printed, stacks kept in DIR
 
 The run creates its own databases (prefix `ticketing_bench_expiry_<id>`), RabbitMQ vhost
 and work directory and removes them at the end, also on failure or Ctrl-C; the processes
@@ -53,42 +45,44 @@ import contextlib
 import json
 import math
 import os
-import platform
-import pwd
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import psycopg
 import requests
 from _common import (
+    NOISY_CORES,
     OTHER_CPU,
+    Names,
+    Percentiles,
+    StackCpuMeter,
+    argument_parser,
     create_names,
-    percentile,
+    machine_summary,
+    main_of,
     progress,
+    queue_ready,
+    sleep_until,
+    start_stack,
+    started_at,
+    tail,
     verdict,
+    wait_replicated,
+    write_json,
 )
-from _common import CpuMeter as BaseCpuMeter
 from kombu import Connection, Consumer, Exchange, Queue
 
-from ticketing_devtools.backing import admin_url
-from ticketing_devtools.catalog import service
-from ticketing_devtools.devkeys import DevSecrets
 from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +90,9 @@ ORDERS_DIR = REPO_ROOT / "orders_svc"
 
 BUYERS = 20  # orders are spread over this many buyers (one seller sells every ticket)
 TICKET_THREADS = 8  # concurrent POST /api/tickets (creation speed is not what is measured)
+# One process makes every order: each order's expiry instant is a parameter of
+# order_create, so nothing races the clock while they are made.
+ORDER_HELPERS = 1
 
 
 @dataclass(frozen=True)
@@ -103,41 +100,34 @@ class Scale:
     """How many orders expire in the one second, and the leads the timeline gives them."""
 
     orders: int
-    # Processes running order_create: each sets its own payment window per order, which a
-    # thread could not do without racing the others over the one settings object.
-    order_helpers: int
     # A flash sale: orders made in one second are scheduled by expiration_worker within
     # about a second, all with the same whole-second countdown, so they travel the same
     # delayed queues together. Creating the orders takes longer here, so expiration_worker
     # is stopped while they are made (their order.created events wait in its queue) and
     # started again this long before the expiry second: it then schedules them in one go.
     release_seconds: float
-    # The expiry second T is at least this far past the moment the helpers start, more
+    # The expiry second T is at least this far past the moment the helper starts, more
     # when selling the tickets was slow (a slow machine creates orders slowly too).
     min_expiry_lead_seconds: float
 
-    @property
-    def min_order_lead_seconds(self) -> float:
-        """A helper refuses to create an order later than this before its expiry (the run
-        fails): the release must still be ahead of it."""
-        return self.release_seconds + 2.0
 
-
-FULL = Scale(orders=1_000, order_helpers=4, release_seconds=15.0, min_expiry_lead_seconds=25.0)
+FULL = Scale(orders=1_000, release_seconds=15.0, min_expiry_lead_seconds=30.0)
 # `--smoke` (run by `make test`): every step of the full run, so a broken bench fails the
 # tests, in about a minute past the stack's start. A restarted expiration_worker had its 50
 # expiries scheduled 2.7-5.5 s after the release here with a load average of 5-7, hence 8 s
-# (a release that runs late makes expiries late, not lost). Two helpers make 50 orders in
-# about a second and start (Django) in half the CPU of four.
-SMOKE = Scale(orders=50, order_helpers=2, release_seconds=8.0, min_expiry_lead_seconds=12.0)
+# (a release that runs late makes expiries late, not lost); the helper starts Django and
+# makes 50 orders in the 12 s before that.
+SMOKE = Scale(orders=50, release_seconds=8.0, min_expiry_lead_seconds=20.0)
 MAX_EXPIRY_LEAD_SECONDS = 100.0
+# The helper's start (Django, its first connections) on a busy machine, on top of the time
+# the orders take; the release must still be ahead when it is done.
+HELPER_START_SECONDS = 10.0
 # The bound on waiting: an order not cancelled this long after the last expiresAt is lost.
 LOST_AFTER_SECONDS = 30.0
 # The ceiling's whole-second delay: about the countdown the released expiration_worker
 # gives its tasks; 5 = 101b, so each message passes two delayed queues (4 s and 1 s).
 CEILING_COUNTDOWN_SECONDS = 5
 REPLICA_TIMEOUT_SECONDS = 60.0
-HELPER_START_TIMEOUT_SECONDS = 60.0
 
 TARGET_P99_MS = 1000.0
 
@@ -163,28 +153,6 @@ PRICE = "20.50"
 
 
 @dataclass
-class Percentiles:
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    min_ms: float
-    samples: int
-
-    @classmethod
-    def of(cls, seconds: Iterable[float]) -> Percentiles:
-        ordered = sorted(seconds)
-        if not ordered:
-            return cls(math.nan, math.nan, math.nan, math.nan, 0)
-        return cls(
-            p50_ms=percentile(ordered, 50) * 1000,
-            p99_ms=percentile(ordered, 99) * 1000,
-            max_ms=ordered[-1] * 1000,
-            min_ms=ordered[0] * 1000,
-            samples=len(ordered),
-        )
-
-
-@dataclass
 class Ceiling:
     lateness: Percentiles  # due (publish + countdown) -> arrival at the consumer
     received: int
@@ -203,11 +171,8 @@ class Results:
     started_at: str
     orders: int
     smoke: bool = False
-    order_helpers: int = FULL.order_helpers
+    order_helpers: int = ORDER_HELPERS
     release_lead_seconds: float = FULL.release_seconds  # expiration_worker held until T - this
-    orders_workers: int = 1
-    expiration_prefetch: int | None = None  # --prefetch-multiplier of expiration_worker
-    expiration_concurrency: int | None = None  # its pool threads
     machine: dict[str, Any] = field(default_factory=dict)
     ceiling: Ceiling | None = None
     tickets_seconds: float = 0.0
@@ -242,7 +207,6 @@ class Results:
     machine_busy_cores: float = 0.0
     warnings: list[str] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
-    profile: list[str] = field(default_factory=list)
 
     def ratio(self, attr: str) -> float:
         assert self.lateness is not None
@@ -255,18 +219,7 @@ class Results:
         data["ratio_p50"] = self.ratio("p50_ms")
         data["ratio_p99"] = self.ratio("p99_ms")
         data["targets"] = {"lateness_p99_ms_max": TARGET_P99_MS, "lost_max": 0}
-        return _finite(data)
-
-
-def _finite(value: Any) -> Any:
-    """NaN (a step with no samples) as null: strict JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
+        return data
 
 
 def _row(label: str, value: Percentiles, note: str = "") -> str:
@@ -299,16 +252,8 @@ def print_table(r: Results) -> None:
         f"load     1-min average {m.get('loadavg_1min_start', 0):.2f} at start,"
         f" {m.get('loadavg_1min_end', 0):.2f} at end"
         " (this run's own processes included; what else took CPU in the burst: 'other')",
-        "system   devtools' Stack: a gunicorn per service behind nginx, every worker,"
-        f" localstripe; orders_svc workers: {r.orders_workers}"
-        f"{' (as the Stack runs it)' if r.orders_workers == 1 else ' (--orders-workers)'};",
-        "         expiration_worker: "
-        + (
-            "as the Stack runs it"
-            if r.expiration_prefetch is None and r.expiration_concurrency is None
-            else f"{r.expiration_concurrency or _STACKS} threads, prefetch multiplier"
-            f" {r.expiration_prefetch or _STACKS} (--expiration-concurrency/-prefetch)"
-        ),
+        "system   devtools' Stack as `make up` runs it: a gunicorn per service behind nginx,"
+        " every worker, localstripe",
         *(
             [
                 f"scale    smoke (--smoke): {r.orders} orders, expiration_worker released"
@@ -321,8 +266,8 @@ def print_table(r: Results) -> None:
         "",
         f"set-up   {r.orders} tickets sold through the gateway in {r.tickets_seconds:.1f} s,"
         f" in orders_svc's replica {r.replica_seconds:.1f} s later; {r.orders} orders created",
-        f"         in {r.orders_seconds:.1f} s by {r.order_helpers} processes"
-        f" (orders.services.order_create) while expiration_worker was stopped;",
+        f"         ahead of the expiry in {r.orders_seconds:.1f} s by one process"
+        " (orders.services.order_create) while expiration_worker was stopped;",
         f"         restarted {r.release_lead_seconds:.0f} s before the expiry, it had scheduled"
         f" {r.scheduled} expiries {r.release_seconds:.1f} s later"
         f" ({r.scheduled_seconds_before:.1f} s before the expiry);",
@@ -360,15 +305,9 @@ def print_table(r: Results) -> None:
         "steps    per order, from its expiration.complete (occurredAt) and the orders worker's"
         " inbox row:",
         *(_row(f"         {name}", value) for name, value in r.steps.items()),
-        *(
-            [
-                "batches  the orders worker's batches of expiries (its database's timestamps):"
-                f" {len(r.batch_sizes)}, sizes {_sizes(r.batch_sizes)}",
-                *(_row(f"         {name}", value) for name, value in r.cycle.items()),
-            ]
-            if r.orders_workers == 1
-            else ["batches  (one orders worker's batches: only with one orders worker)"]
-        ),
+        "batches  the orders worker's batches of expiries (its database's timestamps):"
+        f" {len(r.batch_sizes)}, sizes {_sizes(r.batch_sizes)}",
+        *(_row(f"         {name}", value) for name, value in r.cycle.items()),
         f"rates    expiration_worker published {r.expirations_published} expiration.complete"
         f" over {r.fired_span_seconds:.2f} s: {r.fired_per_s:.0f}/s"
         f" (duplicates {r.duplicate_expirations})",
@@ -382,178 +321,26 @@ def print_table(r: Results) -> None:
         *cpu_lines,
         *(f"warning  {warning}" for warning in r.warnings),
         *(f"BROKEN   {reason}" for reason in r.broken),
-        *(
-            ["", "profile  the orders worker's consumer thread during the burst (py-spy):"]
-            if r.profile
-            else []
-        ),
-        *(f"         {line}" for line in r.profile),
         "",
     ]
     print("\n".join(lines), flush=True)
 
 
 # ---------------------------------------------------------------------------------------
-# Set-up: a throw-away vhost, database prefix and work directory, then the Stack
+# Set-up: the Stack on this run's databases and vhost
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Sandbox:
-    suffix: str
-    db_prefix: str
-    vhost: str
-    vhost_url: str
-    workdir: Path
-    log_path: Path
-    dev: DevSecrets
-    extra_env: dict[str, str]
-
-    def database(self, name: str) -> str:
-        return service(name).database(self.db_prefix)
-
-    def admin_db_url(self, name: str) -> str:
-        parts = urlsplit(admin_url())
-        return urlunsplit((parts.scheme, parts.netloc, "/" + self.database(name), "", ""))
-
-
-def create_sandbox(stack: ExitStack) -> Sandbox:
-    """Names, vhost and work directory; `stack` removes them (and the databases) on exit."""
-    names = create_names(stack, "expiry")
-    suffix, vhost_url = names.suffix, names.vhost_url
-    return Sandbox(
-        suffix=suffix,
-        db_prefix=names.db_prefix,
-        vhost=names.vhost,
-        vhost_url=vhost_url,
-        workdir=names.workdir,
-        log_path=names.workdir / "stack.log",
-        dev=names.dev,
-        extra_env={
-            "RABBITMQ_URL": vhost_url,
-            "WEB_CONCURRENCY": "2",
-            "RATE_LIMIT_KEY_PREFIX": f"bench-expiry:{suffix}",
-            # BUYERS buyers hold every order of the burst at once, far past the per-buyer
-            # holding limit that protects a real catalogue.
-            "ORDERS_MAX_ACTIVE_PER_USER": "1000000",
-            "LOG_FORMAT": "text",
-            "LOG_LEVEL": "INFO",
-        },
-    )
-
-
-def start_system(stack: ExitStack, sb: Sandbox) -> Stack:
-    log = stack.enter_context(sb.log_path.open("w"))
-    system = Stack(
-        gateway_port=0,
-        db_prefix=sb.db_prefix,
-        log=log,
-        run_dir=sb.workdir / "run",
-        extra_env=dict(sb.extra_env),
-    )
-    try:
-        system.start()  # stops what it started if it fails
-    finally:
-        log.flush()
-    stack.callback(system.stop)
-    return system
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
-
-
-def machine_summary(sb: Sandbox) -> dict[str, Any]:
-    import celery
-    import kombu
-
-    with psycopg.connect(sb.admin_db_url("orders")) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-        sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
-    with Connection(sb.vhost_url) as conn:
-        conn.connect()
-        rabbit_version = conn.connection.server_properties.get("version", "?")
-    cores = os.cpu_count() or 0
+def stack_env(names: Names) -> dict[str, str]:
     return {
-        "loadavg_1min_start": os.getloadavg()[0],
-        "cores": cores,
-        "python": platform.python_version(),
-        "postgres": pg_version,
-        "synchronous_commit": sync_commit,
-        "rabbitmq": rabbit_version,
-        "celery": celery.__version__,
-        "kombu": kombu.__version__,
-        "summary": (
-            f"{cores} cores, Python {platform.python_version()}, PostgreSQL {pg_version}"
-            f" (synchronous_commit={sync_commit}), RabbitMQ {rabbit_version},"
-            f" Celery {celery.__version__}"
-        ),
+        "WEB_CONCURRENCY": "2",
+        "RATE_LIMIT_KEY_PREFIX": f"bench-expiry:{names.suffix}",
+        # BUYERS buyers hold every order of the burst at once, far past the per-buyer
+        # holding limit that protects a real catalogue.
+        "ORDERS_MAX_ACTIVE_PER_USER": "1000000",
+        "LOG_FORMAT": "text",  # LogCounter reads expiration_worker's lines
+        "LOG_LEVEL": "INFO",
     }
-
-
-def _start_worker(
-    system: Stack, sb: Sandbox, name: str, svc_name: str, hostname: str, extra_args: list[str]
-) -> None:
-    """A service's Celery worker the way the Stack starts one, plus `extra_args`."""
-    svc = service(svc_name)
-    heartbeat = sb.workdir / f"{name}.alive"
-    heartbeat.unlink(missing_ok=True)
-    # env_for, not extra_env: the worker must publish as its service's broker user.
-    env = {**system.env_for(svc_name), "WORKER_HEARTBEAT_FILE": str(heartbeat)}
-    system.supervisor.start(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            svc.project,
-            "worker",
-            *svc.worker_pool,
-            *extra_args,
-            "--hostname",
-            f"{hostname}@%h",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=svc.directory,
-        env=env,
-    )
-
-
-def start_extra_orders_workers(system: Stack, sb: Sandbox, extra: int) -> None:
-    """`--orders-workers N`: N - 1 more orders_svc workers beside the Stack's one
-    (replicas of a service compete for its queues)."""
-    names = [f"orders-worker-{index}" for index in range(2, extra + 2)]
-    for index, name in enumerate(names, start=2):
-        _start_worker(system, sb, name, "orders", f"orders{index}", [])
-    for name in names:
-        system.supervisor.wait_file(name, sb.workdir / f"{name}.alive")
-
-
-_STACKS = "the Stack's"
-
-
-def restart_expiration_worker(
-    system: Stack, sb: Sandbox, prefetch: int | None, concurrency: int | None
-) -> None:
-    """Start the held expiration_worker again: as the Stack does, or with another
-    `--prefetch-multiplier` / `--concurrency` (--expiration-prefetch/-concurrency)."""
-    if prefetch is None and concurrency is None:
-        system.restart_worker("expiration", kill=False)
-        return
-    name = "expiration-worker"
-    extra = [
-        *(["--prefetch-multiplier", str(prefetch)] if prefetch else []),
-        *(["--concurrency", str(concurrency)] if concurrency else []),  # the last one counts
-    ]
-    _start_worker(system, sb, name, "expiration", "expiration", extra)
-    system.supervisor.wait_file(name, sb.workdir / f"{name}.alive")
 
 
 # ---------------------------------------------------------------------------------------
@@ -606,7 +393,7 @@ def broker_ceiling(url: str, count: int) -> Ceiling:
             due: list[float] = []
             started = time.time()
             for index in range(count):
-                _sleep_until(started + index / count)
+                sleep_until(started + index / count)
                 now = time.time()
                 producer.publish(
                     {"index": index},
@@ -635,7 +422,7 @@ def broker_ceiling(url: str, count: int) -> Ceiling:
 # ---------------------------------------------------------------------------------------
 
 
-def mint_token(sb: Sandbox, user_id: uuid.UUID) -> str:
+def mint_token(names: Names, user_id: uuid.UUID) -> str:
     """A session token as auth_svc mints it, signed with the checkout's dev private key."""
     now = int(time.time())
     claims = {
@@ -644,7 +431,7 @@ def mint_token(sb: Sandbox, user_id: uuid.UUID) -> str:
         "iat": now,
         "exp": now + 3600,
     }
-    return jwt.encode(claims, sb.dev.jwt_private_key_file.read_text(), algorithm="EdDSA")
+    return jwt.encode(claims, names.dev.jwt_private_key_file.read_text(), algorithm="EdDSA")
 
 
 def sell_tickets(base_url: str, token: str, count: int) -> list[str]:
@@ -668,150 +455,66 @@ def sell_tickets(base_url: str, token: str, count: int) -> list[str]:
         return list(pool.map(sell, range(count)))
 
 
-def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def replica_count(sb: Sandbox, ids: list[str]) -> int:
-    with psycopg.connect(sb.admin_db_url("orders")) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM orders_ticketreplica WHERE id = ANY(%s::uuid[])", [ids]
-        ).fetchone()[0]
-
-
 # ---------------------------------------------------------------------------------------
-# Orders that expire in one second: helper processes in orders_svc's Django
+# Orders that expire in one second, made ahead: a helper process in orders_svc's Django
 # ---------------------------------------------------------------------------------------
 
 
 def create_orders_helper(spec_path: Path, result_path: Path) -> int:
-    """Run as `expiry.py --create-orders SPEC RESULT` in orders_svc's environment: set up
-    Django, say ready, wait for the spec, create its orders, each ending at its target."""
+    """Run as `expiry.py --create-orders SPEC RESULT` in orders_svc's environment: the
+    spec's orders, each due at its own instant, their ids into RESULT."""
     sys.path[0] = str(ORDERS_DIR)  # not bench/: its modules must not shadow anything
     import django
 
     django.setup()
-    from django.conf import settings
-
     from orders import services
 
-    ready = result_path.with_suffix(".ready")
-    ready.touch()
-    deadline = time.monotonic() + HELPER_START_TIMEOUT_SECONDS
-    while not spec_path.exists():
-        if time.monotonic() > deadline:
-            return 2
-        time.sleep(0.01)
     spec = json.loads(spec_path.read_text())
-    created: list[str] = []
-    error = None
-    for ticket_id, buyer_id, target in zip(
-        spec["tickets"], spec["buyers"], spec["targets"], strict=True
-    ):
-        lead = target - time.time()
-        if lead < spec["min_lead"]:
-            error = f"too slow: an order would be created {lead:.2f} s before its expiry"
-            break
-        # order_create sets expires_at = now + EXPIRATION_WINDOW_SECONDS: end it at target.
-        settings.EXPIRATION_WINDOW_SECONDS = lead
-        order = services.order_create(user_id=uuid.UUID(buyer_id), ticket_id=ticket_id)
-        created.append(str(order.id))
-    result_path.write_text(json.dumps({"orders": created, "error": error}))
-    return 0 if error is None else 1
-
-
-@dataclass
-class Helper:
-    process: subprocess.Popen[bytes]
-    spec_path: Path
-    result_path: Path
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-
-def start_helpers(stack: ExitStack, sb: Sandbox, system: Stack, count: int) -> list[Helper]:
-    # As orders_svc's own user: consumers dead-letter an order.created from anyone else.
-    env = {**system.env_for("orders"), "LOG_LEVEL": "WARNING"}
-    helpers = []
-    for index in range(count):
-        log_path = sb.workdir / f"orders-helper-{index}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 (this script, our interpreter)
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--create-orders",
-                    str(sb.workdir / f"orders-{index}.spec"),
-                    str(sb.workdir / f"orders-{index}.result"),
-                ],
-                cwd=ORDERS_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        helper = Helper(
-            process,
-            sb.workdir / f"orders-{index}.spec",
-            sb.workdir / f"orders-{index}.result",
-            log_path,
+    orders = [
+        services.order_create(
+            user_id=uuid.UUID(buyer_id),
+            ticket_id=ticket_id,
+            expires_at=datetime.fromtimestamp(due, UTC),
         )
-        stack.callback(helper.stop)
-        helpers.append(helper)
-    for helper in helpers:
-        ready = helper.result_path.with_suffix(".ready")
-        deadline = time.monotonic() + HELPER_START_TIMEOUT_SECONDS
-        while not ready.exists():
-            if helper.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"order helper did not start:\n{_tail(helper.log_path)}")
-            time.sleep(0.05)
-    return helpers
+        for ticket_id, buyer_id, due in zip(
+            spec["tickets"], spec["buyers"], spec["due"], strict=True
+        )
+    ]
+    result_path.write_text(json.dumps([str(order.id) for order in orders]))
+    return 0
 
 
 def create_orders(
-    helpers: list[Helper],
-    tickets: list[str],
-    buyers: list[uuid.UUID],
-    expiry_second: int,
-    *,
-    min_lead: float,
+    names: Names, system: Stack, tickets: list[str], buyers: list[uuid.UUID], expiry_second: int
 ) -> list[str]:
-    """Order i on ticket i expires at expiry_second + i/N: N orders spread over one second,
-    each helper taking every H-th, so all helpers' orders cover the whole second."""
+    """Order i on ticket i is due at expiry_second + i/N: N orders spread over one second,
+    made by one helper process before the second comes."""
     count = len(tickets)
-    targets = [expiry_second + index / count for index in range(count)]
-    for index, helper in enumerate(helpers):
-        picked = range(index, count, len(helpers))
-        spec = {
-            "tickets": [tickets[i] for i in picked],
-            "buyers": [str(buyers[i % len(buyers)]) for i in picked],
-            "targets": [targets[i] for i in picked],
-            "min_lead": min_lead,
-        }
-        partial = helper.spec_path.with_suffix(".tmp")
-        partial.write_text(json.dumps(spec))
-        partial.replace(helper.spec_path)  # appears whole
-    orders: list[str] = []
-    for helper in helpers:
-        try:
-            code = helper.process.wait(timeout=max(1.0, expiry_second - time.time()))
-        except subprocess.TimeoutExpired:
-            raise RuntimeError("order helpers still running at the expiry second") from None
-        result = json.loads(helper.result_path.read_text()) if helper.result_path.exists() else {}
-        if code != 0 or result.get("error"):
-            raise RuntimeError(
-                f"order helper failed ({code}): {result.get('error')}\n{_tail(helper.log_path)}"
-            )
-        orders.extend(result["orders"])
-    return orders
+    spec_path, result_path = names.workdir / "orders.spec", names.workdir / "orders.json"
+    log_path = names.workdir / "orders-helper.log"
+    spec = {
+        "tickets": tickets,
+        "buyers": [str(buyers[index % len(buyers)]) for index in range(count)],
+        "due": [expiry_second + index / count for index in range(count)],
+    }
+    spec_path.write_text(json.dumps(spec))
+    # As orders_svc's own broker user: consumers dead-letter an order.created from anyone else.
+    env = {**system.env_for("orders"), "LOG_LEVEL": "WARNING"}
+    argv = [sys.executable, str(Path(__file__).resolve()), "--create-orders"]
+    with log_path.open("wb") as log:
+        done = subprocess.run(  # noqa: S603 (this script, our interpreter)
+            [*argv, str(spec_path), str(result_path)],
+            cwd=ORDERS_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=max(1.0, expiry_second - time.time()),
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"order helper failed ({done.returncode}):\n{tail(log_path)}")
+    return json.loads(result_path.read_text())
 
 
 # ---------------------------------------------------------------------------------------
@@ -913,53 +616,19 @@ class LogCounter:
         return self._count
 
 
-def queue_backlog(url: str, names: Iterable[str]) -> dict[str, int]:
-    """Ready messages per queue (a passive declare: nothing is created)."""
-    counts = {}
-    with Connection(url) as conn:
-        for name in names:
-            channel = conn.channel()
-            try:
-                _, ready, _ = channel.queue_declare(queue=name, passive=True)
-            except Exception:  # not declared (yet): nothing waits there
-                ready = 0
-            finally:
-                with contextlib.suppress(Exception):
-                    channel.close()
-            counts[name] = ready
-    return counts
+class CpuMeter(StackCpuMeter):
+    """CPU used in the burst: the workers by service, the rest of the Stack together, this
+    bench, this run's PostgreSQL backends, the database and broker servers, the rest."""
 
-
-class CpuMeter(BaseCpuMeter):
-    """CPU used between start() and stop(), by the system's processes (by name), this
-    run's PostgreSQL backends, the database and broker servers, this bench, and the rest."""
-
-    def __init__(self, system: Stack, db_prefix: str) -> None:
-        super().__init__()
-        self.groups = {child.process.pid: child.name for child in system.supervisor.children}
-        self.extra = any(name.startswith("orders-worker-") for name in self.groups.values())
-        self.db_prefix = db_prefix
+    def process_category(self, name: str) -> str:
+        if name.endswith("-worker"):
+            return f"{name.removesuffix('-worker')} worker"
+        return "web, gateway, localstripe"
 
     def category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
-        name = self.groups.get(group)
-        if name is not None:
-            if "-worker" in name:  # orders-worker-2 and on: --orders-workers
-                svc = name.split("-worker")[0]
-                return f"{svc} worker{'s' if svc == 'orders' and self.extra else ''}"
-            return "web, gateway, localstripe"
         if pid == os.getpid():
             return "this bench (tap, log pumps)"
-        try:
-            owner = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            owner = str(uid)
-        if owner == "postgres" and f"{self.db_prefix}_" in cmdline:
-            return "postgres backends (this run)"
-        if owner == "postgres" and not (cmdline.startswith("postgres: ") and "(" in cmdline):
-            return "postgres server (wal, ...)"
-        if owner == "rabbitmq":
-            return "rabbitmq"
-        return OTHER_CPU
+        return super().category(pid, group, uid, cmdline)
 
     def stop(self) -> tuple[float, float, dict[str, CpuShare]]:
         wall, busy, used = self.measure()
@@ -967,160 +636,24 @@ class CpuMeter(BaseCpuMeter):
         return wall, busy / wall, shares
 
 
-def _on_stack(function: str, names: set[str]) -> bool:
-    """`function` (e.g. "commit" or "BaseDatabaseWrapper.commit") is one of the frames."""
-    return function in names or any(name.endswith("." + function) for name in names)
-
-
-class Profiler:
-    """`--profile DIR`: py-spy samples the workers through the burst (wall time, idle
-    included), one raw collapsed-stack file each, and a summary of the orders worker's
-    consumer thread. For finding where the time goes; the figures are then a little worse."""
-
-    PROCESSES = ("orders-worker", "expiration-worker")
-
-    def __init__(self, directory: Path, py_spy: str) -> None:
-        self.directory = directory
-        self.py_spy = py_spy
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, system: Stack) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        pids = {child.name: child.process.pid for child in system.supervisor.children}
-        for name in self.PROCESSES:
-            log = (self.directory / f"{name}.py-spy.log").open("wb")
-            with log:
-                self.running[name] = subprocess.Popen(  # noqa: S603 (py-spy, our own pid)
-                    [
-                        self.py_spy,
-                        "record",
-                        "--pid",
-                        str(pids[name]),
-                        "--idle",
-                        "--threads",
-                        "--nolineno",
-                        "--nonblocking",
-                        "--format",
-                        "raw",
-                        "--rate",
-                        "200",
-                        "--output",
-                        str(self.directory / f"{name}.txt"),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-
-    def stop(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        for process in self.running.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    # Where the orders worker's consumer thread spends its wall time: the first bucket
-    # whose marker function is on a sample's stack takes the sample.
-    BUCKETS = (
-        ("envelope and payload validation", ("BaseModel.model_validate", "Envelope.payload")),
-        ("waiting for deliveries (idle)", ("!Dispatcher.flush",)),
-        ("retries and dead letters (republish, confirm)", ("_retry_or_dead", "_dead_letter")),
-        ("handler: lock the orders, cancel them, write the outbox rows", ("order_expire_all",)),
-        ("handler: ticket.updated into the replica", ("apply_to_replica",)),
-        ("inbox rows of the batch (one INSERT ... RETURNING)", ("_claim",)),
-        ("commit of the batch's transaction", ("BaseDatabaseWrapper.commit",)),
-        ("logging", ("Logger._log",)),
-        ("ack (one per batch)", ("Message.ack",)),
-        ("other (kombu dispatch, ...)", ()),
-    )
-
-    def _threads(self, process: str) -> dict[str, list[tuple[set[str], int]]]:
-        """thread -> [(the functions on a sampled stack, samples)] from py-spy's raw file."""
-        threads: dict[str, list[tuple[set[str], int]]] = {}
-        path = self.directory / f"{process}.txt"
-        if not path.exists():
-            return threads
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not count.isdigit():
-                continue
-            frames = stack.split(";")
-            thread = next((f for f in frames if f.startswith("thread (")), "?")
-            names = {f.split(" (", 1)[0] for f in frames}
-            threads.setdefault(thread, []).append((names, int(count)))
-        return threads
-
-    def summary(self) -> list[str]:
-        return [*self._orders_summary(), *self._expiration_summary()]
-
-    def _expiration_summary(self) -> list[str]:
-        """expiration_worker: how busy its event loop (which holds early eta tasks and hands
-        them to the pool when due) and its pool threads were."""
-        threads = self._threads("expiration-worker")
-        loop = next((rows for name, rows in threads.items() if "MainThread" in name), None)
-        pool = [rows for name, rows in threads.items() if "ThreadPoolExecutor" in name]
-        if not loop or not pool:
-            return []
-        total = sum(n for _, n in loop)
-        idle = sum(n for names, n in loop if _on_stack("poll", names))
-        busy = [
-            sum(n for names, n in rows if _on_stack("expire_order", names))
-            / max(1, sum(n for _, n in rows))
-            for rows in pool
-        ]
-        return [
-            f"expiration worker: event loop waiting in poll() {100 * idle / total:.0f} % of the"
-            f" time; its {len(pool)} pool threads running expiry tasks"
-            f" {100 * sum(busy) / len(busy):.0f} % on average",
-        ]
-
-    def _orders_summary(self) -> list[str]:
-        """The orders worker's consumer thread: the share of its wall time in each bucket."""
-        threads = self._threads("orders-worker")
-        if not threads:
-            return [f"no py-spy output in {self.directory}"]
-        consumer = max(
-            threads.values(),
-            key=lambda rows: sum(n for names, n in rows if "consume_loop" in names),
-        )
-        total = sum(n for _, n in consumer)
-        shares = dict.fromkeys((label for label, _ in self.BUCKETS), 0)
-        for names, n in consumer:
-            for label, markers in self.BUCKETS:
-                if not markers or any(
-                    not _on_stack(m[1:], names) if m.startswith("!") else _on_stack(m, names)
-                    for m in markers
-                ):
-                    shares[label] += n
-                    break
-        return [
-            *(f"{label:<62s}{100 * n / total:5.1f} %" for label, n in shares.items()),
-            f"({total} samples at 200/s over the burst; raw stacks and the stack's log"
-            f" in {self.directory})",
-        ]
-
-
 # ---------------------------------------------------------------------------------------
 # The measurement
 # ---------------------------------------------------------------------------------------
 
 
-def order_rows(sb: Sandbox, ids: list[str]) -> list[tuple[str, str, float, float]]:
-    with psycopg.connect(sb.admin_db_url("orders")) as conn:
-        rows = conn.execute(
-            "SELECT id::text, status, expires_at, updated_at FROM orders_order"
-            " WHERE id = ANY(%s::uuid[])",
-            [ids],
-        ).fetchall()
+def order_rows(names: Names, ids: list[str]) -> list[tuple[str, str, float, float]]:
+    rows = names.query(
+        "orders",
+        "SELECT id::text, status, expires_at, updated_at FROM orders_order"
+        " WHERE id = ANY(%s::uuid[])",
+        [ids],
+    )
     return [(i, status, exp.timestamp(), upd.timestamp()) for i, status, exp, upd in rows]
 
 
-def wait_cancelled(sb: Sandbox, count: int, deadline: float) -> None:
+def wait_cancelled(names: Names, count: int, deadline: float) -> None:
     """Until `count` orders are cancelled or `deadline` passes; one connection, 5 polls/s."""
-    with psycopg.connect(sb.admin_db_url("orders"), autocommit=True) as conn:
+    with psycopg.connect(names.admin_db_url("orders"), autocommit=True) as conn:
         while time.time() < deadline:
             cancelled = conn.execute(
                 "SELECT count(*) FROM orders_order WHERE status = 'cancelled'"
@@ -1130,34 +663,23 @@ def wait_cancelled(sb: Sandbox, count: int, deadline: float) -> None:
             time.sleep(0.2)
 
 
-def inbox_rows(sb: Sandbox, consumer: str) -> dict[str, float]:
+def inbox_rows(names: Names, consumer: str) -> dict[str, float]:
     """message id -> processed_at of the orders worker's inbox rows from one queue."""
-    with psycopg.connect(sb.admin_db_url("orders")) as conn:
-        rows = conn.execute(
-            "SELECT message_id::text, processed_at FROM shared_lib_inboxmessage"
-            " WHERE consumer = %s",
-            [consumer],
-        ).fetchall()
-    return {message_id: at.timestamp() for message_id, at in rows}
+    sql = "SELECT message_id::text, processed_at FROM shared_lib_inboxmessage WHERE consumer = %s"
+    return {message_id: at.timestamp() for message_id, at in names.query("orders", sql, [consumer])}
 
 
-def cancel_events(sb: Sandbox) -> dict[str, tuple[float, float | None]]:
+def cancel_events(names: Names) -> dict[str, tuple[float, float | None]]:
     """order id -> (its order.cancelled outbox row's created_at, sent_at)."""
-    with psycopg.connect(sb.admin_db_url("orders")) as conn:
-        rows = conn.execute(
-            "SELECT data->>'id', created_at, sent_at FROM shared_lib_outboxevent"
-            " WHERE subject = 'order.cancelled'"
-        ).fetchall()
+    rows = names.query(
+        "orders",
+        "SELECT data->>'id', created_at, sent_at FROM shared_lib_outboxevent"
+        " WHERE subject = 'order.cancelled'",
+    )
     return {
         order_id: (created.timestamp(), sent.timestamp() if sent else None)
         for order_id, created, sent in rows
     }
-
-
-def _sleep_until(instant: float) -> None:
-    delay = instant - time.time()
-    if delay > 0:
-        time.sleep(delay)
 
 
 @dataclass
@@ -1261,63 +783,50 @@ def analyse(
         )
 
 
-def run(
-    json_path: Path | None,
-    scale: Scale,
-    *,
-    smoke: bool = False,
-    orders_workers: int = 1,
-    expiration_prefetch: int | None = None,
-    expiration_concurrency: int | None = None,
-    profiler: Profiler | None = None,
-) -> Results:
+def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results:
     count = scale.orders
     results = Results(
-        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        started_at=started_at(),
         orders=count,
         smoke=smoke,
-        order_helpers=scale.order_helpers,
         release_lead_seconds=scale.release_seconds,
     )
     with ExitStack() as stack:
-        sb = create_sandbox(stack)
-        progress(f"starting the system (databases {sb.db_prefix}_*, vhost {sb.vhost})")
+        names = create_names(stack, "expiry")
+        progress(f"starting the system (databases {names.db_prefix}_*, vhost {names.vhost})")
         try:
-            system = start_system(stack, sb)
-            if orders_workers > 1:
-                progress(f"starting {orders_workers - 1} more orders workers")
-                start_extra_orders_workers(system, sb, orders_workers - 1)
-            results.orders_workers = orders_workers
-            results.expiration_prefetch = expiration_prefetch
-            results.expiration_concurrency = expiration_concurrency
-            results.machine = machine_summary(sb)
+            system = start_stack(stack, names, stack_env(names))
+            import celery
+            import kombu
+
+            results.machine = machine_summary(
+                names.admin_db_url("orders"),
+                names.vhost_url,
+                celery=celery.__version__,
+                kombu=kombu.__version__,
+            )
 
             progress(f"ceiling: {count} delayed messages due in one second, broker alone")
-            results.ceiling = broker_ceiling(sb.vhost_url, count)
+            results.ceiling = broker_ceiling(names.vhost_url, count)
 
             progress(f"selling {count} tickets through {system.url}")
             seller = uuid.uuid4()
             buyers = [uuid.uuid4() for _ in range(BUYERS)]
             started = time.monotonic()
-            tickets = sell_tickets(system.url, mint_token(sb, seller), count)
+            tickets = sell_tickets(system.url, mint_token(names, seller), count)
             results.tickets_seconds = time.monotonic() - started
             started = time.monotonic()
-            _wait_until(
-                lambda: replica_count(sb, tickets) >= count,
-                timeout=REPLICA_TIMEOUT_SECONDS,
-                what="the tickets to reach orders_svc's replica",
-            )
+            wait_replicated(names, tickets, timeout=REPLICA_TIMEOUT_SECONDS)
             results.replica_seconds = time.monotonic() - started
 
-            tap = Tap(sb.vhost_url)
+            tap = Tap(names.vhost_url)
             stack.callback(tap.close)
             tap.start()
 
             system.supervisor.kill("expiration-worker")  # held; see Scale.release_seconds
-            helpers = start_helpers(stack, sb, system, scale.order_helpers)
-            # Creating an order costs about what selling a ticket did; twice that, then
-            # the release lead and a margin.
-            lead = 2 * results.tickets_seconds + scale.min_order_lead_seconds + 3
+            # Creating an order costs about what selling a ticket did; twice that, the
+            # helper's start and the release lead.
+            lead = 2 * results.tickets_seconds + HELPER_START_SECONDS + scale.release_seconds
             lead = min(MAX_EXPIRY_LEAD_SECONDS, max(scale.min_expiry_lead_seconds, lead))
             expiry_second = math.ceil(time.time() + lead)
             progress(
@@ -1325,56 +834,52 @@ def run(
                 f" {datetime.fromtimestamp(expiry_second, UTC):%H:%M:%S} (in {lead:.0f} s)"
             )
             started = time.monotonic()
-            orders = create_orders(
-                helpers, tickets, buyers, expiry_second, min_lead=scale.min_order_lead_seconds
-            )
+            orders = create_orders(names, system, tickets, buyers, expiry_second)
             results.orders_seconds = time.monotonic() - started
             results.lead_left_seconds = expiry_second - time.time()
+            if results.lead_left_seconds < scale.release_seconds:
+                raise RuntimeError(
+                    f"the orders took {results.orders_seconds:.1f} s: too late for"
+                    f" expiration_worker's release {scale.release_seconds:.0f} s before expiry"
+                )
 
-            _sleep_until(expiry_second - scale.release_seconds)
+            sleep_until(expiry_second - scale.release_seconds)
             progress(
                 f"starting expiration_worker again, {scale.release_seconds:.0f} s before expiry"
             )
             released = time.time()
-            restart_expiration_worker(system, sb, expiration_prefetch, expiration_concurrency)
+            system.restart_worker("expiration", kill=False)
             # Until every expiry is scheduled (its log line), then until the other
             # consumers of order.created are done too, so that the burst is the expiry's.
-            scheduled = LogCounter(sb.log_path, "expiration-worker", "expiry scheduled")
+            scheduled = LogCounter(names.stack_log, "expiration-worker", "expiry scheduled")
             while time.time() < expiry_second - 1.0 and scheduled.count() < count:
                 time.sleep(0.05)
             results.release_seconds = time.time() - released
             results.scheduled_seconds_before = expiry_second - time.time()
             results.scheduled = scheduled.count()
             while time.time() < expiry_second - 1.0:
-                if not any(queue_backlog(sb.vhost_url, SETTLE_QUEUES).values()):
+                if not any(queue_ready(names.vhost_url, SETTLE_QUEUES).values()):
                     break
                 time.sleep(0.1)
-            results.backlog_at_expiry = queue_backlog(sb.vhost_url, SETTLE_QUEUES)
+            results.backlog_at_expiry = queue_ready(names.vhost_url, SETTLE_QUEUES)
 
-            meter = CpuMeter(system, sb.db_prefix)
-            _sleep_until(expiry_second - 0.5)
+            meter = CpuMeter(system, names.db_prefix)
+            sleep_until(expiry_second - 0.5)
             meter.start()
-            if profiler is not None:
-                stack.callback(profiler.stop)
-                profiler.start(system)
             progress(f"waiting for the expiry (at most {LOST_AFTER_SECONDS:.0f} s past it)")
             bound_at = expiry_second + 1 + LOST_AFTER_SECONDS
-            wait_cancelled(sb, count, bound_at)
+            wait_cancelled(names, count, bound_at)
             results.burst_seconds, results.machine_busy_cores, results.cpu = meter.stop()
-            if profiler is not None:
-                profiler.stop()
-                results.profile = profiler.summary()
-                stack.callback(shutil.copy, sb.log_path, profiler.directory / "stack.log")
             time.sleep(0.5)  # the tap's last copies
             analyse(
                 results,
-                order_rows(sb, orders),
+                order_rows(names, orders),
                 Observed(
                     tasks=list(tap.tasks),
                     events=list(tap.events),
-                    inbox=inbox_rows(sb, "orders.expiration.complete"),
-                    replica_inbox=inbox_rows(sb, "orders.ticket.updated"),
-                    cancels=cancel_events(sb),
+                    inbox=inbox_rows(names, "orders.expiration.complete"),
+                    replica_inbox=inbox_rows(names, "orders.ticket.updated"),
+                    cancels=cancel_events(names),
                 ),
                 bound_at=bound_at,
             )
@@ -1382,12 +887,11 @@ def run(
             results.warnings = warnings(results)
             results.broken = broken(results)
         except Exception:
-            print(f"--- stack log (tail) ---\n{_tail(sb.log_path)}", file=sys.stderr)
+            print(f"--- stack log (tail) ---\n{tail(names.stack_log)}", file=sys.stderr)
             raise
         progress("cleaning up")
     print_table(results)
-    if json_path is not None:
-        json_path.write_text(json.dumps(results.as_json(), indent=2) + "\n")
+    write_json(json_path, results.as_json())
     return results
 
 
@@ -1396,7 +900,7 @@ def warnings(r: Results) -> list[str]:
     found = []
     cores = r.machine.get("cores") or 1
     other = r.cpu.get(OTHER_CPU)
-    if other is not None and other.cores > 0.25:
+    if other is not None and other.cores > NOISY_CORES:
         found.append(
             f"other processes took {other.cores:.2f} of the {cores} cores during the burst:"
             " the lateness overstates this code on a quiet machine"
@@ -1428,85 +932,28 @@ def broken(r: Results) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the clean-up callbacks run.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures here")
+    parser = argument_parser(
+        __doc__,
+        smoke=f"the same run with {SMOKE.orders} orders and shorter leads, about a minute past"
+        " the stack's start: checks that the bench works (make test runs it)",
+    )
     parser.add_argument(
         "--orders",
         type=int,
         metavar="N",
         help=f"orders expiring in the second (default {FULL.orders}; with --smoke {SMOKE.orders})",
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"the same run with {SMOKE.orders} orders and shorter leads, about a minute past"
-        " the stack's start: checks that the bench works (make test runs it)",
-    )
-    # Internal: the order helper processes run this same file in orders_svc's environment.
+    # Internal: the order helper process runs this same file in orders_svc's environment.
     parser.add_argument("--create-orders", nargs=2, type=Path, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--orders-workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run N orders_svc workers (replicas) instead of the Stack's one: an experiment",
-    )
-    parser.add_argument(
-        "--expiration-prefetch",
-        type=int,
-        metavar="N",
-        help="restart expiration_worker with --prefetch-multiplier N (the Stack's: its"
-        " Celery app's worker_prefetch_multiplier): an experiment",
-    )
-    parser.add_argument(
-        "--expiration-concurrency",
-        type=int,
-        metavar="N",
-        help="restart expiration_worker with N pool threads (the Stack's: catalog.THREAD_POOL):"
-        " an experiment",
-    )
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="also sample the orders and expiration workers with py-spy (on PATH) during"
-        " the burst, into DIR",
-    )
     args = parser.parse_args(argv)
     if args.create_orders:
         return create_orders_helper(*args.create_orders)
-    profiler = None
-    if args.profile:
-        py_spy = shutil.which("py-spy")
-        if py_spy is None:
-            parser.error("--profile needs py-spy on PATH (pip install py-spy)")
-        profiler = Profiler(args.profile, py_spy)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        scale = SMOKE if args.smoke else FULL
-        if args.orders is not None:
-            scale = replace(scale, orders=max(10, args.orders))
-        results = run(
-            args.json,
-            scale,
-            smoke=args.smoke,
-            orders_workers=max(1, args.orders_workers),
-            expiration_prefetch=args.expiration_prefetch,
-            expiration_concurrency=args.expiration_concurrency,
-            profiler=profiler,
-        )
-    except KeyboardInterrupt:
-        message = "interrupted; the bench databases, vhost and processes are cleaned up"
-        print(message, file=sys.stderr)
-        return 130
+    scale = SMOKE if args.smoke else FULL
+    if args.orders is not None:
+        scale = replace(scale, orders=max(10, args.orders))
     # Broken, not slow: a missed target never fails the run.
-    return 1 if results.broken else 0
+    return main_of(lambda: 1 if run(args.json, scale, smoke=args.smoke).broken else 0)
 
 
 if __name__ == "__main__":

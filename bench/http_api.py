@@ -35,18 +35,14 @@ See bench/README.md for what each figure means.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import platform
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -54,26 +50,30 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psycopg
 import requests
 from _common import (
-    CLOCK_TICKS,
-    busy_ticks,
-    process_table,
+    NOISY_CORES,
+    OTHER_CPU,
+    POSTGRES_BACKENDS,
+    Names,
+    argument_parser,
+    create_names,
+    machine_summary,
+    main_of,
+    own_databases,
     progress,
-    require_loopback,
+    server_category,
+    started_at,
     verdict,
+    write_json,
 )
+from _common import CpuMeter as BaseCpuMeter
 
 from shared_lib.testing.processes import Process, gunicorn
-from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
-from ticketing_devtools.backing import admin_url, ensure_backing_servers
-from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import DEFAULT_RABBITMQ_URL, common_env
-from ticketing_devtools.provision import database_url, drop_database, ensure_database
+from ticketing_devtools.environment import common_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
@@ -125,8 +125,6 @@ PAGE_SIZE = 20  # the API's default ?limit=
 ORDER_POOL_PER_SECOND = 4_000
 
 START_TIMEOUT_SECONDS = 60.0
-# Other processes using more than this many cores during a measurement get a warning.
-NOISY_CORES = 0.25
 
 LIST_TARGET_RATIO = 0.50
 WRITE_TARGET_RATIO = 0.30
@@ -443,91 +441,43 @@ def broken(r: Results) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
-SERVER_USERS = {"postgres", "rabbitmq"}
+class CpuMeter(BaseCpuMeter):
+    """Attributes the CPU used between start() and stop() to this run's parts: the gunicorn
+    under test and its outbox relay (app), this run's PostgreSQL backends (db), wrk and
+    this script (loadgen), PostgreSQL's and RabbitMQ's own processes (servers)."""
 
-
-@dataclass(frozen=True)
-class _Proc:
-    group: int
-    ticks: int
-    owner: str
-    cmdline: str
-
-
-def _processes() -> dict[int, _Proc]:
-    return {
-        pid: _Proc(group=group, ticks=ticks, owner=_user_name(uid), cmdline=cmdline)
-        for pid, (group, ticks, uid, cmdline) in process_table().items()
-    }
-
-
-_USER_NAMES: dict[int, str] = {}
-
-
-def _user_name(uid: int) -> str:
-    if uid not in _USER_NAMES:
-        import pwd
-
-        try:
-            _USER_NAMES[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            _USER_NAMES[uid] = str(uid)
-    return _USER_NAMES[uid]
-
-
-@dataclass
-class CpuMeter:
-    """Attributes the CPU used between start() and stop() to this run's parts."""
-
-    server_group: int  # the process group of the gunicorn under test
-    relay_group: int  # its service's outbox relay's (0: none)
-    databases: tuple[str, ...]  # this run's database names (in backends' process titles)
-    _procs: dict[int, _Proc] = field(default_factory=dict)
-    _busy: int = 0
-    _children: float = 0.0
-    _started: float = 0.0
+    def __init__(self, server_group: int, relay_group: int, db_prefix: str) -> None:
+        super().__init__()
+        self.app_groups = {server_group, relay_group} - {0}  # 0: no relay
+        self.databases = (f"{db_prefix}_",)
+        self._children = 0.0
 
     def start(self) -> None:
-        self._procs = _processes()
-        self._busy = busy_ticks()
         self._children = _children_cpu()
-        self._started = time.monotonic()
+        super().start()
+
+    def category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
+        if group in self.app_groups:
+            return "app"
+        if pid == os.getpid():
+            return "loadgen"  # this script: idle while wrk runs, then reads /proc
+        found = server_category(uid, cmdline, self.databases)
+        return found if found in (OTHER_CPU, POSTGRES_BACKENDS) else "servers"
 
     def stop(self, requests: int) -> CpuUse:
-        wall = time.monotonic() - self._started
-        after = _processes()
-        busy = (busy_ticks() - self._busy) / CLOCK_TICKS
-        loadgen = _children_cpu() - self._children  # wrk ran and was reaped in between
-        app = db = servers = 0.0
-        for pid, proc in after.items():
-            before = self._procs.get(pid)
-            # Born in between (a PostgreSQL backend replacing one past CONN_MAX_AGE): all
-            # its time is in the window. Gone in between: unattributed, so "other".
-            used = (proc.ticks - (before.ticks if before else 0)) / CLOCK_TICKS
-            if proc.group in (self.server_group, self.relay_group):
-                app += used
-            elif pid == os.getpid():
-                loadgen += used  # this script: idle while wrk runs, then reads /proc
-            elif proc.owner == "postgres" and any(db in proc.cmdline for db in self.databases):
-                db += used
-            elif proc.owner in SERVER_USERS and not _is_foreign_backend(proc.cmdline):
-                servers += used
-        foreign = max(0.0, busy - app - db - servers - loadgen)
+        # wrk ran and was reaped in between: its CPU is in our children's rusage. A process
+        # born in between (a backend replacing one past CONN_MAX_AGE) counts from zero; one
+        # gone in between is unattributed, so "other".
+        wall, busy, used = self.measure({"loadgen": _children_cpu() - self._children})
         per_request = 1000 / max(1, requests)
         return CpuUse(
             machine_cores=busy / wall,
-            app_ms=app * per_request,
-            db_ms=db * per_request,
-            loadgen_ms=loadgen * per_request,
-            servers_cores=servers / wall,
-            foreign_cores=foreign / wall,
+            app_ms=used.get("app", 0.0) * per_request,
+            db_ms=used.get(POSTGRES_BACKENDS, 0.0) * per_request,
+            loadgen_ms=used["loadgen"] * per_request,
+            servers_cores=used.get("servers", 0.0) / wall,
+            foreign_cores=used[OTHER_CPU] / wall,
         )
-
-
-def _is_foreign_backend(cmdline: str) -> bool:
-    """A PostgreSQL backend ("postgres: 15/main: role db host(port) state") of another
-    database than ours; the postmaster and its helpers (walwriter, ...) have no host."""
-    return cmdline.startswith("postgres: ") and "(" in cmdline
 
 
 def _children_cpu() -> float:
@@ -609,43 +559,27 @@ def run_wrk(wrk: str, base_url: str, args: list[str], *, seconds: int) -> Measur
 
 @dataclass
 class Sandbox:
-    workdir: Path
-    databases: tuple[str, ...]  # their names
+    names: Names
     db_urls: dict[str, str]  # tickets_1k, tickets_100k, orders
     envs: dict[str, dict[str, str]]  # the same keys, and bare
-    vhost_url: str
+
+    @property
+    def workdir(self) -> Path:
+        return self.names.workdir
 
 
-def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
+def create_sandbox(stack: ExitStack) -> Sandbox:
     """Three databases and a vhost; `stack` drops them all on exit."""
-    base_env = common_env(dev)  # os.environ as it was, plus the checkout's public key
-    require_loopback(admin_url(), "PG_ADMIN_URL")
-    rabbit_url = base_env.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
-    require_loopback(rabbit_url, "RABBITMQ_URL")
-    ensure_backing_servers()
-
-    suffix = uuid.uuid4().hex[:10]
-    workdir = Path(tempfile.mkdtemp(prefix="ticketing-bench-http-"))
-    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-    password = secrets.token_urlsafe(24)  # a fresh one per run: nothing to store
-
-    urls, names = {}, []
-    for name in ("tickets_1k", "tickets_100k", "orders"):
-        database = f"ticketing_bench_http_{name}_{suffix}"
-        names.append(database)
-        ensure_database(admin_url(), database=database, role=BENCH_ROLE, password=password)
-        stack.callback(drop_database, admin_url(), database=database)
-        urls[name] = database_url(database=database, role=BENCH_ROLE, password=password)
-
-    vhost = stack.enter_context(throwaway_vhost(rabbit_url, "ticketing-bench-http"))
-    vhost_url = broker_url(rabbit_url, vhost=vhost)
+    names = create_names(stack, "http")
+    urls = own_databases(stack, names, BENCH_ROLE, ("tickets_1k", "tickets_100k", "orders"))
+    base_env = common_env(names.dev)  # os.environ as it was, plus the checkout's public key
 
     def env_for(project: str, db_url: str | None) -> dict[str, str]:
         env = {
             **base_env,
             "DJANGO_SETTINGS_MODULE": f"{project}.settings",
             "SECRET_KEY": secrets.token_urlsafe(50),
-            "RABBITMQ_URL": vhost_url,
+            "RABBITMQ_URL": names.vhost_url,
             # The production defaults, whatever this shell exports.
             "DEBUG": "false",
             "LOG_LEVEL": "INFO",
@@ -656,8 +590,7 @@ def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
         return env
 
     return Sandbox(
-        workdir=workdir,
-        databases=tuple(names),
+        names=names,
         db_urls=urls,
         envs={
             "tickets_1k": env_for("tickets_svc", urls["tickets_1k"]),
@@ -671,7 +604,6 @@ def create_sandbox(stack: ExitStack, dev: DevSecrets) -> Sandbox:
             },
             "bare": env_for("bare_site", None),
         },
-        vhost_url=vhost_url,
     )
 
 
@@ -707,7 +639,7 @@ def migrate(sb: Sandbox) -> None:
             raise RuntimeError(f"migrate of {name} failed ({code}):\n{tail}")
 
 
-def setup_django(sb: Sandbox, dev: DevSecrets) -> None:
+def setup_django(sb: Sandbox) -> None:
     """tickets_svc's settings (on the 100k database) in this process: its ORM for the
     EXPLAIN, shared_lib's own mint_session_token with the checkout's dev private key."""
     os.environ.update({**sb.envs["tickets_100k"], "LOG_LEVEL": "WARNING"})
@@ -718,7 +650,7 @@ def setup_django(sb: Sandbox, dev: DevSecrets) -> None:
 
     # Only auth_svc holds the private key in a deployment; here the bench signs in its
     # users the way auth_svc would, with the same key the services verify against.
-    settings.JWT_PRIVATE_KEY = dev.jwt_private_key_file.read_text()
+    settings.JWT_PRIVATE_KEY = sb.names.dev.jwt_private_key_file.read_text()
 
 
 def mint_token(user_id: uuid.UUID, email: str) -> str:
@@ -760,36 +692,6 @@ def start_relay(stack: ExitStack, sb: Sandbox, name: str, cwd: Path) -> Process:
         log_path=sb.workdir / f"{name}-relay.log",
     )
     return stack.enter_context(relay.start())
-
-
-def machine_summary(sb: Sandbox, wrk: str) -> dict[str, Any]:
-    import django
-    import gunicorn
-    from kombu import Connection
-
-    with psycopg.connect(sb.db_urls["orders"]) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-    with Connection(sb.vhost_url) as conn:
-        conn.connect()
-        rabbit_version = conn.connection.server_properties.get("version", "?")
-    cores = os.cpu_count() or 0
-    versions = {
-        "python": platform.python_version(),
-        "django": django.get_version(),
-        "gunicorn": gunicorn.__version__,
-        "postgres": pg_version,
-        "rabbitmq": rabbit_version,
-        "wrk": wrk_version(wrk),
-    }
-    return {
-        "loadavg_1min_start": os.getloadavg()[0],
-        "cores": cores,
-        **versions,
-        "summary": (
-            f"{cores} cores, Python {versions['python']}, Django {versions['django']},"
-            f" PostgreSQL {pg_version}, RabbitMQ {rabbit_version}"
-        ),
-    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -989,30 +891,30 @@ def preflight(servers: dict[str, Process], cookies: dict[str, str], ticket_id: u
 # ---------------------------------------------------------------------------------------
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the clean-up callbacks run.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results:
-    results = Results(
-        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), scale=scale, smoke=smoke
-    )
+    results = Results(started_at=started_at(), scale=scale, smoke=smoke)
     seconds = scale.seconds
     warmup_pool = ORDER_POOL_PER_SECOND * scale.warmup_seconds
     measure_pool = ORDER_POOL_PER_SECOND * seconds
     rng = random.Random(20_240_601)  # noqa: S311 (test data, not secrets)
     wrk = ensure_wrk()
-    dev = ensure_dev_secrets()
     with ExitStack() as stack:
-        sb = create_sandbox(stack, dev)
-        setup_django(sb, dev)
+        sb = create_sandbox(stack)
+        setup_django(sb)
+        import django
+        import gunicorn as gunicorn_package
         from django.db import connections
 
-        stack.callback(connections.close_all)
         from shared_lib import gunicorn_conf
 
-        results.machine = machine_summary(sb, wrk)
+        stack.callback(connections.close_all)
+        results.machine = machine_summary(
+            sb.db_urls["orders"],
+            sb.names.vhost_url,
+            django=django.get_version(),
+            gunicorn=gunicorn_package.__version__,
+            wrk=wrk_version(wrk),
+        )
         results.load = {
             "threads": WRK_THREADS,
             "connections": WRK_CONNECTIONS,
@@ -1088,7 +990,7 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             meter = CpuMeter(
                 server_group=servers[server].process.pid,
                 relay_group=relay.process.pid if relay else 0,
-                databases=sb.databases,
+                db_prefix=sb.names.db_prefix,
             )
             meter.start()
             measured = run_wrk(wrk, servers[server].url, args, seconds=seconds)
@@ -1120,38 +1022,28 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
         progress("cleaning up")
     results.broken = broken(results)
     print_table(results)
-    if json_path is not None:
-        json_path.write_text(json.dumps(results.as_json(), indent=2) + "\n")
+    write_json(json_path, results.as_json())
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures here")
+    parser = argument_parser(
+        __doc__,
+        smoke=f"the same run at {SMOKE.small_table} and {SMOKE.large_table} tickets, about 30 s:"
+        " checks that the bench works (make test runs it)",
+    )
     parser.add_argument(
         "--seconds",
         type=int,
         metavar="N",
         help=f"length of each measurement (default {FULL.seconds}; with --smoke {SMOKE.seconds})",
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"the same run at {SMOKE.small_table} and {SMOKE.large_table} tickets, about 30 s:"
-        " checks that the bench works (make test runs it)",
-    )
     args = parser.parse_args(argv)
     scale = SMOKE if args.smoke else FULL
     if args.seconds is not None:
         scale = dataclasses.replace(scale, seconds=max(1, args.seconds))
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        results = run(args.json, scale, smoke=args.smoke)
-    except KeyboardInterrupt:
-        print("interrupted; databases, vhost and servers cleaned up", file=sys.stderr)
-        return 130
     # Errors, not slowness: a missed target never fails the run.
-    return 1 if results.broken else 0
+    return main_of(lambda: 1 if run(args.json, scale, smoke=args.smoke).broken else 0)
 
 
 if __name__ == "__main__":

@@ -38,15 +38,12 @@ seconds (with or without --saturate) and exits 1 on any error.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import math
 import os
-import platform
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -55,27 +52,31 @@ import uuid
 from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import requests
 from _common import (
     CLOCK_TICKS,
+    NOISY_CORES,
     OTHER_CPU,
+    Names,
+    StackCpuMeter,
+    argument_parser,
     busy_ticks,
     create_names,
+    machine_summary,
+    main_of,
     percentile,
     process_table,
     progress,
+    start_stack,
+    started_at,
+    wait_replicated,
+    write_json,
 )
-from _common import CpuMeter as BaseCpuMeter
 
-from ticketing_devtools.backing import admin_url
-from ticketing_devtools.catalog import service
 from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -177,55 +178,17 @@ SMOKE_SEED_TICKETS = 5
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Sandbox:
-    db_prefix: str
-    vhost: str
-    vhost_url: str
-    workdir: Path
-    extra_env: dict[str, str]
-
-    def db_url(self, name: str) -> str:
-        parts = urlsplit(admin_url())
-        database = service(name).database(self.db_prefix)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+def stack_env(names: Names) -> dict[str, str]:
+    return {
+        "RATE_LIMIT_SIGNUP": RATE_UNLIMITED,
+        "RATE_LIMIT_SIGNIN": RATE_UNLIMITED,
+        "RATE_LIMIT_EMAIL": RATE_UNLIMITED,
+        "RATE_LIMIT_KEY_PREFIX": f"bench-load:{names.suffix}",
+        "LOG_LEVEL": "INFO",  # as deployed: an access log line per request
+    }
 
 
-def create_sandbox(stack: ExitStack) -> Sandbox:
-    """Names, vhost and work directory; `stack` removes them (and the databases) on exit."""
-    names = create_names(stack, "load")
-    suffix = names.suffix
-    return Sandbox(
-        db_prefix=names.db_prefix,
-        vhost=names.vhost,
-        vhost_url=names.vhost_url,
-        workdir=names.workdir,
-        extra_env={
-            "RABBITMQ_URL": names.vhost_url,
-            "RATE_LIMIT_SIGNUP": RATE_UNLIMITED,
-            "RATE_LIMIT_SIGNIN": RATE_UNLIMITED,
-            "RATE_LIMIT_EMAIL": RATE_UNLIMITED,
-            "RATE_LIMIT_KEY_PREFIX": f"bench-load:{suffix}",
-            "LOG_LEVEL": "INFO",  # as deployed: an access log line per request
-        },
-    )
-
-
-def start_system(stack: ExitStack, sb: Sandbox) -> Stack:
-    log = stack.enter_context((sb.workdir / "stack.log").open("w"))
-    system = Stack(
-        gateway_port=0,
-        db_prefix=sb.db_prefix,
-        log=log,
-        run_dir=sb.workdir / "run",
-        extra_env=dict(sb.extra_env),
-    )
-    system.start()  # stops what it started if it fails
-    stack.callback(system.stop)
-    return system
-
-
-def seed_tickets(base_url: str, sb: Sandbox, count: int) -> None:
+def seed_tickets(base_url: str, names: Names, count: int) -> None:
     """`count` tickets for sale by a seller outside the run, waited for in orders' replica."""
     with requests.Session() as seller:
         email = f"load-seed-{uuid.uuid4().hex[:12]}@example.com"
@@ -244,17 +207,7 @@ def seed_tickets(base_url: str, sb: Sandbox, count: int) -> None:
             )
             response.raise_for_status()
             ids.append(response.json()["id"])
-    deadline = time.monotonic() + SEED_TIMEOUT_SECONDS
-    with psycopg.connect(sb.db_url("orders"), autocommit=True) as conn:
-        while True:
-            (seen,) = conn.execute(
-                "SELECT count(*) FROM orders_ticketreplica WHERE id = ANY(%s::uuid[])", [ids]
-            ).fetchone()
-            if seen == len(ids):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {seen} of {len(ids)} seed tickets reached orders_svc")
-            time.sleep(0.2)
+    wait_replicated(names, ids, timeout=SEED_TIMEOUT_SECONDS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -394,37 +347,29 @@ class MemorySampler:
 LOCUST_CPU = "locust (load generator)"
 
 
-class CpuMeter(BaseCpuMeter):
+class CpuMeter(StackCpuMeter):
     """CPU used between start() and stop(): the stack, this run's PostgreSQL backends, the
     database and broker servers, Locust, and the rest of the machine."""
 
     def __init__(self, system: Stack, db_prefix: str) -> None:
-        super().__init__()
-        self.groups = {child.process.pid: child.name for child in system.supervisor.children}
-        self.db_prefix = db_prefix
+        super().__init__(system, db_prefix)
         self.locust_pid: int | None = None
+
+    def process_category(self, name: str) -> str:
+        if name.endswith("-web"):
+            return f"{name} (gunicorn)"
+        if name == "gateway":
+            return "nginx gateway"
+        if name == "localstripe":
+            return "localstripe (the Stripe fake)"
+        return f"{name} (celery)"
 
     def category(self, pid: int, group: int, uid: int, cmdline: str) -> str:
         if pid == self.locust_pid:
             return LOCUST_CPU
-        name = self.groups.get(group)
-        if name is not None:
-            if name.endswith("-web"):
-                return f"{name} (gunicorn)"
-            if name == "gateway":
-                return "nginx gateway"
-            if name == "localstripe":
-                return "localstripe (the Stripe fake)"
-            return f"{name} (celery)"
-        if cmdline.startswith("postgres: ") and f"{self.db_prefix}_" in cmdline:
-            return "postgres backends (this run)"
-        if "postgres" in cmdline:
-            return "postgres server (wal, checkpoints)"
-        if "beam.smp" in cmdline or "rabbitmq" in cmdline:
-            return "rabbitmq"
         if "redis-server" in cmdline:
             return "redis (rate limits)"
-        return OTHER_CPU
+        return super().category(pid, group, uid, cmdline)
 
     def stop(self, locust_seconds: float) -> dict[str, float]:
         """Cores used on average per category, plus "machine" (all busy CPU). Locust has
@@ -440,10 +385,12 @@ class CpuMeter(BaseCpuMeter):
 # ---------------------------------------------------------------------------------------
 
 
-def run_locust(base_url: str, sb: Sandbox, plan: Plan, meters: list[Any]) -> tuple[int, Path, Path]:
+def run_locust(
+    base_url: str, names: Names, plan: Plan, meters: list[Any]
+) -> tuple[int, Path, Path]:
     """`locust --headless` over bench/locustfile.py: (exit code, samples file, its log)."""
-    samples = sb.workdir / "samples.json"
-    log_path = sb.workdir / "locust.log"
+    samples = names.workdir / "samples.json"
+    log_path = names.workdir / "locust.log"
     # Saturation steps come from the locustfile's shape, which replaces these three.
     fixed_load = [
         *("--users", str(plan.users), "--spawn-rate", str(plan.spawn_rate)),
@@ -480,11 +427,11 @@ def run_locust(base_url: str, sb: Sandbox, plan: Plan, meters: list[Any]) -> tup
     return code, samples, log_path
 
 
-def wait_complete(sb: Sandbox, order_ids: list[str]) -> tuple[dict[str, int], set[str]]:
+def wait_complete(names: Names, order_ids: list[str]) -> tuple[dict[str, int], set[str]]:
     """Statuses in orders_svc of the paid orders, once all are complete or at the bound,
     and the ids of those that are not complete."""
     deadline = time.monotonic() + COMPLETE_TIMEOUT_SECONDS
-    with psycopg.connect(sb.db_url("orders"), autocommit=True) as conn:
+    with psycopg.connect(names.admin_db_url("orders"), autocommit=True) as conn:
         while True:
             rows = conn.execute(
                 "SELECT id::text, status FROM orders_order WHERE id = ANY(%s::uuid[])",
@@ -502,34 +449,8 @@ def wait_complete(sb: Sandbox, order_ids: list[str]) -> tuple[dict[str, int], se
             time.sleep(0.5)
 
 
-def order_statuses(sb: Sandbox) -> dict[str, int]:
-    with psycopg.connect(sb.db_url("orders"), autocommit=True) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM orders_order GROUP BY status")
-        return dict(rows.fetchall())
-
-
-def machine_summary(sb: Sandbox) -> dict[str, Any]:
-    # Not `import locust`: that monkey-patches this process for gevent (threads, sockets).
-    locust_version = importlib.metadata.version("locust")
-    with psycopg.connect(sb.db_url("orders")) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-    with Path("/proc/meminfo").open() as meminfo:
-        total_kib = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
-    cores = os.cpu_count() or 0
-    return {
-        "cores": cores,
-        "ram_gib": round(total_kib / 2**20, 1),
-        "arch": platform.machine(),
-        "python": platform.python_version(),
-        "postgres": pg_version,
-        "locust": locust_version,
-        "loadavg_1min_start": os.getloadavg()[0],
-        "summary": (
-            f"{cores} cores, {total_kib / 2**20:.0f} GiB RAM, {platform.machine()},"
-            f" Python {platform.python_version()}, PostgreSQL {pg_version},"
-            f" Locust {locust_version}"
-        ),
-    }
+def order_statuses(names: Names) -> dict[str, int]:
+    return dict(names.query("orders", "SELECT status, count(*) FROM orders_order GROUP BY status"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -820,29 +741,34 @@ def judge_steps(
 
 
 def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
-    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    began = started_at()
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        sb = create_sandbox(stack)
-        progress(f"starting the system (databases {sb.db_prefix}_*, vhost {sb.vhost})")
-        system = start_system(stack, sb)
-        machine = machine_summary(sb)
+        names = create_names(stack, "load")
+        progress(f"starting the system (databases {names.db_prefix}_*, vhost {names.vhost})")
+        system = start_stack(stack, names, stack_env(names))
+        # Not `import locust`: that monkey-patches this process for gevent (threads, sockets).
+        machine = machine_summary(
+            names.admin_db_url("orders"),
+            names.vhost_url,
+            locust=importlib.metadata.version("locust"),
+        )
         progress(f"selling {plan.seed_tickets} seed tickets through {system.url}")
-        seed_tickets(system.url, sb, plan.seed_tickets)
+        seed_tickets(system.url, names, plan.seed_tickets)
 
         if plan.steps is None:
             progress(f"locust: {plan.users} users at {plan.spawn_rate}/s for {plan.seconds} s")
         else:
             progress(f"locust: saturation steps {plan.steps}")
-        cpu = CpuMeter(system, sb.db_prefix)
-        memory = MemorySampler(system, sb.db_prefix, cpu)
+        cpu = CpuMeter(system, names.db_prefix)
+        memory = MemorySampler(system, names.db_prefix, cpu)
         memory.start()
         cpu.start()
         locust_started = time.monotonic()
         # Locust is the only child that exits meanwhile: the children's rusage is its CPU.
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
-            code, samples_path, log_path = run_locust(system.url, sb, plan, [memory, cpu])
+            code, samples_path, log_path = run_locust(system.url, names, plan, [memory, cpu])
         finally:
             memory.stop()
         seconds = plan.seconds if plan.steps is None else time.monotonic() - locust_started
@@ -850,7 +776,7 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
         cores = cpu.stop(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         shutil.copy(log_path, out_dir / "locust.log")
         # The services' log so far, kept beside the figures: what to read when a run fails.
-        shutil.copy(sb.workdir / "stack.log", out_dir / "stack.log")
+        shutil.copy(names.stack_log, out_dir / "stack.log")
         if not samples_path.exists():
             print((out_dir / "locust.log").read_text()[-4000:], file=sys.stderr)
             raise SystemExit(f"locust exited with {code} and left no samples")
@@ -859,8 +785,8 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
         summary = summarise(data, seconds, plan, machine)
         paid = [order_id for _at, order_id in data["purchases"]]
         progress(f"waiting for {len(paid)} paid orders to be complete in orders_svc")
-        summary["paid_orders_status"], late = wait_complete(sb, paid) if paid else ({}, set())
-        summary["all_orders_status"] = order_statuses(sb)
+        summary["paid_orders_status"], late = wait_complete(names, paid) if paid else ({}, set())
+        summary["all_orders_status"] = order_statuses(names)
         summary["memory"] = memory.summary()
         summary["memory_total_mib"] = sum(
             row["sum_of_peaks_mib"] for row in summary["memory"] if "locust" not in row["process"]
@@ -868,7 +794,7 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
         summary["rss_samples"] = memory.samples
         summary["cpu_cores"] = cores
         summary["locust_exit_code"] = code
-        summary["started_at"] = started_at
+        summary["started_at"] = began
         machine["loadavg_1min_end"] = os.getloadavg()[0]
 
         summary["errors"] = summary["total"]["errors"] + len(late)
@@ -897,7 +823,7 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
             if summary["errors"]:
                 summary["verdict"] = "ERRORS: a smoke run must have none"
         other = cores.get(OTHER_CPU, 0.0)
-        if other > 0.25:
+        if other > NOISY_CORES:
             summary["warnings"].append(
                 f"other processes took {other:.2f} cores during the run: the figures"
                 " understate this code on a quiet machine"
@@ -915,7 +841,7 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
 
     users = summary["users"]
     title = (
-        f"bench/load.py {started_at}: {users} users"
+        f"bench/load.py {began}: {users} users"
         + (f" (ramp {summary['ramp_seconds']:.0f} s, shaded)" if plan.steps is None else "")
         + f", {machine['cores']} cores, {summary['errors']} errors"
     )
@@ -925,26 +851,21 @@ def run(out_dir: Path, plan: Plan, json_path: Path | None = None) -> int:
         title,
         summary["ramp_seconds"] if plan.steps is None else 0.0,
     )
-    figures = json.dumps(summary, indent=2) + "\n"
-    (out_dir / "summary.json").write_text(figures)
-    if json_path is not None:
-        json_path.write_text(figures)
+    write_json(out_dir / "summary.json", summary)
+    write_json(json_path, summary)
     print_table(summary)
     print(f"\nwritten: {out_dir}/summary.json, load.png, locust.log", flush=True)
     return 1 if summary["failed"] else 0
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the clean-up callbacks run.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
-    parser.add_argument(
-        "--json", type=Path, metavar="PATH", help="also write summary.json's figures here"
+    parser = argument_parser(
+        __doc__,
+        smoke="a few users for a few seconds (also with --saturate): checks the bench runs;"
+        " exits 1 on any error; figures are noise",
+        json_help="also write summary.json's figures here",
     )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
     parser.add_argument(
         "--seconds", type=int, default=RUN_SECONDS, help=f"run time, default {RUN_SECONDS}"
     )
@@ -952,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         "--users",
         type=int,
         default=USERS,
-        help=f"concurrent users, default {USERS}: other counts are experiments",
+        help=f"concurrent users, default {USERS}",
     )
     parser.add_argument(
         "--saturate",
@@ -963,14 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-users", type=int, default=SATURATE_START_USERS)
     parser.add_argument("--step-users", type=int, default=SATURATE_STEP_USERS)
     parser.add_argument("--max-users", type=int, default=SATURATE_MAX_USERS)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few users for a few seconds (also with --saturate): checks the bench runs;"
-        " exits 1 on any error; figures are noise",
-    )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
     users = max(1, SMOKE_USERS if args.smoke else args.users)
     steps = None
     if args.saturate:
@@ -990,13 +904,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=steps,
         smoke=args.smoke,
     )
-    try:
-        return run(args.out, plan, args.json)
-    except KeyboardInterrupt:
-        print(
-            "interrupted; the bench databases, vhost and processes are cleaned up", file=sys.stderr
-        )
-        return 130
+    return main_of(lambda: run(args.out, plan, args.json))
 
 
 if __name__ == "__main__":

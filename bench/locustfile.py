@@ -45,6 +45,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from _common import percentile
@@ -224,24 +225,19 @@ class Shopper(HttpUser):
         self.pay(order_id)
 
     def browse(self) -> list[dict[str, Any]]:
+        self._get("/", "GET / (web client home)", lambda r: b"<html" in r.content[:500].lower())
+        page = self._get("/api/tickets", "GET /api/tickets", lambda r: isinstance(_json(r), list))
+        return page.json() if page is not None else []
+
+    def _get(self, path: str, name: str, looks_right: Callable[[Any], bool]) -> Any:
+        """The response when GET `path` answers 200 and looks right; else a failure, None."""
         with self.client.get(
-            "/",
-            name="GET / (web client home)",
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            catch_response=True,
+            path, name=name, timeout=REQUEST_TIMEOUT_SECONDS, catch_response=True
         ) as response:
-            if response.status_code != 200 or b"<html" not in response.content[:500].lower():
-                response.failure(f"{response.status_code}: {response.text[:200]}")
-        with self.client.get(
-            "/api/tickets",
-            name="GET /api/tickets",
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200 or not isinstance(_json(response), list):
-                response.failure(f"{response.status_code}: {response.text[:200]}")
-                return []
-            return response.json()
+            if response.status_code == 200 and looks_right(response):
+                return response
+            response.failure(f"{response.status_code}: {response.text[:200]}")
+            return None
 
     def sell(self) -> None:
         with self.client.post(

@@ -128,7 +128,7 @@ def check_expiry(figures: dict[str, Any]) -> None:
     assert figures["broken"] == []
     assert (figures["orders"], figures["order_helpers"], figures["release_lead_seconds"]) == (
         EXPIRY_ORDERS,
-        2,
+        1,
         8.0,
     )
     assert (figures["cancelled"], figures["lost"]) == (EXPIRY_ORDERS, 0)
