@@ -10,47 +10,44 @@ from django.test import Client
 
 from shared_lib.auth import SESSION_COOKIE, verify_session_token
 from shared_lib.testing.tokens import STAFF_ATTACKS
+from tests.factories import PASSWORD, make_user
 from users import services
 from users.models import User
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct horse battery"
 ADMIN = "/admin/auth/"
+CLERK = "clerk@example.com"
 
 
 def claims_of(token: str, public_pem: str) -> dict:
     return jwt.decode(token, public_pem, algorithms=["EdDSA"], options={"verify_exp": False})
 
 
-def make_user(email: str = "clerk@example.com", **flags: bool) -> User:
-    user = services.user_sign_up(email=email, password=PASSWORD)
-    if flags:
-        User.objects.filter(id=user.id).update(**flags)
-        user.refresh_from_db()
-    return user
+def make_clerk(**flags: bool) -> User:
+    return make_user(CLERK, **flags)
 
 
 # --- the claim ----------------------------------------------------------------------
 
 
 def test_signing_in_as_staff_mints_the_staff_claim(api_client, session_keys):
-    make_user(is_staff=True)
+    make_clerk(is_staff=True)
 
     response = api_client.post(
-        "/api/users/signin", {"email": "clerk@example.com", "password": PASSWORD}, format="json"
+        "/api/users/signin", {"email": CLERK, "password": PASSWORD}, format="json"
     )
 
     assert response.status_code == 200
-    assert response.json() == {"id": response.json()["id"], "email": "clerk@example.com"}
+    assert response.json() == {"id": response.json()["id"], "email": CLERK}
     assert claims_of(response.cookies[SESSION_COOKIE].value, session_keys.public_pem)["staff"]
 
 
 def test_a_non_staff_users_token_has_no_staff_claim(api_client, session_keys):
-    make_user()
+    make_clerk()
 
     response = api_client.post(
-        "/api/users/signin", {"email": "clerk@example.com", "password": PASSWORD}, format="json"
+        "/api/users/signin", {"email": CLERK, "password": PASSWORD}, format="json"
     )
 
     claims = claims_of(response.cookies[SESSION_COOKIE].value, session_keys.public_pem)
@@ -58,7 +55,7 @@ def test_a_non_staff_users_token_has_no_staff_claim(api_client, session_keys):
 
 
 def test_an_inactive_staff_row_mints_no_staff_claim(session_keys):
-    user = make_user(is_staff=True, is_active=False)
+    user = make_clerk(is_staff=True, is_active=False)
 
     assert "staff" not in claims_of(services.session_start(user=user), session_keys.public_pem)
 
@@ -76,7 +73,7 @@ def renew(api_client, token: str) -> object:
 
 
 def test_renewal_adds_the_claim_after_a_promotion(api_client, settings):
-    user = make_user()
+    user = make_clerk()
     token = old_session(user, settings)
     User.objects.filter(id=user.id).update(is_staff=True)
 
@@ -91,7 +88,7 @@ def test_renewal_adds_the_claim_after_a_promotion(api_client, settings):
 def test_renewal_drops_the_claim_after_a_demotion_that_bypassed_the_services(api_client, settings):
     # users.services.user_update ends every session of a demoted user; a row changed
     # behind its back (a shell, SQL) still loses the claim at the next renewal.
-    user = make_user(is_staff=True)
+    user = make_clerk(is_staff=True)
     token = old_session(user, settings)
     assert verify_session_token(token).staff is True
     User.objects.filter(id=user.id).update(is_staff=False)
@@ -103,7 +100,7 @@ def test_renewal_drops_the_claim_after_a_demotion_that_bypassed_the_services(api
 
 
 def test_a_young_staff_token_is_not_renewed_so_the_window_is_the_token_life(api_client):
-    user = make_user(is_staff=True)
+    user = make_clerk(is_staff=True)
     api_client.cookies[SESSION_COOKIE] = services.session_start(user=user)
     User.objects.filter(id=user.id).update(is_staff=False)
 
@@ -122,7 +119,7 @@ def signed_in(client: Client, user: User) -> Client:
 
 
 def test_a_staff_user_opens_the_admin_with_the_site_session(client):
-    user = make_user(is_staff=True)
+    user = make_clerk(is_staff=True)
     signed_in(client, user)
 
     index = client.get(ADMIN)
@@ -138,7 +135,7 @@ def test_a_staff_user_opens_the_admin_with_the_site_session(client):
 
 
 def test_a_demotion_here_bites_at_once_even_with_a_staff_token(client):
-    user = make_user(is_staff=True)
+    user = make_clerk(is_staff=True)
     signed_in(client, user)
     assert verify_session_token(client.cookies[SESSION_COOKIE].value).staff is True
     assert client.get(ADMIN).status_code == 200
@@ -151,7 +148,7 @@ def test_a_demotion_here_bites_at_once_even_with_a_staff_token(client):
 
 
 def test_a_deactivated_staff_user_is_refused(client):
-    user = make_user(is_staff=True)
+    user = make_clerk(is_staff=True)
     signed_in(client, user)
     User.objects.filter(id=user.id).update(is_active=False)
 
@@ -163,7 +160,7 @@ def test_a_deactivated_staff_user_is_refused(client):
 
 
 def test_a_non_staff_user_gets_the_403_page(client):
-    user = make_user()
+    user = make_clerk()
     signed_in(client, user)
 
     response = client.get(ADMIN)

@@ -3,12 +3,14 @@ import time
 import pytest
 
 from shared_lib.auth import SESSION_COOKIE, verify_session_token
-from shared_lib.errors import (
-    BODY_TOO_LARGE,
-    MALFORMED_JSON,
-    METHOD_NOT_ALLOWED,
-    NOT_FOUND,
-    UNSUPPORTED_MEDIA_TYPE,
+from shared_lib.errors import BODY_TOO_LARGE, MALFORMED_JSON, UNSUPPORTED_MEDIA_TYPE
+from shared_lib.testing.api import (
+    TOKEN_CARRIERS,
+    assert_admin_sends_anonymous_to_sign_in,
+    assert_method_not_allowed,
+    assert_unknown_route_is_json_404,
+    carry_token,
+    errors,
 )
 from shared_lib.testing.tokens import ATTACKS
 from users import services
@@ -17,10 +19,6 @@ from users.models import User
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery"
-
-
-def errors(*items):
-    return {"errors": [dict(zip(("message", "field"), item, strict=False)) for item in items]}
 
 
 # --- sign up -------------------------------------------------------------------------
@@ -310,10 +308,7 @@ def test_an_oversized_body_is_413(api_client, settings):
 
 @pytest.mark.parametrize("path", ["/api/users/nope", "/api/users/signup/extra", "/nothing"])
 def test_unknown_routes_are_json_404(api_client, path):
-    response = api_client.get(path)
-
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
+    assert_unknown_route_is_json_404(api_client, path)
 
 
 def test_routes_answer_with_and_without_trailing_slash(signup, api_client):
@@ -331,23 +326,15 @@ def test_routes_answer_with_and_without_trailing_slash(signup, api_client):
     ],
 )
 def test_wrong_method_is_405(api_client, method, path, allowed):
-    response = getattr(api_client, method)(path, {}, format="json")
-
-    assert response.status_code == 405
-    assert response.json() == errors((METHOD_NOT_ALLOWED,))
-    assert response["Allow"] == allowed
+    assert_method_not_allowed(api_client, method, path, allowed)
 
 
 # --- admin, docs, static -------------------------------------------------------------
 
 
 def test_admin_lives_under_its_own_prefix(client):
-    response = client.get("/admin/auth/")
-
-    # Anonymous: to the site's sign-in (single sign-on); the password form stays for
-    # local accounts.
-    assert response.status_code == 302
-    assert response["Location"] == "/auth/signin?next=/admin/auth/"
+    assert_admin_sends_anonymous_to_sign_in(client, "/admin/auth/")
+    # The password form stays for local accounts.
     assert client.get("/admin/auth/login/").status_code == 200
 
 
@@ -392,13 +379,9 @@ def test_static_files_are_served_by_the_service_under_its_prefix(live_server):
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+@pytest.mark.parametrize("transport", TOKEN_CARRIERS)
 def test_forged_tokens_are_anonymous_never_errors(api_client, session_keys, attack, transport):
-    token = ATTACKS[attack](session_keys)
-    if transport == "cookie":
-        api_client.cookies[SESSION_COOKIE] = token
-    else:
-        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    carry_token(api_client, ATTACKS[attack](session_keys), transport)
 
     response = api_client.get("/api/users/currentuser")
 

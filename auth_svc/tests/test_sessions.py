@@ -13,12 +13,12 @@ from rest_framework.test import APIClient
 
 from shared_lib.auth import SESSION_COOKIE, mint_session_token, verify_session_token
 from shared_lib.testing.tokens import claims, signed
+from tests.factories import PASSWORD, make_user
 from users import services
 from users.models import User, UserSession
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"
 ADMIN = "/admin/auth/"
 
@@ -46,14 +46,6 @@ def with_cookie(token: str) -> APIClient:
 
 def token_of(client) -> str:
     return client.cookies[SESSION_COOKIE].value
-
-
-def make_user(email: str = "buyer@example.com", **flags: bool) -> User:
-    user = services.user_sign_up(email=email, password=PASSWORD)
-    if flags:
-        User.objects.filter(id=user.id).update(**flags)
-        user.refresh_from_db()
-    return user
 
 
 def past_half_life(settings) -> int:
@@ -318,15 +310,19 @@ def local_superuser_client() -> Client:
     return client
 
 
+def set_password_in_the_admin(user: User, password: str):
+    """A local superuser sets `user`'s password on the admin's password form."""
+    return local_superuser_client().post(
+        f"{ADMIN}users/user/{user.id}/password/",
+        {"usable_password": "true", "password1": password, "password2": password},
+    )
+
+
 def test_changing_a_password_in_the_admin_ends_every_session():
     user = make_user()
     laptop = sign_in()
-    admin = local_superuser_client()
 
-    response = admin.post(
-        f"{ADMIN}users/user/{user.id}/password/",
-        {"usable_password": "true", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
-    )
+    response = set_password_in_the_admin(user, NEW_PASSWORD)
 
     assert response.status_code == 302
     assert current(laptop) is None
@@ -337,12 +333,8 @@ def test_changing_a_password_in_the_admin_ends_every_session():
 def test_the_admin_password_form_refuses_what_sign_up_would():
     user = make_user()
     laptop = sign_in()
-    admin = local_superuser_client()
 
-    response = admin.post(
-        f"{ADMIN}users/user/{user.id}/password/",
-        {"usable_password": "true", "password1": "password1", "password2": "password1"},
-    )
+    response = set_password_in_the_admin(user, "password1")
 
     assert response.status_code == 200
     assert services.PASSWORD_COMMON in response.content.decode()

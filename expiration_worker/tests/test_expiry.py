@@ -62,6 +62,12 @@ def expires_at(envelope):
     return datetime.fromisoformat(envelope["data"]["expiresAt"])
 
 
+def assert_expires_on_time(envelope, message, received_at):
+    """`message` is the expiry of `envelope`'s order, received no earlier than expiresAt."""
+    assert message.payload["data"]["orderId"] == envelope["data"]["id"]
+    assert received_at >= expires_at(envelope)
+
+
 def messages_per_queue(vhost_url):
     return {queue.name: queue.total for queue in queue_depths(vhost_of(vhost_url))}
 
@@ -106,8 +112,7 @@ def test_an_order_with_less_than_a_second_left_expires_on_time_not_early(
     publish(rabbitmq_vhost, envelope)
     message, received_at = receive(expirations, timeout=10)
 
-    assert message.payload["data"]["orderId"] == envelope["data"]["id"]
-    assert received_at >= expires_at(envelope)
+    assert_expires_on_time(envelope, message, received_at)
 
 
 def test_orders_due_together_each_expire_on_time_with_their_own_correlation_id(
@@ -162,8 +167,7 @@ def test_a_worker_killed_after_scheduling_loses_no_expiry(
     event_worker()
     message, received_at = receive(expirations, timeout=15)
 
-    assert message.payload["data"]["orderId"] == envelope["data"]["id"]
-    assert received_at >= expires_at(envelope)
+    assert_expires_on_time(envelope, message, received_at)
 
 
 def test_a_redelivered_order_created_expires_the_order_again_harmlessly(

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from orders import services
 from orders.models import Order
-from shared_lib.auth import AUTH_CHALLENGE, SESSION_COOKIE
+from shared_lib.auth import AUTH_CHALLENGE
 from shared_lib.errors import (
     BODY_TOO_LARGE,
     MALFORMED_JSON,
@@ -23,16 +23,21 @@ from shared_lib.events.consumer import Outcome
 from shared_lib.models import OutboxEvent
 from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
 from shared_lib.testing.admin import assert_staff_views_every_model_read_only
+from shared_lib.testing.api import (
+    TOKEN_CARRIERS,
+    assert_admin_sends_anonymous_to_sign_in,
+    assert_docs_page,
+    assert_ready_on_the_database_alone,
+    assert_unknown_route_is_json_404,
+    carry_token,
+    errors,
+)
 from shared_lib.testing.tokens import ATTACKS
 from tests.factories import iso, order_json, order_row, ticket_replica, ticket_update
 
 pytestmark = pytest.mark.django_db
 
 ORDERS = "/api/orders"
-
-
-def errors(*items):
-    return {"errors": [dict(zip(("message", "field"), item, strict=False)) for item in items]}
 
 
 def detail(order_or_id):
@@ -46,6 +51,13 @@ def buy(client, ticket_id):
 def assert_nothing_written(orders=0):
     assert Order.objects.count() == orders
     assert OutboxEvent.objects.count() == 0
+
+
+def assert_refused(response, status, *items, orders=0):
+    """`response` is `status` with the error body `items`; no order or event was written."""
+    assert response.status_code == status
+    assert response.json() == errors(*items)
+    assert_nothing_written(orders)
 
 
 def assert_unchanged(order):
@@ -139,9 +151,7 @@ def test_create_order_for_an_unknown_ticket(signed_in_client):
 
     response = buy(signed_in_client(), uuid.uuid4())
 
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
-    assert_nothing_written()
+    assert_refused(response, 404, (NOT_FOUND,))
 
 
 @pytest.mark.parametrize("body", [{}, {"ticketId": None}, {"ticketId": ""}])
@@ -150,9 +160,7 @@ def test_create_order_without_a_ticket_id(signed_in_client, body):
 
     response = signed_in_client().post(ORDERS, body, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.TICKET_ID_REQUIRED, "ticketId"))
-    assert_nothing_written()
+    assert_refused(response, 400, (services.TICKET_ID_REQUIRED, "ticketId"))
 
 
 @pytest.mark.parametrize(
@@ -191,9 +199,7 @@ def test_create_order_with_a_malformed_ticket_id(signed_in_client, value):
 
     response = signed_in_client().post(ORDERS, {"ticketId": value}, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.TICKET_ID_INVALID, "ticketId"))
-    assert_nothing_written()
+    assert_refused(response, 400, (services.TICKET_ID_INVALID, "ticketId"))
 
 
 def test_create_order_for_your_own_ticket(signed_in_client):
@@ -202,9 +208,7 @@ def test_create_order_for_your_own_ticket(signed_in_client):
 
     response = buy(seller, ticket.id)
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.OWN_TICKET,))
-    assert_nothing_written()
+    assert_refused(response, 400, (services.OWN_TICKET,))
 
 
 @pytest.mark.parametrize("status", [Order.Status.CREATED, Order.Status.COMPLETE])
@@ -214,9 +218,7 @@ def test_create_order_for_a_ticket_another_order_holds(signed_in_client, status)
 
     response = buy(signed_in_client(), ticket.id)
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.TICKET_RESERVED,))
-    assert_nothing_written(orders=1)
+    assert_refused(response, 400, (services.TICKET_RESERVED,), orders=1)
     assert_unchanged(holder)
 
 
@@ -254,9 +256,7 @@ def test_create_order_with_malformed_json(signed_in_client, raw):
 
     response = signed_in_client().post(ORDERS, raw, content_type="application/json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((MALFORMED_JSON,))
-    assert_nothing_written()
+    assert_refused(response, 400, (MALFORMED_JSON,))
 
 
 def test_create_order_with_a_json_body_that_is_not_an_object(signed_in_client):
@@ -264,9 +264,7 @@ def test_create_order_with_a_json_body_that_is_not_an_object(signed_in_client):
 
     response = signed_in_client().post(ORDERS, [str(ticket.id)], format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors(("Invalid data. Expected a dictionary, but got list.",))
-    assert_nothing_written()
+    assert_refused(response, 400, ("Invalid data. Expected a dictionary, but got list.",))
 
 
 def test_create_order_ignores_fields_the_client_does_not_set(signed_in_client):
@@ -287,9 +285,7 @@ def test_create_order_with_a_json_scalar_body(signed_in_client, raw, kind):
 
     response = signed_in_client().post(ORDERS, raw, content_type="application/json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((f"Invalid data. Expected a dictionary, but got {kind}.",))
-    assert_nothing_written()
+    assert_refused(response, 400, (f"Invalid data. Expected a dictionary, but got {kind}.",))
 
 
 @pytest.mark.parametrize(
@@ -304,27 +300,18 @@ def test_create_order_from_a_form_is_refused(signed_in_client, content_type):
     else:
         response = client.post(ORDERS, f"ticketId={ticket.id}", content_type=content_type)
 
-    assert response.status_code == 415
-    assert response.json() == errors((UNSUPPORTED_MEDIA_TYPE,))
-    assert_nothing_written()
+    assert_refused(response, 415, (UNSUPPORTED_MEDIA_TYPE,))
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-@pytest.mark.parametrize("carrier", ["cookie", "bearer"])
+@pytest.mark.parametrize("carrier", TOKEN_CARRIERS)
 def test_forged_tokens_cannot_create_orders(api_client, session_keys, attack, carrier):
     ticket = ticket_replica()
-    token = ATTACKS[attack](session_keys)
-    if carrier == "cookie":
-        api_client.cookies[SESSION_COOKIE] = token
-        extra = {}
-    else:
-        extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    carry_token(api_client, ATTACKS[attack](session_keys), carrier)
 
-    response = api_client.post(ORDERS, {"ticketId": str(ticket.id)}, format="json", **extra)
+    response = buy(api_client, ticket.id)
 
-    assert response.status_code == 401
-    assert response.json() == errors((NOT_AUTHORIZED,))
-    assert_nothing_written()
+    assert_refused(response, 401, (NOT_AUTHORIZED,))
 
 
 # --- GET /api/orders -----------------------------------------------------------------
@@ -711,10 +698,7 @@ def test_cancel_order_from_a_form_is_refused(signed_in_client):
 
 
 def test_admin_sends_anonymous_to_the_site_sign_in(api_client):
-    response = api_client.get("/admin/orders/")
-
-    assert response.status_code == 302
-    assert response["Location"] == "/auth/signin?next=/admin/orders/"  # single sign-on
+    assert_admin_sends_anonymous_to_sign_in(api_client, "/admin/orders/")
 
 
 def test_staff_sign_on_views_every_admin_page_read_only(staff_admin_client):
@@ -752,24 +736,15 @@ def test_the_schema_states_the_order_body(api_client):
 
 
 def test_docs_page(api_client):
-    response = api_client.get("/api/orders/docs")
-
-    assert response.status_code == 200
-    assert b"swagger" in response.content.lower()
+    assert_docs_page(api_client, "/api/orders/docs")
 
 
 def test_readiness_checks_the_database_not_the_broker(api_client):
-    response = api_client.get("/readyz")
-
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert_ready_on_the_database_alone(api_client)
 
 
 def test_unknown_api_route_is_a_json_404(signed_in_client):
-    response = signed_in_client().get(f"{ORDERS}/{uuid.uuid4()}/payments")
-
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
+    assert_unknown_route_is_json_404(signed_in_client(), f"{ORDERS}/{uuid.uuid4()}/payments")
 
 
 def test_prices_in_responses_are_exact_json_numbers(signed_in_client):
@@ -819,9 +794,7 @@ def test_create_order_with_a_body_over_the_limit(signed_in_client, settings):
 
     response = signed_in_client().post(ORDERS, body, content_type="application/json")
 
-    assert response.status_code == 413
-    assert response.json() == errors((BODY_TOO_LARGE,))
-    assert_nothing_written()
+    assert_refused(response, 413, (BODY_TOO_LARGE,))
 
 
 def test_admin_lists_orders_read_only(admin_client):

@@ -8,7 +8,7 @@ import pytest
 
 from payments import services
 from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
-from shared_lib.auth import AUTH_CHALLENGE, SESSION_COOKIE
+from shared_lib.auth import AUTH_CHALLENGE
 from shared_lib.errors import (
     BODY_TOO_LARGE,
     MALFORMED_JSON,
@@ -19,6 +19,15 @@ from shared_lib.errors import (
 )
 from shared_lib.models import OutboxEvent
 from shared_lib.testing.admin import assert_staff_views_every_model_read_only
+from shared_lib.testing.api import (
+    TOKEN_CARRIERS,
+    assert_admin_sends_anonymous_to_sign_in,
+    assert_docs_page,
+    assert_ready_on_the_database_alone,
+    assert_unknown_route_is_json_404,
+    carry_token,
+    errors,
+)
 from shared_lib.testing.events import deliver
 from shared_lib.testing.tokens import ALICE, ATTACKS
 from tests.factories import DECLINED, DECLINED_CARD, GOOD_CARD, cancelled_event, order_replica
@@ -28,10 +37,7 @@ pytestmark = pytest.mark.django_db
 
 PAYMENTS = "/api/payments"
 INTENTS = ("POST", "/v1/payment_intents")
-
-
-def errors(*items):
-    return {"errors": [dict(zip(("message", "field"), item, strict=False)) for item in items]}
+OPEN = timedelta(minutes=15)  # an order's payment window, well before it closes
 
 
 def pay(client, order_id, token=GOOD_CARD, **fields):
@@ -45,6 +51,13 @@ def assert_nothing_charged(order, ledger, *, attempts=0):
     assert OutboxEvent.objects.count() == 0
     assert PaymentAttempt.objects.filter(order_id=order.id).count() == attempts
     assert ledger.payment_intents(order.id) == []
+
+
+def assert_refused(response, status, error, order, ledger):
+    """`response` is `status` with the one `error` (message, field), and nothing was charged."""
+    assert response.status_code == status
+    assert response.json() == errors(error)
+    assert_nothing_charged(order, ledger)
 
 
 def assert_replica_unchanged(order):
@@ -68,36 +81,24 @@ def test_pay_requires_sign_in(api_client, stripe_ledger):
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-@pytest.mark.parametrize("carrier", ["cookie", "bearer"])
+@pytest.mark.parametrize("carrier", TOKEN_CARRIERS)
 def test_forged_tokens_cannot_pay(api_client, session_keys, stripe_ledger, attack, carrier):
     # The order belongs to the user the forged tokens name: accepting one would pay.
     order = order_replica(user_id=ALICE)
-    token = ATTACKS[attack](session_keys)
-    if carrier == "cookie":
-        api_client.cookies[SESSION_COOKIE] = token
-        extra = {}
-    else:
-        extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    carry_token(api_client, ATTACKS[attack](session_keys), carrier)
 
-    response = api_client.post(
-        PAYMENTS, {"orderId": str(order.id), "token": GOOD_CARD}, format="json", **extra
-    )
+    response = pay(api_client, order.id)
 
-    assert response.status_code == 401
-    assert response.json() == errors((NOT_AUTHORIZED,))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 401, (NOT_AUTHORIZED,), order, stripe_ledger)
 
 
 def test_a_genuine_token_for_the_same_user_pays(api_client, make_token):
     # The control for the forged tokens above: the same order, a real token, paid.
     order = order_replica(user_id=ALICE)
 
-    response = api_client.post(
-        PAYMENTS,
-        {"orderId": str(order.id), "token": GOOD_CARD},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {make_token(user_id=ALICE)}",
-    )
+    carry_token(api_client, make_token(user_id=ALICE), "bearer")
+
+    response = pay(api_client, order.id)
 
     assert response.status_code == 201
     assert response.json() == {"id": str(Payment.objects.get(order=order).id)}
@@ -113,9 +114,7 @@ def test_pay_without_an_order_id(signed_in_client, stripe_ledger, body):
 
     response = buyer.post(PAYMENTS, {**body, "token": GOOD_CARD}, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_ID_REQUIRED, "orderId"))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (services.ORDER_ID_REQUIRED, "orderId"), order, stripe_ledger)
 
 
 @pytest.mark.parametrize(
@@ -168,9 +167,7 @@ def test_pay_with_a_malformed_order_id(signed_in_client, stripe_ledger, form):
 
     response = buyer.post(PAYMENTS, {"orderId": form(order.id), "token": GOOD_CARD}, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_ID_INVALID, "orderId"))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (services.ORDER_ID_INVALID, "orderId"), order, stripe_ledger)
 
 
 def test_pay_with_an_upper_case_order_id(signed_in_client):
@@ -238,9 +235,7 @@ def test_pay_for_an_unknown_order(signed_in_client, stripe_ledger):
 
     response = pay(buyer, unknown)
 
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
-    assert_nothing_charged(mine, stripe_ledger)
+    assert_refused(response, 404, (NOT_FOUND,), mine, stripe_ledger)
     assert stripe_ledger.payment_intents(unknown) == []
     assert not OrderReplica.objects.filter(id=unknown).exists()
 
@@ -254,9 +249,7 @@ def test_pay_for_someone_elses_order(signed_in_client, stripe_ledger, token):
 
     response = stranger.post(PAYMENTS, {"orderId": str(order.id), "token": token}, format="json")
 
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 404, (NOT_FOUND,), order, stripe_ledger)
     assert_replica_unchanged(order)
 
 
@@ -315,9 +308,7 @@ def test_pay_with_an_invalid_token(signed_in_client, stripe_ledger, body):
 
     response = buyer.post(PAYMENTS, {"orderId": str(order.id), **body}, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.TOKEN_INVALID, "token"))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (services.TOKEN_INVALID, "token"), order, stripe_ledger)
     assert_replica_unchanged(order)
 
 
@@ -327,9 +318,7 @@ def test_a_token_with_a_trailing_newline_is_invalid(signed_in_client, stripe_led
 
     response = pay(buyer, order.id, token="pm_card_visa\n")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.TOKEN_INVALID, "token"))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (services.TOKEN_INVALID, "token"), order, stripe_ledger)
 
 
 def test_the_longest_token_is_accepted_as_input(signed_in_client):
@@ -359,40 +348,31 @@ def test_an_invalid_token_is_reported_before_the_order_state(signed_in_client):
 # --- order state ----------------------------------------------------------------------
 
 
-def test_pay_for_a_cancelled_order(signed_in_client, stripe_ledger):
+@pytest.mark.parametrize(
+    ("status", "expires_in", "message"),
+    [
+        pytest.param("cancelled", OPEN, services.ORDER_CANCELLED, id="cancelled"),
+        pytest.param(
+            "cancelled",
+            timedelta(minutes=-1),
+            services.ORDER_CANCELLED,
+            id="cancelled_that_also_expired",
+        ),
+        pytest.param("complete", OPEN, services.ORDER_PAID, id="complete"),
+        # Still "created" here (its expiry event may be on the way), but the window closed.
+        pytest.param("created", timedelta(seconds=-1), services.ORDER_EXPIRED, id="expired"),
+        pytest.param(
+            "complete", timedelta(minutes=-1), services.ORDER_PAID, id="complete_that_also_expired"
+        ),
+    ],
+)
+def test_pay_for_an_order_past_paying(signed_in_client, stripe_ledger, status, expires_in, message):
     buyer = signed_in_client()
-    order = order_replica(user_id=buyer.user_id, status="cancelled")
+    order = order_replica(user_id=buyer.user_id, status=status, expires_in=expires_in)
 
     response = pay(buyer, order.id)
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_CANCELLED,))
-    assert_nothing_charged(order, stripe_ledger)
-    assert_replica_unchanged(order)
-
-
-def test_pay_for_a_cancelled_order_that_also_expired(signed_in_client, stripe_ledger):
-    buyer = signed_in_client()
-    order = order_replica(
-        user_id=buyer.user_id, status="cancelled", expires_in=timedelta(minutes=-1)
-    )
-
-    response = pay(buyer, order.id)
-
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_CANCELLED,))
-    assert_nothing_charged(order, stripe_ledger)
-
-
-def test_pay_for_a_complete_order(signed_in_client, stripe_ledger):
-    buyer = signed_in_client()
-    order = order_replica(user_id=buyer.user_id, status="complete")
-
-    response = pay(buyer, order.id)
-
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_PAID,))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (message,), order, stripe_ledger)
     assert_replica_unchanged(order)
 
 
@@ -412,32 +392,6 @@ def test_pay_twice_for_an_order_whose_completion_has_not_arrived(signed_in_clien
     assert PaymentAttempt.objects.count() == 1
     assert [e.subject for e in OutboxEvent.objects.all()] == ["payment.created"]
     assert len(stripe_ledger.payment_intents(order.id)) == 1
-
-
-def test_pay_for_an_expired_order(signed_in_client, stripe_ledger):
-    # Still "created" here (its expiry event may be on the way), but the window closed.
-    buyer = signed_in_client()
-    order = order_replica(user_id=buyer.user_id, expires_in=timedelta(seconds=-1))
-
-    response = pay(buyer, order.id)
-
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_EXPIRED,))
-    assert_nothing_charged(order, stripe_ledger)
-    assert_replica_unchanged(order)
-
-
-def test_pay_for_a_complete_order_that_also_expired(signed_in_client, stripe_ledger):
-    buyer = signed_in_client()
-    order = order_replica(
-        user_id=buyer.user_id, status="complete", expires_in=timedelta(minutes=-1)
-    )
-
-    response = pay(buyer, order.id)
-
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_PAID,))
-    assert_nothing_charged(order, stripe_ledger)
 
 
 # --- success --------------------------------------------------------------------------
@@ -503,12 +457,9 @@ def test_pay_with_a_bearer_token(api_client, make_token):
     user_id = str(uuid.uuid4())
     order = order_replica(user_id=user_id)
 
-    response = api_client.post(
-        PAYMENTS,
-        {"orderId": str(order.id), "token": GOOD_CARD},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {make_token(user_id=user_id)}",
-    )
+    carry_token(api_client, make_token(user_id=user_id), "bearer")
+
+    response = pay(api_client, order.id)
 
     assert response.status_code == 201
 
@@ -721,9 +672,7 @@ def test_pay_with_malformed_json(signed_in_client, stripe_ledger, raw):
 
     response = buyer.post(PAYMENTS, raw, content_type="application/json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((MALFORMED_JSON,))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (MALFORMED_JSON,), order, stripe_ledger)
 
 
 def test_pay_with_a_json_body_that_is_not_an_object(signed_in_client, stripe_ledger):
@@ -732,9 +681,7 @@ def test_pay_with_a_json_body_that_is_not_an_object(signed_in_client, stripe_led
 
     response = buyer.post(PAYMENTS, [str(order.id), GOOD_CARD], format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.ORDER_ID_REQUIRED, "orderId"))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 400, (services.ORDER_ID_REQUIRED, "orderId"), order, stripe_ledger)
 
 
 @pytest.mark.parametrize(
@@ -751,9 +698,7 @@ def test_pay_from_a_form_is_refused(signed_in_client, stripe_ledger, content_typ
         body = f"orderId={order.id}&token={GOOD_CARD}"
         response = buyer.post(PAYMENTS, body, content_type=content_type)
 
-    assert response.status_code == 415
-    assert response.json() == errors((UNSUPPORTED_MEDIA_TYPE,))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 415, (UNSUPPORTED_MEDIA_TYPE,), order, stripe_ledger)
 
 
 def test_pay_with_a_body_over_the_limit(signed_in_client, stripe_ledger, settings):
@@ -769,9 +714,7 @@ def test_pay_with_a_body_over_the_limit(signed_in_client, stripe_ledger, setting
 
     response = buyer.post(PAYMENTS, body, content_type="application/json")
 
-    assert response.status_code == 413
-    assert response.json() == errors((BODY_TOO_LARGE,))
-    assert_nothing_charged(order, stripe_ledger)
+    assert_refused(response, 413, (BODY_TOO_LARGE,), order, stripe_ledger)
 
 
 def test_get_is_not_allowed(signed_in_client):
@@ -783,20 +726,14 @@ def test_get_is_not_allowed(signed_in_client):
 
 
 def test_unknown_api_route_is_a_json_404(signed_in_client):
-    response = signed_in_client().get(f"{PAYMENTS}/{uuid.uuid4()}")
-
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
+    assert_unknown_route_is_json_404(signed_in_client(), f"{PAYMENTS}/{uuid.uuid4()}")
 
 
 # --- admin, schema, docs, probes ------------------------------------------------------
 
 
 def test_admin_sends_anonymous_to_the_site_sign_in(api_client):
-    response = api_client.get("/admin/payments/")
-
-    assert response.status_code == 302
-    assert response["Location"] == "/auth/signin?next=/admin/payments/"  # single sign-on
+    assert_admin_sends_anonymous_to_sign_in(api_client, "/admin/payments/")
 
 
 def test_staff_sign_on_views_every_admin_page_read_only(staff_admin_client):
@@ -889,17 +826,11 @@ def test_the_schema_states_the_payment_body(api_client):
 
 
 def test_docs_page(api_client):
-    response = api_client.get("/api/payments/docs")
-
-    assert response.status_code == 200
-    assert b"swagger" in response.content.lower()
+    assert_docs_page(api_client, "/api/payments/docs")
 
 
 def test_readiness_checks_the_database_not_the_broker(api_client):
-    response = api_client.get("/readyz")
-
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert_ready_on_the_database_alone(api_client)
 
 
 def test_liveness(api_client):

@@ -14,6 +14,7 @@ from payments import services
 from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
 from shared_lib.events.outbox import relay_pending
 from shared_lib.models import OutboxEvent
+from shared_lib.testing.api import one_winner
 from shared_lib.testing.events import deliver
 from shared_lib.testing.live import race
 from tests.factories import GOOD_CARD, cancelled_event, order_replica
@@ -43,12 +44,7 @@ def test_simultaneous_payments_for_one_order_charge_once(
 
     responses = race(payers, lambda _: post_payment(race_server, order, token))
 
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [201] + [400] * (payers - 1)
-    for response in responses:
-        if response.status_code == 400:
-            assert response.json() == {"errors": [{"message": services.ORDER_PAID}]}
-    [winner] = [r.json() for r in responses if r.status_code == 201]
+    winner = one_winner(responses, 400, services.ORDER_PAID)
     payment = Payment.objects.get()
     assert winner == {"id": str(payment.id)}
     assert (payment.order_id, payment.amount_cents) == (order.id, 1735)

@@ -46,6 +46,15 @@ def refused(order, token=GOOD_CARD):
     return caught.value.message
 
 
+def attempt_left_open(order, stripe_proxy, request, failure):
+    """Charge `order` while Stripe's `request` fails as `failure`: the buyer gets a 503 and
+    the attempt stays for the retry or the reconciler to settle."""
+    stripe_proxy.fail(*request, failure)
+    with pytest.raises(ServiceUnavailable):
+        create(order)
+    return PaymentAttempt.objects.get()
+
+
 # --- attempts -------------------------------------------------------------------------
 
 
@@ -408,11 +417,8 @@ def test_a_lost_confirm_is_looked_up_on_retry_not_sent_again(stripe_ledger, stri
     # The charge went through but its answer never came back: the buyer's retry
     # retrieves the stored PaymentIntent and finds it paid.
     order = order_replica()
-    stripe_proxy.fail("POST", CONFIRM, stripe_proxy.LOSE)
 
-    with pytest.raises(ServiceUnavailable):
-        create(order)
-    attempt = PaymentAttempt.objects.get()
+    attempt = attempt_left_open(order, stripe_proxy, ("POST", CONFIRM), stripe_proxy.LOSE)
     [intent] = stripe_ledger.payment_intents(order.id)
     assert (attempt.status, attempt.stripe_intent_id) == ("unknown", intent["id"])
     assert intent["status"] == "succeeded"
@@ -430,11 +436,8 @@ def test_a_charge_whose_answer_was_lost_is_refunded_when_the_order_is_cancelled(
     stripe_ledger, stripe_proxy
 ):
     order = order_replica()
-    stripe_proxy.fail("POST", CONFIRM, stripe_proxy.LOSE)
-    with pytest.raises(ServiceUnavailable):
-        create(order)
+    attempt = attempt_left_open(order, stripe_proxy, ("POST", CONFIRM), stripe_proxy.LOSE)
     assert len(stripe_ledger.succeeded(order.id)) == 1  # the buyer's money was taken
-    attempt = PaymentAttempt.objects.get()
     assert attempt.status == "unknown"
 
     assert deliver(cancelled_event(order)) is Outcome.APPLIED
@@ -454,10 +457,7 @@ def test_a_charge_whose_answer_was_lost_is_refunded_when_the_order_is_cancelled(
 def test_settling_an_attempt_stripe_never_saw_charges_nothing(stripe_ledger, stripe_proxy):
     # Its create request never reached Stripe (an outage): no intent id, none to find.
     order = order_replica()
-    stripe_proxy.fail(*INTENTS, stripe_proxy.REFUSE)
-    with pytest.raises(ServiceUnavailable):
-        create(order)
-    attempt = PaymentAttempt.objects.get()
+    attempt = attempt_left_open(order, stripe_proxy, INTENTS, stripe_proxy.REFUSE)
     assert attempt.status == "unknown"
     intents_before = len(stripe_ledger._list("payment_intents"))
 
@@ -481,10 +481,7 @@ def test_an_attempt_created_but_never_confirmed_is_not_charged(stripe_ledger, st
     # The create's answer was lost (no id stored); the intent is found by the attempt's
     # metadata, unconfirmed, and left so.
     order = order_replica()
-    stripe_proxy.fail(*INTENTS, stripe_proxy.LOSE)
-    with pytest.raises(ServiceUnavailable):
-        create(order)
-    attempt = PaymentAttempt.objects.get()
+    attempt = attempt_left_open(order, stripe_proxy, INTENTS, stripe_proxy.LOSE)
     [intent] = stripe_ledger.payment_intents(order.id)
     assert (attempt.stripe_intent_id, intent["status"]) == ("", "requires_confirmation")
     deliver(cancelled_event(order))
@@ -507,10 +504,8 @@ def test_a_replayed_settle_never_charges_twice(stripe_ledger, stripe_proxy, lost
     # (after Stripe has forgotten idempotency keys), the attempt and order settled by
     # hand. Whatever was charged is charged once and given back once.
     order = order_replica(price="19.99")
-    stripe_proxy.fail(*(INTENTS if lost == "create" else ("POST", CONFIRM)), stripe_proxy.LOSE)
-    with pytest.raises(ServiceUnavailable):
-        create(order)
-    attempt = PaymentAttempt.objects.get()
+    request = INTENTS if lost == "create" else ("POST", CONFIRM)
+    attempt = attempt_left_open(order, stripe_proxy, request, stripe_proxy.LOSE)
     event = cancelled_event(order)
     deliver(event)
     services.payments_reconcile()

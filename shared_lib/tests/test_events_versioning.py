@@ -11,6 +11,7 @@ from shared_lib.events.registry import NotYet
 from shared_lib.events.versioning import Applied, apply_to_replica, claim_version
 from shared_lib.models import AggregateVersion, InboxMessage
 from shared_lib.testing.events import deliver, make_event
+from shared_lib.testing.threads import start_call
 from shared_lib.testing.waiting import wait_for
 from tests.demo.factories import order_created_data
 from tests.demo.models import Effect, TicketReplica
@@ -63,27 +64,20 @@ def _race(first, second):
     Returns (first's result, second's result or exception).
     """
     started = threading.Event()
-    result: dict[str, object] = {}
 
     def run_second():
-        try:
-            started.wait(timeout=10)
-            with transaction.atomic():
-                result["value"] = second()
-        except Exception as exc:
-            result["value"] = exc
-        finally:
-            connection.close()
+        started.wait(timeout=10)
+        with transaction.atomic():
+            return second()
 
-    thread = threading.Thread(target=run_second)
-    thread.start()
+    thread, outcome = start_call(run_second)
     with transaction.atomic():
         first_result = first()
         started.set()
         wait_for(lambda: _lock_waiters() >= 1, timeout=10)
     thread.join(timeout=10)
     assert not thread.is_alive()
-    return first_result, result["value"]
+    return first_result, outcome["error"] if "error" in outcome else outcome["result"]
 
 
 @pytest.mark.django_db

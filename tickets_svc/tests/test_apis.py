@@ -11,7 +11,6 @@ from shared_lib.errors import (
     BODY_TOO_LARGE,
     FORBIDDEN,
     MALFORMED_JSON,
-    METHOD_NOT_ALLOWED,
     NOT_AUTHORIZED,
     NOT_FOUND,
     UNSUPPORTED_MEDIA_TYPE,
@@ -20,6 +19,15 @@ from shared_lib.errors import (
 from shared_lib.models import OutboxEvent
 from shared_lib.pagination import INVALID_CURSOR, INVALID_LIMIT
 from shared_lib.testing.admin import assert_staff_views_every_model_read_only
+from shared_lib.testing.api import (
+    TOKEN_CARRIERS,
+    assert_admin_sends_anonymous_to_sign_in,
+    assert_method_not_allowed,
+    assert_ready_on_the_database_alone,
+    assert_unknown_route_is_json_404,
+    carry_token,
+    errors,
+)
 from shared_lib.testing.tokens import ALICE, ATTACKS
 from tests.factories import make_ticket, make_tickets, published, ticket_json
 from tickets import services
@@ -32,8 +40,22 @@ LIST = "/api/tickets"
 NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 
 
-def errors(*items):
-    return {"errors": [dict(zip(("message", "field"), item, strict=False)) for item in items]}
+def assert_nothing_created(response, status, error):
+    """`response` is `status` with the one `error` (message, field); no ticket, no event."""
+    assert response.status_code == status
+    assert response.json() == errors(error)
+    assert Ticket.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
+def assert_list_refuses(client, parameter, value, message):
+    """The list with one bad paging `parameter` is a 400 naming it."""
+    make_tickets(1)
+
+    response = client.get(LIST, {parameter: value})
+
+    assert response.status_code == 400
+    assert response.json() == errors((message, parameter))
 
 
 def detail(ticket_id):
@@ -204,19 +226,13 @@ def test_a_title_of_200_characters_is_accepted_after_trimming(seller):
 def test_create_rejects_a_bad_price_and_writes_nothing(seller, price_json, message):
     response = raw_json(seller, "post", LIST, body_with_price(price_json))
 
-    assert response.status_code == 400
-    assert response.json() == errors((message, "price"))
-    assert Ticket.objects.count() == 0
-    assert OutboxEvent.objects.count() == 0
+    assert_nothing_created(response, 400, (message, "price"))
 
 
 def test_create_rejects_a_missing_price(seller):
     response = seller.post(LIST, {"title": "Concert"}, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.PRICE_POSITIVE, "price"))
-    assert Ticket.objects.count() == 0
-    assert OutboxEvent.objects.count() == 0
+    assert_nothing_created(response, 400, (services.PRICE_POSITIVE, "price"))
 
 
 @pytest.mark.parametrize(
@@ -237,10 +253,7 @@ def test_create_rejects_a_missing_price(seller):
 def test_create_rejects_a_bad_title_and_writes_nothing(seller, title_json, message):
     response = raw_json(seller, "post", LIST, body_with_price('"20"', title=title_json))
 
-    assert response.status_code == 400
-    assert response.json() == errors((message, "title"))
-    assert Ticket.objects.count() == 0
-    assert OutboxEvent.objects.count() == 0
+    assert_nothing_created(response, 400, (message, "title"))
 
 
 @pytest.mark.parametrize(
@@ -249,17 +262,13 @@ def test_create_rejects_a_bad_title_and_writes_nothing(seller, title_json, messa
 def test_create_refuses_text_a_database_cannot_store(seller, title_json):
     response = raw_json(seller, "post", LIST, body_with_price('"20"', title=title_json))
 
-    assert response.status_code == 400
-    assert response.json() == errors((MALFORMED_JSON,))
-    assert Ticket.objects.count() == 0
+    assert_nothing_created(response, 400, (MALFORMED_JSON,))
 
 
 def test_create_rejects_a_missing_title(seller):
     response = seller.post(LIST, {"price": "20"}, format="json")
 
-    assert response.status_code == 400
-    assert response.json() == errors((services.TITLE_REQUIRED, "title"))
-    assert Ticket.objects.count() == 0
+    assert_nothing_created(response, 400, (services.TITLE_REQUIRED, "title"))
 
 
 @pytest.mark.parametrize(
@@ -351,20 +360,14 @@ def test_create_ignores_fields_the_client_does_not_set(seller):
 def test_create_with_malformed_json_is_a_400(seller, text):
     response = raw_json(seller, "post", LIST, text)
 
-    assert response.status_code == 400
-    assert response.json() == errors((MALFORMED_JSON,))
-    assert Ticket.objects.count() == 0
-    assert OutboxEvent.objects.count() == 0
+    assert_nothing_created(response, 400, (MALFORMED_JSON,))
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
 def test_create_refuses_non_json_bodies(seller, content_type):
     response = seller.post(LIST, "title=Concert&price=20", content_type=content_type)
 
-    assert response.status_code == 415
-    assert response.json() == errors((UNSUPPORTED_MEDIA_TYPE,))
-    assert Ticket.objects.count() == 0
-    assert OutboxEvent.objects.count() == 0
+    assert_nothing_created(response, 415, (UNSUPPORTED_MEDIA_TYPE,))
 
 
 def test_create_refuses_an_oversized_body(seller, settings):
@@ -372,9 +375,7 @@ def test_create_refuses_an_oversized_body(seller, settings):
 
     response = seller.post(LIST, {"title": title, "price": "20"}, format="json")
 
-    assert response.status_code == 413
-    assert response.json() == errors((BODY_TOO_LARGE,))
-    assert Ticket.objects.count() == 0
+    assert_nothing_created(response, 413, (BODY_TOO_LARGE,))
 
 
 def test_create_accepts_a_bearer_token(api_client, make_token):
@@ -388,20 +389,13 @@ def test_create_accepts_a_bearer_token(api_client, make_token):
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+@pytest.mark.parametrize("transport", TOKEN_CARRIERS)
 def test_create_with_a_forged_token_is_401(api_client, session_keys, attack, transport):
-    token = ATTACKS[attack](session_keys)
-    if transport == "cookie":
-        api_client.cookies[SESSION_COOKIE] = token
-    else:
-        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    carry_token(api_client, ATTACKS[attack](session_keys), transport)
 
     response = api_client.post(LIST, {"title": "Concert", "price": "20"}, format="json")
 
-    assert response.status_code == 401
-    assert response.json() == errors((NOT_AUTHORIZED,))
-    assert Ticket.objects.count() == 0
-    assert OutboxEvent.objects.count() == 0
+    assert_nothing_created(response, 401, (NOT_AUTHORIZED,))
 
 
 # --- GET /api/tickets ------------------------------------------------------------------
@@ -503,12 +497,7 @@ def test_list_serves_at_most_100(api_client):
     ],
 )
 def test_list_refuses_a_bad_limit(api_client, limit):
-    make_tickets(1)
-
-    response = api_client.get(LIST, {"limit": limit})
-
-    assert response.status_code == 400
-    assert response.json() == errors((INVALID_LIMIT, "limit"))
+    assert_list_refuses(api_client, "limit", limit, INVALID_LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -539,12 +528,7 @@ def test_list_refuses_a_bad_limit(api_client, limit):
     ],
 )
 def test_list_refuses_a_bad_cursor(api_client, cursor):
-    make_tickets(1)
-
-    response = api_client.get(LIST, {"cursor": cursor})
-
-    assert response.status_code == 400
-    assert response.json() == errors((INVALID_CURSOR, "cursor"))
+    assert_list_refuses(api_client, "cursor", cursor, INVALID_CURSOR)
 
 
 def test_following_the_links_walks_every_ticket_exactly_once(api_client):
@@ -899,30 +883,21 @@ def test_update_refuses_non_json_bodies(seller):
     ],
 )
 def test_wrong_method_is_405(seller, method, path, allowed):
-    response = getattr(seller, method)(path, {}, format="json")
+    assert_method_not_allowed(seller, method, path, allowed)
 
-    assert response.status_code == 405
-    assert response.json() == errors((METHOD_NOT_ALLOWED,))
-    assert response["Allow"] == allowed
     assert OutboxEvent.objects.count() == 0
 
 
 @pytest.mark.parametrize("path", ["/api/tickets/nope/extra", "/api/ticketsx", "/nothing"])
 def test_unknown_routes_are_json_404(api_client, path):
-    response = api_client.get(path)
-
-    assert response.status_code == 404
-    assert response.json() == errors((NOT_FOUND,))
+    assert_unknown_route_is_json_404(api_client, path)
 
 
 # --- admin, docs, health ---------------------------------------------------------------
 
 
 def test_admin_lives_under_its_own_prefix(client):
-    response = client.get("/admin/tickets/")
-
-    assert response.status_code == 302
-    assert response["Location"] == "/auth/signin?next=/admin/tickets/"  # single sign-on
+    assert_admin_sends_anonymous_to_sign_in(client, "/admin/tickets/")
     assert client.get("/admin/tickets/login/").status_code == 200
 
 
@@ -1019,7 +994,4 @@ def test_liveness(client):
 
 
 def test_readiness_checks_the_database_not_the_broker(client):
-    response = client.get("/readyz")
-
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert_ready_on_the_database_alone(client)

@@ -1,5 +1,4 @@
 import logging
-import threading
 import uuid
 from decimal import Decimal
 
@@ -9,6 +8,7 @@ from django.db import connection, transaction
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events.registry import NotYet
 from shared_lib.models import OutboxEvent
+from shared_lib.testing.threads import start_call
 from shared_lib.testing.waiting import wait_for
 from tests.factories import make_ticket, published
 from tickets import services
@@ -20,6 +20,21 @@ SERVICES_LOGGER = "tickets.services"
 def ticket_state(ticket_id):
     row = Ticket.objects.get(id=ticket_id)
     return row.title, row.price, row.version, row.order_id
+
+
+def ticket_updated(ticket_id, *, version, user_id, order_id=None, title="Concert", price="20.00"):
+    """A published ticket.updated, as published() lists it."""
+    return (
+        "ticket.updated",
+        {
+            "id": str(ticket_id),
+            "version": version,
+            "title": title,
+            "price": price,
+            "userId": str(user_id),
+            "orderId": str(order_id) if order_id else None,
+        },
+    )
 
 
 # --- validate_ticket_input -------------------------------------------------------------
@@ -143,17 +158,7 @@ def test_ticket_update_bumps_the_version_and_announces_the_edit():
     assert (updated.title, updated.price, updated.version) == ("New", Decimal("3.00"), 5)
     assert ticket_state(ticket.id) == ("New", Decimal("3.00"), 5, None)
     assert published() == [
-        (
-            "ticket.updated",
-            {
-                "id": str(ticket.id),
-                "version": 5,
-                "title": "New",
-                "price": "3.00",
-                "userId": str(owner),
-                "orderId": None,
-            },
-        )
+        ticket_updated(ticket.id, version=5, user_id=owner, title="New", price="3.00")
     ]
 
 
@@ -168,20 +173,13 @@ def start_blocked_call(function):
     """Run `function` in a thread on its own connection; return (thread, outcome box)."""
     box = {}
 
-    def target():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                box["pid"] = cursor.fetchone()[0]
-            box["result"] = function()
-        except Exception as exc:
-            box["error"] = exc
-        finally:
-            connection.close()
+    def call():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            box["pid"] = cursor.fetchone()[0]
+        return function()
 
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, box
+    return start_call(call, box)
 
 
 def is_blocked(box):
@@ -252,17 +250,7 @@ def test_reserve_a_free_ticket():
     assert ticket_state(ticket.id) == ("Concert", Decimal("20.00"), 3, order_id)
     assert Ticket.objects.get(id=ticket.id).updated_at > ticket.updated_at
     assert published() == [
-        (
-            "ticket.updated",
-            {
-                "id": str(ticket.id),
-                "version": 3,
-                "title": "Concert",
-                "price": "20.00",
-                "userId": str(ticket.user_id),
-                "orderId": str(order_id),
-            },
-        )
+        ticket_updated(ticket.id, version=3, user_id=ticket.user_id, order_id=order_id)
     ]
 
 
@@ -331,19 +319,7 @@ def test_release_by_the_holder_frees_the_ticket():
 
     assert (released.order_id, released.version) == (None, 2)
     assert ticket_state(ticket.id) == ("Concert", Decimal("20.00"), 2, None)
-    assert published() == [
-        (
-            "ticket.updated",
-            {
-                "id": str(ticket.id),
-                "version": 2,
-                "title": "Concert",
-                "price": "20.00",
-                "userId": str(ticket.user_id),
-                "orderId": None,
-            },
-        )
-    ]
+    assert published() == [ticket_updated(ticket.id, version=2, user_id=ticket.user_id)]
 
 
 @pytest.mark.django_db
