@@ -348,21 +348,15 @@ class RecordingEnviron(dict):
     def __init__(self, data):
         super().__init__(data)
         self.names = set()
-    def __getitem__(self, key):
+
+def recording(lookup):
+    def recorded(self, key, *args):
         self.names.add(key)
-        return super().__getitem__(key)
-    def get(self, key, default=None):
-        self.names.add(key)
-        return super().get(key, default)
-    def __contains__(self, key):
-        self.names.add(key)
-        return super().__contains__(key)
-    def setdefault(self, key, default=None):
-        self.names.add(key)
-        return super().setdefault(key, default)
-    def pop(self, key, *default):
-        self.names.add(key)
-        return super().pop(key, *default)
+        return lookup(self, key, *args)
+    return recorded
+
+for lookup in (dict.__getitem__, dict.get, dict.__contains__, dict.setdefault, dict.pop):
+    setattr(RecordingEnviron, lookup.__name__, recording(lookup))
 
 environ = RecordingEnviron(os.environ)
 os.environ = environ

@@ -9,14 +9,9 @@ now (a restart loses nothing), while the counter says what the worker has been d
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-logger = logging.getLogger(__name__)
+from shared_lib.metrics import DatabaseGaugesCollector, age_seconds
 
 REFUNDS_SETTLED = Counter(
     "ticketing_refund_tries",
@@ -26,50 +21,37 @@ REFUNDS_SETTLED = Counter(
 )
 
 
-class RefundCollector(Collector):
+class RefundCollector(DatabaseGaugesCollector):
     """At scrape time: refunds that failed for good, refunds still owed, the oldest's age."""
 
-    def describe(self) -> list[GaugeMetricFamily]:
-        return [
-            GaugeMetricFamily("ticketing_refunds_failed", ""),
-            GaugeMetricFamily("ticketing_refunds_owed", ""),
-            GaugeMetricFamily("ticketing_refunds_oldest_owed_age_seconds", ""),
-        ]
+    what = "refund"
+    gauges = {
+        "failed": (
+            "ticketing_refunds_failed",
+            "Refunds Stripe refused for good (status failed): each needs a person.",
+        ),
+        "owed": (
+            "ticketing_refunds_owed",
+            "Refunds owed and not yet accepted by Stripe (status pending).",
+        ),
+        "oldest_age": (
+            "ticketing_refunds_oldest_owed_age_seconds",
+            "Age of the oldest refund still owed (0 when there is none).",
+        ),
+    }
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.db import connection
+    def values(self) -> dict[str, float]:
         from django.db.models import Count, Min, Q
-        from django.utils import timezone
 
         from payments.models import Refund
 
-        try:
-            counts = Refund.objects.aggregate(
-                failed=Count("id", filter=Q(status=Refund.Status.FAILED)),
-                owed=Count("id", filter=Q(status=Refund.Status.PENDING)),
-                oldest=Min("created_at", filter=Q(status=Refund.Status.PENDING)),
-            )
-        except Exception:  # the database is down: no sample beats a wrong one
-            logger.warning("refund metrics unavailable", exc_info=True)
-            return
-        finally:
-            # A scrape runs in a thread of its own; its connection must not outlive it.
-            if not connection.in_atomic_block:
-                connection.close()
-        oldest = counts["oldest"]
-        age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
-        yield GaugeMetricFamily(
-            "ticketing_refunds_failed",
-            "Refunds Stripe refused for good (status failed): each needs a person.",
-            value=counts["failed"],
+        counts = Refund.objects.aggregate(
+            failed=Count("id", filter=Q(status=Refund.Status.FAILED)),
+            owed=Count("id", filter=Q(status=Refund.Status.PENDING)),
+            oldest=Min("created_at", filter=Q(status=Refund.Status.PENDING)),
         )
-        yield GaugeMetricFamily(
-            "ticketing_refunds_owed",
-            "Refunds owed and not yet accepted by Stripe (status pending).",
-            value=counts["owed"],
-        )
-        yield GaugeMetricFamily(
-            "ticketing_refunds_oldest_owed_age_seconds",
-            "Age of the oldest refund still owed (0 when there is none).",
-            value=max(age, 0.0),
-        )
+        return {
+            "failed": counts["failed"],
+            "owed": counts["owed"],
+            "oldest_age": age_seconds(counts["oldest"]),
+        }

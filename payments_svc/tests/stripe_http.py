@@ -20,14 +20,14 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from django.db import connections
 
-from shared_lib.testing.processes import free_port
+from shared_lib.testing.processes import ServerThread, free_port
 
 API_KEY = "sk_test_local"
 CONFIRM = "/v1/payment_intents/{id}/confirm"
@@ -89,7 +89,7 @@ class Recorded:
     status: int | None  # None: the connection was dropped without an answer
 
 
-class StripeProxy:
+class StripeProxy(ServerThread):
     """Forwards to localstripe and records; faults and hooks are per (method, path)."""
 
     REFUSE = "refuse"  # answer 503 without forwarding: Stripe is down, nothing charged
@@ -103,26 +103,7 @@ class StripeProxy:
         self._hooks: dict[tuple[str, str], Callable[[], None]] = {}
         self._rewrites: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll, so stop() (shutdown) returns at once rather than after 0.5 s.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> StripeProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(self._handler_class())
 
     def fail(self, method: str, path: str, *modes: str) -> None:
         """The next len(modes) requests to method+path meet these faults, in order."""

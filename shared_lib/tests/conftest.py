@@ -1,3 +1,4 @@
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,15 @@ def demo_queues(rabbitmq_vhost: str) -> Iterator[None]:
     reset_demo_queues()
     yield
     reset_demo_queues()
+
+
+@pytest.fixture
+def event_logs(caplog: Any) -> Any:
+    """caplog holding shared_lib.events' records from DEBUG up (batch sizes included)."""
+    from tests.demo.bus import LOGGER
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    return caplog
 
 
 @pytest.fixture

@@ -275,14 +275,20 @@ def test_the_admin_login_form_is_not_blocked(client, settings):
     assert "Please enter the correct username and password" in response.content.decode()
 
 
+def _echo_under_a_64_byte_limit(api_client, settings, text):
+    """POST {"text": text} to the echo view: (the body's size in bytes, the response)."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64
+    body = json.dumps({"text": text}).encode()
+    return len(body), api_client.generic(
+        "POST", "/api/demo/echo", body, content_type="application/json"
+    )
+
+
 @pytest.mark.django_db
 def test_a_body_over_the_limit_is_413_and_the_view_does_not_run(api_client, settings):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64
-    body = json.dumps({"text": "x" * 53}).encode()
-    assert len(body) == 65
+    size, response = _echo_under_a_64_byte_limit(api_client, settings, "x" * 53)
 
-    response = api_client.generic("POST", "/api/demo/echo", body, content_type="application/json")
-
+    assert size == 65
     assert response.status_code == 413
     assert response.json() == only_error("Request body too large")
     assert not Visit.objects.exists()
@@ -290,12 +296,9 @@ def test_a_body_over_the_limit_is_413_and_the_view_does_not_run(api_client, sett
 
 @pytest.mark.django_db
 def test_a_body_at_the_limit_is_accepted(api_client, settings):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64
-    body = json.dumps({"text": "x" * 52}).encode()
-    assert len(body) == 64
+    size, response = _echo_under_a_64_byte_limit(api_client, settings, "x" * 52)
 
-    response = api_client.generic("POST", "/api/demo/echo", body, content_type="application/json")
-
+    assert size == 64
     assert response.status_code == 200
     assert response.json() == {"received": {"text": "x" * 52}}
 
@@ -387,12 +390,17 @@ def test_an_unhandled_exception_is_a_generic_500_and_its_detail_only_logged(capl
     assert repr(logged[0].exc_info[1]) == "RuntimeError('secret detail')"
 
 
-def test_an_anonymous_caller_of_a_signed_in_view_is_401_with_a_challenge(api_client):
-    response = api_client.get("/api/demo/whoami")
-
+def _assert_challenged(response):
+    """401 in the error shape, with the challenge that says how to authenticate."""
     assert response.status_code == 401
     assert response.json() == only_error("Not authorized")
     assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_an_anonymous_caller_of_a_signed_in_view_is_401_with_a_challenge(api_client):
+    response = api_client.get("/api/demo/whoami")
+
+    _assert_challenged(response)
 
 
 def test_a_raised_not_authorized_carries_the_challenge_too(api_client):
@@ -423,9 +431,7 @@ def test_a_reshaped_html_error_keeps_its_challenge(api_client):
     # A browser's Accept makes DRF render HTML; the middleware still answers in the shape.
     response = api_client.get("/api/demo/whoami", HTTP_ACCEPT="text/html")
 
-    assert response.status_code == 401
-    assert response.json() == only_error("Not authorized")
-    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    _assert_challenged(response)
 
 
 def test_a_reshaped_error_declares_the_length_of_its_new_body(client):

@@ -1,7 +1,6 @@
 """A consumer settles what it holds as one batch: one transaction, one ack, and still
 each message's own fate (applied once, retried, dead-lettered) as if it came alone."""
 
-import logging
 import re
 import uuid
 
@@ -13,7 +12,7 @@ from shared_lib.models import InboxMessage, OutboxEvent
 from shared_lib.testing.events import deliver_batch, make_event
 from tests.demo import handlers
 from tests.demo.bus import (
-    LOGGER,
+    bus,
     demo_dispatcher,
     depths,
     event_records,
@@ -25,12 +24,7 @@ from tests.demo.bus import (
 from tests.demo.factories import new_id, order_cancelled_data, order_created_data, ticket_data
 from tests.demo.models import Effect, TicketReplica
 
-bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
-
-
-@pytest.fixture(autouse=True)
-def _event_logs(caplog):
-    caplog.set_level(logging.DEBUG, logger=LOGGER)
+pytestmark = pytest.mark.usefixtures("event_logs")
 
 
 def _batch_sizes(caplog):

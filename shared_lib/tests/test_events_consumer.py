@@ -18,7 +18,7 @@ from shared_lib.testing.events import deliver, make_event
 from shared_lib.testing.waiting import wait_for
 from tests.demo import handlers
 from tests.demo.bus import (
-    LOGGER,
+    bus,
     dead_queue,
     depth,
     depths,
@@ -39,12 +39,7 @@ from tests.demo.factories import (
 )
 from tests.demo.models import Effect, TicketReplica
 
-bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
-
-
-@pytest.fixture(autouse=True)
-def _event_logs(caplog):
-    caplog.set_level(logging.INFO, logger=LOGGER)
+pytestmark = pytest.mark.usefixtures("event_logs")
 
 
 def _effects():

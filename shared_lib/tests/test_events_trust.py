@@ -60,24 +60,35 @@ def _dead_letters(subject):
     return [(m.payload["id"], m.headers) for m in take(dead_queue(subject))]
 
 
-def test_a_service_user_cannot_publish_another_services_subject(rabbitmq_users, tap):
-    # given tickets' own user: it may publish ticket.* (the control)
-    with Connection(rabbitmq_users["tickets"], transport_options={"confirm_publish": True}) as c:
+def _forge(user_url, queue, **options):
+    """A ticket.created written by `user_url`'s user straight into `queue` (the default
+    exchange lets any user address a queue by name)."""
+    return _send(
+        user_url, Subject.TICKET_CREATED, ticket_data(), exchange="", routing_key=queue, **options
+    )
+
+
+def _drain_until_dead(count):
+    """Drain until the demo's only messages are `count` dead ticket.created letters."""
+    drain_demo(until=lambda: nonempty_demo_queues() == {dead_queue(Subject.TICKET_CREATED): count})
+
+
+def _publish_confirmed(user_url, body, *, routing_key, user_id):
+    """Publish to the events exchange as `user_url`'s user, waiting for the broker's word."""
+    with Connection(user_url, transport_options={"confirm_publish": True}) as c:
         Producer(c.channel()).publish(
-            {"n": 1}, exchange="ticketing.events", routing_key="ticket.created", user_id="tickets"
+            body, exchange="ticketing.events", routing_key=routing_key, user_id=user_id
         )
 
+
+def test_a_service_user_cannot_publish_another_services_subject(rabbitmq_users, tap):
+    # given tickets' own user: it may publish ticket.* (the control)
+    tickets = rabbitmq_users["tickets"]
+    _publish_confirmed(tickets, {"n": 1}, routing_key="ticket.created", user_id="tickets")
+
     # when it publishes payments' subject, RabbitMQ closes the channel
-    with (
-        Connection(rabbitmq_users["tickets"], transport_options={"confirm_publish": True}) as c,
-        pytest.raises(AccessRefused) as refused,
-    ):
-        Producer(c.channel()).publish(
-            {"n": 2},
-            exchange="ticketing.events",
-            routing_key="payment.created",
-            user_id="tickets",
-        )
+    with pytest.raises(AccessRefused) as refused:
+        _publish_confirmed(tickets, {"n": 2}, routing_key="payment.created", user_id="tickets")
 
     # then
     assert "ACCESS_REFUSED" in str(refused.value)
@@ -88,15 +99,9 @@ def test_a_service_user_cannot_publish_another_services_subject(rabbitmq_users, 
 
 
 def test_a_service_user_cannot_name_another_user_as_the_sender(rabbitmq_users):
-    with (
-        Connection(rabbitmq_users["tickets"], transport_options={"confirm_publish": True}) as c,
-        pytest.raises(PreconditionFailed) as refused,
-    ):
-        Producer(c.channel()).publish(
-            {"n": 1},
-            exchange="ticketing.events",
-            routing_key="ticket.created",
-            user_id="payments",
+    with pytest.raises(PreconditionFailed) as refused:
+        _publish_confirmed(
+            rabbitmq_users["tickets"], {"n": 1}, routing_key="ticket.created", user_id="payments"
         )
     assert "user_id property set to 'payments' but authenticated user was 'tickets'" in str(
         refused.value
@@ -115,24 +120,10 @@ def test_an_event_from_its_producer_applies(rabbitmq_users, real_producers):
 def test_an_event_from_another_services_user_is_dead_lettered_not_applied(
     rabbitmq_users, real_producers
 ):
-    # given orders' user writes ticket.created straight into the demo's queue (the
-    # default exchange lets any user address a queue by name)
-    forged = _send(
-        rabbitmq_users["orders"],
-        Subject.TICKET_CREATED,
-        ticket_data(),
-        exchange="",
-        routing_key=main_queue(Subject.TICKET_CREATED),
-    )
+    # given orders' user writes ticket.created straight into the demo's queue
+    forged = _forge(rabbitmq_users["orders"], main_queue(Subject.TICKET_CREATED))
     # and one that names no sender at all
-    unnamed = _send(
-        rabbitmq_users["admin"],
-        Subject.TICKET_CREATED,
-        ticket_data(),
-        exchange="",
-        routing_key=main_queue(Subject.TICKET_CREATED),
-        user_id=None,
-    )
+    unnamed = _forge(rabbitmq_users["admin"], main_queue(Subject.TICKET_CREATED), user_id=None)
 
     drain_demo()
 
@@ -157,17 +148,14 @@ def test_an_event_from_another_services_user_is_dead_lettered_not_applied(
 def test_a_forged_event_is_not_laundered_through_a_wait_queue(rabbitmq_users, real_producers):
     # given orders' user puts a ticket.created in the demo's wait queue, claiming that
     # tickets sent it first
-    forged = _send(
+    forged = _forge(
         rabbitmq_users["orders"],
-        Subject.TICKET_CREATED,
-        ticket_data(),
-        exchange="",
-        routing_key=wait_queues(Subject.TICKET_CREATED)[0],
+        wait_queues(Subject.TICKET_CREATED)[0],
         headers={ORIGINAL_USER_HEADER: "tickets", "x-attempts": 1},
     )
 
     # when it expires back into the main queue
-    drain_demo(until=lambda: nonempty_demo_queues() == {dead_queue(Subject.TICKET_CREATED): 1})
+    _drain_until_dead(1)
 
     # then it is judged by who really sent it
     [(event_id, headers)] = _dead_letters(Subject.TICKET_CREATED)
@@ -228,7 +216,7 @@ def test_replaying_a_genuine_dead_letter_applies_it(rabbitmq_users, real_produce
         ticket_data(),
         headers={"x-attempts": "garbage"},
     )
-    drain_demo(until=lambda: nonempty_demo_queues() == {dead_queue(Subject.TICKET_CREATED): 1})
+    _drain_until_dead(1)
     assert _effects() == []
 
     # when it is replayed (attempts reset)
@@ -244,20 +232,11 @@ def test_replaying_a_genuine_dead_letter_applies_it(rabbitmq_users, real_produce
 def test_replaying_a_forged_dead_letter_dead_letters_it_again(rabbitmq_users, real_producers):
     # given a forged event in the dead-letter queue: one the consumer parked, and one
     # orders' user wrote there itself claiming tickets sent it
-    parked = _send(
+    parked = _forge(rabbitmq_users["orders"], main_queue(Subject.TICKET_CREATED))
+    _drain_until_dead(1)
+    planted = _forge(
         rabbitmq_users["orders"],
-        Subject.TICKET_CREATED,
-        ticket_data(),
-        exchange="",
-        routing_key=main_queue(Subject.TICKET_CREATED),
-    )
-    drain_demo(until=lambda: nonempty_demo_queues() == {dead_queue(Subject.TICKET_CREATED): 1})
-    planted = _send(
-        rabbitmq_users["orders"],
-        Subject.TICKET_CREATED,
-        ticket_data(),
-        exchange="",
-        routing_key=dead_queue(Subject.TICKET_CREATED),
+        dead_queue(Subject.TICKET_CREATED),
         headers={ORIGINAL_USER_HEADER: "tickets"},
     )
 
@@ -265,7 +244,7 @@ def test_replaying_a_forged_dead_letter_dead_letters_it_again(rabbitmq_users, re
     assert sorted(letter.message_id for letter in replay(service="demo")) == sorted(
         [str(parked), str(planted)]
     )
-    drain_demo(until=lambda: nonempty_demo_queues() == {dead_queue(Subject.TICKET_CREATED): 2})
+    _drain_until_dead(2)
 
     # then neither applies: both are dead again, as sent by orders
     assert _effects() == []

@@ -28,7 +28,7 @@ from shared_lib.models import OutboxEvent
 from shared_lib.testing import processes
 from shared_lib.testing.waiting import wait_for
 from tests.demo import handlers
-from tests.demo.bus import broker_unreachable, drain_demo, send_event, send_raw
+from tests.demo.bus import broker_unreachable, bus, drain_demo, send_event, send_raw
 from tests.demo.factories import new_id, ticket_data
 from tests.demo.models import TicketReplica
 
@@ -41,8 +41,6 @@ LAG_COUNT = "ticketing_event_lag_seconds_count"
 PUBLISHED = "ticketing_events_published_total"
 TICKETS = "demo.ticket.created"
 ERRORS_ROUTE = "/api/demo/errors/<str:kind>"
-
-bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
 
 
 def http(route, method, status):

@@ -8,9 +8,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from shared_lib.conf import MissingSetting
 
+BASE = "shared_lib.settings.base"
+EVENTS = "shared_lib.settings.events"
 REQUIRED = {
-    "shared_lib.settings.base": ("SECRET_KEY", "DATABASE_URL", "JWT_PUBLIC_KEY"),
-    "shared_lib.settings.events": ("RABBITMQ_URL",),
+    BASE: ("SECRET_KEY", "DATABASE_URL", "JWT_PUBLIC_KEY"),
+    EVENTS: ("RABBITMQ_URL",),
     "shared_lib.settings.logs": (),
 }
 OPTIONAL = (
@@ -64,7 +66,7 @@ def test_a_missing_required_variable_stops_the_import_naming_it(minimal_env, mod
 
 
 def test_the_base_from_a_minimal_environment(minimal_env):
-    values = load("shared_lib.settings.base")
+    values = load(BASE)
 
     assert values["SECRET_KEY"] == "k"
     assert values["JWT_PUBLIC_KEY"] == "pem"
@@ -94,20 +96,40 @@ def test_the_base_from_a_minimal_environment(minimal_env):
     assert values["LOGGING"]["root"] == {"handlers": ["stderr"], "level": "INFO"}
 
 
-def test_the_base_reads_each_optional_variable(minimal_env):
-    minimal_env.setenv("DEBUG", "true")
-    minimal_env.setenv("ALLOWED_HOSTS", "shop.example, api.example")
-    minimal_env.setenv("SESSION_TTL_SECONDS", "120")
+@pytest.mark.parametrize(
+    ("module", "name", "raw", "value"),
+    [
+        (BASE, "DEBUG", "true", True),
+        (BASE, "ALLOWED_HOSTS", "shop.example, api.example", ["shop.example", "api.example"]),
+        (BASE, "SESSION_TTL_SECONDS", "120", 120),
+        (BASE, "SESSION_COOKIE_SECURE", "false", False),
+        (EVENTS, "EVENTS_EXCHANGE", "stack2.events", "stack2.events"),
+        (EVENTS, "EVENTS_RETRY_DELAYS_MS", "200,400", [200, 400]),
+        (EVENTS, "EVENTS_MAX_ATTEMPTS", "3", 3),
+        (EVENTS, "EVENTS_BATCH_SIZE", "8", 8),
+        (EVENTS, "EVENTS_PREFETCH", "16", 16),
+        (EVENTS, "EVENTS_RETENTION_DAYS", "2", 2),
+        (EVENTS, "METRICS_PORT", "0", 0),
+        (EVENTS, "METRICS_ADDRESS", "127.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_an_optional_variable_becomes_the_setting_of_its_name(
+    minimal_env, module, name, raw, value
+):
+    minimal_env.setenv(name, raw)
+
+    read = load(module)[name]
+
+    assert (type(read), read) == (type(value), value)
+
+
+def test_the_base_derives_settings_from_optional_variables(minimal_env):
     minimal_env.setenv("SESSION_COOKIE_SECURE", "false")
     minimal_env.setenv("TEST_DATABASE_SUFFIX", "run7")
     minimal_env.setenv("RATE_LIMIT_KEY_PREFIX", "stack2:ratelimit")
 
-    values = load("shared_lib.settings.base")
+    values = load(BASE)
 
-    assert values["DEBUG"] is True
-    assert values["ALLOWED_HOSTS"] == ["shop.example", "api.example"]
-    assert values["SESSION_TTL_SECONDS"] == 120
-    assert values["SESSION_COOKIE_SECURE"] is False
     assert values["CSRF_COOKIE_SECURE"] is False
     assert values["DATABASES"]["default"]["TEST"] == {"NAME": "test_tickets_run7"}
     assert values["rate_limit_key_prefix"]("tickets") == "stack2:ratelimit"
@@ -117,11 +139,11 @@ def test_the_base_refuses_a_session_ttl_under_a_minute(minimal_env):
     minimal_env.setenv("SESSION_TTL_SECONDS", "30")
 
     with pytest.raises(ImproperlyConfigured, match=r"^SESSION_TTL_SECONDS must be at least 60"):
-        load("shared_lib.settings.base")
+        load(BASE)
 
 
 def test_the_base_leaves_what_names_a_service_to_the_service(minimal_env):
-    values = load("shared_lib.settings.base")
+    values = load(BASE)
 
     named = {
         "BASE_DIR",
@@ -142,7 +164,7 @@ def test_the_base_leaves_what_names_a_service_to_the_service(minimal_env):
 
 
 def test_the_event_bus_from_a_minimal_environment(minimal_env):
-    values = load("shared_lib.settings.events")
+    values = load(EVENTS)
 
     url = "amqp://tickets:secret@mq.example:5672/ticketing"
     assert values["RABBITMQ_URL"] == url
@@ -158,28 +180,6 @@ def test_the_event_bus_from_a_minimal_environment(minimal_env):
     assert values["METRICS_ADDRESS"] == "0.0.0.0"  # noqa: S104
     assert values["CELERY_TASK_ACKS_LATE"] is True
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"confirm_publish": True}
-
-
-def test_the_event_bus_reads_each_optional_variable(minimal_env):
-    minimal_env.setenv("EVENTS_EXCHANGE", "stack2.events")
-    minimal_env.setenv("EVENTS_RETRY_DELAYS_MS", "200,400")
-    minimal_env.setenv("EVENTS_MAX_ATTEMPTS", "3")
-    minimal_env.setenv("EVENTS_BATCH_SIZE", "8")
-    minimal_env.setenv("EVENTS_PREFETCH", "16")
-    minimal_env.setenv("EVENTS_RETENTION_DAYS", "2")
-    minimal_env.setenv("METRICS_PORT", "0")
-    minimal_env.setenv("METRICS_ADDRESS", "127.0.0.1")
-
-    values = load("shared_lib.settings.events")
-
-    assert values["EVENTS_EXCHANGE"] == "stack2.events"
-    assert values["EVENTS_RETRY_DELAYS_MS"] == [200, 400]
-    assert values["EVENTS_MAX_ATTEMPTS"] == 3
-    assert values["EVENTS_BATCH_SIZE"] == 8
-    assert values["EVENTS_PREFETCH"] == 16
-    assert values["EVENTS_RETENTION_DAYS"] == 2
-    assert values["METRICS_PORT"] == 0
-    assert values["METRICS_ADDRESS"] == "127.0.0.1"
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ticketing_devtools.catalog import REPO_ROOT
 
@@ -329,28 +330,10 @@ def render_nginx(
     )
 
 
-def write_config(
-    table: RouteTable,
-    *,
-    upstreams: Mapping[str, str],
-    listen: str,
-    run_dir: Path,
-    max_body: str = "1m",
-    proxy_read_timeout: str = "60s",
-    proxy_connect_timeout: str = "5s",
-    trusted_forwarders: Sequence[str] = (),
-) -> Path:
-    """Render the config into ``run_dir`` (created with its temp dirs); return its path."""
-    text = render_nginx(
-        table,
-        upstreams=upstreams,
-        listen=listen,
-        run_dir=run_dir,
-        max_body=max_body,
-        proxy_read_timeout=proxy_read_timeout,
-        proxy_connect_timeout=proxy_connect_timeout,
-        trusted_forwarders=trusted_forwarders,
-    )
+def write_config(table: RouteTable, *, run_dir: Path, **options: Any) -> Path:
+    """Render the config into ``run_dir`` (created with its temp dirs); return its path.
+    ``options`` are render_nginx's (``upstreams`` and ``listen`` are required)."""
+    text = render_nginx(table, run_dir=run_dir, **options)
     run = run_dir.resolve()
     for name in _TEMP_DIRS:
         (run / "tmp" / name).mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, ClassVar
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -40,6 +41,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
@@ -201,46 +205,68 @@ class MetricsMiddleware:
         return response
 
 
-class OutboxCollector(Collector):
-    """At scrape time: unsent outbox rows and the age of the oldest (one indexed query)."""
+def age_seconds(oldest: datetime | None) -> float:
+    """Seconds since `oldest`, a gauge's value: 0 when there is none (or a clock skew
+    puts it in the future)."""
+    from django.utils import timezone
+
+    return max((timezone.now() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+
+
+class DatabaseGaugesCollector(Collector):
+    """Gauges read from the database when scraped: `gauges` maps a key of `values()` to
+    (metric name, help). A database outage yields no samples: none beats a wrong one."""
+
+    what: ClassVar[str] = ""  # names the collector in the warning when the database is down
+    gauges: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    def values(self) -> dict[str, float]:
+        raise NotImplementedError
 
     def describe(self) -> list[GaugeMetricFamily]:
         # Registering asks for the names; without this it would run a scrape to find them.
-        return [
-            GaugeMetricFamily("ticketing_outbox_unsent_events", ""),
-            GaugeMetricFamily("ticketing_outbox_oldest_unsent_age_seconds", ""),
-        ]
+        return [GaugeMetricFamily(name, "") for name, _ in self.gauges.values()]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db import connection
-        from django.db.models import Count, Min
-        from django.utils import timezone
-
-        from shared_lib.models import OutboxEvent
 
         try:
-            backlog = OutboxEvent.objects.filter(sent_at__isnull=True).aggregate(
-                count=Count("id"), oldest=Min("created_at")
-            )
-        except Exception:  # the database is down: no sample beats a wrong one
-            logger.warning("outbox metrics unavailable", exc_info=True)
+            values = self.values()
+        except Exception:
+            logger.warning("%s metrics unavailable", self.what, exc_info=True)
             return
         finally:
             # A scrape runs in a thread of its own; its connection must not outlive it.
             if not connection.in_atomic_block:
                 connection.close()
-        oldest = backlog["oldest"]
-        age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
-        yield GaugeMetricFamily(
+        for key, (name, documentation) in self.gauges.items():
+            yield GaugeMetricFamily(name, documentation, value=values[key])
+
+
+class OutboxCollector(DatabaseGaugesCollector):
+    """At scrape time: unsent outbox rows and the age of the oldest (one indexed query)."""
+
+    what = "outbox"
+    gauges = {
+        "unsent": (
             "ticketing_outbox_unsent_events",
             "Outbox rows not yet confirmed by the broker.",
-            value=backlog["count"],
-        )
-        yield GaugeMetricFamily(
+        ),
+        "oldest_age": (
             "ticketing_outbox_oldest_unsent_age_seconds",
             "Age of the oldest unsent outbox row (0 when there is none).",
-            value=max(age, 0.0),
+        ),
+    }
+
+    def values(self) -> dict[str, float]:
+        from django.db.models import Count, Min
+
+        from shared_lib.models import OutboxEvent
+
+        backlog = OutboxEvent.objects.filter(sent_at__isnull=True).aggregate(
+            count=Count("id"), oldest=Min("created_at")
         )
+        return {"unsent": backlog["count"], "oldest_age": age_seconds(backlog["oldest"])}
 
 
 class QueueCollector(Collector):

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from django.conf import settings
 from kombu import Producer, Queue
 
@@ -19,6 +20,10 @@ from shared_lib.testing.processes import free_port
 from tests.demo.factories import envelope
 
 LOGGER = "shared_lib.events"
+
+# A test that sends and consumes for real: committed rows (a worker's own connection sees
+# them) and the demo's queues declared and empty, before and after.
+bus = pytest.mark.usefixtures("transactional_db", "demo_queues")
 
 
 def event_records(caplog: Any, message: str, event_id: Any = None) -> list[Any]:

@@ -400,6 +400,15 @@ class Delivery:
     def message_id(self) -> str:
         return str(self.message.properties.get("message_id") or "")
 
+    def log_fields(self) -> dict[str, Any]:
+        """What a log line about this message names, whatever its fate."""
+        return {
+            "subject": str(self.subject),
+            "event_id": self.message_id,
+            "correlation_id": self.headers.get("correlation_id"),
+            "queue": self.queue,
+        }
+
 
 class Dispatcher:
     """Turns deliveries on a service's queues into handler calls, a batch at a time.
@@ -627,10 +636,7 @@ class Dispatcher:
         logger.info(
             "event retry scheduled",
             extra={
-                "subject": str(delivery.subject),
-                "event_id": delivery.message_id,
-                "correlation_id": headers.get("correlation_id"),
-                "queue": delivery.queue,
+                **delivery.log_fields(),
                 "attempt": count,
                 "waiting": wait,
                 "delay_ms": delay,
@@ -653,13 +659,7 @@ class Dispatcher:
         ).inc()
         logger.warning(
             "event dead-lettered",
-            extra={
-                "subject": str(delivery.subject),
-                "event_id": delivery.message_id,
-                "correlation_id": delivery.headers.get("correlation_id"),
-                "queue": delivery.queue,
-                "error": error[:300],
-            },
+            extra={**delivery.log_fields(), "error": error[:300]},
         )
 
     # -- the loop -----------------------------------------------------------------------

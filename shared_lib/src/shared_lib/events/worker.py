@@ -147,7 +147,30 @@ class _Heartbeat:
             self._last = time.monotonic()
 
 
-class PeriodicStep(bootsteps.StartStopStep):
+class _LoopThreadStep(bootsteps.StartStopStep):
+    """Runs `loop(stop)` in a daemon thread from the worker's start until its stop."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def loop(self, stop: threading.Event) -> None:
+        raise NotImplementedError
+
+    def start(self, parent: Any) -> None:
+        # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.loop, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+class PeriodicStep(_LoopThreadStep):
     """Runs the service's WORKER_PERIODIC_TASKS ({"dotted.path": seconds}) in a thread.
 
     For upkeep that must happen eventually and repeat harmlessly (payments reconciles
@@ -155,24 +178,11 @@ class PeriodicStep(bootsteps.StartStopStep):
     and tried again at the next interval.
     """
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
     def include_if(self, parent: Any) -> bool:
         return bool(getattr(settings, "WORKER_PERIODIC_TASKS", None))
 
-    def start(self, parent: Any) -> None:
-        # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=periodic_loop, args=(self._stop,), daemon=True)
-        self._thread.start()
-
-    def stop(self, parent: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def loop(self, stop: threading.Event) -> None:
+        periodic_loop(stop)
 
 
 def periodic_loop(stop: threading.Event) -> None:
@@ -239,26 +249,13 @@ class MetricsServerStep(bootsteps.StartStopStep):
             self._stop = None
 
 
-class OutboxRelayStep(bootsteps.StartStopStep):
+class OutboxRelayStep(_LoopThreadStep):
     """Sends the service's outbox: woken by publish()'s NOTIFY, polling behind it, backing
     off while the broker fails; purges sent outbox rows and inbox rows past
     EVENTS_RETENTION_DAYS."""
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, parent: Any) -> None:
-        # A new flag per start: a thread that outlived stop()'s join keeps its own, set.
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=relay_loop, args=(self._stop,), daemon=True)
-        self._thread.start()
-
-    def stop(self, parent: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def loop(self, stop: threading.Event) -> None:
+        relay_loop(stop)
 
 
 def relay_loop(stop: threading.Event) -> None:

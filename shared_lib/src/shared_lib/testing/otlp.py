@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from shared_lib.testing.processes import ServerThread
 
 TRACES_PATH = "/v1/traces"
 
@@ -85,7 +87,7 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
+class OtlpReceiver(ServerThread):
     """Receives spans on `endpoint` (OTEL_EXPORTER_OTLP_ENDPOINT's value) until stopped."""
 
     def __init__(self) -> None:
@@ -116,15 +118,11 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the exporters post every few hundred milliseconds: no access log
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="otlp-receiver", daemon=True
-        )
+        super().__init__(Handler, name="otlp-receiver")
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.url
 
     @property
     def spans(self) -> list[ReceivedSpan]:
@@ -164,18 +162,3 @@ class OtlpReceiver:
                 names = [f"{s.service}: {s.name}" for s in chain]
                 raise AssertionError(f"no root span above {names} in {timeout}s")
             time.sleep(0.1)
-
-    def start(self) -> OtlpReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

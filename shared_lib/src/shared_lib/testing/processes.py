@@ -20,11 +20,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Self, TypeVar
 
 from shared_lib.testing.waiting import wait_for
 
@@ -256,3 +258,44 @@ def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+class ServerThread:
+    """An http.server on 127.0.0.1 (a port the kernel picks) answering from a daemon
+    thread: the base of in-process fakes a test points a process at.
+
+        fake = ServerThread(Handler).start()    # fake.url == "http://127.0.0.1:<port>"
+        fake.stop()                             # or: with ServerThread(Handler) as fake:
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, name: str | None = None) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # A request still being handled (a client that hung) never holds up stop().
+        self._server.daemon_threads = True
+        # A short poll, so stop() (shutdown) returns at once rather than after 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=name,
+            daemon=True,
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
