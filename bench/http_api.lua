@@ -4,11 +4,13 @@
 --
 -- MODE get PATHS_FILE              GET a path drawn at random from the file (one per line)
 -- MODE post-json PATH BODY COOKIE  POST the same JSON body each time, signed in
--- MODE post-each PATH IDS COOKIE   POST {"ticketId": id} with a different id each time:
+-- MODE post-each PATH IDS COOKIES POST {"ticketId": id} with a different id each time:
 --                                  thread k reads IDS.k (one id per line) and goes
 --                                  through it in order, so no id is ever sent twice
 --                                  (past its end it starts again, and those repeats
---                                  are 400s that the report counts)
+--                                  are 400s that the report counts); each request is
+--                                  signed in as the next of COOKIES.k's sessions (one
+--                                  per line, in turn)
 --
 -- Every request is formatted once in init(), so the generator spends its time on I/O.
 -- done() prints one line "WRK_JSON {...}": requests, errors (status = HTTP >= 400),
@@ -56,9 +58,10 @@ function init(args)
    elseif mode == "post-json" then
       table.insert(requests, wrk.format("POST", args[2], json_headers(args[4]), args[3]))
    elseif mode == "post-each" then
-      local headers = json_headers(args[4])
-      for _, id in ipairs(read_lines(args[3] .. "." .. tid)) do
+      local cookies = read_lines(args[4] .. "." .. tid)
+      for i, id in ipairs(read_lines(args[3] .. "." .. tid)) do
          local body = '{"ticketId": "' .. id .. '"}'
+         local headers = json_headers(cookies[(i - 1) % #cookies + 1])
          table.insert(requests, wrk.format("POST", args[2], headers, body))
       end
    else

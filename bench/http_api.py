@@ -123,6 +123,10 @@ PAGE_SIZE = 20  # the API's default ?limit=
 # rate this machine reaches (a few hundred orders/s) per second of load, warm-up and
 # measurement apart: past its pool wrk starts again, and those repeats answer 400.
 ORDER_POOL_PER_SECOND = 4_000
+# POST /api/orders comes from this many buyers, as a sale's orders do: the holding limit
+# serialises one buyer's orders by design (an advisory lock per buyer, orders.services),
+# so with a single buyer the 16 connections would measure that queue, not the order path.
+BUYERS = 256
 
 START_TIMEOUT_SECONDS = 60.0
 
@@ -597,8 +601,8 @@ def create_sandbox(stack: ExitStack) -> Sandbox:
             "tickets_100k": env_for("tickets_svc", urls["tickets_100k"]),
             "orders": {
                 **env_for("orders_svc", urls["orders"]),
-                # One bench buyer stands for thousands of real ones: without these its
-                # orders would meet the per-buyer limits (429 / 400), not the order path.
+                # Each bench buyer stands for many real ones: without these its orders
+                # would meet the per-buyer limits (429 / 400), not the order path.
                 "RATE_LIMIT_ORDERS": "100000000/min",
                 "ORDERS_MAX_ACTIVE_PER_USER": "100000000",
             },
@@ -700,7 +704,6 @@ def start_relay(stack: ExitStack, sb: Sandbox, name: str, cwd: Path) -> Process:
 
 
 SELLER = uuid.UUID("5e11e500-0000-4000-8000-000000000001")  # sells via POST /api/tickets
-BUYER = uuid.UUID("b0b0b0b0-0000-4000-8000-000000000002")  # buys via POST /api/orders
 
 
 def load_tickets(db_url: str, count: int, rng: random.Random) -> None:
@@ -781,8 +784,8 @@ def write_list_paths(path: Path, db_url: str, rng: random.Random) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_id_files(prefix: Path, ids: list[uuid.UUID]) -> None:
-    """One file per wrk thread (prefix.0, prefix.1, ...), the ids dealt round-robin."""
+def write_id_files(prefix: Path, ids: list[Any]) -> None:
+    """One file per wrk thread (prefix.0, prefix.1, ...), the lines dealt round-robin."""
     for thread in range(WRK_THREADS):
         Path(f"{prefix}.{thread}").write_text("\n".join(str(i) for i in ids[thread::WRK_THREADS]))
 
@@ -937,10 +940,12 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
         for name in ("tickets_1k", "tickets_100k"):
             write_list_paths(sb.workdir / f"{name}.paths", sb.db_urls[name], rng)
         (sb.workdir / "bare.paths").write_text("/bare\n")
-        cookies = {
-            "seller": mint_token(SELLER, "seller@bench.example"),
-            "buyer": mint_token(BUYER, "buyer@bench.example"),
-        }
+        buyers = [
+            mint_token(uuid.UUID(int=rng.getrandbits(128), version=4), f"buyer{n}@bench.example")
+            for n in range(BUYERS)
+        ]
+        write_id_files(sb.workdir / "buyers", buyers)
+        cookies = {"seller": mint_token(SELLER, "seller@bench.example"), "buyer": buyers[0]}
 
         progress(f"starting 4 gunicorns ({gunicorn_conf.workers} workers each)")
         servers = {
@@ -963,6 +968,7 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
         preflight(servers, cookies, pool[0])
 
         body = json.dumps({"title": "Bench ticket", "price": "20.50"})
+        buyers_prefix = str(sb.workdir / "buyers")
         loads = {  # endpoint -> (server, wrk script arguments, warm-up arguments)
             "bare": ("bare", ["get", str(sb.workdir / "bare.paths")], None),
             "list_1k": ("tickets_1k", ["get", str(sb.workdir / "tickets_1k.paths")], None),
@@ -974,8 +980,8 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             ),
             "post_orders": (
                 "orders",
-                ["post-each", "/api/orders", str(sb.workdir / "orders-measure"), cookies["buyer"]],
-                ["post-each", "/api/orders", str(sb.workdir / "orders-warmup"), cookies["buyer"]],
+                ["post-each", "/api/orders", str(sb.workdir / "orders-measure"), buyers_prefix],
+                ["post-each", "/api/orders", str(sb.workdir / "orders-warmup"), buyers_prefix],
             ),
         }
 
