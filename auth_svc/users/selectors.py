@@ -22,7 +22,7 @@ def _live(session: SessionUser) -> QuerySet[UserSession]:
 
 
 def session_get_live(*, session: SessionUser) -> UserSession | None:
-    if session.sid is None:  # minted before sessions existed: it cannot be signed out
+    if session.sid is None:  # a token naming no session: nothing to sign out
         return None
     return _live(session).select_related("user").order_by().first()
 

@@ -90,9 +90,6 @@ class ApiError(Exception):
     def message(self) -> str:
         return " ".join(e["message"] for e in self.errors) or UNEXPECTED_MESSAGE
 
-    def for_field(self, name: str) -> list[str]:
-        return [e["message"] for e in self.errors if e.get("field") == name]
-
     def general(self, fields: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Messages not tied to one of `fields` (those show next to their input)."""
         return [e["message"] for e in self.errors if e.get("field") not in fields]

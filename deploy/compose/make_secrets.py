@@ -1,7 +1,6 @@
 """docker-compose.yml's secrets: made on the first `docker compose up`, kept in a volume.
 
     python make_secrets.py /secrets     # the compose service `secrets` runs this
-    python make_secrets.py --rabbitmq-host rabbitmq.ticketing.svc DIR   # for k8s/ (docs/deploy.md)
 
 Nothing secret is committed for compose either. This writes each secret once (a file
 that exists is left alone, so a restart keeps passwords that databases were initialised
@@ -30,6 +29,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+# The image's shared_lib: who is on the bus (each connects as its own user, allowed to
+# publish only its own subjects) and the broker definitions that say so.
+from shared_lib.events.broker import BUS_SERVICES, definitions
+
 DATABASE_SERVICES = ("auth", "tickets", "orders", "payments")
 # Every process with a Django SECRET_KEY: the APIs and the web client.
 SECRET_KEY_SERVICES = (*DATABASE_SERVICES, "client")
@@ -37,9 +40,6 @@ SECRET_KEY_SERVICES = (*DATABASE_SERVICES, "client")
 # a password can sit in a database URL unescaped.
 SECRET_KEY_BYTES = 50
 PASSWORD_BYTES = 24
-# Each connects to RabbitMQ as its own user, allowed to publish only its own subjects
-# (shared_lib.events.broker.BUS_SERVICES; a test keeps the two alike).
-BUS_SERVICES = ("expiration", "orders", "payments", "tickets")
 BROKER_VHOST = "ticketing"
 # Read-only for everyone: each container sees only its own directories anyway, and the
 # consumers run as different users (the services' 10001, PostgreSQL's 999).
@@ -71,7 +71,7 @@ def rabbitmq_password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def make_secrets(root: Path, *, rabbitmq_host: str = "rabbitmq") -> None:
+def make_secrets(root: Path) -> None:
     for service in SECRET_KEY_SERVICES:
         _write_once(root / service / "secret_key", secrets.token_urlsafe(SECRET_KEY_BYTES))
     for service in DATABASE_SERVICES:
@@ -91,10 +91,8 @@ def make_secrets(root: Path, *, rabbitmq_host: str = "rabbitmq") -> None:
         )
         _write(
             root / service / "rabbitmq_url",
-            f"amqp://{service}:{passwords[service]}@{rabbitmq_host}:5672/{BROKER_VHOST}",
+            f"amqp://{service}:{passwords[service]}@rabbitmq:5672/{BROKER_VHOST}",
         )
-    from shared_lib.events.broker import definitions  # the image's shared_lib
-
     hashes = {service: rabbitmq_password_hash(pw) for service, pw in passwords.items()}
     definitions_json = definitions(vhost=BROKER_VHOST, password_hashes=hashes)
     definitions_text = json.dumps(definitions_json, indent=2) + "\n"
@@ -117,10 +115,6 @@ def make_secrets(root: Path, *, rabbitmq_host: str = "rabbitmq") -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    host = "rabbitmq"
-    if args[:1] == ["--rabbitmq-host"] and len(args) == 3:
-        host, args = args[1], args[2:]
-    if len(args) != 1:
-        sys.exit("usage: make_secrets.py [--rabbitmq-host HOST] DIRECTORY")
-    make_secrets(Path(args[0]), rabbitmq_host=host)
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_secrets.py DIRECTORY")
+    make_secrets(Path(sys.argv[1]))

@@ -16,6 +16,7 @@ import uuid
 from django.utils import timezone
 
 from shared_lib.events import broker
+from shared_lib.events.consumer import DEAD_AT_HEADER, ERROR_HEADER, ERROR_HEADER_MAX
 
 DEAD_QUEUE = broker.dead_queue_name("expiration.tasks")
 
@@ -25,19 +26,19 @@ def park(
 ) -> None:
     """Keep an expiry that cannot be announced, with the error that stopped it."""
     with broker.connection() as conn:
-        queue = broker.dead_queue("expiration.tasks")(conn.channel())
-        queue.declare()
-        with conn.Producer() as producer:
-            producer.publish(
-                {"orderId": order_id, "correlationId": correlation_id, "dueAt": due_at},
+        channel = conn.channel()
+        broker.dead_queue("expiration.tasks")(channel).declare()
+        with conn.Producer(channel) as producer:
+            broker.send(
+                producer,
+                body={"orderId": order_id, "correlationId": correlation_id, "dueAt": due_at},
                 routing_key=DEAD_QUEUE,
-                serializer="json",
-                delivery_mode=2,
                 message_id=str(uuid.uuid4()),
                 headers={
-                    "x-error": f"{type(error).__name__}: {error}"[:1000],
-                    "x-dead-at": timezone.now().isoformat(),
+                    ERROR_HEADER: f"{type(error).__name__}: {error}"[:ERROR_HEADER_MAX],
+                    DEAD_AT_HEADER: timezone.now().isoformat(),
                 },
+                correlation_id=correlation_id or "",
             )
 
 

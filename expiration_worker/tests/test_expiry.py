@@ -10,6 +10,7 @@ from queue import Empty
 import pytest
 from kombu import Connection, Exchange
 
+from shared_lib.events.broker import url_user
 from shared_lib.testing.rabbitmq import broker_url, queue_depths, vhost_of
 from shared_lib.testing.waiting import wait_for
 from ticketing_devtools.devkeys import ensure_dev_secrets
@@ -202,13 +203,14 @@ def test_the_liveness_check_reads_the_worker_heartbeat(event_worker):
     assert (alive.returncode, dead.returncode) == (0, 1)
 
 
-def _parked(url):
-    """The messages in expiration.tasks.dead, taken off it."""
+def _parked(url, *, keep=False):
+    """The messages in expiration.tasks.dead, taken off it (or, with `keep`, left there:
+    unacknowledged, they go back to the queue when the connection closes)."""
     with Connection(url) as conn:
         queue = deadletters_queue(conn.channel())
         queue.declare()
         found = []
-        while (message := queue.get(no_ack=True)) is not None:
+        while (message := queue.get(no_ack=not keep)) is not None:
             found.append(message)
         return found
 
@@ -248,7 +250,9 @@ def test_an_expiry_that_can_never_be_announced_is_parked_not_retried(
     assert "Retry in" not in worker.log()
 
 
-def test_a_parked_expiry_replays_and_is_announced(event_worker, rabbitmq_vhost, expirations):
+def test_a_parked_expiry_replays_and_is_announced(
+    event_worker, rabbitmq_vhost, expirations, settings
+):
     from expiration import deadletters
 
     event_worker()
@@ -256,6 +260,12 @@ def test_a_parked_expiry_replays_and_is_announced(event_worker, rabbitmq_vhost, 
     deadletters.park(
         order_id=order_id, correlation_id="corr-7", due_at=None, error=OSError("broker gone")
     )
+
+    parked = wait_for(lambda: _parked(rabbitmq_vhost, keep=True), timeout=10)
+    # Sent as any other message of this service: confirmed, persistent, its sender named.
+    assert parked[0].properties["user_id"] == url_user(settings.RABBITMQ_URL)
+    assert parked[0].properties["correlation_id"] == "corr-7"
+    assert parked[0].headers["x-error"] == "OSError: broker gone"
 
     assert deadletters.replay() == 1
     message, _ = receive(expirations, timeout=10)

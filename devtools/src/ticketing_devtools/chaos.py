@@ -56,10 +56,6 @@ class TcpProxy:
         with self._lock:
             self._cut = False
 
-    @property
-    def is_cut(self) -> bool:
-        return self._cut
-
     def hold(self) -> None:
         """Stall every connection, old and new: bytes are read but not passed on until
         release(), like a server (or a network) that stops answering without hanging up."""

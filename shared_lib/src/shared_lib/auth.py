@@ -40,11 +40,10 @@ ALGORITHM = "EdDSA"  # the only algorithm accepted: a token naming any other is 
 REQUIRED_CLAIMS = ("id", "email", "iat", "exp")
 # Longer than any spelling of a UUID: a huge `sid` is refused before it is parsed.
 _SESSION_ID_MAX_LENGTH = 64
-# Optional, so tokens minted before it existed (and every non-staff token) stay valid and
-# mean exactly what they meant: not staff. Minted only when true.
+# Optional: a token without it means not staff. Minted only when true.
 STAFF_CLAIM = "staff"
-# Optional for the same reason: a token minted before sessions existed still verifies in
-# the services that cannot check sessions anyway; auth_svc's SESSION_CHECK refuses it.
+# Optional: a token without one verifies in the services that cannot check sessions
+# anyway; auth_svc's SESSION_CHECK refuses it (no session row can be live for it).
 SESSION_ID_CLAIM = "sid"
 AUTH_CHALLENGE = 'Bearer realm="api"'  # sent with every 401 (RFC 9110)
 

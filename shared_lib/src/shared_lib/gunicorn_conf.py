@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from typing import Any
 
+from shared_lib.settings.logs import LINE_FORMATTER
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # One worker per core plus one keeps the cores busy while a worker waits on the database,
 # without oversubscribing; Kubernetes scales out with replicas rather than workers.
@@ -28,20 +30,12 @@ keepalive = 5
 # id (shared_lib.correlation.CorrelationIdMiddleware), in the format of every other line.
 accesslog = None
 errorlog = "-"
-# gunicorn's own lines (booting, worker timeouts) in that format too: JSON unless
-# LOG_FORMAT=text. Both loggers are named, since this dict replaces gunicorn's defaults.
-_LOG_FORMATTER = (
-    {
-        "()": "shared_lib.correlation.KeyValueFormatter",
-        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
-    }
-    if os.environ.get("LOG_FORMAT", "json").lower() == "text"
-    else {"()": "shared_lib.correlation.JsonFormatter"}
-)
+# gunicorn's own lines (booting, worker timeouts) in that format too (LOG_FORMAT). Both
+# loggers are named, since this dict replaces gunicorn's defaults.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"line": _LOG_FORMATTER},
+    "formatters": {"line": LINE_FORMATTER},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",

@@ -49,10 +49,6 @@ class OutboxEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.subject} {self.id}"
 
-    @property
-    def is_sent(self) -> bool:
-        return self.sent_at is not None
-
 
 class InboxMessage(models.Model):
     message_id = models.UUIDField()

@@ -4,8 +4,8 @@
     # GET /api/tickets  Accept: text/html,...      -> application/json
     # GET /api/tickets?format=api                   -> DRF's browsable API (HTML)
 
-The original app's web client renders its pages on a server that forwards the browser's
-own headers to the API, so a page load asks for `text/html`. DRF's stock negotiation
+A web client that renders its pages on a server may forward the browser's own headers to
+the API, so a page load asks for `text/html`. DRF's stock negotiation
 would answer that with the browsable API's HTML page, and answer an Accept it cannot
 satisfy (`application/xml`) with 406; clients of this API expect JSON in both cases.
 """

@@ -62,7 +62,9 @@ logger = logging.getLogger("shared_lib.events")
 
 ATTEMPTS_HEADER = "x-attempts"  # failed deliveries so far
 WAITS_HEADER = "x-waits"  # NotYet / database-down deliveries so far
-ERROR_HEADER = "x-error"
+ERROR_HEADER = "x-error"  # why a message was dead-lettered, cut to ERROR_HEADER_MAX
+ERROR_HEADER_MAX = 4000
+DEAD_AT_HEADER = "x-dead-at"  # when (ISO 8601, UTC)
 # Who first sent a message this service republishes (retry, dead letter): believed only
 # on a message whose user_id is this service's own.
 ORIGINAL_USER_HEADER = "x-original-user"
@@ -647,8 +649,8 @@ class Dispatcher:
     def _dead_letter(self, delivery: Delivery, error: str, *, failure: Failure) -> None:
         headers = {
             **delivery.headers,
-            ERROR_HEADER: error[:4000],
-            "x-dead-at": datetime.now(UTC).isoformat(),
+            ERROR_HEADER: error[:ERROR_HEADER_MAX],
+            DEAD_AT_HEADER: datetime.now(UTC).isoformat(),
             "x-queue": delivery.queue,
         }
         self._republish(

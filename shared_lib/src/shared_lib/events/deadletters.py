@@ -21,6 +21,7 @@ from typing import Any
 from shared_lib.events import broker
 from shared_lib.events.consumer import (
     ATTEMPTS_HEADER,
+    DEAD_AT_HEADER,
     ERROR_HEADER,
     ORIGINAL_USER_HEADER,
     WAITS_HEADER,
@@ -72,7 +73,7 @@ def _letters(channel: Any, queue: str) -> Iterator[tuple[DeadLetter, Any]]:
             message_id=str(message.properties.get("message_id", "")),
             subject=str(body.get("subject", "?")) if isinstance(body, dict) else "?",
             error=str(headers.get(ERROR_HEADER, "")),
-            dead_at=str(headers.get("x-dead-at", "")),
+            dead_at=str(headers.get(DEAD_AT_HEADER, "")),
             attempts=_count(headers, ATTEMPTS_HEADER),
             waits=_count(headers, WAITS_HEADER),
             body=body,

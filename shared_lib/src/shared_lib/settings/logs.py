@@ -20,12 +20,14 @@ _FORMATTERS = {
 }
 # JSON unless "text" is asked for: JSON is what a cluster's log collector parses.
 _STYLE = "text" if env("LOG_FORMAT", default="json").lower() == "text" else "json"
+# The formatter of every line, gunicorn's own included (shared_lib.gunicorn_conf).
+LINE_FORMATTER = _FORMATTERS[_STYLE]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"correlation": {"()": "shared_lib.correlation.CorrelationFilter"}},
-    "formatters": {"line": _FORMATTERS[_STYLE]},
+    "formatters": {"line": LINE_FORMATTER},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",

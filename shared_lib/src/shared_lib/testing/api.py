@@ -14,7 +14,7 @@ from typing import Any
 # shared_lib's own modules are imported where used: they read Django's settings, and this
 # module must import before (or without) them.
 
-# What a browser sends on a page load; the original web client forwards it to the API.
+# What a browser sends on a page load; a server-rendered client may forward it to the API.
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 # Accept headers that must still get JSON back (for `pytest.mark.parametrize`).
 BROWSER_ACCEPTS = (BROWSER_ACCEPT, "text/html", "application/xml")
