@@ -58,7 +58,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jwt
 import psycopg
 import requests
 from _common import (
@@ -83,6 +82,7 @@ from _common import (
 )
 from kombu import Connection, Consumer, Exchange, Queue
 
+from shared_lib.auth import mint_session_token
 from ticketing_devtools.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -424,14 +424,12 @@ def broker_ceiling(url: str, count: int) -> Ceiling:
 
 def mint_token(names: Names, user_id: uuid.UUID) -> str:
     """A session token as auth_svc mints it, signed with the checkout's dev private key."""
-    now = int(time.time())
-    claims = {
-        "id": str(user_id),
-        "email": f"{user_id.hex[:12]}@bench.example",
-        "iat": now,
-        "exp": now + 3600,
-    }
-    return jwt.encode(claims, names.dev.jwt_private_key_file.read_text(), algorithm="EdDSA")
+    return mint_session_token(
+        user_id=str(user_id),
+        email=f"{user_id.hex[:12]}@bench.example",
+        private_pem=names.dev.jwt_private_key_file.read_text(),
+        ttl_seconds=3600,
+    )
 
 
 def sell_tickets(base_url: str, token: str, count: int) -> list[str]:

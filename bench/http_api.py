@@ -645,22 +645,20 @@ def migrate(sb: Sandbox) -> None:
 
 def setup_django(sb: Sandbox) -> None:
     """tickets_svc's settings (on the 100k database) in this process: its ORM for the
-    EXPLAIN, shared_lib's own mint_session_token with the checkout's dev private key."""
+    EXPLAIN."""
     os.environ.update({**sb.envs["tickets_100k"], "LOG_LEVEL": "WARNING"})
     import django
 
     django.setup()
-    from django.conf import settings
-
-    # Only auth_svc holds the private key in a deployment; here the bench signs in its
-    # users the way auth_svc would, with the same key the services verify against.
-    settings.JWT_PRIVATE_KEY = sb.names.dev.jwt_private_key_file.read_text()
 
 
-def mint_token(user_id: uuid.UUID, email: str) -> str:
+def mint_token(sb: Sandbox, user_id: uuid.UUID, email: str) -> str:
+    """A session token as auth_svc mints it, with the key the services verify against."""
     from shared_lib.auth import mint_session_token
 
-    return mint_session_token(user_id=str(user_id), email=email)
+    return mint_session_token(
+        user_id=str(user_id), email=email, private_pem=sb.names.dev.jwt_private_key_file.read_text()
+    )
 
 
 def start_server(
@@ -940,12 +938,10 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
         for name in ("tickets_1k", "tickets_100k"):
             write_list_paths(sb.workdir / f"{name}.paths", sb.db_urls[name], rng)
         (sb.workdir / "bare.paths").write_text("/bare\n")
-        buyers = [
-            mint_token(uuid.UUID(int=rng.getrandbits(128), version=4), f"buyer{n}@bench.example")
-            for n in range(BUYERS)
-        ]
+        buyer_ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(BUYERS)]
+        buyers = [mint_token(sb, id_, f"buyer{n}@bench.example") for n, id_ in enumerate(buyer_ids)]
         write_id_files(sb.workdir / "buyers", buyers)
-        cookies = {"seller": mint_token(SELLER, "seller@bench.example"), "buyer": buyers[0]}
+        cookies = {"seller": mint_token(sb, SELLER, "seller@bench.example"), "buyer": buyers[0]}
 
         progress(f"starting 4 gunicorns ({gunicorn_conf.workers} workers each)")
         servers = {

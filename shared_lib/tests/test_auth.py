@@ -162,6 +162,24 @@ def test_mint_uses_the_current_time_by_default(make_token, settings):
     assert user.exp == user.iat + settings.SESSION_TTL_SECONDS
 
 
+def test_mint_with_a_key_and_lifetime_of_its_own_needs_neither_setting(session_keys, settings):
+    del settings.JWT_PRIVATE_KEY
+    del settings.SESSION_TTL_SECONDS
+
+    token = mint_session_token(
+        user_id=ALICE,
+        email="alice@example.com",
+        session_id=BOB,
+        now=1_000,
+        private_pem=session_keys.private_pem,
+        ttl_seconds=3_600,
+    )
+
+    assert jwt.decode(
+        token, session_keys.public_pem, algorithms=["EdDSA"], options={"verify_exp": False}
+    ) == {"id": ALICE, "email": "alice@example.com", "iat": 1_000, "exp": 4_600, "sid": BOB}
+
+
 @pytest.mark.parametrize("value", [None, ""])
 def test_mint_without_a_private_key_is_refused(settings, value):
     if value is None:

@@ -95,18 +95,22 @@ def mint_session_token(
     staff: bool = False,
     now: int | None = None,
     not_after: int | None = None,
+    private_pem: str | None = None,
+    ttl_seconds: int | None = None,
 ) -> str:
     """A signed session token; needs JWT_PRIVATE_KEY, which only auth_svc holds.
 
     `session_id` names the session (auth_svc's row); without one the token names a fresh
     id no session backs, which only auth_svc would notice (test and benchmark tokens).
     The token lives SESSION_TTL_SECONDS, never past `not_after` (the session's end).
-    `staff=True` adds the `staff` claim; otherwise the token carries none."""
-    private_pem = getattr(settings, "JWT_PRIVATE_KEY", None)
+    `staff=True` adds the `staff` claim; otherwise the token carries none.
+    `private_pem` and `ttl_seconds` stand in for those two settings where no Django
+    settings are loaded (a benchmark signing in its users with the checkout's dev key)."""
+    private_pem = private_pem or getattr(settings, "JWT_PRIVATE_KEY", None)
     if not private_pem:
         raise ImproperlyConfigured("Only auth_svc can mint session tokens (JWT_PRIVATE_KEY)")
     issued = int(time.time()) if now is None else now
-    expires = issued + settings.SESSION_TTL_SECONDS
+    expires = issued + (settings.SESSION_TTL_SECONDS if ttl_seconds is None else ttl_seconds)
     claims = {
         "id": str(user_id),
         "email": email,
