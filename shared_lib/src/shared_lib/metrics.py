@@ -296,17 +296,18 @@ class QueueCollector(Collector):
             labels=["queue"],
         )
         try:
-            with broker.connection() as conn, conn.channel() as channel:
-                for queue in self.queues:
-                    declared = channel.queue_declare(queue=queue, passive=True)
-                    ready.add_metric([queue], declared.message_count)
-                    dead_declared = channel.queue_declare(
-                        queue=broker.dead_queue_name(queue), passive=True
-                    )
-                    dead.add_metric([queue], dead_declared.message_count)
+            with broker.connection() as conn:
+                dead_names = {queue: broker.dead_queue_name(queue) for queue in self.queues}
+                counts = broker.ready_counts(conn, [*self.queues, *dead_names.values()])
         except Exception:
             logger.warning("queue metrics unavailable", exc_info=True)
             return
+        # A queue not declared yet (the worker declares its own at start) has no sample.
+        for queue, dead_name in dead_names.items():
+            if counts[queue] is not None:
+                ready.add_metric([queue], counts[queue])
+            if counts[dead_name] is not None:
+                dead.add_metric([queue], counts[dead_name])
         yield ready
         yield dead
 

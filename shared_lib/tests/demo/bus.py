@@ -77,15 +77,13 @@ def reset_demo_queues() -> None:
 
 def depth(name: str) -> int:
     """Messages ready in a queue (unacked ones are not counted)."""
-    with broker.connection() as conn, conn.channel() as channel:
-        return channel.queue_declare(queue=name, passive=True).message_count
+    return depths([name])[name]
 
 
 def depths(names: list[str]) -> dict[str, int]:
-    with broker.connection() as conn, conn.channel() as channel:
-        return {
-            name: channel.queue_declare(queue=name, passive=True).message_count for name in names
-        }
+    """Messages ready in each queue; one not declared yet holds none."""
+    with broker.connection() as conn:
+        return {name: count or 0 for name, count in broker.ready_counts(conn, names).items()}
 
 
 def nonempty_demo_queues() -> dict[str, int]:

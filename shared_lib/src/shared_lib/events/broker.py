@@ -310,6 +310,25 @@ def forget_declarations() -> None:
     _pool_connection.cache_clear()
 
 
+def ready_counts(conn: Connection, queues: Iterable[str]) -> dict[str, int | None]:
+    """Messages ready in each queue (unacknowledged ones not counted), by a passive declare
+    over AMQP: nothing is created, and a queue that does not exist is None. An AMQP round
+    trip per queue; not rabbitmqctl, which starts an Erlang VM for every look (that lists
+    a vhost's queues, for when their names are not known: testing.rabbitmq.queue_depths)."""
+    counts: dict[str, int | None] = {}
+    for name in queues:
+        # A channel each: a failed passive declare closes the channel it was sent on.
+        channel = conn.channel()
+        try:
+            counts[name] = channel.queue_declare(queue=name, passive=True).message_count
+        except conn.channel_errors:
+            counts[name] = None
+        finally:
+            with contextlib.suppress(*conn.connection_errors, *conn.channel_errors):
+                channel.close()
+    return counts
+
+
 def send(
     pooled: Any,
     *,
