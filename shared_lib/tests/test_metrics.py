@@ -458,3 +458,17 @@ def test_gunicorn_and_the_app_log_json_lines_with_one_access_line_per_request(gu
     assert access[0]["correlation_id"] == "req-access-42"
     assert access[0]["client"] == "127.0.0.1"
     assert 0 <= access[0]["duration_ms"] < 10_000
+
+
+@bus
+def test_a_queue_not_declared_yet_has_no_sample_and_spoils_no_other():
+    from shared_lib.metrics import QueueCollector
+
+    collector = QueueCollector([TICKETS, "demo.nothing.declared"])
+
+    families = {family.name: family for family in collector.collect()}
+
+    ready = {s.labels["queue"]: s.value for s in families["ticketing_queue_ready_messages"].samples}
+    dead = {s.labels["queue"]: s.value for s in families["ticketing_queue_dead_letters"].samples}
+    assert ready == {TICKETS: 0}
+    assert dead == {TICKETS: 0}
