@@ -5,7 +5,7 @@ import pytest
 from shared_lib.auth import SessionUser, verify_session_token
 from shared_lib.errors import BadRequest, InvalidInput
 from users import services
-from users.models import User
+from users.models import User, UserSession
 
 pytestmark = pytest.mark.django_db
 
@@ -124,3 +124,13 @@ def test_session_renew_returns_nothing_for_a_deleted_account():
     User.objects.filter(id=user.id).delete()
 
     assert services.session_renew(session=session, now=now) is None
+
+
+def test_session_renew_gives_nothing_before_half_the_tokens_life():
+    user = services.user_sign_up(email="early@example.com", password="correct horse battery")
+    now = int(time.time())
+    session = verify_session_token(services.session_start(user=user, now=now - 500))
+
+    assert services.session_renew(session=session, now=now - 400) is None  # 100 s of 900
+    assert UserSession.objects.filter(user=user).count() == 1
+    assert services.session_renew(session=session, now=now) is not None  # 500 s of 900

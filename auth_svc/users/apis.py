@@ -16,7 +16,6 @@ from shared_lib.auth import (
     SESSION_COOKIE,
     SessionUser,
     clear_session_cookie,
-    session_renewal_due,
     set_session_cookie,
     token_from_request,
     verify_session_token,
@@ -187,10 +186,8 @@ class CurrentUserApi(APIView):
             if _ended_session_cookie(request):
                 clear_session_cookie(response)
             return response
-        if not session_renewal_due(session):
-            return Response({"currentUser": CurrentUserSerializer(session).data})
         renewal = services.session_renew(session=session)
-        if renewal is None:  # the maximum age allows no later end (or it ended just now)
+        if renewal is None:  # not due, or the maximum age allows no later end
             return Response({"currentUser": CurrentUserSerializer(session).data})
         token, renewed = renewal
         response = Response({"currentUser": CurrentUserSerializer(renewed).data})

@@ -15,7 +15,12 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from shared_lib.auth import SessionUser, mint_session_token, verify_session_token
+from shared_lib.auth import (
+    SessionUser,
+    mint_session_token,
+    session_renewal_due,
+    verify_session_token,
+)
 from shared_lib.errors import BadRequest, InvalidInput
 from users.models import User, UserSession
 from users.selectors import session_get_live
@@ -141,9 +146,12 @@ def session_renew(
     *, session: SessionUser, now: int | None = None
 ) -> tuple[str, SessionUser] | None:
     """A fresh token (and what it says) for a live session; None when there is none to
-    give: the session ended (signed out, revoked, too old, the account gone), or a new
-    token would not outlive this one because the session's maximum age is that close."""
+    give: not due (less than half of the token's life has passed), the session ended
+    (signed out, revoked, too old, the account gone), or a new token would not outlive
+    this one because the session's maximum age is that close."""
     current = int(time.time()) if now is None else now
+    if not session_renewal_due(session, now=current):
+        return None
     row = session_get_live(session=session)
     if row is None:
         return None
