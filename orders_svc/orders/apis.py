@@ -17,12 +17,14 @@ from orders.models import Order
 from orders.throttles import OrderCreateThrottle
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import NotFound
-from shared_lib.fields import IdField
+from shared_lib.fields import IdField, ObjectBodySerializer
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
 from shared_lib.schema import error_responses
 
 
-class OrderInputSerializer(serializers.Serializer):
+class OrderInputSerializer(ObjectBodySerializer):
+    """The ticket to buy."""
+
     ticketId = IdField()
 
 

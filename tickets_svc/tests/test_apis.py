@@ -862,6 +862,18 @@ def test_update_by_someone_else_with_a_non_object_body_is_still_403(seller, buye
     assert_unchanged(ticket)
 
 
+@pytest.mark.parametrize("text", ['"Edited"', '{"title": "Edited", "price": 2'], ids=str)
+def test_an_unknown_ticket_is_404_and_someone_elses_403_whatever_the_body(seller, buyer, text):
+    ticket = make_ticket(user_id=seller.user_id)
+
+    unknown = raw_json(buyer, "put", detail(uuid.uuid4()), text)
+    not_theirs = raw_json(buyer, "put", detail(ticket.id), text)
+
+    assert (unknown.status_code, unknown.json()) == (404, errors((NOT_FOUND,)))
+    assert (not_theirs.status_code, not_theirs.json()) == (403, errors((FORBIDDEN,)))
+    assert_unchanged(ticket)
+
+
 def test_update_refuses_non_json_bodies(seller):
     ticket = make_ticket(user_id=seller.user_id)
 
@@ -958,7 +970,8 @@ def test_the_schema_states_exactly_what_the_body_takes(api_client):
     [*PRICE_TEXTS, None, True, 7, 0, Decimal("20.555"), Decimal("1E+400"), Decimal("2.05E+1")],
 )
 def test_the_body_is_judged_exactly_as_ticket_services_judge_it(title, price):
-    # Both hold the rules (services also serve callers other than the API): they agree.
+    # The fields judge by the services' rules, and what DRF refuses before asking them
+    # (missing, null, blank) it refuses in the rules' words: they agree.
     serializer = TicketInputSerializer(data={"title": title, "price": price})
     valid = serializer.is_valid()
     verdict = (

@@ -37,6 +37,12 @@ def ticket_updated(ticket_id, *, version, user_id, order_id=None, title="Concert
     )
 
 
+def edit(*, ticket_id, user_id, title, price):
+    """An edit as the API makes it: the ticket found for its editor, then updated."""
+    ticket = services.ticket_for_update(ticket_id=ticket_id, user_id=user_id)
+    return services.ticket_update(ticket=ticket, title=title, price=price)
+
+
 # --- validate_ticket_input -------------------------------------------------------------
 
 
@@ -128,19 +134,19 @@ def test_ticket_create_with_invalid_input_writes_nothing():
 
 
 @pytest.mark.django_db
-def test_ticket_update_checks_existence_then_ownership_then_input_then_the_lock():
+def test_an_edit_checks_existence_then_ownership_then_input_then_the_lock():
     owner = uuid.uuid4()
     free = make_ticket(user_id=owner)
     reserved = make_ticket(user_id=owner, order_id=uuid.uuid4(), version=1)
 
     with pytest.raises(NotFound):
-        services.ticket_update(ticket_id=uuid.uuid4(), user_id=owner, title="", price=None)
+        edit(ticket_id=uuid.uuid4(), user_id=owner, title="", price=None)
     with pytest.raises(Forbidden):
-        services.ticket_update(ticket_id=reserved.id, user_id=uuid.uuid4(), title="", price=None)
+        edit(ticket_id=reserved.id, user_id=uuid.uuid4(), title="", price=None)
     with pytest.raises(InvalidInput):
-        services.ticket_update(ticket_id=reserved.id, user_id=owner, title="", price=None)
+        edit(ticket_id=reserved.id, user_id=owner, title="", price=None)
     with pytest.raises(BadRequest) as refused:
-        services.ticket_update(ticket_id=reserved.id, user_id=owner, title="New", price="1")
+        edit(ticket_id=reserved.id, user_id=owner, title="New", price="1")
 
     assert refused.value.as_body() == {"errors": [{"message": services.TICKET_RESERVED}]}
     assert ticket_state(free.id) == ("Concert", Decimal("20.00"), 0, None)
@@ -153,7 +159,7 @@ def test_ticket_update_bumps_the_version_and_announces_the_edit():
     owner = uuid.uuid4()
     ticket = make_ticket(user_id=owner, version=4)
 
-    updated = services.ticket_update(ticket_id=ticket.id, user_id=owner, title="New", price=3)
+    updated = edit(ticket_id=ticket.id, user_id=owner, title="New", price=3)
 
     assert (updated.title, updated.price, updated.version) == ("New", Decimal("3.00"), 5)
     assert ticket_state(ticket.id) == ("New", Decimal("3.00"), 5, None)
@@ -162,9 +168,38 @@ def test_ticket_update_bumps_the_version_and_announces_the_edit():
     ]
 
 
-# --- ticket_update's optimistic path: a real second transaction commits between its read
-# and its conditional UPDATE. The main thread holds the row lock (its change uncommitted)
-# while a second thread runs ticket_update: that thread reads the last committed version,
+@pytest.mark.django_db
+def test_ticket_update_writes_only_the_version_its_editor_was_checked_against():
+    owner = uuid.uuid4()
+    ticket = make_ticket(user_id=owner)
+    found = services.ticket_for_update(ticket_id=ticket.id, user_id=owner)
+    edit(ticket_id=ticket.id, user_id=owner, title="First", price="30")
+
+    with pytest.raises(Conflict):
+        services.ticket_update(ticket=found, title="Second", price="40")
+
+    assert ticket_state(ticket.id) == ("First", Decimal("30.00"), 1, None)
+    assert [(data["version"], data["title"]) for _, data in published()] == [(1, "First")]
+
+
+@pytest.mark.django_db
+def test_ticket_update_of_a_ticket_reserved_since_it_was_found_is_refused():
+    owner, order_id = uuid.uuid4(), uuid.uuid4()
+    ticket = make_ticket(user_id=owner)
+    found = services.ticket_for_update(ticket_id=ticket.id, user_id=owner)
+    services.ticket_reserve(ticket_id=ticket.id, order_id=order_id)
+
+    with pytest.raises(BadRequest) as refused:
+        services.ticket_update(ticket=found, title="Edited", price="40")
+
+    assert refused.value.message == services.TICKET_RESERVED
+    assert ticket_state(ticket.id) == ("Concert", Decimal("20.00"), 1, order_id)
+    assert [(data["version"], data["orderId"]) for _, data in published()] == [(1, str(order_id))]
+
+
+# --- ticket_update's optimistic path: a real second transaction commits between the read
+# and the conditional UPDATE. The main thread holds the row lock (its change uncommitted)
+# while a second thread makes an edit: that thread reads the last committed version,
 # then its UPDATE blocks on the lock; we wait until PostgreSQL reports it blocked, commit,
 # and its UPDATE re-evaluates its WHERE against the new row and misses.
 
@@ -196,11 +231,9 @@ def test_ticket_update_that_lost_a_race_to_another_edit_is_a_conflict(rabbitmq_v
     ticket = make_ticket(user_id=owner)
 
     with transaction.atomic():
-        services.ticket_update(ticket_id=ticket.id, user_id=owner, title="First", price="30")
+        edit(ticket_id=ticket.id, user_id=owner, title="First", price="30")
         thread, box = start_blocked_call(
-            lambda: services.ticket_update(
-                ticket_id=ticket.id, user_id=owner, title="Second", price="40"
-            )
+            lambda: edit(ticket_id=ticket.id, user_id=owner, title="Second", price="40")
         )
         wait_for(lambda: is_blocked(box), timeout=10)
     thread.join(timeout=10)
@@ -220,9 +253,7 @@ def test_ticket_update_that_lost_a_race_to_a_reservation_is_refused(rabbitmq_vho
     with transaction.atomic():
         services.ticket_reserve(ticket_id=ticket.id, order_id=order_id)
         thread, box = start_blocked_call(
-            lambda: services.ticket_update(
-                ticket_id=ticket.id, user_id=owner, title="Edited", price="40"
-            )
+            lambda: edit(ticket_id=ticket.id, user_id=owner, title="Edited", price="40")
         )
         wait_for(lambda: is_blocked(box), timeout=10)
     thread.join(timeout=10)

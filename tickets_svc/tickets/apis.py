@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -16,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shared_lib.auth import IsSignedIn
-from shared_lib.errors import Forbidden, NotFound
-from shared_lib.fields import ObjectBodySerializer, StrictCharField
+from shared_lib.errors import NotFound
+from shared_lib.fields import ObjectBodySerializer
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
 from shared_lib.schema import error_responses
 from tickets import selectors, services
@@ -29,6 +28,16 @@ _PRICE_PLACES = -services.CENT.as_tuple().exponent  # 2
 if services.PRICE_LIMIT != 10**_PRICE_WHOLE_DIGITS:
     raise ImproperlyConfigured("the price schema's string pattern needs a power-of-ten limit")
 
+T = TypeVar("T")
+
+
+def _judged(rule: Callable[[Any], tuple[str | None, T]], data: Any) -> T:
+    """`data` as a tickets.services rule cleans it, or the rule's message as the field's."""
+    message, value = rule(data)
+    if message:
+        raise serializers.ValidationError(message)
+    return value
+
 
 # The limit applies once the title is trimmed, so the schema says it with a pattern: a
 # maxLength would refuse the surrounding spaces a client may send.
@@ -38,24 +47,16 @@ if services.PRICE_LIMIT != 10**_PRICE_WHOLE_DIGITS:
         "pattern": rf"^\s*\S([\s\S]{{0,{services.TITLE_MAX_LENGTH - 2}}}\S)?\s*$",
     }
 )
-class TitleField(StrictCharField):
-    """A string of 1 to TITLE_MAX_LENGTH characters once trimmed; anything else that is
-    not a long enough string is "Title is required"."""
+class TitleField(serializers.CharField):
+    """A title tickets.services.title_error accepts, trimmed. A CharField for DRF's refusal
+    of NUL and lone surrogates, which no database column stores."""
 
-    default_error_messages = {
-        **dict.fromkeys(("required", "null", "blank", "invalid"), services.TITLE_REQUIRED),
-        "too_long": services.TITLE_TOO_LONG,
-    }
+    # What DRF refuses before to_internal_value (missing, null, only spaces), in the
+    # words title_error would use.
+    default_error_messages = dict.fromkeys(("required", "null", "blank"), services.TITLE_REQUIRED)
 
     def to_internal_value(self, data: Any) -> str:
-        title = super().to_internal_value(data)
-        if len(title) > services.TITLE_MAX_LENGTH:
-            self.fail("too_long")
-        return title
-
-
-# A numeric string in plain decimal notation: no exponent, no thousands separators.
-_PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
+        return _judged(services.title_error, data)
 
 
 @extend_schema_field(
@@ -82,32 +83,14 @@ _PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
     }
 )
 class PriceField(serializers.Field):
-    """An exact amount: a JSON number (a Decimal from shared_lib.parsers) or a numeric
-    string, more than 0, less than PRICE_LIMIT, in whole cents (trailing zeros are not
-    extra decimals). Anything that is not such a number is "Price must be greater than 0"."""
+    """An amount tickets.services.price_error accepts, in cents: a JSON number (a Decimal
+    from shared_lib.parsers) or a numeric string."""
 
-    default_error_messages = {
-        **dict.fromkeys(("required", "null", "invalid"), services.PRICE_POSITIVE),
-        "too_high": services.PRICE_TOO_HIGH,
-        "decimals": services.PRICE_DECIMALS,
-    }
+    # What DRF refuses before to_internal_value (missing, null), in price_error's words.
+    default_error_messages = dict.fromkeys(("required", "null"), services.PRICE_POSITIVE)
 
     def to_internal_value(self, data: Any) -> Decimal:
-        # bool is an int in Python; a JSON true is not a price.
-        if isinstance(data, int | Decimal) and not isinstance(data, bool):
-            amount = Decimal(data)
-        elif isinstance(data, str) and _PLAIN_DECIMAL.match(data.strip()):
-            amount = Decimal(data.strip())
-        else:
-            self.fail("invalid")
-        if not amount.is_finite() or amount <= 0:
-            self.fail("invalid")
-        # The limit first: quantize() cannot represent a number of 28+ digits at cents.
-        if amount >= services.PRICE_LIMIT:
-            self.fail("too_high")
-        if amount != amount.quantize(services.CENT):
-            self.fail("decimals")
-        return amount.quantize(services.CENT)
+        return _judged(services.price_error, data)
 
 
 class TicketInputSerializer(ObjectBodySerializer):
@@ -184,17 +167,12 @@ class TicketDetailApi(APIView):
         responses={200: TicketOutputSerializer, **error_responses(403, 409)},
     )
     def put(self, request: Request, ticket_id: str) -> Response:
-        user_id = uuid.UUID(request.user.id)
-        # 404, then 403, then the body (docs/api.md): someone else's ticket is refused
-        # whatever was sent. ticket_update checks both again as it writes.
-        ticket = selectors.ticket_get(ticket_id=uuid.UUID(ticket_id))
-        if ticket is None:
-            raise NotFound()
-        if ticket.user_id != user_id:
-            raise Forbidden()
+        # 404, then 403, then the body (docs/development.md): someone else's ticket is
+        # refused whatever was sent.
+        ticket = services.ticket_for_update(
+            ticket_id=uuid.UUID(ticket_id), user_id=uuid.UUID(request.user.id)
+        )
         serializer = TicketInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        ticket = services.ticket_update(
-            ticket_id=ticket.id, user_id=user_id, **serializer.validated_data
-        )
+        ticket = services.ticket_update(ticket=ticket, **serializer.validated_data)
         return Response(ticket_json(vars(ticket)))

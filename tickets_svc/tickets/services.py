@@ -15,6 +15,7 @@ from django.utils import timezone
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import claim_version
+from tickets import selectors
 from tickets.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ CENT = Decimal("0.01")
 _PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
-def _title_error(title: Any) -> tuple[str | None, str]:
+def title_error(title: Any) -> tuple[str | None, str]:
+    """The message of the rule `title` (as sent) breaks, or None; and the title trimmed."""
     if not isinstance(title, str) or not title.strip():
         return TITLE_REQUIRED, ""
     title = title.strip()
@@ -42,7 +44,9 @@ def _title_error(title: Any) -> tuple[str | None, str]:
     return None, title
 
 
-def _price_error(price: Any) -> tuple[str | None, Decimal]:
+def price_error(price: Any) -> tuple[str | None, Decimal]:
+    """The message of the rule `price` (a number or a numeric string) breaks, or None; and
+    the amount, in cents when it is valid."""
     # bool is an int in Python; a JSON true is not a price.
     if isinstance(price, bool) or not isinstance(price, int | Decimal | str):
         return PRICE_POSITIVE, Decimal(0)
@@ -66,9 +70,9 @@ def _price_error(price: Any) -> tuple[str | None, Decimal]:
 
 def validate_ticket_input(*, title: Any, price: Any) -> tuple[str, Decimal]:
     """(title, price) cleaned, or InvalidInput naming every bad field."""
-    title_error, clean_title = _title_error(title)
-    price_error, clean_price = _price_error(price)
-    errors = [(m, f) for m, f in ((title_error, "title"), (price_error, "price")) if m]
+    title_message, clean_title = title_error(title)
+    price_message, clean_price = price_error(price)
+    errors = [(m, f) for m, f in ((title_message, "title"), (price_message, "price")) if m]
     if errors:
         raise InvalidInput(errors)
     return clean_title, clean_price
@@ -95,17 +99,25 @@ def ticket_create(*, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
     return ticket
 
 
-def ticket_update(*, ticket_id: uuid.UUID, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
-    """Edit a ticket: 404, then 403 for a non-owner, then input, then the lock (in that order).
+def ticket_for_update(*, ticket_id: uuid.UUID, user_id: uuid.UUID) -> Ticket:
+    """The ticket `user_id` may edit: NotFound if there is none, Forbidden if it is
+    someone else's. Asked before the edit is judged (docs/development.md: 404, then 403,
+    then 400), so a non-owner learns nothing about the body or the lock. ticket_update
+    writes only while the ticket is at the version read here, so the check still holds."""
+    ticket = selectors.ticket_get(ticket_id=ticket_id)
+    if ticket is None:
+        raise NotFound()
+    if ticket.user_id != user_id:
+        raise Forbidden()
+    return ticket
+
+
+def ticket_update(*, ticket: Ticket, title: Any, price: Any) -> Ticket:
+    """Edit `ticket`, as ticket_for_update found it for the editor: input, then the lock.
 
     Optimistic: the UPDATE applies only to the version that was read and only while the
     ticket is free, so an edit can never undo a lock taken meanwhile by an order.
     """
-    ticket = Ticket.objects.filter(id=ticket_id).first()
-    if ticket is None:
-        raise NotFound()
-    if ticket.user_id != user_id:
-        raise Forbidden()  # before the lock: a non-owner learns nothing about it
     clean_title, clean_price = validate_ticket_input(title=title, price=price)
     if ticket.is_reserved:
         raise BadRequest(TICKET_RESERVED)

@@ -1,6 +1,6 @@
 """A call run in a thread of its own, on a database connection of its own, for races.
 
-thread, outcome = start_call(lambda: services.ticket_update(ticket_id=..., ...))
+thread, outcome = start_call(lambda: services.ticket_update(ticket=ticket, title=..., price=...))
 thread.join(timeout=10)
 assert isinstance(outcome.get("error"), Conflict)
 """
