@@ -43,7 +43,7 @@ PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 PAYMENT_PENDING = "The payment is still being processed; please check again shortly"
 
 # What Stripe.js Elements produces (a PaymentMethod id), or a legacy card token from
-# Stripe Checkout / Stripe.js v2 (the original app's client), which Stripe makes into one.
+# Stripe Checkout / Stripe.js v2 (older clients send these), which Stripe makes into one.
 TOKEN_PATTERN = r"^(pm|tok)_[A-Za-z0-9_]{1,250}$"  # noqa: S105 (a pattern, not a secret)
 _TOKEN = re.compile(TOKEN_PATTERN)
 # An attempt still pending after this long died with its process; it is then retried
@@ -420,7 +420,7 @@ def payments_reconcile(*, now: datetime | None = None) -> int:
         logger.warning("attempt settling deferred: Stripe unavailable")
     with transaction.atomic():
         # A safety net: every charge of a cancelled order is owed back, whichever path
-        # (an old release, a manual fix) left it without a row.
+        # (a manual fix in the database, a crash between two steps) left it without a row.
         _owe_refunds_of_cancelled(
             OrderReplica.objects.filter(status=OrderReplica.Status.CANCELLED).values("id")
         )

@@ -544,7 +544,7 @@ def test_an_unknown_payment_method_is_declined_without_a_charge(signed_in_client
     assert_nothing_charged(order, stripe_ledger, attempts=1)
 
 
-# --- legacy card tokens (Stripe Checkout, the original app's client) -------------------
+# --- legacy card tokens (Stripe Checkout, Stripe.js v2) ---------------------------------
 
 
 def test_a_card_token_pays_like_a_payment_method(signed_in_client, stripe_ledger):

@@ -516,7 +516,7 @@ def test_list_refuses_a_bad_limit(api_client, limit):
             id="integer-id",
         ),
         # Valid ISO timestamps whose UTC instant is outside what datetime can hold: they
-        # used to overflow while the query was built (a 500).
+        # overflow while the query is built unless the cursor refuses them (no 500).
         pytest.param(
             encode_cursor({"t": "0001-01-01T00:00:00+23:59", "id": str(uuid.uuid4())}),
             id="before-year-1-in-utc",
