@@ -76,7 +76,11 @@ def check_events(figures: dict[str, Any]) -> None:
     assert_percentiles(figures["latency"])
     assert len(figures["latency_steps"]) == 3
     for step in figures["latency_steps"].values():
-        assert_positive(step, "p50_ms", "p99_ms", "max_ms")
+        # A step between two processes' clocks of one host can be below zero: the relay
+        # marks a batch sent once all its confirms are in, and a consumer may already be
+        # handling the first event by then.
+        assert all(math.isfinite(step[key]) for key in ("p50_ms", "p99_ms", "max_ms"))
+        assert step["p50_ms"] <= step["p99_ms"] <= step["max_ms"]
     assert set(figures["peers"]) == {"postgres_loop", "kombu", "nameko", "faststream"}
     for peer in figures["peers"].values():
         assert_positive(peer, "events_per_s", "cpu_ms_per_event", "events")
