@@ -27,26 +27,27 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
 from shared_lib.auth import AUTH_CHALLENGE
+from shared_lib.error_messages import (  # the messages, importable from here too
+    BAD_REQUEST,
+    BODY_TOO_LARGE,
+    CONFLICT,
+    FORBIDDEN,
+    INTERNAL_ERROR,
+    MALFORMED_JSON,
+    METHOD_NOT_ALLOWED,
+    NOT_ACCEPTABLE,
+    NOT_AUTHORIZED,
+    NOT_FOUND,
+    SERVICE_UNAVAILABLE,
+    TOO_MANY_REQUESTS,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 
 logger = logging.getLogger(__name__)
 
-# Messages the API promises (docs/api.md); tests assert these exact strings.
-NOT_AUTHORIZED = "Not authorized"
-FORBIDDEN = "Forbidden"
-NOT_FOUND = "Not Found"
-TOO_MANY_REQUESTS = "Too many requests"
-METHOD_NOT_ALLOWED = "Method not allowed"
-MALFORMED_JSON = "Malformed JSON body"
-UNSUPPORTED_MEDIA_TYPE = "Unsupported media type: send application/json"
-NOT_ACCEPTABLE = "Not acceptable"
-BODY_TOO_LARGE = "Request body too large"
-BAD_REQUEST = "Bad request"
-CONFLICT = "The resource was changed by someone else; reload and try again"
-SERVICE_UNAVAILABLE = "Service unavailable"
 # Long enough for a connection pool to notice the database is back (health checks run
 # per request), short enough that a client retrying after it is not left waiting.
 DATABASE_RETRY_AFTER_SECONDS = 2
-INTERNAL_ERROR = "Something went wrong"
 
 _STATUS_MESSAGES = {
     400: BAD_REQUEST,

@@ -18,6 +18,8 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 
+from shared_lib.errors import error_body
+
 logger = logging.getLogger(__name__)
 
 LIVENESS_PATH = "/healthz"
@@ -73,10 +75,7 @@ class HealthMiddleware:
             checks = run_checks()
             failed = [name for name, state in checks.items() if state != "ok"]
             if failed:
-                body = {
-                    "errors": [{"message": f"Not ready: {', '.join(failed)}"}],
-                    "checks": checks,
-                }
+                body = {**error_body(f"Not ready: {', '.join(failed)}"), "checks": checks}
                 return JsonResponse(body, status=503)
             return JsonResponse({"status": "ok", "checks": checks})
         return self.get_response(request)
