@@ -11,7 +11,6 @@ starts, the machine it ran on, percentiles, CPU accounting, its command line and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -111,9 +110,7 @@ class Names:
 
     def admin_db_url(self, service_name: str) -> str:
         """A service's database of this run (start_stack's), as PostgreSQL's admin."""
-        parts = urlsplit(admin_url())
-        database = service(service_name).database(self.db_prefix)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+        return admin_url(service(service_name).database(self.db_prefix))
 
     def query(self, service_name: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement's rows from a service's database of this run."""
@@ -189,24 +186,16 @@ def wait_replicated(names: Names, ticket_ids: list[str], *, timeout: float) -> N
         )
 
 
-def queue_ready(url: str, queues: Iterable[str]) -> dict[str, int]:
-    """Ready messages per queue, by a passive declare over AMQP (nothing is created; a
-    queue not declared yet holds 0). Not rabbitmqctl's list_queues: that starts an Erlang
-    VM, a second of CPU per look, in windows where the CPU is what is measured."""
+def ready_messages(url: str, queues: Iterable[str]) -> dict[str, int]:
+    """Ready messages per queue over AMQP (shared_lib.events.broker.ready_counts; a queue
+    not declared yet holds 0): not rabbitmqctl, whose Erlang VM would take a second of CPU
+    per look in windows where the CPU is what is measured."""
     from kombu import Connection
 
-    counts = {}
+    from shared_lib.events.broker import ready_counts
+
     with Connection(url) as conn:
-        for name in queues:
-            channel = conn.channel()
-            try:
-                counts[name] = channel.queue_declare(queue=name, passive=True).message_count
-            except Exception:  # not declared (yet): nothing waits there
-                counts[name] = 0
-            finally:
-                with contextlib.suppress(Exception):
-                    channel.close()
-    return counts
+        return {name: count or 0 for name, count in ready_counts(conn, queues).items()}
 
 
 def machine_summary(db_url: str, amqp_url: str | None = None, **versions: str) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from _common import (
     own_databases,
     process_table,
     progress,
-    queue_ready,
+    ready_messages,
     started_at,
     tail,
     verdict,
@@ -810,7 +810,7 @@ def verify_peer(sb: Sandbox, peer: Peer, tables: Tables, expected: int, title: s
             if count != expected:
                 problems.append(f"{what} {count}")
     if peer.from_broker:
-        if depth := queue_ready(sb.vhost_url, [peer.consumer])[peer.consumer]:
+        if depth := ready_messages(sb.vhost_url, [peer.consumer])[peer.consumer]:
             problems.append(f"{depth} messages left in {peer.consumer}")
         with Connection(sb.vhost_url) as conn, conn.channel() as channel:
             channel.queue_delete(queue=peer.consumer)
@@ -992,7 +992,7 @@ def verify_pipeline(sb: Sandbox, expected: int) -> None:
     }
     problems = [f"{what} {count}" for what, count in counts.items() if count != expected]
     main = broker.queue_name(settings.EVENTS_SERVICE, Subject.TICKET_CREATED)
-    for name, depth in queue_ready(sb.vhost_url, [main, broker.dead_queue_name(main)]).items():
+    for name, depth in ready_messages(sb.vhost_url, [main, broker.dead_queue_name(main)]).items():
         if depth:
             problems.append(f"{depth} messages left in {name}")
     if problems:

@@ -71,7 +71,7 @@ from _common import (
     machine_summary,
     main_of,
     progress,
-    queue_ready,
+    ready_messages,
     sleep_until,
     start_stack,
     started_at,
@@ -856,10 +856,10 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             results.scheduled_seconds_before = expiry_second - time.time()
             results.scheduled = scheduled.count()
             while time.time() < expiry_second - 1.0:
-                if not any(queue_ready(names.vhost_url, SETTLE_QUEUES).values()):
+                if not any(ready_messages(names.vhost_url, SETTLE_QUEUES).values()):
                     break
                 time.sleep(0.1)
-            results.backlog_at_expiry = queue_ready(names.vhost_url, SETTLE_QUEUES)
+            results.backlog_at_expiry = ready_messages(names.vhost_url, SETTLE_QUEUES)
 
             meter = CpuMeter(system, names.db_prefix)
             sleep_until(expiry_second - 0.5)

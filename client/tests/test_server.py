@@ -1,13 +1,12 @@
 """The client as deployed: gunicorn with client_site.gunicorn_conf, one worker process."""
 
 import io
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from client_site import gunicorn_conf
-from shared_lib.testing.processes import free_port
+from shared_lib.testing.processes import free_port, gunicorn_command
 from tests.conftest import url_of
 from ticketing_devtools.catalog import service
 from ticketing_devtools.devkeys import ensure_dev_secrets
@@ -15,7 +14,6 @@ from ticketing_devtools.environment import service_env
 from ticketing_devtools.supervisor import Supervisor
 
 PAGES_AT_ONCE = 4
-GUNICORN_CONF = f"python:{service('client').gunicorn_conf}"
 
 
 def test_the_client_runs_every_services_gunicorn_settings_with_threads():
@@ -41,12 +39,13 @@ def test_one_worker_serves_pages_while_they_wait_on_the_apis(recorder, stack):
         **service_env(service("client"), ensure_dev_secrets()),
         "API_BASE_URL": url_of(recorder),
         "WEB_CONCURRENCY": "1",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
     }
     with Supervisor(log=io.StringIO()) as supervisor:
         supervisor.start(
             "client-web",
-            [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "client_site.wsgi"],
+            gunicorn_command(
+                "client_site.wsgi", port=port, config_module=service("client").gunicorn_conf
+            ),
             cwd=service("client").directory,
             env=env,
         )

@@ -43,11 +43,15 @@ def order(stack, buyer, ticket_id):
     return buyer.post(f"{stack.url}/api/orders", json={"ticketId": ticket_id}, timeout=10)
 
 
-def first_answer(call):
+def first_answer(call, timeout=20.0):
     """Call until the answer is not a 404 (the event has not arrived yet); that answer.
 
     (A Response is falsy for 4xx, so it travels wrapped in a list through wait_for.)"""
-    return wait_for(lambda: [r] if (r := call()).status_code != 404 else None)[0]
+    return wait_for(
+        lambda: [r] if (r := call()).status_code != 404 else None,
+        timeout=timeout,
+        what="an answer other than 404",
+    )[0]
 
 
 def orderable(stack, buyer, ticket_id):
@@ -56,7 +60,7 @@ def orderable(stack, buyer, ticket_id):
 
 
 def tickets_inbox_has(message_id):
-    url = admin_url().rsplit("/", 1)[0] + "/" + SERVICES_DB
+    url = admin_url(SERVICES_DB)
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT 1 FROM shared_lib_inboxmessage WHERE message_id = %s", [message_id]

@@ -30,7 +30,7 @@ def user(stack, name: str) -> requests.Session:
 
 def make_staff(user_id: str) -> None:
     """What `manage.py createsuperuser` or the auth admin does: is_staff on the row."""
-    url = admin_url().rsplit("/", 1)[0] + "/" + service("auth").database(DB_PREFIX)
+    url = admin_url(service("auth").database(DB_PREFIX))
     with psycopg.connect(url) as conn:
         updated = conn.execute("UPDATE users_user SET is_staff = true WHERE id = %s", [user_id])
         assert updated.rowcount == 1

@@ -5,16 +5,23 @@ import pytest
 
 from ticketing_devtools import backing
 from ticketing_devtools.backing import (
+    DEFAULT_ADMIN_URL,
+    DEFAULT_RABBITMQ_URL,
+    DEFAULT_REDIS_URL,
     admin_url,
     endpoints,
     ensure_backing_servers,
+    in_database,
     install_command,
     is_listening,
     pg_password_file,
     rabbitmqctl,
     stop_backing_servers,
 )
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.environment import common_env
 from ticketing_devtools.provision import database_url
+from ticketing_devtools.status import environment_description
 
 
 @pytest.fixture
@@ -77,6 +84,40 @@ def test_a_server_started_here_lends_its_password_to_an_admin_url_without_one(
     assert admin_url() == "postgresql://postgres:s3%2Fcret@127.0.0.1:6543/postgres"
     monkeypatch.setenv("PG_ADMIN_URL", "postgresql://postgres:given@127.0.0.1:6543/postgres")
     assert admin_url() == "postgresql://postgres:given@127.0.0.1:6543/postgres"
+
+
+def test_an_admin_url_for_another_database_keeps_the_server_login_and_query(
+    backing_dir, monkeypatch
+):
+    monkeypatch.setenv(
+        "PG_ADMIN_URL", "postgresql://admin:p%2Fw@db.example:6543/postgres?sslmode=require"
+    )
+
+    assert admin_url("ticketing_orders") == (
+        "postgresql://admin:p%2Fw@db.example:6543/ticketing_orders?sslmode=require"
+    )
+    assert in_database("postgresql://a@[::1]:5432/postgres?sslmode=verify-full", "x") == (
+        "postgresql://a@[::1]:5432/x?sslmode=verify-full"
+    )
+
+
+def test_an_empty_url_counts_as_unset_for_every_reader(tmp_path, monkeypatch):
+    for name in ("PG_ADMIN_URL", "RABBITMQ_URL", "REDIS_URL", "TICKETING_DB_PREFIX"):
+        monkeypatch.setenv(name, "")
+
+    env = common_env(ensure_dev_secrets(tmp_path / "dev"))
+
+    assert [e.url for e in endpoints()] == [
+        DEFAULT_ADMIN_URL,
+        DEFAULT_RABBITMQ_URL,
+        DEFAULT_REDIS_URL,
+    ]
+    assert (env["RABBITMQ_URL"], env["REDIS_URL"]) == (DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL)
+    assert environment_description() == {
+        "rabbitmq_url": DEFAULT_RABBITMQ_URL,
+        "db_prefix": "ticketing",
+        "services": {},
+    }
 
 
 def test_a_postgresql_that_refuses_the_admin_login_is_one_clear_line(

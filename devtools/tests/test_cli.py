@@ -2,14 +2,17 @@
 and the repository's .env, read at start without overriding what is exported."""
 
 import http.server
+import os
 import threading
 
 import pytest
 
 from shared_lib.testing.processes import free_port
 from ticketing_devtools import cli
+from ticketing_devtools.catalog import VAR_DIR
 from ticketing_devtools.cli import main
 from ticketing_devtools.envfile import EnvFileError, load_env_file, parse_env_file
+from ticketing_devtools.status import default_stack_file
 
 SUITES = "shared_lib, auth, tickets, orders, payments, expiration, client, devtools"
 SERVICES = "auth, tickets, orders, payments, expiration, client"
@@ -153,8 +156,8 @@ def test_exported_variables_win_over_the_env_file(env_file, monkeypatch):
     loaded = load_env_file(env_file)
 
     assert loaded == {PROBE: "from-file"}
-    assert cli.os.environ["EXPORTED"] == "exported"
-    assert cli.os.environ[PROBE] == "from-file"
+    assert os.environ["EXPORTED"] == "exported"
+    assert os.environ[PROBE] == "from-file"
 
 
 def test_a_missing_env_file_is_no_error(tmp_path):
@@ -184,3 +187,19 @@ def test_every_process_started_sees_the_env_file(env_file, capfd):
 
     assert code == 0
     assert "seen by manage.py" in capfd.readouterr().out.splitlines()
+
+
+def test_an_empty_gateway_port_or_db_prefix_counts_as_unset(monkeypatch):
+    monkeypatch.setenv("GATEWAY_PORT", "")
+    monkeypatch.setenv("TICKETING_DB_PREFIX", "")
+
+    assert default_stack_file() == VAR_DIR / "run" / "ticketing-8080" / "stack.json"
+
+
+def test_a_gateway_port_that_is_no_port_number_is_one_line(env_file, monkeypatch, capsys):
+    monkeypatch.setenv("GATEWAY_PORT", "80a")
+
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err == (
+        "ticketing-dev demo: error: GATEWAY_PORT must be a port number, not '80a'\n"
+    )

@@ -80,7 +80,7 @@ def faulty(relays, tmp_path_factory):
 
 
 def rows(stack, name, sql, params=()):
-    url = admin_url().rsplit("/", 1)[0] + "/" + service(name).database(stack.db_prefix)
+    url = admin_url(service(name).database(stack.db_prefix))
     with psycopg.connect(url) as conn:
         return conn.execute(sql, params).fetchall()
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared_lib.testing.processes import free_port
+from shared_lib.testing.processes import (
+    Process,
+    free_port,
+    group_running,
+    signal_group,
+    stop_group,
+)
+from shared_lib.testing.waiting import wait_for
 from tests.deploy import compose_model
 from ticketing_devtools import gateway as gateway_module
 from ticketing_devtools import ingress
@@ -144,14 +151,6 @@ class Gateway:
     process: subprocess.Popen
 
 
-def _logs(run_dir: Path) -> str:
-    return "\n".join(
-        f"--- {name}:\n{(run_dir / name).read_text(errors='replace')}"
-        for name in ("stdout.log", "stderr.log")
-        if (run_dir / name).exists()
-    )
-
-
 @contextmanager
 def run_gateway(
     table: RouteTable, upstreams: dict[str, str], run_dir: Path, **options: str
@@ -161,46 +160,33 @@ def run_gateway(
         table, upstreams=upstreams, listen=f"127.0.0.1:{port}", run_dir=run_dir, **options
     )
     check_config(conf, run_dir)
-    with (run_dir / "stdout.log").open("wb") as out, (run_dir / "stderr.log").open("wb") as err:
-        # Own process group, so a hard kill can take the workers along with the master.
-        process = subprocess.Popen(
-            nginx_command(conf, run_dir), stdout=out, stderr=err, start_new_session=True
-        )
+    nginx = Process(
+        nginx_command(conf, run_dir),
+        cwd=run_dir,
+        env=os.environ,
+        log_path=run_dir / "nginx.log",
+        name="nginx",
+        port=port,
+    ).start()
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"nginx exited with {process.returncode}\n{_logs(run_dir)}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"nginx did not listen on {port}\n{_logs(run_dir)}")
-            time.sleep(0.02)
-        yield Gateway(f"http://127.0.0.1:{port}", port, run_dir, process)
+        try:
+            nginx.wait_listening(timeout=TIMEOUT)
+        except RuntimeError as exc:  # exited, or never listened: the message quotes its log
+            pytest.fail(str(exc))
+        yield Gateway(nginx.url, port, run_dir, nginx.process)
     finally:
-        stop_gateway(process)
+        stop_gateway(nginx.process)
 
 
 def stop_gateway(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGQUIT)  # graceful: finish in-flight requests
-        try:
-            process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(TIMEOUT)
+    # SIGQUIT: nginx's graceful shutdown, finishing in-flight requests.
+    stop_group(process, TIMEOUT, signum=signal.SIGQUIT)
     # The worker must be gone too, not just the master we waited for.
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("nginx left processes behind after shutdown")
-        time.sleep(0.02)
+    try:
+        wait_for(lambda: not group_running(process), timeout=TIMEOUT)
+    except AssertionError:
+        signal_group(process, signal.SIGKILL)
+        pytest.fail("nginx left processes behind after shutdown")
 
 
 @pytest.fixture(scope="module")

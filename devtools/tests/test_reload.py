@@ -4,12 +4,12 @@ import io
 import sys
 import textwrap
 import threading
-import time
 
 import requests
 import watchfiles
 
 from shared_lib.testing.processes import free_port
+from shared_lib.testing.waiting import wait_for
 from ticketing_devtools.catalog import REPO_ROOT, SERVICES
 from ticketing_devtools.stack import code_roots
 from ticketing_devtools.supervisor import Supervisor, _CodeFilter
@@ -38,13 +38,6 @@ print(f"{VERSION} started", flush=True)
 while True:
     time.sleep(0.1)
 """
-
-
-def _until(condition, timeout=CHANGE_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return condition()
 
 
 def _code(directory, app, version):
@@ -107,7 +100,7 @@ def test_only_py_files_outside_tests_reload_and_only_the_children_under_them(tmp
 
         (second / "version.py").write_text("VERSION = 'version two'\n")
         assert supervisor.reload_changed(wait=CHANGE_SECONDS) == ["second"]
-        assert _until(lambda: "version two started" in log.getvalue())
+        wait_for(lambda: "version two started" in log.getvalue(), timeout=CHANGE_SECONDS)
         assert supervisor.children[0].process.pid == first_pid
     lines = log.getvalue().splitlines()
     # The worker was stopped as any shutdown stops it (SIGTERM), not killed mid-work.
@@ -128,14 +121,15 @@ def test_a_child_broken_by_a_change_waits_for_the_next_one_instead_of_stopping_a
 
         # when: a typo, then its fix
         (code / "version.py").write_text("VERSION = 'two\n")
-        broken = _until(lambda: "exited (1); restarting on the next change" in log.getvalue())
+        wait_for(
+            lambda: "exited (1); restarting on the next change" in log.getvalue(),
+            timeout=CHANGE_SECONDS,
+        )
         (code / "version.py").write_text("VERSION = 'three'\n")
-        running_again = _until(lambda: "three started" in log.getvalue())
+        wait_for(lambda: "three started" in log.getvalue(), timeout=CHANGE_SECONDS)
         still_waiting = waiter.is_alive()
 
     waiter.join(timeout=5)
-    assert broken
-    assert running_again
     assert still_waiting
     # wait_any never returned the broken child; it returned None once stop_all ran.
     assert exited == [None]

@@ -172,7 +172,7 @@ def web_samples(stack, name):
 def wait_for_quiet_expiries(stack):
     """Until every earlier order's expiry has fired and been handled everywhere: none of
     theirs lands in our deltas."""
-    url = admin_url().rsplit("/", 1)[0] + "/" + service("orders").database(stack.db_prefix)
+    url = admin_url(service("orders").database(stack.db_prefix))
     with psycopg.connect(url) as conn:
         (latest,) = conn.execute("SELECT max(expires_at) FROM orders_order").fetchone()
     if latest is None:
@@ -303,7 +303,7 @@ def test_metrics_are_not_reachable_through_the_gateway(stack):
 
 def test_an_outbox_row_stuck_for_minutes_fails_status(stack):
     # A row the relay may not send for an hour (its back-off), written two minutes ago.
-    url = admin_url().rsplit("/", 1)[0] + "/" + service("tickets").database(stack.db_prefix)
+    url = admin_url(service("tickets").database(stack.db_prefix))
     row = str(uuid.uuid4())
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -333,7 +333,7 @@ def test_an_outbox_row_stuck_for_minutes_fails_status(stack):
 def test_a_failed_refund_fails_status_and_shows_in_the_workers_metrics(stack):
     # A refund Stripe refused for good (payments.services.refund_settle records it so):
     # the worker does not retry it, so a person must hear of it.
-    url = admin_url().rsplit("/", 1)[0] + "/" + service("payments").database(stack.db_prefix)
+    url = admin_url(service("payments").database(stack.db_prefix))
     order, attempt, refund = (str(uuid.uuid4()) for _ in range(3))
     error = "invalid_request: No such payment_intent: 'pi_status_test'"
     with psycopg.connect(url) as conn:

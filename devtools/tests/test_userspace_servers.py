@@ -20,6 +20,8 @@ from amqp.exceptions import AccessRefused
 from kombu import Connection
 
 from shared_lib.testing.processes import free_port
+from shared_lib.testing.waiting import wait_for
+from tests.system import first_answer
 from ticketing_devtools import backing
 from ticketing_devtools.backing import is_listening
 from ticketing_devtools.catalog import REPO_ROOT
@@ -67,13 +69,13 @@ def purchase(gateway: str) -> dict:
         assert answer.status_code == 201, answer.text
     ticket = seller.post(f"{gateway}/api/tickets", json={"title": "Gig", "price": 20}, timeout=10)
     assert ticket.status_code == 201, ticket.text
-    deadline = time.monotonic() + 30
-    while (
-        order := buyer.post(
+    # A 404 while ticket.created is still on its way to orders_svc.
+    order = first_answer(
+        lambda: buyer.post(
             f"{gateway}/api/orders", json={"ticketId": ticket.json()["id"]}, timeout=10
-        )
-    ).status_code == 404 and time.monotonic() < deadline:
-        time.sleep(0.2)  # ticket.created is still on its way to orders_svc
+        ),
+        timeout=30,
+    )
     assert order.status_code == 201, order.text
     order_id = order.json()["id"]
     payment = buyer.post(
@@ -82,12 +84,12 @@ def purchase(gateway: str) -> dict:
         timeout=30,
     )
     assert payment.status_code == 201, payment.text
-    deadline = time.monotonic() + 30
-    while (state := buyer.get(f"{gateway}/api/orders/{order_id}", timeout=10).json())[
-        "status"
-    ] != "complete" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return state
+
+    def completed() -> dict | None:
+        state = buyer.get(f"{gateway}/api/orders/{order_id}", timeout=10).json()
+        return state if state["status"] == "complete" else None
+
+    return wait_for(completed, timeout=30, what="the order to complete")
 
 
 def test_make_up_starts_its_own_servers_where_none_answers_and_make_down_stops_them(tmp_path):

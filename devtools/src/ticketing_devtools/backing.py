@@ -59,9 +59,9 @@ def pg_admin_url_as_configured() -> str:
     return os.environ.get("PG_ADMIN_URL") or DEFAULT_ADMIN_URL
 
 
-def admin_url() -> str:
-    """PG_ADMIN_URL (a superuser); for a server started here without a password in the
-    URL, with the password it was given (backing.pg_password_file)."""
+def admin_url(database: str | None = None) -> str:
+    """PG_ADMIN_URL (a superuser), in `database` when given; for a server started here
+    without a password in the URL, with the password it was given (pg_password_file)."""
     url = pg_admin_url_as_configured()
     parts = urlsplit(url)
     stored = pg_password_file(parts.port or 5432)
@@ -73,7 +73,14 @@ def admin_url() -> str:
         if parts.port:
             netloc += f":{parts.port}"
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
+    return url if database is None else in_database(url, database)
+
+
+def in_database(url: str, database: str) -> str:
+    """`url` (a PostgreSQL URL) naming `database` instead of its own: the same server,
+    login and query (`?sslmode=require` holds for every database)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
 
 
 def url_host(host: str) -> str:
@@ -88,6 +95,8 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
+# RABBITMQ_URL and REDIS_URL are read here only: set empty (as .env.example leaves some
+# values) they count as unset, wherever they are used.
 def rabbitmq_url() -> str:
     return os.environ.get("RABBITMQ_URL") or DEFAULT_RABBITMQ_URL
 

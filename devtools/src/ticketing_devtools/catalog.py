@@ -3,18 +3,47 @@
     from ticketing_devtools.catalog import SERVICES, REPO_ROOT
     for service in SERVICES:
         print(service.name, service.directory, service.database)
+    stack_run_dir(db_prefix(), gateway_port()) / STACK_FILE   # `make up` describes itself
 
 A new service joins by adding one line to SERVICES (and its routes to gateway/routes.toml).
+GATEWAY_PORT and TICKETING_DB_PREFIX, which tell one local system from another, are read
+here only (gateway_port, db_prefix); as everywhere, a variable set empty counts as unset.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 VAR_DIR = REPO_ROOT / "var"
 DEV_DIR = VAR_DIR / "dev"  # generated keys and secrets; never committed (.gitignore)
+
+DEFAULT_GATEWAY_PORT = 8080
+DEFAULT_DB_PREFIX = "ticketing"
+# In a stack's run directory: what `ticketing-dev status` needs to find that system.
+STACK_FILE = "stack.json"
+
+
+def gateway_port() -> int:
+    """GATEWAY_PORT: where `make up`'s gateway listens (and `make demo` finds it)."""
+    value = os.environ.get("GATEWAY_PORT") or str(DEFAULT_GATEWAY_PORT)
+    if not value.isdigit() or int(value) > 65535:
+        raise SystemExit(f"GATEWAY_PORT must be a port number, not {value!r}")
+    return int(value)
+
+
+def db_prefix() -> str:
+    """TICKETING_DB_PREFIX: the start of `make up`'s database names (<prefix>_auth, ...)."""
+    return os.environ.get("TICKETING_DB_PREFIX") or DEFAULT_DB_PREFIX
+
+
+def stack_run_dir(prefix: str, port: int) -> Path:
+    """The default run directory of a stack with database prefix `prefix` and gateway
+    port `port` (its heartbeats, nginx files, STACK_FILE): two systems side by side never
+    share one."""
+    return VAR_DIR / "run" / f"{prefix}-{port}"
 
 
 # The pool runs Celery tasks. Services that only consume events need none (the consumer
@@ -47,7 +76,7 @@ class DjangoService:
     def directory(self) -> Path:
         return REPO_ROOT / (self.folder or self.project)
 
-    def database(self, prefix: str = "ticketing") -> str:
+    def database(self, prefix: str = DEFAULT_DB_PREFIX) -> str:
         return f"{prefix}_{self.name}"
 
 

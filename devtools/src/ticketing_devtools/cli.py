@@ -14,7 +14,6 @@ variables already exported win over it. An error is one line, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import requests
 
 from ticketing_devtools import testrun
 from ticketing_devtools.backing import ensure_backing_servers, stop_backing_servers
-from ticketing_devtools.catalog import REPO_ROOT, SERVICES, service
+from ticketing_devtools.catalog import REPO_ROOT, SERVICES, db_prefix, gateway_port, service
 from ticketing_devtools.demo import add_demo_data
 from ticketing_devtools.devkeys import ensure_dev_secrets
 from ticketing_devtools.envfile import EnvFileError, load_env_file
@@ -37,10 +36,9 @@ ENV_FILE = REPO_ROOT / ".env"  # never committed (.gitignore); .env.example show
 
 
 def _up(args: argparse.Namespace) -> int:
-    port = int(os.environ.get("GATEWAY_PORT", "8080"))
     # With another prefix (and port, and RABBITMQ_URL vhost) a second system runs beside
     # the first on the same servers; the `make up` test does exactly that.
-    stack = Stack(gateway_port=port, db_prefix=os.environ.get("TICKETING_DB_PREFIX", "ticketing"))
+    stack = Stack(gateway_port=gateway_port(), db_prefix=db_prefix())
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -76,7 +74,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    url = args.url or f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8080')}"
+    url = args.url or f"http://127.0.0.1:{gateway_port()}"
     lines = add_demo_data(url)
     print(f"Demo data is in {url}. Sign in with:")
     print("\n".join(lines))
@@ -175,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 # says what (the command's own output above says more). Anything else keeps its traceback.
 USER_ERRORS = (
     EnvFileError,
-    OSError,  # a port taken, a file missing, a timeout waiting for a process
-    RuntimeError,  # a process exited while starting, nginx -t refused the config
+    OSError,  # a port taken, a file missing
+    RuntimeError,  # a process exited or timed out while starting, nginx -t refused the config
     subprocess.SubprocessError,  # a command failed or timed out
     requests.RequestException,
     psycopg.Error,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 
 from shared_lib.testing.rabbitmq import broker_url
-from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL
-from ticketing_devtools.catalog import DjangoService
+from ticketing_devtools.backing import rabbitmq_url, redis_url
+from ticketing_devtools.catalog import DEFAULT_DB_PREFIX, DjangoService
 from ticketing_devtools.devkeys import DevSecrets
 from ticketing_devtools.provision import database_url
 
@@ -29,8 +29,8 @@ def service_broker_url(url: str, service: DjangoService, secrets: DevSecrets) ->
 
 def common_env(secrets: DevSecrets) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
-    env.setdefault("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    env["REDIS_URL"] = redis_url()
+    env["RABBITMQ_URL"] = rabbitmq_url()
     # Local runs are plain http on loopback: a Secure cookie would never come back.
     env.setdefault("SESSION_COOKIE_SECURE", "false")
     # A person reads these logs: key=value lines rather than JSON objects.
@@ -47,7 +47,7 @@ def common_env(secrets: DevSecrets) -> dict[str, str]:
 
 
 def service_env(
-    service: DjangoService, secrets: DevSecrets, *, db_prefix: str = "ticketing"
+    service: DjangoService, secrets: DevSecrets, *, db_prefix: str = DEFAULT_DB_PREFIX
 ) -> dict[str, str]:
     env = common_env(secrets)
     env["DJANGO_SETTINGS_MODULE"] = f"{service.project}.settings"

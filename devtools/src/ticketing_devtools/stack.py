@@ -20,7 +20,15 @@ from shared_lib.testing.processes import celery_worker_command, free_port, gunic
 from shared_lib.testing.rabbitmq import ensure_bus_users
 from ticketing_devtools import gateway, localstripe
 from ticketing_devtools.backing import admin_url, ensure_backing_servers, ensure_nginx, rabbitmq_url
-from ticketing_devtools.catalog import REPO_ROOT, SERVICES, VAR_DIR, DjangoService
+from ticketing_devtools.catalog import (
+    DEFAULT_DB_PREFIX,
+    DEFAULT_GATEWAY_PORT,
+    REPO_ROOT,
+    SERVICES,
+    STACK_FILE,
+    DjangoService,
+    stack_run_dir,
+)
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import service_broker_url, service_env
 from ticketing_devtools.provision import ensure_database
@@ -41,7 +49,7 @@ def code_roots(service: DjangoService) -> tuple[Path, ...]:
     return (service.directory, REPO_ROOT / "shared_lib")
 
 
-def prepare(*, db_prefix: str = "ticketing", output: IO[str] | None = None) -> DevSecrets:
+def prepare(*, db_prefix: str = DEFAULT_DB_PREFIX, output: IO[str] | None = None) -> DevSecrets:
     """Everything before a process starts: secrets, databases, migrations, static files.
 
     The commands' output goes to `output` (the stack's log) or, without one, to ours."""
@@ -78,8 +86,8 @@ class Stack:
     def __init__(
         self,
         *,
-        gateway_port: int = 8080,
-        db_prefix: str = "ticketing",
+        gateway_port: int = DEFAULT_GATEWAY_PORT,
+        db_prefix: str = DEFAULT_DB_PREFIX,
         log: IO[str] | None = None,
         run_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
@@ -88,7 +96,7 @@ class Stack:
         self.gateway_port = gateway_port or free_port()
         self.db_prefix = db_prefix
         self.supervisor = Supervisor(log=log)
-        self.run_dir = run_dir or VAR_DIR / "run" / f"{db_prefix}-{self.gateway_port}"
+        self.run_dir = run_dir or stack_run_dir(db_prefix, self.gateway_port)
         self.service_ports: dict[str, int] = {}
         # What each web service's /readyz checked when it came up: {"auth": {"database": "ok"}}
         self.readiness: dict[str, dict[str, str]] = {}
@@ -114,7 +122,7 @@ class Stack:
         return f"http://127.0.0.1:{self.metrics_ports[process]}/metrics"
 
     def describe(self) -> dict[str, object]:
-        """What `ticketing-dev status` needs to find this system (written to stack.json)."""
+        """What `ticketing-dev status` needs to find this system (written to STACK_FILE)."""
         return {
             "gateway": self.url,
             "db_prefix": self.db_prefix,
@@ -125,7 +133,7 @@ class Stack:
 
     @property
     def description_file(self) -> Path:
-        return self.run_dir / "stack.json"
+        return self.run_dir / STACK_FILE
 
     def _env(self, service: DjangoService, secrets: DevSecrets) -> dict[str, str]:
         env = {
@@ -242,7 +250,7 @@ class Stack:
                     ready = self.supervisor.wait_http(
                         f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
                     )
-                    self.readiness[service.name] = ready.json().get("checks", {})
+                    self.readiness[service.name] = json.loads(ready).get("checks", {})
             table = gateway.load_routes()
             upstreams = {name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()}
             self.run_dir.mkdir(parents=True, exist_ok=True)

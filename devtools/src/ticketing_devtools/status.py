@@ -16,7 +16,6 @@ script or a test can act on it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +24,16 @@ import psycopg
 import requests
 
 from shared_lib.testing.rabbitmq import QueueDepth, queue_depths, vhost_of
-from ticketing_devtools.backing import DEFAULT_RABBITMQ_URL, admin_url, export_rabbitmqctl
-from ticketing_devtools.catalog import SERVICES, VAR_DIR, service
+from ticketing_devtools.backing import admin_url, export_rabbitmqctl, in_database, rabbitmq_url
+from ticketing_devtools.catalog import (
+    SERVICES,
+    STACK_FILE,
+    db_prefix,
+    gateway_port,
+    service,
+    stack_run_dir,
+)
 
-STACK_FILE = "stack.json"
 # An unsent outbox row older than this is stuck: the worker's relay, woken by every
 # commit that writes one and polling each second, retries a failed send with back-off
 # capped at 60 s (shared_lib.events.outbox); a row this old means the broker is down or
@@ -68,9 +73,13 @@ class Target:
 
 def default_stack_file() -> Path:
     """Where `make up` (Stack's default run_dir) describes itself."""
-    prefix = os.environ.get("TICKETING_DB_PREFIX", "ticketing")
-    port = os.environ.get("GATEWAY_PORT", "8080")
-    return VAR_DIR / "run" / f"{prefix}-{port}" / STACK_FILE
+    return stack_run_dir(db_prefix(), gateway_port()) / STACK_FILE
+
+
+def environment_description() -> dict:
+    """A description (Stack.describe's keys) of the system the environment names, for
+    one without a stack file: `make up`'s broker vhost and database prefix, no services."""
+    return {"rabbitmq_url": rabbitmq_url(), "db_prefix": db_prefix(), "services": {}}
 
 
 @dataclass(frozen=True)
@@ -164,9 +173,8 @@ def readiness(service: str, url: str) -> Readiness:
 
 def outbox_backlog(service: str, *, database: str, pg_admin_url: str) -> Outbox:
     """Unsent rows of one service's outbox and the oldest one's age (as its relay sees it)."""
-    url = pg_admin_url.rsplit("/", 1)[0] + "/" + database
     try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
+        with psycopg.connect(in_database(pg_admin_url, database), connect_timeout=5) as conn:
             count, oldest = conn.execute(
                 "SELECT count(*), min(created_at) FROM shared_lib_outboxevent WHERE sent_at IS NULL"
             ).fetchone()  # type: ignore[misc]
@@ -178,9 +186,8 @@ def outbox_backlog(service: str, *, database: str, pg_admin_url: str) -> Outbox:
 
 def refunds_of(*, database: str, pg_admin_url: str) -> Refunds:
     """Refunds owed and failed in payments_svc's database (payments.models.Refund)."""
-    url = pg_admin_url.rsplit("/", 1)[0] + "/" + database
     try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
+        with psycopg.connect(in_database(pg_admin_url, database), connect_timeout=5) as conn:
             (owed,) = conn.execute(
                 "SELECT count(*) FROM payments_refund WHERE status = 'pending'"
             ).fetchone()  # type: ignore[misc]
@@ -281,11 +288,7 @@ def main(
     if path.exists():
         description = load_stack_file(path)
     elif services:
-        description = {
-            "rabbitmq_url": os.environ.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
-            "db_prefix": os.environ.get("TICKETING_DB_PREFIX", "ticketing"),
-            "services": {},
-        }
+        description = environment_description()
     else:
         print(
             f"No running system described at {path}: start one with `make up`, or pass "

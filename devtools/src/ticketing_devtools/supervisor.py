@@ -2,10 +2,12 @@
 
     with Supervisor() as sup:
         sup.start("auth-web", ["gunicorn", ...], cwd=..., env=...)
-        sup.wait_http("auth-web", "http://127.0.0.1:8001/readyz")
+        sup.wait_http("auth-web", "http://127.0.0.1:8001/readyz")   # its body
         sup.wait_any()          # returns when a child exits (or Ctrl-C)
 
-Each child gets its own process group, so stopping it stops its workers too.
+Each child gets its own process group, so stopping it stops its workers too. Waits and
+stops are shared_lib.testing.processes' (a RuntimeError when a child exits while being
+waited on, or time runs out).
 
 `make up` also calls sup.reload_on_change(): a child started with `reload_on` roots is
 restarted (SIGTERM, then the same command afresh) when a .py file under them changes, and
@@ -23,18 +25,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
-import requests
 import watchfiles
 
-from shared_lib.testing.processes import is_listening, signal_group, spawn
-from shared_lib.testing.waiting import wait_for
-
-T = TypeVar("T")
+from shared_lib.testing import processes
+from shared_lib.testing.processes import signal_group, spawn, stop_groups
 
 _COLORS = itertools.cycle(["36", "33", "35", "32", "34", "91", "96", "93"])
 
@@ -132,55 +131,20 @@ class Supervisor:
     def _child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def _wait_started(
-        self, name: str, condition: Callable[[], T], *, timeout: float, what: str
-    ) -> T:
-        """wait_for(condition) while child `name` runs: RuntimeError at once when it exits,
-        TimeoutError naming `what` when time runs out."""
-        child = self._child(name)
-
-        def running_and() -> T:
-            if child.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {child.process.returncode} while starting")
-            return condition()
-
-        try:
-            return wait_for(running_and, timeout=timeout, interval=0.2, what=f"{name}: {what}")
-        except AssertionError as exc:
-            raise TimeoutError(str(exc)) from None
-
-    def wait_http(self, name: str, url: str, *, timeout: float = 60.0) -> requests.Response:
-        """Until `url` answers 200 (returned); fails early, naming the child, if it exits."""
-        last: list[object] = []
-
-        def answered() -> requests.Response | None:
-            try:
-                response = requests.get(url, timeout=2)
-            except requests.RequestException as exc:
-                last[:] = [exc]
-                return None
-            if response.status_code == 200:
-                return response
-            last[:] = [f"{response.status_code} {response.text[:200]}"]
-            return None
-
-        try:
-            return self._wait_started(name, answered, timeout=timeout, what=f"a 200 from {url}")
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc} (last: {last[0] if last else None})") from None
+    def wait_http(self, name: str, url: str, *, timeout: float = 60.0) -> bytes:
+        """Until `url` answers 200 (its body returned); fails early, naming the child, if
+        it exits."""
+        return processes.wait_http(self._child(name).process, url, name=name, timeout=timeout)
 
     def wait_tcp(self, name: str, host: str, port: int, *, timeout: float = 30.0) -> None:
         """Until something accepts connections on host:port; fails early if the child exits."""
-        self._wait_started(
-            name,
-            lambda: is_listening(host, port),
-            timeout=timeout,
-            what=f"a listener on {host}:{port}",
-        )
+        processes.wait_listening(self._child(name).process, host, port, name=name, timeout=timeout)
 
     def wait_file(self, name: str, path: Path, *, timeout: float = 60.0) -> None:
         """Until `path` exists (a worker's heartbeat); fails early if the child exits."""
-        self._wait_started(name, path.exists, timeout=timeout, what=f"{path}")
+        processes.wait_while_running(
+            self._child(name).process, path.exists, name=name, what=f"{path}", timeout=timeout
+        )
 
     def wait_any(self) -> Child | None:
         """Block until some child exits (return it), or our own parent is gone or stop_all
@@ -299,18 +263,10 @@ class Supervisor:
 
     def _stop(self, children: list[Child], timeout: float = 15.0) -> None:
         """SIGTERM each group (in the order given), then SIGKILL what outlives `timeout`."""
+        killed = stop_groups([child.process for child in children], timeout)
         for child in children:
-            if child.process.poll() is None:
-                signal_group(child.process, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in children:
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.say(child.name, "did not stop in time; killing")
-                # The whole group: a worker can outlive its master.
-                signal_group(child.process, signal.SIGKILL)
-                child.process.wait()
+            if child.process in killed:
+                self.say(child.name, "did not stop in time; killed (SIGKILL)")
             if child.pump is not None:
                 child.pump.join(timeout=2)
 

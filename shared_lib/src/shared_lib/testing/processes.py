@@ -10,17 +10,23 @@ starting process had to read would cost the measured servers CPU, and fill and b
 when nobody reads it. A wait fails at once, with that log, when the process exits
 instead of getting ready. The command lines are built here once (gunicorn_command,
 celery_worker_command), whoever supervises the process.
+
+The waits and stops also take a bare Popen (wait_while_running, wait_http,
+wait_listening, stop_groups), for a supervisor that starts its processes itself
+(ticketing_devtools.supervisor): one error type (RuntimeError) and wording for all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -73,19 +79,50 @@ def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def stop_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
-    """SIGTERM the group and wait; SIGKILL it when the process outlives `timeout`. True
-    when it stopped on SIGTERM."""
-    if process.poll() is not None:
-        return True
-    signal_group(process, signal.SIGTERM)
+def group_running(process: subprocess.Popen[bytes]) -> bool:
+    """Whether any process of the group is left (a worker can outlive its master)."""
     try:
-        process.wait(timeout=timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        signal_group(process, signal.SIGKILL)
-        process.wait()
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:  # there, as another user (nginx's workers, when it drops root)
+        return True
+    return True
+
+
+def stop_groups(
+    processes: Sequence[subprocess.Popen[bytes]],
+    timeout: float = STOP_TIMEOUT_SECONDS,
+    *,
+    signum: int = signal.SIGTERM,
+) -> list[subprocess.Popen[bytes]]:
+    """Send `signum` (a clean shutdown) to every group, in the order given, before waiting
+    on any, so they shut down side by side; then SIGKILL the group of each process that
+    outlives `timeout` (one deadline for all). Returns those killed."""
+    for process in processes:
+        if process.poll() is None:
+            signal_group(process, signum)
+    deadline = time.monotonic() + timeout
+    killed = []
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            signal_group(process, signal.SIGKILL)  # the whole group: workers too
+            process.wait()
+            killed.append(process)
+    return killed
+
+
+def stop_group(
+    process: subprocess.Popen[bytes],
+    timeout: float = STOP_TIMEOUT_SECONDS,
+    *,
+    signum: int = signal.SIGTERM,
+) -> bool:
+    """stop_groups of one process: True when it stopped on `signum` (SIGTERM), False when
+    it outlived `timeout` and was killed."""
+    return not stop_groups([process], timeout, signum=signum)
 
 
 def gunicorn_command(
@@ -170,38 +207,44 @@ class Process:
     def log_tail(self) -> str:
         return self.log()[-LOG_TAIL_CHARS:]
 
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.process
+
     def wait_until(
         self, condition: Callable[[], T], *, timeout: float = START_TIMEOUT_SECONDS, what: str
     ) -> T:
-        """wait_for(condition), failing at once when the process exits meanwhile; either
-        failure is a RuntimeError that quotes the end of its log."""
-
-        def alive_and(check: Callable[[], T]) -> T:
-            if not self.running:
-                code = self.process.returncode if self.process is not None else None
-                tail = self.log_tail()
-                raise RuntimeError(f"{self.name} exited ({code}) while waiting for {what}:\n{tail}")
-            return check()
-
-        try:
-            return wait_for(lambda: alive_and(condition), timeout=timeout, what=what)
-        except AssertionError as exc:
-            raise RuntimeError(f"{self.name}: {exc}:\n{self.log_tail()}") from None
-
-    def wait_http(self, path: str = "/", *, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        """Until GET `path` answers 200."""
-        self.wait_until(
-            lambda: _http_status(self.url + path) == 200,
+        """wait_while_running(condition): either failure is a RuntimeError that quotes the
+        end of its log."""
+        return wait_while_running(
+            self._started(),
+            condition,
+            name=self.name,
+            what=what,
             timeout=timeout,
-            what=f"a 200 from {self.url}{path}",
+            log_tail=self.log_tail,
+        )
+
+    def wait_http(self, path: str = "/", *, timeout: float = START_TIMEOUT_SECONDS) -> bytes:
+        """Until GET `path` answers 200; that answer's body."""
+        return wait_http(
+            self._started(),
+            self.url + path,
+            name=self.name,
+            timeout=timeout,
+            log_tail=self.log_tail,
         )
 
     def wait_listening(self, *, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Until something accepts connections on its port."""
-        self.wait_until(
-            lambda: is_listening("127.0.0.1", self.port or 0),
+        wait_listening(
+            self._started(),
+            "127.0.0.1",
+            self.port or 0,
+            name=self.name,
             timeout=timeout,
-            what=f"a listener on port {self.port}",
+            log_tail=self.log_tail,
         )
 
     def kill(self) -> None:
@@ -241,14 +284,110 @@ def gunicorn(
     )
 
 
-def _http_status(url: str) -> int | None:
+def _no_log() -> str:
+    return ""
+
+
+def _with_log(message: str, tail: str) -> str:
+    return f"{message}:\n{tail}" if tail else message
+
+
+def wait_while_running(
+    process: subprocess.Popen[bytes],
+    condition: Callable[[], T],
+    *,
+    name: str,
+    what: str,
+    timeout: float = START_TIMEOUT_SECONDS,
+    log_tail: Callable[[], str] = _no_log,
+    last: Callable[[], str] = _no_log,
+) -> T:
+    """wait_for(condition) while `process` (called `name`) runs. A RuntimeError either way
+    it fails: at once when the process exits meanwhile, or when `timeout` passes, then
+    with `last()` (what the condition saw last, if it says); each quotes `log_tail()`,
+    the end of the process's log, when there is one."""
+
+    def running_and() -> T:
+        if process.poll() is not None:
+            exited = f"{name} exited ({process.returncode}) while waiting for {what}"
+            raise RuntimeError(_with_log(exited, log_tail()))
+        return condition()
+
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our own server)
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):  # not listening yet, or reset while booting
+        return wait_for(running_and, timeout=timeout, what=what)
+    except AssertionError as exc:
+        seen = last()
+        message = f"{name}: {exc}" + (f" (last: {seen})" if seen else "")
+        raise RuntimeError(_with_log(message, log_tail())) from None
+
+
+def wait_http(
+    process: subprocess.Popen[bytes],
+    url: str,
+    *,
+    name: str,
+    timeout: float = START_TIMEOUT_SECONDS,
+    log_tail: Callable[[], str] = _no_log,
+) -> bytes:
+    """wait_while_running until GET `url` answers 200; that answer's body. A timeout says
+    the last answer (its status and the start of its body, or why none came)."""
+    last: list[str] = []
+
+    def answered() -> list[bytes] | None:
+        status, body = _http_get(url)
+        if status == 200:
+            return [body]  # in a list: an empty body is an answer too
+        last[:] = [f"{status} {body[:200].decode(errors='replace')}" if status else body.decode()]
         return None
+
+    return wait_while_running(
+        process,
+        answered,
+        name=name,
+        what=f"a 200 from {url}",
+        timeout=timeout,
+        log_tail=log_tail,
+        last=lambda: last[0] if last else "",
+    )[0]
+
+
+def wait_listening(
+    process: subprocess.Popen[bytes],
+    host: str,
+    port: int,
+    *,
+    name: str,
+    timeout: float = START_TIMEOUT_SECONDS,
+    log_tail: Callable[[], str] = _no_log,
+) -> None:
+    """wait_while_running until something accepts connections on host:port."""
+    wait_while_running(
+        process,
+        lambda: is_listening(host, port),
+        name=name,
+        what=f"a listener on {host}:{port}",
+        timeout=timeout,
+        log_tail=log_tail,
+    )
+
+
+# Per attempt: a server that is up answers a health check within this; one that does not
+# is tried again until the wait's own timeout.
+HTTP_ATTEMPT_TIMEOUT_SECONDS = 5
+
+
+def _http_get(url: str) -> tuple[int | None, bytes]:
+    """GET `url`: its status and body, or None and why nothing answered."""
+    timeout = HTTP_ATTEMPT_TIMEOUT_SECONDS
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our server)
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    # Not listening yet, or reset or cut short while booting.
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        return None, repr(reason).encode()
 
 
 def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
