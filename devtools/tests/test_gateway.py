@@ -20,6 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared_lib.error_messages import (
+    BODY_TOO_LARGE,
+    GATEWAY_TIMEOUT,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    SERVICE_UNAVAILABLE,
+)
 from shared_lib.testing.processes import (
     Process,
     free_port,
@@ -33,11 +40,7 @@ from ticketing_devtools import gateway as gateway_module
 from ticketing_devtools import ingress
 from ticketing_devtools.gateway import (
     API_ERROR_MESSAGES,
-    BODY_TOO_LARGE_MESSAGE,
-    GATEWAY_TIMEOUT_MESSAGE,
-    NOT_FOUND_MESSAGE,
     ROUTES_PATH,
-    SERVICE_UNAVAILABLE_MESSAGE,
     TEMPLATE_PATH,
     NginxConfigError,
     Route,
@@ -288,7 +291,7 @@ def test_unrouted_api_paths_get_json_404_from_nginx(
 ) -> None:
     before = {name: len(b.seen) for name, b in backends.items()}
     response = get(gateway, path)
-    assert_nginx_error(response, 404, NOT_FOUND_MESSAGE)
+    assert_nginx_error(response, 404, NOT_FOUND)
     assert {name: len(b.seen) for name, b in backends.items()} == before
 
 
@@ -389,7 +392,7 @@ def test_body_over_the_limit_is_413_json_and_never_reaches_service(
 ) -> None:
     before = len(backends["auth"].seen)
     response = request(gateway, "POST", "/api/users/signup", data=b"x" * (MAX_BODY + 1))
-    assert_nginx_error(response, 413, BODY_TOO_LARGE_MESSAGE)
+    assert_nginx_error(response, 413, BODY_TOO_LARGE)
     assert len(backends["auth"].seen) == before
 
 
@@ -403,14 +406,14 @@ def test_large_response_is_buffered_through_temp_file(gateway: Gateway) -> None:
 
 
 def test_upstream_down_is_502_json(gateway: Gateway) -> None:
-    assert_nginx_error(get(gateway, "/api/down/x"), 502, SERVICE_UNAVAILABLE_MESSAGE)
-    assert_nginx_error(request(gateway, "POST", "/api/down"), 502, SERVICE_UNAVAILABLE_MESSAGE)
+    assert_nginx_error(get(gateway, "/api/down/x"), 502, SERVICE_UNAVAILABLE)
+    assert_nginx_error(request(gateway, "POST", "/api/down"), 502, SERVICE_UNAVAILABLE)
 
 
 def test_upstream_timeout_is_504_json(gateway: Gateway) -> None:
     # The backend answers after SLOW_SECONDS; a 504 proves nginx gave up first (1 s).
     response = get(gateway, "/api/slow/report")
-    assert_nginx_error(response, 504, GATEWAY_TIMEOUT_MESSAGE)
+    assert_nginx_error(response, 504, GATEWAY_TIMEOUT)
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 413, 502, 503])
@@ -432,7 +435,7 @@ def test_without_default_service_other_paths_are_404(
         assert root.status_code == 404
         assert "Location" not in root.headers
         assert get(gw, "/anything").status_code == 404
-        assert_nginx_error(get(gw, "/api/nothing"), 404, NOT_FOUND_MESSAGE)
+        assert_nginx_error(get(gw, "/api/nothing"), 404, NOT_FOUND)
         assert get(gw, "/api/users").json()["backend"] == "auth"
         process = gw.process
     assert process.returncode is not None
@@ -550,10 +553,15 @@ def test_nginx_command_runs_in_foreground_inside_run_dir(tmp_path: Path) -> None
 
 
 def test_error_messages_are_the_documented_ones() -> None:
-    assert API_ERROR_MESSAGES[404] == "Not Found"
-    assert API_ERROR_MESSAGES[413] == "Request body too large"
-    assert API_ERROR_MESSAGES[502] == API_ERROR_MESSAGES[503] == "Service unavailable"
-    assert API_ERROR_MESSAGES[504] == "Gateway timeout"
+    assert API_ERROR_MESSAGES == {
+        404: "Not Found",
+        413: "Request body too large",
+        500: "Something went wrong",  # as a service's own 500 says it (docs/api.md)
+        502: "Service unavailable",
+        503: "Service unavailable",
+        504: "Gateway timeout",
+    }
+    assert API_ERROR_MESSAGES[500] == INTERNAL_ERROR
 
 
 # --- load_routes validation -------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared_lib import error_messages as messages
 from ticketing_devtools.catalog import REPO_ROOT
 
 ROUTES_PATH = REPO_ROOT / "gateway" / "routes.toml"
@@ -32,21 +33,15 @@ TEMPLATE_PATH = REPO_ROOT / "gateway" / "nginx.conf.template"
 NGINX = "/usr/sbin/nginx"
 CONF_NAME = "nginx.conf"
 
-NOT_FOUND_MESSAGE = "Not Found"
-BODY_TOO_LARGE_MESSAGE = "Request body too large"
-SERVICE_UNAVAILABLE_MESSAGE = "Service unavailable"
-GATEWAY_TIMEOUT_MESSAGE = "Gateway timeout"
-INTERNAL_ERROR_MESSAGE = "Internal server error"
-
 # Statuses nginx itself can produce while serving an /api/ path, answered in the
-# services' error shape so API clients never have to parse an nginx HTML page.
+# services' error shape and words so API clients never have to parse an nginx HTML page.
 API_ERROR_MESSAGES: dict[int, str] = {
-    404: NOT_FOUND_MESSAGE,
-    413: BODY_TOO_LARGE_MESSAGE,
-    500: INTERNAL_ERROR_MESSAGE,
-    502: SERVICE_UNAVAILABLE_MESSAGE,
-    503: SERVICE_UNAVAILABLE_MESSAGE,
-    504: GATEWAY_TIMEOUT_MESSAGE,
+    404: messages.NOT_FOUND,
+    413: messages.BODY_TOO_LARGE,
+    500: messages.INTERNAL_ERROR,
+    502: messages.SERVICE_UNAVAILABLE,
+    503: messages.SERVICE_UNAVAILABLE,
+    504: messages.GATEWAY_TIMEOUT,
 }
 
 API_PREFIX = "/api"
