@@ -305,6 +305,20 @@ def busy_ticks() -> int:
     return user + nice + system + irq + softirq + steal
 
 
+def _group_and_ticks(stat: str) -> tuple[int, int]:
+    """A /proc/<pid>/stat line's process group and user + system CPU ticks (all threads)."""
+    fields = stat[stat.rindex(")") + 2 :].split()  # past the command, which may hold spaces
+    return int(fields[2]), int(fields[11]) + int(fields[12])
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of a process so far; 0 once it is gone."""
+    try:
+        return _group_and_ticks(Path(f"/proc/{pid}/stat").read_text())[1]
+    except OSError:
+        return 0
+
+
 def process_table() -> dict[int, tuple[int, int, int, str]]:
     """pid -> (process group, CPU ticks, owner uid, command line), from /proc."""
     table = {}
@@ -317,8 +331,7 @@ def process_table() -> dict[int, tuple[int, int, int, str]]:
             uid = entry.stat().st_uid
         except OSError:  # gone meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[2]), int(fields[11]) + int(fields[12]), uid, cmdline)
+        table[int(entry.name)] = (*_group_and_ticks(stat), uid, cmdline)
     return table
 
 

@@ -55,6 +55,7 @@ from _common import (
     Percentiles,
     argument_parser,
     busy_ticks,
+    cpu_ticks,
     create_names,
     machine_summary,
     main_of,
@@ -70,7 +71,8 @@ from _common import (
 from peers.environments import isolated_python
 from peers.work import PREFETCH, PeerConfig, Tables, create_tables
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ticketing_devtools.catalog import REPO_ROOT
+
 SHARED_LIB_DIR = REPO_ROOT / "shared_lib"
 # The demo app of shared_lib's own tests (tests.settings, tests.demo, tests.celery_app):
 # a service with a ticket replica, the same handler shape orders_svc will have.
@@ -518,16 +520,6 @@ def postgres_ceiling(db_url: str, sizes: Sizes, results: Results) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _cpu_ticks(pid: int) -> int:
-    """User + system CPU ticks of a process (all its threads) so far; 0 once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
-
-
 def client_backends(db_url: str) -> set[int]:
     """The PostgreSQL backends connected to the bench database now."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -579,7 +571,7 @@ def watch_drain(
         # The Erlang VM is RabbitMQ: all its work happens in that one process.
         broker = [pid for pid, row in process_table().items() if "beam.smp" in row[3]]
         at_start = busy_ticks()
-        broker_at_start = sum(map(_cpu_ticks, broker))
+        broker_at_start = sum(map(cpu_ticks, broker))
         members: list[int] = []
         first: _Mark | None = None
         seen, progressed = 0, time.monotonic()
@@ -602,9 +594,9 @@ def watch_drain(
                     first = _Mark(
                         now,
                         count,
-                        sum(map(_cpu_ticks, members)),
-                        {pid: _cpu_ticks(pid) for pid in backends},
-                        sum(map(_cpu_ticks, broker)),
+                        sum(map(cpu_ticks, members)),
+                        {pid: cpu_ticks(pid) for pid in backends},
+                        sum(map(cpu_ticks, broker)),
                         busy_ticks(),
                     )
             if count >= expected and first is not None:
@@ -620,20 +612,20 @@ def watch_drain(
                     f" {STALL_SECONDS:.0f} s: events lost or the consumer is stuck"
                 )
             time.sleep(DRAIN_POLL_SECONDS)
-        cpu_ticks = sum(map(_cpu_ticks, members)) - first.consumer_ticks
+        consumer_ticks = sum(map(cpu_ticks, members)) - first.consumer_ticks
         db_ticks = sum(
-            _cpu_ticks(pid) - first.backend_ticks.get(pid, 0)
+            cpu_ticks(pid) - first.backend_ticks.get(pid, 0)
             for pid in _client_backends(conn) - baseline - {own}
         )
-        broker_ticks = sum(map(_cpu_ticks, broker)) - first.broker_ticks
+        broker_ticks = sum(map(cpu_ticks, broker)) - first.broker_ticks
         machine_ticks = busy_ticks() - first.machine_ticks
     seconds = now - first.at
     # The machine's ticks are sampled, the processes' accounted: a little apart, never < 0.
-    other = max(0, machine_ticks - cpu_ticks - db_ticks - broker_ticks)
+    other = max(0, machine_ticks - consumer_ticks - db_ticks - broker_ticks)
     return Drain(
         events=count - first.count,
         seconds=seconds,
-        cpu_seconds=cpu_ticks / CLOCK_TICKS,
+        cpu_seconds=consumer_ticks / CLOCK_TICKS,
         db_cpu_seconds=db_ticks / CLOCK_TICKS,
         broker_cpu_seconds=broker_ticks / CLOCK_TICKS,
         other_cores=other / CLOCK_TICKS / seconds,

@@ -83,10 +83,10 @@ from _common import (
 from kombu import Connection, Consumer, Exchange, Queue
 
 from shared_lib.auth import mint_session_token
+from ticketing_devtools.catalog import service
 from ticketing_devtools.stack import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ORDERS_DIR = REPO_ROOT / "orders_svc"
+ORDERS_DIR = service("orders").directory
 
 BUYERS = 20  # orders are spread over this many buyers (one seller sells every ticket)
 TICKET_THREADS = 8  # concurrent POST /api/tickets (creation speed is not what is measured)

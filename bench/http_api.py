@@ -73,14 +73,14 @@ from _common import (
 from _common import CpuMeter as BaseCpuMeter
 
 from shared_lib.testing.processes import Process, gunicorn
+from ticketing_devtools.catalog import REPO_ROOT, service
 from ticketing_devtools.environment import common_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
 BARE_DIR = BENCH_DIR / "bare"
 LUA_SCRIPT = BENCH_DIR / "http_api.lua"
-TICKETS_DIR = REPO_ROOT / "tickets_svc"
-ORDERS_DIR = REPO_ROOT / "orders_svc"
+TICKETS_DIR = service("tickets").directory
+ORDERS_DIR = service("orders").directory
 
 # Its own role: bench/events.py sets a fresh password on `ticketing_bench` at every run,
 # which would lock this run's servers out of their databases if both ran at once.

@@ -77,9 +77,9 @@ from _common import (
     write_json,
 )
 
+from ticketing_devtools.catalog import REPO_ROOT
 from ticketing_devtools.stack import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_OUT = REPO_ROOT / "var" / "bench" / "load"
 
