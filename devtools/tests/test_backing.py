@@ -61,6 +61,16 @@ def test_every_host_port_and_user_comes_from_the_urls(monkeypatch):
     )
 
 
+def test_a_services_database_url_keeps_the_admin_urls_connection_options(monkeypatch):
+    monkeypatch.setenv(
+        "PG_ADMIN_URL", "postgresql://admin:pw@db.example:5432/postgres?sslmode=require"
+    )
+
+    assert database_url(database="orders", role="orders", password="pw") == (
+        "postgresql://orders:pw@db.example:5432/orders?sslmode=require"
+    )
+
+
 def test_without_urls_the_defaults_are_the_usual_local_ports(monkeypatch):
     for name in ("PG_ADMIN_URL", "RABBITMQ_URL", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)

@@ -82,9 +82,9 @@ def database_url(
     *, database: str, role: str, password: str, host: str | None = None, port: int | None = None
 ) -> str:
     """A service's own URL: its role and database on PG_ADMIN_URL's server (or at `host`
-    and `port`, e.g. a proxy in front of it)."""
+    and `port`, e.g. a proxy in front of it), with that URL's options (`sslmode`)."""
     parts = urlsplit(pg_admin_url_as_configured())
     server = url_host(host or parts.hostname or "127.0.0.1")
     address = f"{server}:{port or parts.port or 5432}"
     netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{address}"
-    return urlunsplit(("postgresql", netloc, f"/{database}", "", ""))
+    return urlunsplit(("postgresql", netloc, f"/{database}", parts.query, ""))
