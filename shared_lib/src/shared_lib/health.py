@@ -18,8 +18,6 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 
-from shared_lib.errors import error_body
-
 logger = logging.getLogger(__name__)
 
 LIVENESS_PATH = "/healthz"
@@ -75,6 +73,10 @@ class HealthMiddleware:
             checks = run_checks()
             failed = [name for name, state in checks.items() if state != "ok"]
             if failed:
+                # Imported here: shared_lib.errors needs Django's settings, and this module's
+                # paths are read without them (the deploy checks).
+                from shared_lib.errors import error_body
+
                 body = {**error_body(f"Not ready: {', '.join(failed)}"), "checks": checks}
                 return JsonResponse(body, status=503)
             return JsonResponse({"status": "ok", "checks": checks})
