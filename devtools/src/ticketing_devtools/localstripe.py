@@ -9,9 +9,17 @@ stack, the payments suite, a benchmark) would share it — one instance's charge
 up in another's ledger, and two writing at once truncating it so the next start fails
 ("pickle data was truncated"). Here each instance gets its own file, written atomically.
 
-Upstream also lacks some of Stripe's behaviour that payments_svc relies on (card tokens
-made into PaymentMethods, cards declined on charge, `charge_already_refunded`, searching
-PaymentIntents by metadata): _learn_stripe_behaviours adds it.
+Upstream also lacks some of Stripe's behaviour that payments_svc relies on (Stripe's test
+cards by name, cards declined on charge, `charge_already_refunded`, `charge.refunded`,
+searching PaymentIntents by metadata): _learn_stripe_behaviours adds it. With
+--webhook-url and --webhook-secret, upstream posts every event there, signed as Stripe
+signs (`Stripe-Signature`, which the SDK's `stripe.Webhook.construct_event` accepts), a
+second after it happens and once: it never retries, and an event made in the last second
+before a stop is never posted.
+
+The Stripe.js stand-in served at /js.stripe.com/v3/ is our copy of upstream's
+(localstripe-v3.js beside this module), which can also `createPaymentMethod`: a page's
+Stripe Elements flow works against the fake, card typed in, 3-D Secure modal and all.
 
 Upstream also pickles the whole store on every change, so a charge cost it more the more
 charges it had made (5 ms at first, 93 ms after 700: bench/README.md) and the fake, not
@@ -37,31 +45,41 @@ from shared_lib.testing.processes import Process, free_port
 
 FLUSH_AFTER_SECONDS = 0.5
 
-# Stripe's test card tokens (https://docs.stripe.com/testing#cards): a token any test
-# account may use any number of times, by the card number it stands for. 16-digit cards
-# only (localstripe's cards are 16 digits).
-TEST_TOKENS = {
-    "tok_visa": "4242424242424242",
-    "tok_visa_debit": "4000056655665556",
-    "tok_mastercard": "5555555555554444",
-    "tok_mastercard_debit": "5200828282828210",
-    "tok_chargeDeclined": "4000000000000002",
-    "tok_chargeDeclinedInsufficientFunds": "4000000000009995",
-    "tok_chargeCustomerFail": "4000000000000341",
+# Stripe's test cards by the name Stripe gives each (https://docs.stripe.com/testing#cards,
+# https://docs.stripe.com/testing#regulatory-cards): `tok_<name>` is a token and
+# `pm_card_<name>` a PaymentMethod of that card, which any test account may use any number
+# of times. 16-digit cards only (localstripe's cards are 16 digits).
+TEST_CARDS = {
+    "visa": "4242424242424242",
+    "visa_debit": "4000056655665556",
+    "mastercard": "5555555555554444",
+    "mastercard_debit": "5200828282828210",
+    "chargeDeclined": "4000000000000002",
+    "chargeDeclinedInsufficientFunds": "4000000000009995",
+    "chargeDeclinedLostCard": "4000000000009987",
+    "chargeDeclinedStolenCard": "4000000000009979",
+    "chargeDeclinedExpiredCard": "4000000000000069",
+    "chargeDeclinedIncorrectCvc": "4000000000000127",
+    "chargeDeclinedProcessingError": "4000000000000119",
+    "chargeCustomerFail": "4000000000000341",  # attaches, then declines when charged
+    # Every payment needs 3-D Secure (upstream knows these numbers: requires_action).
+    "threeDSecure2Required": "4000000000003220",
+    "authenticationRequired": "4000002760003184",
 }
-# Cards Stripe declines when charged (as well as when attached): upstream declines them
-# only on attach, so a PaymentIntent with one would succeed there and not at Stripe.
+# Cards Stripe declines when charged (as well as when attached), the chargeDeclined ones:
+# upstream declines them only on attach, so a PaymentIntent with one would succeed there
+# and not at Stripe.
 DECLINED_ON_CHARGE = frozenset(
-    {
-        "4000000000000002",  # generic decline
-        "4000000000009995",  # insufficient funds
-        "4000000000009987",  # lost card
-        "4000000000009979",  # stolen card
-        "4000000000000069",  # expired card
-        "4000000000000127",  # incorrect CVC
-        "4000000000000119",  # processing error
-    }
+    number for name, number in TEST_CARDS.items() if name.startswith("chargeDeclined")
 )
+# The expiry and CVC of a test card named, as Stripe's test PaymentMethods have some.
+TEST_CARD_EXPIRY_AND_CVC = {"exp_month": "12", "exp_year": "2030", "cvc": "123"}
+
+WEBHOOK_OPTIONS_PAIRED = "--webhook-url and --webhook-secret go together: give both or neither"
+# Our copy of upstream's Stripe.js stand-in, which can also create PaymentMethods (its
+# header says what else changed), and where pages load it from.
+STRIPE_JS = Path(__file__).with_name("localstripe-v3.js")
+STRIPE_JS_PATH = "/js.stripe.com/v3/"
 
 
 def _use_store(path: Path) -> None:
@@ -120,13 +138,19 @@ def _learn_stripe_behaviours() -> None:
 
     - PaymentMethods made from card tokens (`card[token]=tok_...`), Stripe's test tokens
       included; a token of the fake's own is single-use, as at Stripe.
+    - Stripe's test PaymentMethods (`pm_card_visa`, `pm_card_threeDSecure2Required`...)
+      wherever a PaymentMethod id is taken (upstream knows three); a PaymentIntent given
+      one names the PaymentMethod made of it (`pm_...`), as at Stripe.
     - Cards that decline on charge really decline (DECLINED_ON_CHARGE).
+    - A failed 3-D Secure authentication sends `payment_intent.payment_failed`.
     - A refund of a charge already refunded in full fails with `charge_already_refunded`
-      (upstream refunds it again), and one of an intent never charged fails cleanly.
+      (upstream refunds it again), and one of an intent never charged fails cleanly; a
+      refund made sends `charge.refunded` with the Charge.
     - `GET /v1/payment_intents/search` for `metadata['key']:'value'` clauses (AND-ed).
     """
     from localstripe import resources
     from localstripe.errors import UserError
+    from localstripe.webhooks import schedule_webhook
 
     payment_method_init = resources.PaymentMethod.__init__
 
@@ -136,7 +160,7 @@ def _learn_stripe_behaviours() -> None:
         payment_method_init(self, type=type, card=card, **kw)
 
     def _card_of_token(token: Any) -> dict[str, str]:
-        number = TEST_TOKENS.get(token) if isinstance(token, str) else None
+        number = _test_card_number(token, "tok_")
         if number is None:
             stored = resources.store.get(f"token:{token}")
             if stored is None:
@@ -153,9 +177,33 @@ def _learn_stripe_behaviours() -> None:
                 )
             stored._used = True
             number = stored.card._card_number
-        return {"number": number, "exp_month": "12", "exp_year": "2030", "cvc": "123"}
+        return {"number": number, **TEST_CARD_EXPIRY_AND_CVC}
 
     resources.PaymentMethod.__init__ = payment_method_from_token
+
+    named_by_upstream = resources.PaymentMethod._try_get_canonical_test_article
+
+    def test_payment_method(cls: Any, id: Any) -> Any:
+        # Like Stripe (and upstream), each use of the name makes a new PaymentMethod.
+        number = _test_card_number(id, "pm_card_")
+        if number is None:
+            return named_by_upstream(id)
+        return cls(type="card", card={"number": number, **TEST_CARD_EXPIRY_AND_CVC})
+
+    resources.PaymentMethod._try_get_canonical_test_article = classmethod(test_payment_method)
+
+    payment_intent_init = resources.PaymentIntent.__init__
+
+    def payment_intent_of_test_card(self: Any, payment_method: Any = None, **kw: Any):
+        # Upstream keeps the name and makes a new PaymentMethod at each use of the intent
+        # (its charge naming another one); Stripe makes one, and the intent names it.
+        if isinstance(payment_method, str):
+            made = resources.PaymentMethod._try_get_canonical_test_article(payment_method)
+            if made is not None:
+                payment_method = made.id
+        payment_intent_init(self, payment_method=payment_method, **kw)
+
+    resources.PaymentIntent.__init__ = payment_intent_of_test_card
 
     charging_is_declined = resources.PaymentMethod._charging_is_declined
 
@@ -165,6 +213,17 @@ def _learn_stripe_behaviours() -> None:
         return charging_is_declined(self)
 
     resources.PaymentMethod._charging_is_declined = declined_on_charge
+
+    authenticate = resources.PaymentIntent._api_authenticate
+
+    def authenticate_and_report_failure(**kw: Any) -> Any:
+        intent = authenticate(**kw)
+        if intent._authentication_failed:
+            schedule_webhook(resources.Event("payment_intent.payment_failed", intent))
+        return intent
+
+    # Upstream's routes are made from extra_apis when its server is imported, after this.
+    _reroute(resources.extra_apis, authenticate, authenticate_and_report_failure)
 
     refund_init = resources.Refund.__init__
 
@@ -193,6 +252,19 @@ def _learn_stripe_behaviours() -> None:
 
     resources.Refund.__init__ = refund_once
 
+    create_refund = resources.Refund._api_create
+
+    def refund_and_report(cls: Any, **data: Any) -> Any:
+        refund = create_refund(**data)
+        if refund.status == "succeeded":
+            charge = resources.Charge._api_retrieve(refund.charge)
+            schedule_webhook(resources.Event("charge.refunded", charge))
+        return refund
+
+    # Refunds made by the API only: upstream also makes one for the part of a charge not
+    # captured, which at Stripe is no refund.
+    resources.Refund._api_create = classmethod(refund_and_report)
+
     class SearchResult(resources.List):
         object = "search_result"
 
@@ -215,6 +287,20 @@ def _learn_stripe_behaviours() -> None:
     resources.extra_apis.append(("GET", "/v1/payment_intents/search", search_payment_intents))
 
 
+def _test_card_number(id: Any, prefix: str) -> str | None:
+    """The number of the test card Stripe names `id` (`tok_visa`, `pm_card_visa`), if any."""
+    if isinstance(id, str) and id.startswith(prefix):
+        return TEST_CARDS.get(id.removeprefix(prefix))
+    return None
+
+
+def _reroute(routes: list[tuple[str, str, Any]], old: Any, new: Any) -> None:
+    """Have upstream's route to `old` (in its `extra_apis`) call `new` instead."""
+    [at] = [n for n, (_, _, func) in enumerate(routes) if func == old]
+    method, url, _ = routes[at]
+    routes[at] = (method, url, new)
+
+
 def _metadata_clauses(query: Any) -> list[tuple[str, str]]:
     """`metadata['a']:'x' AND metadata['b']:'y'` as [("a", "x"), ("b", "y")]."""
     import re
@@ -229,22 +315,76 @@ def _metadata_clauses(query: Any) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in matches if m]
 
 
-def command(store: Path, port: int, *, from_scratch: bool = False) -> list[str]:
-    """The command line that runs this module as a server."""
+def _serve_our_stripe_js_and_payment_methods(server: Any) -> None:
+    """Upstream's app, before it starts: STRIPE_JS served at STRIPE_JS_PATH in place of
+    upstream's stand-in, and PaymentMethods created with a publishable key as Stripe.js
+    creates them (upstream takes `key=pk_...` for tokens and sources only)."""
+    from aiohttp import web
+
+    @web.middleware
+    async def publishable_key_creates_payment_methods(request: Any, handler: Any) -> Any:
+        if request.method == "POST" and request.path == "/v1/payment_methods":
+            data = await server.get_post_data(request, remove_auth=False)
+            key = data.get("key") if isinstance(data, dict) else None
+            if isinstance(key, str) and key.startswith("pk_"):
+                return await handler(request)
+        return await server.auth_middleware(request, handler)
+
+    @web.middleware
+    async def our_stripe_js(request: Any, handler: Any) -> Any:
+        if request.method == "GET" and request.path == STRIPE_JS_PATH:
+            return web.Response(text=STRIPE_JS.read_text(), content_type="application/javascript")
+        return await handler(request)
+
+    middlewares = server.app.middlewares
+    middlewares[middlewares.index(server.auth_middleware)] = publishable_key_creates_payment_methods
+    middlewares.append(our_stripe_js)
+
+
+def command(
+    store: Path,
+    port: int,
+    *,
+    from_scratch: bool = False,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+) -> list[str]:
+    """The command line that runs this module as a server; with a webhook URL and its
+    signing secret, it posts every event there."""
+    if (webhook_url is None) != (webhook_secret is None):
+        raise ValueError(WEBHOOK_OPTIONS_PAIRED)
     args = [sys.executable, "-m", __name__, "--store", str(store), "--port", str(port)]
-    return [*args, "--from-scratch"] if from_scratch else args
+    if from_scratch:
+        args.append("--from-scratch")
+    if webhook_url is not None and webhook_secret is not None:
+        args += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret]
+    return args
 
 
 @contextmanager
-def running(store: Path, *, from_scratch: bool = True) -> Iterator[str]:
+def running(
+    store: Path,
+    *,
+    from_scratch: bool = True,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+) -> Iterator[str]:
     """A localstripe child process for a test, on a free port; yields its API base URL.
 
     Stopped with SIGTERM at the end (so it writes its store, as on any clean stop); its
-    output goes to a log beside the store."""
-    store.parent.mkdir(parents=True, exist_ok=True)
+    output goes to a log beside the store. An event made less than a second before the
+    end is never posted to the webhook (see the module's docstring)."""
     port = free_port()
+    argv = command(
+        store,
+        port,
+        from_scratch=from_scratch,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    )
+    store.parent.mkdir(parents=True, exist_ok=True)
     server = Process(
-        command(store, port, from_scratch=from_scratch),
+        argv,
         cwd=store.parent,
         env=os.environ,
         log_path=store.with_suffix(".log"),
@@ -259,13 +399,21 @@ def running(store: Path, *, from_scratch: bool = True) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, required=True, help="this instance's state file")
+    parser.add_argument("--webhook-url", help="where every event is posted")
+    parser.add_argument("--webhook-secret", help="the secret its Stripe-Signature is made with")
     ours, rest = parser.parse_known_args(argv)
+    if (ours.webhook_url is None) != (ours.webhook_secret is None):
+        parser.error(WEBHOOK_OPTIONS_PAIRED)
     ours.store.parent.mkdir(parents=True, exist_ok=True)
     _use_store(ours.store.resolve())
     _learn_stripe_behaviours()
     # Imported here: command() and running() (tests, the stack) need none of aiohttp.
     from localstripe import server
+    from localstripe.webhooks import register_webhook
 
+    _serve_our_stripe_js_and_payment_methods(server)
+    if ours.webhook_url is not None:
+        register_webhook("ticketing", ours.webhook_url, ours.webhook_secret, None)  # all events
     sys.argv = ["localstripe", *rest]  # --port, --from-scratch: localstripe's own options
     server.start()
 
