@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
+from payments.models import OrderReplica, Payment, PaymentAttempt, Refund, StripeEvent
 from shared_lib.admin import ReadOnlyAdmin
 
 
@@ -59,3 +59,12 @@ class OrderReplicaAdmin(ReadOnlyAdmin):
     list_display = ["id", "status", "price", "user_id", "expires_at", "version"]
     list_filter = ["status"]
     search_fields = ["=id", "=user_id"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    """Stripe's webhook events as they were applied (each id once)."""
+
+    list_display = ["id", "type", "received_at"]
+    list_filter = ["type", "received_at"]
+    search_fields = ["=id"]

@@ -3,12 +3,16 @@
     pm = payment_method_for("tok_visa", idempotency_key="...")    # pm_... as they are
     intent_id = intent_create(amount_cents=2050, payment_method=pm, idempotency_key="...",
                               metadata={...})                       # not confirmed: no charge
-    intent = intent_confirm(intent_id, idempotency_key="...")      # Intent(id, status, error)
+    intent = intent_confirm(intent_id, idempotency_key="...")      # Intent(id, status, ...)
+    intent = intent_cancel(intent_id)      # one waiting for its cardholder: never charged
     refund_id = stripe_refund(payment_intent_id=intent_id, idempotency_key="...")
+
+    event = webhook_event(request.body, request.headers.get("Stripe-Signature"))
 
 Errors come back as our own: CardDeclined (definitely not charged, with Stripe's
 message), GatewayUnavailable (outage or timeout: the outcome is unknown), RefundRefused
-(Stripe will never accept this refund as asked, with its error code).
+(Stripe will never accept this refund as asked, with its error code), InvalidWebhook (a
+body Stripe did not sign with our secret, or that is no event).
 """
 
 from __future__ import annotations
@@ -46,6 +50,27 @@ class RefundRefused(Exception):
         self.code = code
 
 
+class InvalidWebhook(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# Seconds a webhook's signed timestamp may lie behind (or ahead of) our clock: Stripe's
+# default, which stops a captured body from being replayed later.
+WEBHOOK_TOLERANCE_SECONDS = 300
+WEBHOOK_SIGNATURE_INVALID = "Stripe-Signature is missing, invalid or too old"
+WEBHOOK_NOT_AN_EVENT = "The body is not a Stripe event"
+WEBHOOK_NOT_CONFIGURED = "Stripe webhooks are not configured here (STRIPE_WEBHOOK_SECRET)"
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str  # evt_...
+    type: str  # payment_intent.succeeded, charge.refunded, ...
+    object: dict[str, Any]  # the PaymentIntent, Charge, ... as the event carries it
+
+
 @dataclass(frozen=True)
 class Intent:
     """What Stripe says about one PaymentIntent."""
@@ -53,6 +78,8 @@ class Intent:
     id: str
     status: str  # succeeded, processing, requires_action, requires_payment_method, ...
     error: str = ""  # why its last payment failed, in Stripe's words
+    # What the buyer's browser needs to run the next action (3-D Secure) with Stripe.js.
+    client_secret: str = ""
 
 
 @cache
@@ -85,7 +112,8 @@ def _unavailable(what: str, exc: stripe.StripeError) -> GatewayUnavailable:
 def _intent(obj: Any) -> Intent:
     error = getattr(obj, "last_payment_error", None)
     message = getattr(error, "message", None) if error else None
-    return Intent(id=obj.id, status=obj.status, error=message or "")
+    secret = getattr(obj, "client_secret", None)
+    return Intent(id=obj.id, status=obj.status, error=message or "", client_secret=secret or "")
 
 
 def payment_method_for(token: str, *, idempotency_key: str) -> str:
@@ -157,6 +185,20 @@ def intent_retrieve(intent_id: str) -> Intent:
     return _intent(intent)
 
 
+def intent_cancel(intent_id: str) -> Intent:
+    """Cancel a PaymentIntent nobody will finish (its order is gone): a challenge passed
+    afterwards can no longer charge. One Stripe will not cancel (it succeeded meanwhile)
+    is answered with what it is now."""
+    try:
+        intent: Any = client().v1.payment_intents.cancel(intent_id)
+    except stripe.InvalidRequestError as exc:
+        logger.warning("stripe cancel refused", extra={"error": f"{exc}"})
+        return intent_retrieve(intent_id)
+    except stripe.StripeError as exc:
+        raise _unavailable("cancel", exc) from exc
+    return _intent(intent)
+
+
 def intent_find(*, attempt_id: str) -> Intent | None:
     """The PaymentIntent whose metadata names this attempt, if Stripe has one.
 
@@ -186,3 +228,26 @@ def stripe_refund(*, payment_intent_id: str, idempotency_key: str) -> str:
     except stripe.StripeError as exc:
         raise _unavailable("refund", exc) from exc
     return refund.id
+
+
+def webhook_event(payload: bytes, signature: str | None) -> WebhookEvent:
+    """The event Stripe sent, once its Stripe-Signature proves it came from Stripe (signed
+    with STRIPE_WEBHOOK_SECRET within WEBHOOK_TOLERANCE_SECONDS); InvalidWebhook if not."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise InvalidWebhook(WEBHOOK_NOT_CONFIGURED)
+    try:
+        event: Any = stripe.Webhook.construct_event(
+            payload, signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidWebhook(WEBHOOK_SIGNATURE_INVALID) from exc
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # signed, but no event
+        raise InvalidWebhook(WEBHOOK_NOT_AN_EVENT) from exc
+    body = event.to_dict() if hasattr(event, "to_dict") else {}
+    data = body.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    event_id, event_type = body.get("id"), body.get("type")
+    if not (isinstance(event_id, str) and isinstance(event_type, str) and isinstance(obj, dict)):
+        raise InvalidWebhook(WEBHOOK_NOT_AN_EVENT)
+    return WebhookEvent(id=event_id, type=event_type, object=obj)

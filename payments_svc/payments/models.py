@@ -45,9 +45,12 @@ class PaymentAttempt(models.Model):
         PENDING = "pending"  # Stripe is being called
         SUCCEEDED = "succeeded"
         DECLINED = "declined"  # definitely not charged
-        # Not known yet: a timeout or outage, or Stripe still deciding (processing, or
-        # waiting for the cardholder). Settled by retrieving the intent, never re-sent.
+        # Not known yet: a timeout or outage, or Stripe still processing. Settled by
+        # retrieving the intent, never re-sent.
         UNKNOWN = "unknown"
+        # The card asked its holder to authenticate (3-D Secure): the buyer's browser runs
+        # the challenge with Stripe.js; Stripe's answer (webhook, GET, the worker) settles it.
+        REQUIRES_ACTION = "requires_action"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order = models.ForeignKey(OrderReplica, on_delete=models.PROTECT, related_name="attempts")
@@ -75,6 +78,8 @@ class PaymentAttempt(models.Model):
 
 
 class Payment(models.Model):
+    # The attempt's own id, so the id POST /api/payments answers is one id whether the
+    # charge succeeded at once or after its cardholder authenticated.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # At most one payment per order, whatever races: the database says so.
     order = models.OneToOneField(OrderReplica, on_delete=models.PROTECT, related_name="payment")
@@ -142,3 +147,17 @@ class Refund(models.Model):
     def idempotency_key(self) -> str:
         # Named after the charge: whichever row or run asks, Stripe refunds it once.
         return f"refund-{self.payment_intent_id}"
+
+
+class StripeEvent(models.Model):
+    """A Stripe webhook event applied: Stripe sends each at least once, we apply it once."""
+
+    id = models.CharField(primary_key=True, max_length=255, help_text="Stripe's evt_ id")
+    type = models.CharField(max_length=128)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"

@@ -7,13 +7,20 @@ Money rules (docs/events.md):
   an attempt Stripe never confirmed was never charged.
 - A refund owed is a Refund row, written in the transaction that learns it is owed (never
   calling Stripe there), then settled by the worker with back-off until Stripe agrees.
+- A card that asks its holder to authenticate (3-D Secure) leaves its attempt waiting
+  (requires_action) while the buyer's browser runs the challenge. Whichever of Stripe's
+  webhook, the buyer's GET, the worker or the order's cancellation learns the outcome
+  first settles it; recording a success is idempotent per attempt, so any order of
+  arrival ends in one payment (or one refund).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -23,9 +30,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from payments import gateway
+from payments import gateway, selectors
 from payments.metrics import REFUNDS_SETTLED
-from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
+from payments.models import OrderReplica, Payment, PaymentAttempt, Refund, StripeEvent
 from shared_lib.errors import BadRequest, NotFound, PaymentRequired, ServiceUnavailable
 from shared_lib.events import Subject, publish
 from shared_lib.events.versioning import Applied, apply_to_replica
@@ -41,6 +48,7 @@ ORDER_EXPIRED = "Order has expired"
 ORDER_PAID = "Order is already paid"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 PAYMENT_PENDING = "The payment is still being processed; please check again shortly"
+AWAITING_AUTHENTICATION = "This order's payment is waiting for the cardholder to authenticate"
 
 # What Stripe.js Elements produces (a PaymentMethod id), or a legacy card token from
 # Stripe Checkout / Stripe.js v2 (older clients send these), which Stripe makes into one.
@@ -63,6 +71,13 @@ NOT_CHARGED = frozenset({"requires_payment_method", "requires_confirmation", "ca
 NEVER_SENT = "not charged: Stripe has no PaymentIntent for this attempt"
 NEVER_CONFIRMED = "not charged: its PaymentIntent was never confirmed"
 DECLINED_BY_STRIPE = "Your card was declined."
+INTENT_CANCELLED = "not charged: its PaymentIntent was cancelled"
+# An attempt whose outcome someone may still learn from Stripe.
+OPEN = (
+    PaymentAttempt.Status.PENDING,
+    PaymentAttempt.Status.UNKNOWN,
+    PaymentAttempt.Status.REQUIRES_ACTION,
+)
 
 
 def parse_token(value: Any) -> str:
@@ -96,6 +111,10 @@ def _start_attempt(*, user_id: uuid.UUID, order_id: uuid.UUID, token: Any) -> Pa
         ):
             # Another request is charging this order right now: it wins the race.
             raise BadRequest(ORDER_PAID)
+        if attempts.filter(status=PaymentAttempt.Status.REQUIRES_ACTION):
+            # Its cardholder may still pass the challenge: a second charge could succeed
+            # beside it. Its outcome (or the order's expiry) frees the order.
+            raise BadRequest(AWAITING_AUTHENTICATION)
         unsettled = attempts.filter(
             status__in=[PaymentAttempt.Status.UNKNOWN, PaymentAttempt.Status.PENDING]
         ).first()
@@ -114,10 +133,18 @@ def _start_attempt(*, user_id: uuid.UUID, order_id: uuid.UUID, token: Any) -> Pa
 
 
 def _settle(attempt: PaymentAttempt, status: str, error: str = "") -> None:
-    attempt.status = status
-    attempt.error = error
+    """Record what became of an attempt, unless another path has meanwhile recorded its
+    success: a charge once recorded is never written over by an older answer."""
     attempt.updated_at = timezone.now()
-    attempt.save(update_fields=["status", "error", "updated_at"])
+    updated = (
+        PaymentAttempt.objects.filter(id=attempt.id)
+        .exclude(status=PaymentAttempt.Status.SUCCEEDED)
+        .update(status=status, error=error, updated_at=attempt.updated_at)
+    )
+    if updated:
+        attempt.status, attempt.error = status, error
+    else:
+        attempt.refresh_from_db()
 
 
 def _confirmed_intent(attempt: PaymentAttempt) -> gateway.Intent:
@@ -148,7 +175,15 @@ def _confirmed_intent(attempt: PaymentAttempt) -> gateway.Intent:
 
 
 class PaymentPending(Exception):
-    """Stripe has not decided yet (processing, or waiting for the cardholder)."""
+    """Stripe has not decided yet (processing)."""
+
+
+@dataclass
+class ActionRequired(Exception):
+    """The cardholder must authenticate (3-D Secure) before Stripe charges the card."""
+
+    attempt_id: uuid.UUID
+    client_secret: str
 
 
 def _charge(attempt: PaymentAttempt) -> str:
@@ -171,6 +206,9 @@ def _charge(attempt: PaymentAttempt) -> str:
         message = intent.error or DECLINED_BY_STRIPE
         _settle(attempt, PaymentAttempt.Status.DECLINED, message)
         raise gateway.CardDeclined(message)
+    if intent.status == "requires_action":
+        _settle(attempt, PaymentAttempt.Status.REQUIRES_ACTION)
+        raise ActionRequired(attempt.id, intent.client_secret)
     _settle(attempt, PaymentAttempt.Status.UNKNOWN, f"Stripe: {intent.status}")
     raise PaymentPending(intent.status)
 
@@ -191,17 +229,32 @@ def _owe_refund(attempt: PaymentAttempt, intent_id: str, payment: Payment | None
 
 def _record(attempt: PaymentAttempt, intent_id: str) -> tuple[Payment | None, Refund | None]:
     """Store a charge that succeeded and announce it, in one transaction; owe it back
-    when the order was cancelled meanwhile or another attempt already paid it."""
+    when the order was cancelled meanwhile or another attempt already paid it.
+
+    Once per attempt: whichever path (the buyer's request, a webhook, a GET, the worker)
+    records it second gets what the first recorded."""
     with transaction.atomic():
         order = OrderReplica.objects.select_for_update().get(id=attempt.order_id)
+        recorded = PaymentAttempt.objects.select_for_update().get(id=attempt.id)
+        if recorded.status == PaymentAttempt.Status.SUCCEEDED:
+            attempt.refresh_from_db()
+            return (
+                Payment.objects.filter(attempt=attempt).first(),
+                Refund.objects.filter(attempt=attempt).first(),
+            )
         attempt.stripe_intent_id = intent_id
         attempt.save(update_fields=["stripe_intent_id"])
         _settle(attempt, PaymentAttempt.Status.SUCCEEDED)
         if Payment.objects.filter(order=order).exists():
-            # Only a charge left over from before intents were stored can get here.
+            # Another attempt of this order paid it first (one left from before intents
+            # were stored, or a challenge passed after a second card paid).
             return None, _owe_refund(attempt, intent_id, None)
         payment = Payment.objects.create(
-            order=order, attempt=attempt, stripe_id=intent_id, amount_cents=attempt.amount_cents
+            id=attempt.id,
+            order=order,
+            attempt=attempt,
+            stripe_id=intent_id,
+            amount_cents=attempt.amount_cents,
         )
         publish(
             Subject.PAYMENT_CREATED,
@@ -216,10 +269,13 @@ def _record(attempt: PaymentAttempt, intent_id: str) -> tuple[Payment | None, Re
 
 
 def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
-    """Charge the buyer for their order, exactly once (docs/events.md)."""
-    attempt = _start_attempt(
-        user_id=user_id, order_id=parse_id(order_id, field="orderId"), token=token
-    )
+    """Charge the buyer for their order, exactly once (docs/events.md).
+
+    Raises ActionRequired when the card asks its holder to authenticate: the attempt then
+    waits, and the order is not payable again until Stripe has answered for it."""
+    order_id = parse_id(order_id, field="orderId")
+    _refresh_waiting(order_id=order_id, user_id=user_id)
+    attempt = _start_attempt(user_id=user_id, order_id=order_id, token=token)
     try:
         # No lock is held while Stripe works: the pending attempt keeps others out.
         intent_id = _charge(attempt)
@@ -232,35 +288,58 @@ def payment_create(*, user_id: uuid.UUID, order_id: Any, token: Any) -> Payment:
         raise ServiceUnavailable(PAYMENT_PENDING) from None
     payment, refund = _record(attempt, intent_id)
     if refund is not None:
-        try:
-            refund_settle(refund_id=refund.id)  # at once if Stripe answers; else the worker
-        except gateway.GatewayUnavailable:
-            logger.warning("refund deferred: Stripe unavailable", extra={"order_id": str(order_id)})
+        _refund_now(refund)
         # No payment: another attempt of this order already holds its payment.
         raise BadRequest(ORDER_CANCELLED if payment is not None else ORDER_PAID)
     assert payment is not None  # _record owes a refund whenever it makes no payment
     return payment
 
 
+def _refund_now(refund: Refund) -> None:
+    try:
+        refund_settle(refund_id=refund.id)  # at once if Stripe answers; else the worker
+    except gateway.GatewayUnavailable:
+        logger.warning(
+            "refund deferred: Stripe unavailable", extra={"order_id": str(refund.order_id)}
+        )
+
+
+def _refresh_waiting(*, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Ask Stripe about this order's attempts waiting for their cardholder, so a challenge
+    refused (with no webhook yet) does not keep the buyer from paying with another card."""
+    waiting = PaymentAttempt.objects.filter(
+        order_id=order_id,
+        order__user_id=user_id,
+        status=PaymentAttempt.Status.REQUIRES_ACTION,
+    ).values_list("id", flat=True)
+    for attempt_id in waiting:
+        try:
+            attempt_settle(attempt_id=attempt_id)
+        except gateway.GatewayUnavailable:
+            return  # it stays waiting; _start_attempt says so
+
+
 # --- settling what was left open ------------------------------------------------------
 
 
-def _claim(attempt_id: uuid.UUID) -> PaymentAttempt | None:
-    """Take an attempt whose outcome is unknown (or whose process died) for settling, the
-    way a buyer's retry takes it: pending and touched now, so nobody else works on it."""
+def _claim(attempt_id: uuid.UUID) -> tuple[PaymentAttempt, str] | None:
+    """Take an attempt whose outcome is unknown (or whose process died, or which waits for
+    its cardholder) for settling, the way a buyer's retry takes it: pending and touched
+    now, so nobody else works on it. With the status it had."""
     now = timezone.now()
     with transaction.atomic():
         attempt = PaymentAttempt.objects.select_for_update().filter(id=attempt_id).first()
         if attempt is None or not _unsettled(attempt, now):
             return None
+        before = attempt.status
         attempt.status = PaymentAttempt.Status.PENDING
         attempt.updated_at = now
         attempt.save(update_fields=["status", "updated_at"])
-    return attempt
+    return attempt, before
 
 
 def _unsettled(attempt: PaymentAttempt, now: datetime) -> bool:
-    if attempt.status == PaymentAttempt.Status.UNKNOWN:
+    if attempt.status in (PaymentAttempt.Status.UNKNOWN, PaymentAttempt.Status.REQUIRES_ACTION):
         return True
     return attempt.status == PaymentAttempt.Status.PENDING and (
         attempt.updated_at <= now - STALE_ATTEMPT
@@ -268,7 +347,7 @@ def _unsettled(attempt: PaymentAttempt, now: datetime) -> bool:
 
 
 def _unsettled_attempts(now: datetime) -> Q:
-    return Q(status=PaymentAttempt.Status.UNKNOWN) | Q(
+    return Q(status__in=[PaymentAttempt.Status.UNKNOWN, PaymentAttempt.Status.REQUIRES_ACTION]) | Q(
         status=PaymentAttempt.Status.PENDING, updated_at__lte=now - STALE_ATTEMPT
     )
 
@@ -278,35 +357,57 @@ def attempt_settle(*, attempt_id: uuid.UUID) -> str | None:
 
     Its PaymentIntent is retrieved (by the stored id, else by the attempt's metadata), never
     created or confirmed: none, or one never confirmed, means not charged; a charge that
-    succeeded is recorded (and owed back if the order is cancelled); processing or waiting
-    for the cardholder stays unknown until Stripe decides. Returns the attempt's status
+    succeeded is recorded (and owed back if the order is cancelled); one waiting for its
+    cardholder keeps waiting, unless its order is cancelled: then it is cancelled at
+    Stripe; processing stays unknown until Stripe decides. Returns the attempt's status
     (None when it was not open). Raises GatewayUnavailable while Stripe is down.
     """
-    attempt = _claim(attempt_id)
-    if attempt is None:
+    claimed = _claim(attempt_id)
+    if claimed is None:
         return None
+    attempt, before = claimed
     try:
         if attempt.stripe_intent_id:
             intent = gateway.intent_retrieve(attempt.stripe_intent_id)
         else:
             intent = gateway.intent_find(attempt_id=str(attempt.id))
+        if intent is not None and intent.status == "requires_action" and _order_cancelled(attempt):
+            intent = gateway.intent_cancel(intent.id)
     except gateway.GatewayUnavailable as exc:
-        _settle(attempt, PaymentAttempt.Status.UNKNOWN, str(exc))
+        waiting = before == PaymentAttempt.Status.REQUIRES_ACTION
+        _settle(attempt, before if waiting else PaymentAttempt.Status.UNKNOWN, str(exc))
         raise
     if intent is None:
         _settle(attempt, PaymentAttempt.Status.DECLINED, NEVER_SENT)
-    elif intent.status == "succeeded":
-        _record(attempt, intent.id)
-    elif intent.status in NOT_CHARGED:
-        reason = NEVER_CONFIRMED if intent.status == "requires_confirmation" else intent.error
-        attempt.stripe_intent_id = intent.id
-        attempt.save(update_fields=["stripe_intent_id"])
-        _settle(attempt, PaymentAttempt.Status.DECLINED, reason or DECLINED_BY_STRIPE)
-    else:
-        attempt.stripe_intent_id = intent.id
-        attempt.save(update_fields=["stripe_intent_id"])
-        _settle(attempt, PaymentAttempt.Status.UNKNOWN, f"Stripe: {intent.status}")
+        return attempt.status
+    _apply_intent(attempt, intent)
     return attempt.status
+
+
+def _order_cancelled(attempt: PaymentAttempt) -> bool:
+    return OrderReplica.objects.filter(
+        id=attempt.order_id, status=OrderReplica.Status.CANCELLED
+    ).exists()
+
+
+def _apply_intent(attempt: PaymentAttempt, intent: gateway.Intent) -> None:
+    """Settle an open attempt by what Stripe says of its PaymentIntent now."""
+    if intent.status == "succeeded":
+        _, refund = _record(attempt, intent.id)
+        if refund is not None and refund.status == Refund.Status.PENDING:
+            transaction.on_commit(partial(_refund_now, refund), robust=True)
+        return
+    if attempt.stripe_intent_id != intent.id:
+        attempt.stripe_intent_id = intent.id
+        attempt.save(update_fields=["stripe_intent_id"])
+    if intent.status in NOT_CHARGED:
+        reasons = {"requires_confirmation": NEVER_CONFIRMED, "canceled": INTENT_CANCELLED}
+        reason = intent.error or reasons.get(intent.status, DECLINED_BY_STRIPE)
+        _settle(attempt, PaymentAttempt.Status.DECLINED, reason)
+    elif intent.status == "requires_action":
+        _settle(attempt, PaymentAttempt.Status.REQUIRES_ACTION)
+    else:
+        _settle(attempt, PaymentAttempt.Status.UNKNOWN, f"Stripe: {intent.status}")
 
 
 def _retry_delay(tries: int) -> timedelta:
@@ -487,3 +588,98 @@ def order_created_apply(
         status=status,
         expires_at=expires_at,
     )
+
+
+# --- what the buyer and Stripe's webhooks learn ---------------------------------------
+
+# An attempt's status as GET /api/payments/<id> reports it (docs/api.md).
+REPORTED_STATUS = {
+    PaymentAttempt.Status.PENDING: "processing",
+    PaymentAttempt.Status.UNKNOWN: "processing",
+    PaymentAttempt.Status.REQUIRES_ACTION: "requires_action",
+    PaymentAttempt.Status.SUCCEEDED: "succeeded",
+    PaymentAttempt.Status.DECLINED: "failed",
+}
+INTENT_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed"})
+REFUND_EVENT = "charge.refunded"
+
+
+def payment_check(*, payment_id: uuid.UUID, user_id: uuid.UUID) -> PaymentAttempt:
+    """The payer's payment, after asking Stripe about it while it is open (so a purchase
+    completes even when no webhook arrives); NotFound for anyone else."""
+    attempt = selectors.attempt_get_for(payment_id=payment_id, user_id=user_id)
+    if attempt is None:
+        raise NotFound()
+    if attempt.status in OPEN:
+        try:
+            attempt_settle(attempt_id=attempt.id)  # no-op while its own request is live
+        except gateway.GatewayUnavailable:
+            logger.warning("payment check deferred: Stripe unavailable")
+        attempt.refresh_from_db()
+    return attempt
+
+
+def stripe_event_apply(*, event_id: str, event_type: str, obj: dict[str, Any]) -> bool:
+    """Apply one verified Stripe event, once per event id whatever Stripe resends; False
+    when it was applied before."""
+    with transaction.atomic():
+        # A second delivery running at the same time waits here for the first to commit.
+        _, created = StripeEvent.objects.get_or_create(id=event_id, defaults={"type": event_type})
+        if not created:
+            return False
+        if event_type in INTENT_EVENTS:
+            _intent_event(obj)
+        elif event_type == REFUND_EVENT:
+            _refund_event(obj)
+    return True
+
+
+def _attempt_of(intent_id: str, metadata: dict[str, Any]) -> PaymentAttempt | None:
+    """The attempt a PaymentIntent charges: by its stored id, else by the metadata it was
+    created with (an attempt whose create answer was lost has no id stored)."""
+    attempt = PaymentAttempt.objects.filter(stripe_intent_id=intent_id).first()
+    if attempt is None:
+        with contextlib.suppress(ValueError):
+            attempt_id = uuid.UUID(str(metadata.get("attemptId")))
+            attempt = PaymentAttempt.objects.filter(id=attempt_id).first()
+    return attempt
+
+
+def _intent_event(obj: dict[str, Any]) -> None:
+    attempt = _attempt_of(str(obj.get("id")), obj.get("metadata") or {})
+    if attempt is None:
+        logger.info("stripe event for a payment of no order here", extra={"intent": obj.get("id")})
+        return
+    error = obj.get("last_payment_error") or {}
+    intent = gateway.Intent(
+        id=str(obj["id"]), status=str(obj.get("status")), error=error.get("message") or ""
+    )
+    if intent.status == "succeeded":
+        _apply_intent(attempt, intent)  # whatever the attempt said: the charge is real
+        return
+    attempt = PaymentAttempt.objects.select_for_update().get(id=attempt.id)
+    live = attempt.status == PaymentAttempt.Status.PENDING and (
+        attempt.updated_at > timezone.now() - STALE_ATTEMPT
+    )
+    # A live request settles its own attempt; a settled one keeps its outcome.
+    if attempt.status in OPEN and not live:
+        _apply_intent(attempt, intent)
+
+
+def _refund_event(obj: dict[str, Any]) -> None:
+    """Stripe confirms a charge was refunded: a refund still owed is done."""
+    intent_id = obj.get("payment_intent")
+    refund = Refund.objects.select_for_update().filter(payment_intent_id=intent_id).first()
+    if refund is None:
+        # Refunded outside the app (Stripe's dashboard): nothing here was owed.
+        logger.warning("charge refunded outside ticketing", extra={"payment_intent": intent_id})
+        return
+    if refund.status == Refund.Status.SUCCEEDED or not obj.get("refunded"):
+        return
+    refunds = (obj.get("refunds") or {}).get("data") or [{}]
+    refund.stripe_id = refund.stripe_id or refunds[0].get("id")
+    refund.status = Refund.Status.SUCCEEDED
+    refund.last_error = ""
+    refund.updated_at = timezone.now()
+    refund.save()
+    REFUNDS_SETTLED.labels(outcome="succeeded").inc()

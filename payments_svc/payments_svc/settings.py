@@ -28,6 +28,10 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 # Where the SDK sends requests: Stripe itself unless set (localstripe in tests and
 # local runs, e.g. http://127.0.0.1:8420).
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="") or None
+# Signs Stripe's webhooks to POST /api/payments/webhooks/stripe (whsec_..., from the
+# webhook endpoint's page in Stripe's dashboard). Empty: every webhook is refused (400),
+# and payments settle by the buyer's GET and the worker alone.
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # A charge that takes longer than this is treated as an outage (503); its outcome is
 # settled by retrying the same attempt under the same idempotency key.
 # Kept well under payments.services.STALE_ATTEMPT (2 min), after which a pending attempt

@@ -15,6 +15,8 @@ from shared_lib.testing.events import deliver, make_event
 
 GOOD_CARD = "pm_card_visa"
 DECLINED_CARD = "pm_card_chargeCustomerFail"
+# Stripe's test card whose holder must authenticate (3-D Secure 2) before any charge.
+THREE_DS_CARD = "pm_card_threeDSecure2Required"
 DECLINED = "Your card was declined."  # localstripe's message, as Stripe words it
 
 

@@ -15,9 +15,13 @@ or a lost response would.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -30,6 +34,8 @@ from django.db import connections
 from shared_lib.testing.processes import ServerThread, free_port
 
 API_KEY = "sk_test_local"
+# What tests sign webhooks with (settings.STRIPE_WEBHOOK_SECRET set to it).
+WEBHOOK_SECRET = "whsec_test_" + "x" * 24
 CONFIRM = "/v1/payment_intents/{id}/confirm"
 # localstripe pages lists (default 10) but has no maximum: one page holds everything.
 EVERYTHING = 100_000
@@ -38,6 +44,24 @@ EVERYTHING = 100_000
 def unreachable_url() -> str:
     """A local address nobody listens on: connecting fails at once, as in an outage."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+def signature(body: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
+    """A Stripe-Signature header as Stripe makes it: HMAC-SHA256 of "<timestamp>.<body>"."""
+    at = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+    """A Stripe event carrying `obj` (a PaymentIntent, a Charge, ... as the fake holds it)."""
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
 
 
 class StripeLedger:
@@ -68,6 +92,35 @@ class StripeLedger:
 
     def refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
         return self._list("refunds", payment_intent=payment_intent_id)
+
+    def intent(self, intent_id: str) -> dict[str, Any]:
+        response = requests.get(
+            f"{self.base}/v1/payment_intents/{intent_id}", auth=(API_KEY, ""), timeout=10
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def card_last4(self, payment_method_id: str) -> str:
+        """The last digits of the card a PaymentMethod holds (Stripe's test PaymentMethods,
+        `pm_card_visa`, become a PaymentMethod of their own when used, as at Stripe)."""
+        response = requests.get(
+            f"{self.base}/v1/payment_methods/{payment_method_id}", auth=(API_KEY, ""), timeout=10
+        )
+        response.raise_for_status()
+        return response.json()["card"]["last4"]
+
+    def authenticate(self, client_secret: str, *, success: bool) -> dict[str, Any]:
+        """The cardholder passes (or fails) the 3-D Secure challenge, as the Stripe.js
+        stand-in's confirmCardPayment does in a browser: with the client secret alone."""
+        intent_id = client_secret.split("_secret_")[0]
+        response = requests.post(
+            f"{self.base}/v1/payment_intents/{intent_id}/_authenticate",
+            params={"success": "true" if success else "false"},
+            json={"key": "pk_test_local", "client_secret": client_secret},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()
 
     def refund_by_hand(self, payment_intent_id: str) -> str:
         """Refund as staff would in Stripe's dashboard (behind payments_svc's back)."""

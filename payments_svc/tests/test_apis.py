@@ -423,7 +423,7 @@ def test_pay_charges_the_replica_amount_once_and_records_it(signed_in_client, st
     assert intent["id"] == payment.stripe_id
     assert (intent["amount"], intent["currency"], intent["status"]) == (2050, "usd", "succeeded")
     assert intent["metadata"] == {"orderId": str(order.id), "attemptId": str(attempt.id)}
-    assert intent["payment_method"] == GOOD_CARD
+    assert stripe_ledger.card_last4(intent["payment_method"]) == "4242"  # GOOD_CARD's
     assert stripe_ledger.refunds(payment.stripe_id) == []
     assert Refund.objects.count() == 0
     event = OutboxEvent.objects.get()
@@ -744,6 +744,7 @@ def test_staff_sign_on_views_every_admin_page_read_only(staff_admin_client):
         "payments.Payment",
         "payments.PaymentAttempt",
         "payments.Refund",
+        "payments.StripeEvent",
         "shared_lib.OutboxEvent",
         "auth.User",
     }
@@ -802,9 +803,21 @@ def test_schema_documents_the_payment_route(api_client):
 
     assert response.status_code == 200
     paths = json.loads(response.content)["paths"]
-    assert set(paths) == {"/api/payments"}
+    assert set(paths) == {
+        "/api/payments",
+        "/api/payments/{payment_id}",
+        "/api/payments/webhooks/stripe",
+    }
     assert set(paths["/api/payments"]) == {"post"}
-    assert "201" in paths["/api/payments"]["post"]["responses"]
+    assert set(paths["/api/payments/{payment_id}"]) == {"get"}
+    assert set(paths["/api/payments/webhooks/stripe"]) == {"post"}
+    responses = paths["/api/payments"]["post"]["responses"]
+    assert {"201", "202", "400", "402", "404"} <= set(responses)
+    action = responses["202"]["content"]["application/json"]["schema"]["$ref"]
+    assert action == "#/components/schemas/PaymentAction"
+    webhook = paths["/api/payments/webhooks/stripe"]["post"]
+    assert webhook["security"] == [{}]  # proven by its signature, not a session
+    assert {"200", "400"} <= set(webhook["responses"])
     body = paths["/api/payments"]["post"]["requestBody"]["content"]["application/json"]
     assert "PaymentInput" in body["schema"]["$ref"]
 

@@ -4,6 +4,7 @@ Transactional tests commit, so the outbox rows are really sent (relay_pending, a
 worker's relay would); the `rabbitmq_vhost` fixture points it at a throw-away vhost.
 """
 
+import json
 import time
 
 import pytest
@@ -11,13 +12,14 @@ import requests
 from django.db import connections
 
 from payments import services
-from payments.models import OrderReplica, Payment, PaymentAttempt, Refund
+from payments.models import OrderReplica, Payment, PaymentAttempt, Refund, StripeEvent
 from shared_lib.events.outbox import relay_pending
 from shared_lib.models import OutboxEvent
 from shared_lib.testing.api import one_winner
 from shared_lib.testing.events import deliver
 from shared_lib.testing.live import race
-from tests.factories import GOOD_CARD, cancelled_event, order_replica
+from tests.factories import GOOD_CARD, THREE_DS_CARD, cancelled_event, order_replica
+from tests.stripe_http import WEBHOOK_SECRET, event, signature
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("rabbitmq_vhost")]
 
@@ -115,3 +117,55 @@ def test_a_payment_racing_the_orders_cancellation_never_keeps_the_money(
         assert Refund.objects.filter(payment__order=order).count() == len(payments)
         for intent in charged:
             assert len(stripe_ledger.refunds(intent["id"])) == 1
+
+
+def test_webhook_deliveries_and_the_buyers_checks_racing_record_one_payment(
+    race_server, make_token, stripe_ledger, settings
+):
+    # Stripe delivers the same event twice at once while the buyer's page polls: every
+    # path tries to record the one charge, and it is recorded once.
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    order = order_replica(price="44.10")
+    token = make_token(user_id=str(order.user_id))
+    headers = {"Authorization": f"Bearer {token}"}
+    started = requests.post(
+        f"{race_server}/api/payments",
+        json={"orderId": str(order.id), "token": THREE_DS_CARD},
+        headers=headers,
+        timeout=60,
+    )
+    assert started.status_code == 202
+    payment_id = started.json()["id"]
+    stripe_ledger.authenticate(started.json()["clientSecret"], success=True)
+    [intent] = stripe_ledger.payment_intents(order.id)
+    raw = json.dumps(event("payment_intent.succeeded", intent)).encode()
+    spans = []
+
+    def act(i):
+        begun = time.monotonic()
+        if i % 2:
+            response = requests.post(
+                f"{race_server}/api/payments/webhooks/stripe",
+                data=raw,
+                headers={"Content-Type": "application/json", "Stripe-Signature": signature(raw)},
+                timeout=60,
+            )
+        else:
+            response = requests.get(
+                f"{race_server}/api/payments/{payment_id}", headers=headers, timeout=60
+            )
+        spans.append((begun, time.monotonic()))
+        return response
+
+    responses = race(10, act)
+
+    # The race happened: some requests were in flight at the same time.
+    assert max(begun for begun, _ in spans) < min(ended for _, ended in spans)
+    assert [r.status_code for r in responses] == [200] * 10
+    assert {r.json()["status"] for r in responses[::2]} <= {"processing", "succeeded"}
+    assert [r.json() for r in responses[1::2]] == [{"received": True}] * 5
+    payment = Payment.objects.get()
+    assert (str(payment.id), payment.stripe_id) == (payment_id, intent["id"])
+    assert OutboxEvent.objects.filter(subject="payment.created").count() == 1
+    assert StripeEvent.objects.count() == 1
+    assert Refund.objects.count() == 0
