@@ -65,6 +65,14 @@ class PaymentStatusSerializer(serializers.Serializer):
     )
 
 
+class PaymentCheckSerializer(PaymentStatusSerializer):
+    clientSecret = serializers.CharField(
+        required=False,
+        source="client_secret",
+        help_text="Only while requires_action: to run the challenge again (confirmCardPayment)",
+    )
+
+
 class WebhookReceivedSerializer(serializers.Serializer):
     received = serializers.BooleanField()
 
@@ -116,18 +124,21 @@ class PaymentDetailApi(APIView):
     permission_classes = [IsSignedIn]
 
     # 404 for anyone but the payer, as for a payment that does not exist.
-    @extend_schema(responses={200: PaymentStatusSerializer})
+    @extend_schema(responses={200: PaymentCheckSerializer})
     def get(self, request: Request, payment_id: str) -> Response:
-        attempt = services.payment_check(
+        check = services.payment_check(
             payment_id=uuid.UUID(payment_id), user_id=uuid.UUID(request.user.id)
         )
+        attempt = check.attempt
         payment = getattr(attempt, "payment", None)
         body = {
             "id": payment.id if payment is not None else attempt.id,
             "order_id": attempt.order_id,
             "reported_status": services.REPORTED_STATUS[attempt.status],
         }
-        return Response(PaymentStatusSerializer(body).data)
+        if check.client_secret:
+            body["client_secret"] = check.client_secret
+        return Response(PaymentCheckSerializer(body).data)
 
 
 class StripeWebhookApi(APIView):

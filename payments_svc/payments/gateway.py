@@ -160,20 +160,28 @@ def intent_create(
 
 def intent_confirm(intent_id: str, *, idempotency_key: str) -> Intent:
     """Confirm (charge) a PaymentIntent; CardDeclined when the card is refused."""
-    try:
-        intent: Any = client().v1.payment_intents.confirm(
+    return _act_on_intent(
+        "confirm",
+        intent_id,
+        lambda: client().v1.payment_intents.confirm(
             intent_id, options={"idempotency_key": idempotency_key}
-        )
+        ),
+    )
+
+
+def _act_on_intent(what: str, intent_id: str, call: Any) -> Intent:
+    """Stripe's answer to confirming or cancelling an intent. One Stripe refuses as the
+    intent stands (confirmed by a request whose answer was lost, succeeded before it
+    could be cancelled) is answered with what the intent says now."""
+    try:
+        return _intent(call())
     except stripe.CardError as exc:
         raise CardDeclined(_message(exc)) from exc
     except stripe.InvalidRequestError as exc:
-        # Stripe would not confirm it as it stands (e.g. already confirmed by a request
-        # whose answer was lost): what the intent says now is the answer.
-        logger.warning("stripe confirm refused", extra={"error": f"{exc}"})
+        logger.warning(f"stripe {what} refused", extra={"error": f"{exc}"})
         return intent_retrieve(intent_id)
     except stripe.StripeError as exc:
-        raise _unavailable("confirm", exc) from exc
-    return _intent(intent)
+        raise _unavailable(what, exc) from exc
 
 
 def intent_retrieve(intent_id: str) -> Intent:
@@ -186,17 +194,11 @@ def intent_retrieve(intent_id: str) -> Intent:
 
 
 def intent_cancel(intent_id: str) -> Intent:
-    """Cancel a PaymentIntent nobody will finish (its order is gone): a challenge passed
-    afterwards can no longer charge. One Stripe will not cancel (it succeeded meanwhile)
-    is answered with what it is now."""
-    try:
-        intent: Any = client().v1.payment_intents.cancel(intent_id)
-    except stripe.InvalidRequestError as exc:
-        logger.warning("stripe cancel refused", extra={"error": f"{exc}"})
-        return intent_retrieve(intent_id)
-    except stripe.StripeError as exc:
-        raise _unavailable("cancel", exc) from exc
-    return _intent(intent)
+    """Cancel a PaymentIntent nobody may finish any more (declined, or its order gone):
+    its client secret can no longer charge. One that succeeded meanwhile says so."""
+    return _act_on_intent(
+        "cancel", intent_id, lambda: client().v1.payment_intents.cancel(intent_id)
+    )
 
 
 def intent_find(*, attempt_id: str) -> Intent | None:

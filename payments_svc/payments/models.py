@@ -60,7 +60,10 @@ class PaymentAttempt(models.Model):
     amount_cents = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_intent_id = models.CharField(
-        max_length=255, blank=True, help_text="PaymentIntent id, stored before it is confirmed"
+        max_length=255,
+        blank=True,
+        db_index=True,  # how Stripe's webhooks find their attempt
+        help_text="PaymentIntent id, stored before it is confirmed",
     )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -68,6 +68,9 @@ ALREADY_REFUNDED = "charge_already_refunded"
 # Intent statuses in which nothing was taken from the card and nothing ever will be
 # without another confirm (which only a buyer's own payment request sends).
 NOT_CHARGED = frozenset({"requires_payment_method", "requires_confirmation", "canceled"})
+# Of those, the ones anyone holding the intent's client secret (the buyer's browser, after
+# a 202) could still confirm: an attempt is declined on one only once it is cancelled.
+STILL_CONFIRMABLE = NOT_CHARGED - {"canceled"}
 NEVER_SENT = "not charged: Stripe has no PaymentIntent for this attempt"
 NEVER_CONFIRMED = "not charged: its PaymentIntent was never confirmed"
 DECLINED_BY_STRIPE = "Your card was declined."
@@ -357,10 +360,12 @@ def attempt_settle(*, attempt_id: uuid.UUID) -> str | None:
 
     Its PaymentIntent is retrieved (by the stored id, else by the attempt's metadata), never
     created or confirmed: none, or one never confirmed, means not charged; a charge that
-    succeeded is recorded (and owed back if the order is cancelled); one waiting for its
-    cardholder keeps waiting, unless its order is cancelled: then it is cancelled at
-    Stripe; processing stays unknown until Stripe decides. Returns the attempt's status
-    (None when it was not open). Raises GatewayUnavailable while Stripe is down.
+    succeeded is recorded (and owed back if the order is cancelled); one not charged is
+    cancelled at Stripe before the attempt is declined (its client secret may be in a
+    browser, which could still confirm it); one waiting for its cardholder keeps waiting,
+    unless its order is cancelled: then it is cancelled too; processing stays unknown
+    until Stripe decides. Returns the attempt's status (None when it was not open).
+    Raises GatewayUnavailable while Stripe is down.
     """
     claimed = _claim(attempt_id)
     if claimed is None:
@@ -371,8 +376,15 @@ def attempt_settle(*, attempt_id: uuid.UUID) -> str | None:
             intent = gateway.intent_retrieve(attempt.stripe_intent_id)
         else:
             intent = gateway.intent_find(attempt_id=str(attempt.id))
-        if intent is not None and intent.status == "requires_action" and _order_cancelled(attempt):
-            intent = gateway.intent_cancel(intent.id)
+        if intent is not None and (
+            intent.status in STILL_CONFIRMABLE
+            or (intent.status == "requires_action" and _order_cancelled(attempt))
+        ):
+            after = gateway.intent_cancel(intent.id)
+            # Cancelled: the reason is what it was before (declined, never confirmed);
+            # anything else (it succeeded meanwhile) is the answer.
+            if after.status != "canceled" or intent.status == "requires_action":
+                intent = after
     except gateway.GatewayUnavailable as exc:
         waiting = before == PaymentAttempt.Status.REQUIRES_ACTION
         _settle(attempt, before if waiting else PaymentAttempt.Status.UNKNOWN, str(exc))
@@ -604,19 +616,32 @@ INTENT_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_f
 REFUND_EVENT = "charge.refunded"
 
 
-def payment_check(*, payment_id: uuid.UUID, user_id: uuid.UUID) -> PaymentAttempt:
+@dataclass(frozen=True)
+class PaymentCheck:
+    attempt: PaymentAttempt
+    # While it waits for its cardholder: what their browser needs to run the challenge
+    # (asked of Stripe each time, never stored).
+    client_secret: str = ""
+
+
+def payment_check(*, payment_id: uuid.UUID, user_id: uuid.UUID) -> PaymentCheck:
     """The payer's payment, after asking Stripe about it while it is open (so a purchase
     completes even when no webhook arrives); NotFound for anyone else."""
     attempt = selectors.attempt_get_for(payment_id=payment_id, user_id=user_id)
     if attempt is None:
         raise NotFound()
-    if attempt.status in OPEN:
-        try:
-            attempt_settle(attempt_id=attempt.id)  # no-op while its own request is live
-        except gateway.GatewayUnavailable:
-            logger.warning("payment check deferred: Stripe unavailable")
+    if attempt.status not in OPEN:
+        return PaymentCheck(attempt)
+    try:
+        attempt_settle(attempt_id=attempt.id)  # no-op while its own request is live
         attempt.refresh_from_db()
-    return attempt
+        if attempt.status == PaymentAttempt.Status.REQUIRES_ACTION:
+            secret = gateway.intent_retrieve(attempt.stripe_intent_id).client_secret
+            return PaymentCheck(attempt, secret)
+    except gateway.GatewayUnavailable:
+        logger.warning("payment check deferred: Stripe unavailable")
+        attempt.refresh_from_db()
+    return PaymentCheck(attempt)
 
 
 def stripe_event_apply(*, event_id: str, event_type: str, obj: dict[str, Any]) -> bool:
@@ -641,43 +666,62 @@ def _attempt_of(intent_id: str, metadata: dict[str, Any]) -> PaymentAttempt | No
     if attempt is None:
         with contextlib.suppress(ValueError):
             attempt_id = uuid.UUID(str(metadata.get("attemptId")))
-            attempt = PaymentAttempt.objects.filter(id=attempt_id).first()
+            # One that stores another intent is not this one's (never overwrite it).
+            attempt = PaymentAttempt.objects.filter(id=attempt_id, stripe_intent_id="").first()
     return attempt
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _intent_event(obj: dict[str, Any]) -> None:
-    attempt = _attempt_of(str(obj.get("id")), obj.get("metadata") or {})
+    intent_id, status = _text(obj.get("id")), _text(obj.get("status"))
+    attempt = _attempt_of(intent_id, _mapping(obj.get("metadata"))) if intent_id else None
     if attempt is None:
-        logger.info("stripe event for a payment of no order here", extra={"intent": obj.get("id")})
+        logger.info("stripe event for a payment of no order here", extra={"intent": intent_id})
         return
-    error = obj.get("last_payment_error") or {}
-    intent = gateway.Intent(
-        id=str(obj["id"]), status=str(obj.get("status")), error=error.get("message") or ""
-    )
-    if intent.status == "succeeded":
-        _apply_intent(attempt, intent)  # whatever the attempt said: the charge is real
+    if status == "succeeded":
+        # Whatever the attempt said: the charge is real (and final at Stripe).
+        _apply_intent(attempt, gateway.Intent(id=intent_id, status=status))
         return
-    attempt = PaymentAttempt.objects.select_for_update().get(id=attempt.id)
-    live = attempt.status == PaymentAttempt.Status.PENDING and (
-        attempt.updated_at > timezone.now() - STALE_ATTEMPT
-    )
-    # A live request settles its own attempt; a settled one keeps its outcome.
-    if attempt.status in OPEN and not live:
-        _apply_intent(attempt, intent)
+    # Anything else is settled by asking Stripe after this commits: the event may be
+    # older than what Stripe holds now, and a failed intent is cancelled before its
+    # attempt is declined (attempt_settle). A live request settles its own attempt.
+    transaction.on_commit(partial(_settle_quietly, attempt.id), robust=True)
+
+
+def _settle_quietly(attempt_id: uuid.UUID) -> None:
+    try:
+        attempt_settle(attempt_id=attempt_id)
+    except gateway.GatewayUnavailable:
+        logger.warning("attempt settling deferred: Stripe unavailable")  # the worker's
 
 
 def _refund_event(obj: dict[str, Any]) -> None:
     """Stripe confirms a charge was refunded: a refund still owed is done."""
-    intent_id = obj.get("payment_intent")
-    refund = Refund.objects.select_for_update().filter(payment_intent_id=intent_id).first()
+    intent_id = _text(obj.get("payment_intent"))
+    # One a worker is settling right now is left to it: it records Stripe's answer.
+    refund = (
+        Refund.objects.select_for_update(skip_locked=True)
+        .filter(payment_intent_id=intent_id)
+        .first()
+        if intent_id
+        else None
+    )
     if refund is None:
-        # Refunded outside the app (Stripe's dashboard): nothing here was owed.
-        logger.warning("charge refunded outside ticketing", extra={"payment_intent": intent_id})
+        # Refunded outside the app (Stripe's dashboard), or being settled right now.
+        logger.info("charge refunded event not applied", extra={"payment_intent": intent_id})
         return
-    if refund.status == Refund.Status.SUCCEEDED or not obj.get("refunded"):
+    if refund.status == Refund.Status.SUCCEEDED or obj.get("refunded") is not True:
         return
-    refunds = (obj.get("refunds") or {}).get("data") or [{}]
-    refund.stripe_id = refund.stripe_id or refunds[0].get("id")
+    refunds = _mapping(obj.get("refunds")).get("data")
+    first = _mapping(refunds[0]) if isinstance(refunds, list) and refunds else {}
+    refund.stripe_id = refund.stripe_id or _text(first.get("id")) or None
     refund.status = Refund.Status.SUCCEEDED
     refund.last_error = ""
     refund.updated_at = timezone.now()

@@ -480,7 +480,7 @@ def test_settling_an_attempt_stripe_never_saw_charges_nothing(stripe_ledger, str
 
 def test_an_attempt_created_but_never_confirmed_is_not_charged(stripe_ledger, stripe_proxy):
     # The create's answer was lost (no id stored); the intent is found by the attempt's
-    # metadata, unconfirmed, and left so.
+    # metadata, unconfirmed, and cancelled, so that nobody can confirm it later.
     order = order_replica()
     attempt = attempt_left_open(order, stripe_proxy, INTENTS, stripe_proxy.LOSE)
     [intent] = stripe_ledger.payment_intents(order.id)
@@ -493,7 +493,8 @@ def test_an_attempt_created_but_never_confirmed_is_not_charged(stripe_ledger, st
     assert (attempt.status, attempt.error) == ("declined", services.NEVER_CONFIRMED)
     assert attempt.stripe_intent_id == intent["id"]
     [after] = stripe_ledger.payment_intents(order.id)
-    assert after["status"] == "requires_confirmation"
+    assert after["status"] == "canceled"
+    assert len(stripe_proxy.requests("POST", "/v1/payment_intents/{id}/cancel")) == 1
     assert stripe_proxy.requests("POST", CONFIRM) == []
     assert Payment.objects.count() == Refund.objects.count() == 0
 

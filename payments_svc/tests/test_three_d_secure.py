@@ -130,10 +130,13 @@ def test_a_get_while_the_challenge_is_open_says_so_and_changes_nothing(
     response = check(buyer, body["id"])
 
     assert response.status_code == 200
+    # The client secret again, so a page reloaded (or a buyer who never got the 202) can
+    # run the challenge.
     assert response.json() == {
         "id": body["id"],
         "orderId": str(order.id),
         "status": "requires_action",
+        "clientSecret": body["clientSecret"],
     }
     assert PaymentAttempt.objects.get().status == "requires_action"
     assert Payment.objects.count() == 0
@@ -156,42 +159,36 @@ def test_the_challenge_refused_fails_the_payment_and_another_card_pays(
     payment = Payment.objects.get()
     assert paid.json() == {"id": str(payment.id)}
     assert payment.attempt_id != first.id
+    # The refused intent is cancelled before the attempt counts as declined: its client
+    # secret is in the buyer's browser, which could otherwise confirm it after card B.
     assert [i["status"] for i in stripe_ledger.payment_intents(order.id)] == [
-        "requires_payment_method",
+        "canceled",
         "succeeded",
     ]
 
 
-def test_a_refused_challenge_nobody_reported_does_not_block_the_next_card(
-    signed_in_client, stripe_ledger
+@pytest.mark.parametrize("passed", [False, True])
+def test_a_challenge_nobody_reported_is_learned_by_the_next_payment(
+    signed_in_client, stripe_ledger, passed
 ):
     # No webhook and no GET: the buyer's next payment asks Stripe about the open one.
+    # Refused, it no longer blocks another card; passed, the order is paid by it, once,
+    # and the new card never reaches Stripe.
     buyer = signed_in_client()
     order, body = challenged(buyer, stripe_ledger)
-    stripe_ledger.authenticate(body["clientSecret"], success=False)
-
-    paid = pay(buyer, order, token=GOOD_CARD)
-
-    assert paid.status_code == 201
-    assert PaymentAttempt.objects.get(id=body["id"]).status == "declined"
-    assert Payment.objects.get().attempt.token == GOOD_CARD
-
-
-def test_a_challenge_passed_nobody_reported_makes_the_next_payment_400(
-    signed_in_client, stripe_ledger
-):
-    # The buyer pays again before anyone heard the first card succeed: the order is paid
-    # by the first, once, and the second is refused without reaching Stripe.
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
-    stripe_ledger.authenticate(body["clientSecret"], success=True)
+    stripe_ledger.authenticate(body["clientSecret"], success=passed)
 
     again = pay(buyer, order, token=GOOD_CARD)
 
-    assert again.status_code == 400
-    assert again.json() == errors((services.ORDER_PAID,))
-    assert str(Payment.objects.get().id) == body["id"]
-    assert len(stripe_ledger.payment_intents(order.id)) == 1
+    first = PaymentAttempt.objects.get(id=body["id"])
+    payment = Payment.objects.get()
+    if passed:
+        assert (again.status_code, again.json()) == (400, errors((services.ORDER_PAID,)))
+        assert (first.status, str(payment.id)) == ("succeeded", body["id"])
+    else:
+        assert (again.status_code, again.json()) == (201, {"id": str(payment.id)})
+        assert (first.status, payment.attempt.token) == ("declined", GOOD_CARD)
+    assert len(stripe_ledger.payment_intents(order.id)) == (1 if passed else 2)
     assert len(created_events()) == 1
 
 
@@ -316,7 +313,32 @@ def test_a_stripe_outage_while_checking_keeps_the_challenge_open(
 
     response = check(buyer, body["id"])
 
-    assert response.json()["status"] == "requires_action"
+    assert response.json() == {
+        "id": body["id"],
+        "orderId": str(order.id),
+        "status": "requires_action",
+    }
     assert PaymentAttempt.objects.get().status == "requires_action"
     again = pay(buyer, order, token=GOOD_CARD)
     assert again.json() == errors((services.AWAITING_AUTHENTICATION,))
+
+
+def test_a_refused_challenge_cannot_be_confirmed_later_from_the_browser(
+    signed_in_client, stripe_ledger
+):
+    # The client secret stays in the buyer's browser: once the attempt counts as failed,
+    # confirming its intent again with another card (a second tab, a retry button) must
+    # charge nothing, here or at Stripe.
+    buyer = signed_in_client()
+    order, body = challenged(buyer, stripe_ledger)
+    stripe_ledger.authenticate(body["clientSecret"], success=False)
+    assert check(buyer, body["id"]).json()["status"] == "failed"
+    assert pay(buyer, order, token=GOOD_CARD).status_code == 201
+
+    status = stripe_ledger.reconfirm(body["clientSecret"].split("_secret_")[0], GOOD_CARD)
+
+    assert status == 400
+    assert [i["status"] for i in stripe_ledger.payment_intents(order.id)] == [
+        "canceled",
+        "succeeded",
+    ]

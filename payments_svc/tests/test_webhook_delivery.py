@@ -38,7 +38,8 @@ def wait_for(condition, within=15.0):
         time.sleep(0.1)
 
 
-def test_a_passed_challenge_completes_by_the_webhook_alone(race_server, make_token, hooked_stripe):
+def challenged(race_server, make_token):
+    """A payment waiting for its cardholder, made over HTTP: its 202 answer."""
     order = order_replica(price="18.00")
     started = requests.post(
         f"{race_server}/api/payments",
@@ -47,6 +48,11 @@ def test_a_passed_challenge_completes_by_the_webhook_alone(race_server, make_tok
         timeout=30,
     )
     assert started.status_code == 202
+    return started
+
+
+def test_a_passed_challenge_completes_by_the_webhook_alone(race_server, make_token, hooked_stripe):
+    started = challenged(race_server, make_token)
 
     hooked_stripe.authenticate(started.json()["clientSecret"], success=True)
 
@@ -59,13 +65,7 @@ def test_a_passed_challenge_completes_by_the_webhook_alone(race_server, make_tok
 
 
 def test_a_refused_challenge_fails_by_the_webhook_alone(race_server, make_token, hooked_stripe):
-    order = order_replica(price="18.00")
-    started = requests.post(
-        f"{race_server}/api/payments",
-        json={"orderId": str(order.id), "token": THREE_DS_CARD},
-        headers={"Authorization": f"Bearer {make_token(user_id=str(order.user_id))}"},
-        timeout=30,
-    )
+    started = challenged(race_server, make_token)
 
     hooked_stripe.authenticate(started.json()["clientSecret"], success=False)
 

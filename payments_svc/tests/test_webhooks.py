@@ -51,6 +51,15 @@ def waiting_attempt(buyer):
     return order, response.json()
 
 
+def answered(buyer, ledger, *, success):
+    """A waiting payment whose cardholder has now passed (or failed) the challenge at
+    Stripe, unknown to payments yet: (order, 202 body, the intent as Stripe holds it)."""
+    order, body = waiting_attempt(buyer)
+    ledger.authenticate(body["clientSecret"], success=success)
+    [intent] = ledger.payment_intents(order.id)
+    return order, body, intent
+
+
 def assert_unchanged(attempt_status="requires_action"):
     assert list(PaymentAttempt.objects.values_list("status", flat=True)) == [attempt_status]
     assert Payment.objects.count() == 0
@@ -78,9 +87,7 @@ def test_an_unsigned_or_wrongly_signed_event_is_400_and_applies_nothing(
     api_client, signed_in_client, stripe_ledger, header
 ):
     buyer = signed_in_client()
-    order, body = waiting_attempt(buyer)
-    stripe_ledger.authenticate(body["clientSecret"], success=True)
-    [intent] = stripe_ledger.payment_intents(order.id)
+    _order, _body, intent = answered(buyer, stripe_ledger, success=True)
     raw = json.dumps(event("payment_intent.succeeded", intent)).encode()
     headers = {
         "other-secret": signature(raw, secret="whsec_other"),
@@ -139,9 +146,7 @@ def test_payment_intent_succeeded_completes_a_waiting_payment_once(
     api_client, signed_in_client, stripe_ledger
 ):
     buyer = signed_in_client()
-    order, body = waiting_attempt(buyer)
-    stripe_ledger.authenticate(body["clientSecret"], success=True)
-    [intent] = stripe_ledger.payment_intents(order.id)
+    order, body, intent = answered(buyer, stripe_ledger, success=True)
     succeeded = event("payment_intent.succeeded", intent)
 
     first = send(api_client, succeeded)
@@ -189,15 +194,19 @@ def test_a_succeeded_event_after_the_buyer_was_answered_changes_nothing(
     assert Refund.objects.count() == 0
 
 
-def test_payment_failed_makes_the_order_payable_again(api_client, signed_in_client, stripe_ledger):
+def test_payment_failed_makes_the_order_payable_again(
+    api_client, signed_in_client, stripe_ledger, django_capture_on_commit_callbacks
+):
     buyer = signed_in_client()
-    order, body = waiting_attempt(buyer)
-    stripe_ledger.authenticate(body["clientSecret"], success=False)
-    [intent] = stripe_ledger.payment_intents(order.id)
+    order, _body, intent = answered(buyer, stripe_ledger, success=False)
 
-    response = send(api_client, event("payment_intent.payment_failed", intent))
+    # Applied once the event's row commits: Stripe is asked (and the intent cancelled).
+    with django_capture_on_commit_callbacks(execute=True) as after_commit:
+        response = send(api_client, event("payment_intent.payment_failed", intent))
 
     assert response.status_code == 200
+    assert len(after_commit) == 1
+    assert stripe_ledger.payment_intents(order.id)[0]["status"] == "canceled"
     attempt = PaymentAttempt.objects.get()
     assert (attempt.status, attempt.error) == (
         "declined",
@@ -310,3 +319,89 @@ def test_get_is_not_allowed_on_the_webhook(api_client):
 
     assert response.status_code == 405
     assert response.json() == errors((METHOD_NOT_ALLOWED,))
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"id": 123, "status": "succeeded"},
+        {"status": "succeeded", "metadata": {"attemptId": "ATTEMPT"}},
+        {"id": "pi_x", "status": "succeeded", "metadata": "attemptId"},
+        {"id": "pi_x", "status": "succeeded", "metadata": ["attemptId"]},
+        {"id": "pi_x", "status": ["succeeded"], "metadata": {"attemptId": "ATTEMPT"}},
+        {"id": "pi_x", "metadata": {"attemptId": "not-a-uuid"}},
+        {"id": "pi_x", "last_payment_error": "boom", "metadata": {"attemptId": "ATTEMPT"}},
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("kind", ["payment_intent.succeeded", "payment_intent.payment_failed"])
+def test_a_signed_intent_event_of_odd_shape_is_acknowledged_and_changes_nothing(
+    api_client, signed_in_client, stripe_ledger, obj, kind
+):
+    # Signed (so not a forgery) but not what Stripe sends: never a 5xx that Stripe would
+    # retry for days, never a payment, never another intent id written on an attempt.
+    buyer = signed_in_client()
+    _, body = waiting_attempt(buyer)
+    attempt = PaymentAttempt.objects.get()
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("attemptId") == "ATTEMPT":
+        obj = {**obj, "metadata": {"attemptId": body["id"]}}
+
+    response = send(api_client, event(kind, obj))
+
+    assert (response.status_code, response.json()) == (200, {"received": True})
+    assert (PaymentAttempt.objects.get().stripe_intent_id, Payment.objects.count()) == (
+        attempt.stripe_intent_id,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    "charge",
+    [
+        {"payment_intent": 5, "refunded": True},
+        {"payment_intent": "PI", "refunded": "yes"},
+        {"payment_intent": "PI", "refunded": True, "refunds": {"data": ["re_1"]}},
+        {"payment_intent": "PI", "refunded": True, "refunds": "re_1"},
+    ],
+    ids=str,
+)
+def test_a_signed_refund_event_of_odd_shape_is_acknowledged(api_client, signed_in_client, charge):
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    payment = Payment.objects.get(id=pay(buyer, order, GOOD_CARD).json()["id"])
+    Refund.objects.create(
+        attempt=payment.attempt,
+        payment=payment,
+        order=order,
+        payment_intent_id=payment.stripe_id,
+        amount_cents=payment.amount_cents,
+    )
+    if charge["payment_intent"] == "PI":
+        charge = {**charge, "payment_intent": payment.stripe_id}
+
+    response = send(api_client, event("charge.refunded", charge))
+
+    assert response.status_code == 200
+    refund = Refund.objects.get()
+    # Only a real "refunded": true settles it; an odd refunds list never breaks it.
+    settled = charge["refunded"] is True and charge["payment_intent"] == payment.stripe_id
+    assert refund.status == ("succeeded" if settled else "pending")
+    assert refund.stripe_id is None
+
+
+def test_an_event_naming_an_attempt_of_another_intent_is_ignored(
+    api_client, signed_in_client, stripe_ledger
+):
+    # The metadata fallback finds only attempts with no intent stored: an event for some
+    # other intent never replaces the one an attempt charges.
+    buyer = signed_in_client()
+    _, body = waiting_attempt(buyer)
+    stored = PaymentAttempt.objects.get().stripe_intent_id
+    other = {"id": "pi_other", "status": "succeeded", "metadata": {"attemptId": body["id"]}}
+
+    response = send(api_client, event("payment_intent.succeeded", other))
+
+    assert response.status_code == 200
+    assert PaymentAttempt.objects.get().stripe_intent_id == stored
+    assert Payment.objects.count() == 0
