@@ -58,6 +58,7 @@ def created(tmp_path_factory):
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "KUBECTL_LOG": str(log),
             "STRIPE_SECRET_KEY": "sk_test_readme",
+            "STRIPE_WEBHOOK_SECRET": "whsec_readme",
         },
         capture_output=True,
         text=True,
@@ -138,6 +139,13 @@ def test_database_urls_name_the_role_password_database_and_service_they_are_made
         assert url.hostname == f"{name}.ticketing.svc"
         assert name in services
         assert url.port == 5432
+
+
+def test_the_stripe_secret_holds_the_key_and_the_webhook_signing_secret_exported(created):
+    assert created[("Secret", "stripe")] == {
+        "secret-key": "sk_test_readme",
+        "webhook-secret": "whsec_readme",
+    }
 
 
 def test_the_rabbitmq_url_uses_its_user_and_the_vhost_the_broker_creates(created):

@@ -35,11 +35,12 @@ from shared_lib.testing.processes import (
     stop_group,
 )
 from shared_lib.testing.waiting import wait_for
-from tests.deploy import compose_model
+from tests.deploy import compose_model, rendered_k8s
 from ticketing_devtools import gateway as gateway_module
 from ticketing_devtools import ingress
 from ticketing_devtools.gateway import (
     API_ERROR_MESSAGES,
+    LOCALSTRIPE_PREFIX,
     ROUTES_PATH,
     TEMPLATE_PATH,
     NginxConfigError,
@@ -619,6 +620,66 @@ def test_route_table_built_in_code_is_validated_too() -> None:
         RouteTable(routes=(Route("/a", "x"), Route("/a", "y")), default_service=None)
     with pytest.raises(ValueError, match="must not end with '/'"):
         Route("/a/", "x")
+
+
+# --- the local stack's localstripe ----------------------------------------------------
+
+
+def test_localstripe_is_served_under_its_prefix_with_the_prefix_stripped(
+    backends: dict[str, Backend], tmp_path: Path
+) -> None:
+    upstreams = {name: b.address for name, b in backends.items()} | {"down": "127.0.0.1:9"}
+    with (
+        run_backend("localstripe") as stripe,
+        run_gateway(TABLE, upstreams, tmp_path, localstripe=stripe.address) as gw,
+    ):
+        script = get(gw, "/_stripe/js.stripe.com/v3/")
+        created = request(gw, "POST", "/_stripe/v1/payment_methods?limit=3&type=card", data=b"x=1")
+        bare = get(gw, "/_stripe")
+        lookalike = get(gw, "/_stripex/v1/charges")
+
+    assert (script.json()["backend"], script.json()["path"]) == (
+        "localstripe",
+        "/js.stripe.com/v3/",
+    )
+    assert created.json()["backend"] == "localstripe"
+    assert created.json()["method"] == "POST"
+    assert created.json()["path"] == "/v1/payment_methods?limit=3&type=card"
+    assert created.json()["body_length"] == 3
+    assert (bare.json()["backend"], lookalike.json()["backend"]) == ("client", "client")
+    assert stripe.seen == ["/js.stripe.com/v3/", "/v1/payment_methods?limit=3&type=card"]
+
+
+def test_without_localstripe_its_prefix_is_the_web_clients(gateway: Gateway) -> None:
+    response = get(gateway, "/_stripe/v1/charges")
+
+    assert (response.json()["backend"], response.json()["path"]) == (
+        "client",
+        "/_stripe/v1/charges",
+    )
+
+
+def test_localstripe_needs_an_address_and_a_prefix_no_route_takes(tmp_path: Path) -> None:
+    upstreams = dict.fromkeys(TABLE.services, "127.0.0.1:1")
+    taken = RouteTable(routes=(*TABLE.routes, Route("/_stripe", "auth")), default_service="client")
+
+    with pytest.raises(ValueError, match="localstripe must be 'host:port'"):
+        render_nginx(
+            TABLE, upstreams=upstreams, listen="8080", run_dir=tmp_path, localstripe="x; evil"
+        )
+    with pytest.raises(ValueError, match=r"\['/_stripe'\] clash with localstripe's /_stripe/"):
+        render_nginx(taken, upstreams=upstreams, listen="8080", run_dir=tmp_path, localstripe="a:1")
+
+
+def test_no_deployment_serves_localstripe_to_browsers() -> None:
+    # Only the local stack's gateway has it (Stack.write_gateway_config): the Ingress and
+    # compose's gateway, rendered and committed, do not, nor anything k8s/ applies.
+    prefix = LOCALSTRIPE_PREFIX.rstrip("/")
+    for path, text in ingress.generated_files().items():
+        assert prefix not in text, path
+        assert prefix not in path.read_text(), path
+    assert prefix not in rendered_k8s()
+    assert prefix not in json.dumps(compose_model())
 
 
 # --- docker compose: whom the gateway and the services trust -------------------------

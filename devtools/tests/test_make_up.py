@@ -1,6 +1,11 @@
 """`make up` itself: the command a newcomer runs, started as they would start it, checked
-until every health check is green, then stopped with Ctrl-C."""
+until every health check is green, then stopped with Ctrl-C.
 
+It runs a localstripe of its own, which posts its events to payments_svc's webhook: the
+payment page is Stripe Elements, on the Stripe.js stand-in served through the gateway
+(/_stripe/)."""
+
+import json
 import os
 import re
 import signal
@@ -17,7 +22,7 @@ from shared_lib.testing.processes import free_port
 from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
 from tests.system import first_answer
 from ticketing_devtools.backing import rabbitmq_url
-from ticketing_devtools.catalog import REPO_ROOT, WEB_SERVICES
+from ticketing_devtools.catalog import REPO_ROOT, STACK_FILE, WEB_SERVICES, stack_run_dir
 from ticketing_devtools.provision import throwaway_databases
 
 READY_LINE = re.compile(r"\| (\w+) ready at (http://127\.0\.0\.1:\d+)  \((.*)\)$")
@@ -111,6 +116,21 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
         expires = datetime.fromisoformat(order.json()["expiresAt"].replace("Z", "+00:00"))
         window = expires.timestamp() - time.time()
         assert WINDOW_SECONDS - 5 < window <= WINDOW_SECONDS
+
+        # Payments as in production: Stripe Elements on the order page, from the
+        # localstripe the stack runs, which posts its events to payments_svc's webhook.
+        page = carol.get(f"{gateway}/orders/{order.json()['id']}", timeout=10)
+        assert page.status_code == 200
+        assert 'data-stripe-key="pk_test_local"' in page.text
+        assert 'src="/_stripe/js.stripe.com/v3/"' in page.text
+        assert 'id="card-element"' in page.text
+        assert "pm_card_visa" not in page.text  # not the test-card choice
+        stripe_js = requests.get(f"{gateway}/_stripe/js.stripe.com/v3/", timeout=10)
+        assert stripe_js.status_code == 200
+        assert stripe_js.headers["Content-Type"].startswith("application/javascript")
+        described = json.loads((stack_run_dir(prefix, port) / STACK_FILE).read_text())
+        webhook_url = f"{gateway}/api/payments/webhooks/stripe"
+        assert described["localstripe"]["webhook_url"] == webhook_url
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -121,6 +141,7 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
         output.append(rest)
     assert process.returncode == 0, "".join(output[-40:])
     assert "| stopping..." in "".join(output)
+    assert f"Stripe: localstripe, webhooks to {webhook_url}" in "".join(output)
     # Everything it started has stopped: nothing answers on the ports it printed.
     for url, _ in ready.values():
         with pytest.raises(requests.ConnectionError):

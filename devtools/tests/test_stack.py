@@ -1,12 +1,23 @@
-"""The whole local system as `make up` runs it: gunicorn per service behind nginx."""
+"""The whole local system as `make up` runs it: gunicorn per service behind nginx.
+
+The stack's own localstripe (webhook, gateway route, the client's Stripe.js) is checked
+on a Stack that is not started: the suite's stack pays through a relay it is given
+(conftest.py), and `make up` itself is test_make_up.py's."""
 
 import pytest
 import redis
 import requests
 
+from shared_lib.testing.processes import free_port
 from tests.system import RATE_LIMIT_PREFIX, SIGNIN_LIMIT
+from ticketing_devtools import localstripe
 from ticketing_devtools.backing import redis_url
-from ticketing_devtools.catalog import WEB_SERVICES
+from ticketing_devtools.catalog import SERVICES, WEB_SERVICES
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.gateway import check_config
+from ticketing_devtools.stack import Stack
+
+LOCALSTRIPE_PORT = 4242
 
 
 def test_a_newcomer_signs_up_through_the_gateway(stack):
@@ -93,3 +104,114 @@ def test_services_report_ready_directly(stack):
         ready = requests.get(f"{stack.service_url(service.name)}/readyz", timeout=10)
         assert ready.status_code == 200
         assert ready.json()["status"] == "ok"
+
+
+def test_a_stack_given_another_stripe_serves_no_localstripe(stack):
+    response = requests.get(f"{stack.url}/_stripe/js.stripe.com/v3/", timeout=10)
+
+    assert stack.localstripe_port is None
+    assert response.status_code == 404  # the web client's page, not a script
+    assert "/_stripe" not in (stack.run_dir / "nginx.conf").read_text()
+    assert "localstripe" not in stack.describe()
+
+
+# --- the stack's own localstripe, on a Stack as start() leaves it (nothing runs) ---------
+
+
+@pytest.fixture
+def unstarted(tmp_path, monkeypatch):
+    """A Stack once start() has started its localstripe and web services (none runs)."""
+    for name in ("STRIPE_PUBLISHABLE_KEY", "STRIPE_JS_URL", "STRIPE_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    stack = Stack(gateway_port=free_port(), db_prefix="ticketing_unstarted", run_dir=tmp_path)
+    stack.service_ports = {s.name: 9001 + i for i, s in enumerate(WEB_SERVICES)}
+    stack.localstripe_port = LOCALSTRIPE_PORT
+    return stack
+
+
+@pytest.fixture
+def secrets(tmp_path):
+    return ensure_dev_secrets(tmp_path / "dev")
+
+
+def test_the_gateway_serves_the_stacks_localstripe_under_stripe(unstarted):
+    conf = unstarted.write_gateway_config()
+
+    check_config(conf, unstarted.run_dir)  # nginx -t
+    assert (
+        "        location /_stripe/ {\n"
+        f"            proxy_pass http://127.0.0.1:{LOCALSTRIPE_PORT}/;\n"
+        "        }\n"
+    ) in conf.read_text()
+
+
+def test_without_its_own_localstripe_the_gateway_has_no_stripe_location(unstarted):
+    unstarted.localstripe_port = None
+
+    assert "/_stripe" not in unstarted.write_gateway_config().read_text()
+
+
+def test_localstripe_posts_signed_events_to_payments_webhook_through_the_gateway(
+    unstarted, secrets
+):
+    command = unstarted.localstripe_command(LOCALSTRIPE_PORT, secrets)
+
+    assert command == localstripe.command(
+        unstarted.run_dir / "localstripe.pickle",
+        LOCALSTRIPE_PORT,
+        webhook_url=f"http://127.0.0.1:{unstarted.gateway_port}/api/payments/webhooks/stripe",
+        webhook_secret=secrets.stripe_webhook_secret,
+    )
+    payments = unstarted.env_for("payments", secrets)
+    assert payments["STRIPE_WEBHOOK_SECRET"] == secrets.stripe_webhook_secret
+    assert unstarted.describe()["localstripe"] == {
+        "api": f"http://127.0.0.1:{LOCALSTRIPE_PORT}",
+        "webhook_url": f"{unstarted.url}/api/payments/webhooks/stripe",
+    }
+
+
+def test_localstripe_signs_with_the_secret_payments_is_given(unstarted, secrets):
+    unstarted.extra_env["STRIPE_WEBHOOK_SECRET"] = "whsec_given"
+
+    command = unstarted.localstripe_command(LOCALSTRIPE_PORT, secrets)
+
+    assert command == localstripe.command(
+        unstarted.run_dir / "localstripe.pickle",
+        LOCALSTRIPE_PORT,
+        webhook_url=unstarted.stripe_webhook_url,
+        webhook_secret="whsec_given",
+    )
+    assert unstarted.env_for("payments", secrets)["STRIPE_WEBHOOK_SECRET"] == "whsec_given"
+
+
+def test_the_client_loads_the_stand_in_stripe_js_through_the_gateway(unstarted, secrets):
+    envs = {s.name: unstarted.env_for(s.name, secrets) for s in SERVICES}
+
+    stripe_js = {
+        name: (env.get("STRIPE_PUBLISHABLE_KEY"), env.get("STRIPE_JS_URL"))
+        for name, env in envs.items()
+    }
+    assert stripe_js == {s.name: (None, None) for s in SERVICES} | {
+        "client": ("pk_test_local", "/_stripe/js.stripe.com/v3/")
+    }
+
+
+def test_the_callers_stripe_settings_win_over_the_clients_defaults(unstarted, secrets, monkeypatch):
+    monkeypatch.setenv("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+    unstarted.extra_env["STRIPE_PUBLISHABLE_KEY"] = ""  # StackSettings(env=...): test cards
+
+    client = unstarted.env_for("client", secrets)
+
+    assert (client["STRIPE_PUBLISHABLE_KEY"], client["STRIPE_JS_URL"]) == (
+        "",
+        "https://js.stripe.com/v3/",
+    )
+
+
+def test_without_its_own_localstripe_the_client_keeps_the_test_cards(unstarted, secrets):
+    unstarted.localstripe_port = None
+
+    client = unstarted.env_for("client", secrets)
+
+    assert "STRIPE_PUBLISHABLE_KEY" not in client
+    assert "STRIPE_JS_URL" not in client

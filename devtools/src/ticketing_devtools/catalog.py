@@ -65,6 +65,9 @@ class DjangoService:
     has_database: bool = True
     uses_stripe: bool = False  # locally talks to localstripe, which the stack starts
     calls_api: bool = False  # calls the APIs through the gateway (API_BASE_URL)
+    # Its pages load Stripe.js (STRIPE_JS_URL) for Stripe Elements: locally, the stand-in
+    # the stack's localstripe serves through the gateway.
+    loads_stripe_js: bool = False
     worker_pool: tuple[str, ...] = SOLO_POOL
     gunicorn_conf: str = "shared_lib.gunicorn_conf"  # the web process's config module
 
@@ -102,6 +105,7 @@ SERVICES: tuple[DjangoService, ...] = (
         folder="client",
         has_database=False,
         calls_api=True,
+        loads_stripe_js=True,
         gunicorn_conf="client_site.gunicorn_conf",
     ),
 )

@@ -4,6 +4,7 @@ from ticketing_devtools.devkeys import ensure_dev_secrets
 secrets = ensure_dev_secrets()
 secrets.jwt_private_key_file, secrets.django_secret("auth"), secrets.db_password("auth")
 secrets.broker_password("tickets")   # tickets' RabbitMQ user
+secrets.stripe_webhook_secret        # whsec_...: localstripe signs, payments_svc verifies
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ class DevSecrets:
         key = self.values["broker.secret"].encode()
         return hmac.new(key, user.encode(), hashlib.sha256).hexdigest()[:32]
 
+    @property
+    def stripe_webhook_secret(self) -> str:
+        """The signing secret of the local stack's Stripe webhook: its localstripe signs
+        every event with it, payments_svc verifies them (STRIPE_WEBHOOK_SECRET)."""
+        return self.values["stripe.webhook_secret"]
+
 
 def _write_private(path: Path, data: bytes) -> None:
     path.write_bytes(data)
@@ -81,5 +88,7 @@ def ensure_dev_secrets(directory: Path = DEV_DIR) -> DevSecrets:
     for service in DATABASE_SERVICES:
         values.setdefault(f"{service.name}.db_password", pysecrets.token_urlsafe(24))
     values.setdefault("broker.secret", pysecrets.token_urlsafe(32))
+    # In Stripe's own form (whsec_, then letters and digits), as a real one looks.
+    values.setdefault("stripe.webhook_secret", "whsec_" + pysecrets.token_hex(24))
     _write_private(values_file, json.dumps(values, indent=2, sort_keys=True).encode())
     return DevSecrets(directory=directory, values=values)

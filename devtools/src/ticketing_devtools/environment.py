@@ -6,6 +6,7 @@
 
 Values the caller already exported (RATE_LIMIT_SIGNUP, SESSION_TTL_SECONDS, ...) pass
 through; per-service values (database, secret key, keys) are always this checkout's own.
+The Stripe secrets reach only the services that use Stripe, as in a cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ticketing_devtools.provision import database_url
 
 # localstripe accepts any key; real keys only ever come from the environment.
 LOCAL_STRIPE_KEY = "sk_test_local"
+LOCAL_PUBLISHABLE_KEY = "pk_test_local"
+# Held only by services that use Stripe (DjangoService.uses_stripe).
+STRIPE_SECRETS = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
 
 
 def service_broker_url(url: str, service: DjangoService, secrets: DevSecrets) -> str:
@@ -63,6 +67,10 @@ def service_env(
         )
     if service.uses_stripe:
         env.setdefault("STRIPE_SECRET_KEY", LOCAL_STRIPE_KEY)
+        env.setdefault("STRIPE_WEBHOOK_SECRET", secrets.stripe_webhook_secret)
+    else:
+        for name in STRIPE_SECRETS:  # exported (or in .env) for payments_svc alone
+            env.pop(name, None)
     if service.mints_tokens:
         env["JWT_PRIVATE_KEY_FILE"] = str(secrets.jwt_private_key_file)
     return env

@@ -46,6 +46,12 @@ API_ERROR_MESSAGES: dict[int, str] = {
 
 API_PREFIX = "/api"
 
+# Where the local stack's gateway serves its localstripe to the browser (render_nginx's
+# `localstripe`): the Stripe.js stand-in and the API it calls. Only there: the Ingress
+# and compose's gateway (ingress.py) never have it; a real deployment's browsers talk to
+# Stripe itself.
+LOCALSTRIPE_PREFIX = "/_stripe/"
+
 # ingress-nginx's strict path validation (on by default since controller 1.12) only
 # accepts these characters for Prefix paths; holding the local table to the same rule
 # means a table that works here cannot be rejected by the cluster later. It also keeps
@@ -225,6 +231,15 @@ _LOCATION = """\
         location %{location} {
 %{body}        }
 """
+_LOCALSTRIPE = """\
+
+        # The local stack's localstripe, for the browser: Stripe.js's stand-in and the
+        # API it calls. proxy_pass with a path replaces the matched prefix with it, so
+        # %{prefix}v1/x reaches localstripe as /v1/x.
+        location %{prefix} {
+            proxy_pass http://%{address}/;
+        }
+"""
 _UNROUTED_API = """\
 
         # /api/ paths no route claims are the API's 404, not the web client's.
@@ -238,9 +253,10 @@ def _block(text: str, **values: str) -> str:
     return Template(text).substitute(values)
 
 
-def _locations(table: RouteTable) -> str:
+def _locations(table: RouteTable, localstripe: str | None) -> str:
     """Every location of the server block: the routes, the JSON 404 for unrouted /api/
-    paths, the default service, and the named locations of the JSON error pages."""
+    paths, localstripe if given, the default service, and the named locations of the
+    JSON error pages."""
     blocks = []
     api_error_pages = "".join(
         f"            error_page {status} @api_{status};\n" for status in API_ERROR_MESSAGES
@@ -257,6 +273,12 @@ def _locations(table: RouteTable) -> str:
         default = "            return 404;\n"
     else:
         default = f"            proxy_pass http://{_upstream_name(table.default_service)};\n"
+    if localstripe is not None:
+        blocks.append(_block(_LOCALSTRIPE, prefix=LOCALSTRIPE_PREFIX, address=localstripe))
+        # Without it the bare prefix would get nginx's slash-appending redirect; it is
+        # any other path's, as it is without localstripe.
+        bare = f"= {LOCALSTRIPE_PREFIX.rstrip('/')}"
+        blocks.append(_block(_LOCATION, location=bare, body=default))
     blocks.append(_block(_LOCATION, location="/", body=default))
     for status in API_ERROR_MESSAGES:
         answer = f"            {_return_json(status)}\n"
@@ -275,6 +297,7 @@ def render_nginx(
     proxy_connect_timeout: str = "5s",
     trusted_forwarders: Sequence[str] = (),
     master_is_root: bool | None = None,
+    localstripe: str | None = None,
 ) -> str:
     """Return the nginx.conf text (``gateway/nginx.conf.template`` filled in);
     ``upstreams`` maps each service to ``host:port``.
@@ -285,6 +308,9 @@ def render_nginx(
 
     ``trusted_forwarders``: networks (the web client) whose X-Forwarded-For the gateway
     believes, so the browser address they forward is what the services see.
+
+    ``localstripe``: ``host:port`` of a localstripe to serve under LOCALSTRIPE_PREFIX,
+    the prefix stripped (the local stack's; nothing else renders one).
     """
     forwarders = [str(ipaddress.ip_network(cidr, strict=True)) for cidr in trusted_forwarders]
     missing = sorted(table.services - set(upstreams))
@@ -295,6 +321,14 @@ def render_nginx(
             raise ValueError(
                 f"upstream for {service!r} must be 'host:port', not {upstreams[service]!r}"
             )
+    if localstripe is not None:
+        if not _HOSTPORT_RE.match(localstripe):
+            raise ValueError(f"localstripe must be 'host:port', not {localstripe!r}")
+        clashing = [
+            r.prefix for r in table.routes if (r.prefix + "/").startswith(LOCALSTRIPE_PREFIX)
+        ]
+        if clashing:
+            raise ValueError(f"route(s) {clashing} clash with localstripe's {LOCALSTRIPE_PREFIX}")
     _check_option("listen", listen, _LISTEN_RE)
     _check_option("max_body", max_body, _SIZE_RE)
     _check_option("proxy_read_timeout", proxy_read_timeout, _TIME_RE)
@@ -321,7 +355,7 @@ def render_nginx(
         real_ip=real_ip,
         proxy_connect_timeout=proxy_connect_timeout,
         proxy_read_timeout=proxy_read_timeout,
-        locations=_locations(table),
+        locations=_locations(table, localstripe),
     )
 
 

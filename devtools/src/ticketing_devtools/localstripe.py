@@ -18,7 +18,7 @@ second after it happens and once: it never retries, and an event made in the las
 before a stop is never posted.
 
 The Stripe.js stand-in served at /js.stripe.com/v3/ is our copy of upstream's
-(localstripe-v3.js beside this module), which can also `createPaymentMethod`: a page's
+(vendor/localstripe-v3.js beside this module), which can also `createPaymentMethod`: a page's
 Stripe Elements flow works against the fake, card typed in, 3-D Secure modal and all.
 
 Upstream also pickles the whole store on every change, so a charge cost it more the more
@@ -78,7 +78,7 @@ TEST_CARD_EXPIRY_AND_CVC = {"exp_month": "12", "exp_year": "2030", "cvc": "123"}
 WEBHOOK_OPTIONS_PAIRED = "--webhook-url and --webhook-secret go together: give both or neither"
 # Our copy of upstream's Stripe.js stand-in, which can also create PaymentMethods (its
 # header says what else changed), and where pages load it from.
-STRIPE_JS = Path(__file__).with_name("localstripe-v3.js")
+STRIPE_JS = Path(__file__).with_name("vendor") / "localstripe-v3.js"
 STRIPE_JS_PATH = "/js.stripe.com/v3/"
 
 

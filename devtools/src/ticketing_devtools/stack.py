@@ -6,6 +6,10 @@
 
 Start-up: dev secrets, each service's role and database, migrations, static files, one
 gunicorn per service on a free port (waited on through /readyz), then the gateway.
+
+Unless STRIPE_API_BASE names another Stripe, the stack runs a localstripe of its own: it
+posts signed events to payments_svc's webhook through the gateway, and the gateway serves
+it to the browser under /_stripe/, so the web client's payment page is Stripe Elements.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from ticketing_devtools.catalog import (
     stack_run_dir,
 )
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
-from ticketing_devtools.environment import service_broker_url, service_env
+from ticketing_devtools.environment import LOCAL_PUBLISHABLE_KEY, service_broker_url, service_env
 from ticketing_devtools.provision import ensure_database
 from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
@@ -41,6 +45,12 @@ LOCAL_WEB_WORKERS = "2"
 # from a loopback address of its own, so the gateway can believe the browser address it
 # forwards (for per-IP rate limits) and nobody else's, as it would a pod's IP.
 CLIENT_SOURCE_ADDRESS = "127.0.0.2"
+# payments_svc's Stripe webhook endpoint (under its /api/payments route).
+STRIPE_WEBHOOK_PATH = "/api/payments/webhooks/stripe"
+# localstripe's Stripe.js stand-in (/js.stripe.com/v3/) through the gateway: relative,
+# so the browser loads it from the page's own origin, and the script calls the fake's API
+# under the same prefix (/_stripe/v1/...).
+LOCAL_STRIPE_JS_URL = gateway.LOCALSTRIPE_PREFIX + localstripe.STRIPE_JS_PATH.lstrip("/")
 
 
 def code_roots(service: DjangoService) -> tuple[Path, ...]:
@@ -103,6 +113,8 @@ class Stack:
         # Each worker process's metrics port, kept across restarts so a scrape target
         # stays put; free ports chosen here, so two workers never share one.
         self.metrics_ports: dict[str, int] = {}
+        # The localstripe this stack runs itself (None: none, STRIPE_API_BASE names one).
+        self.localstripe_port: int | None = None
         self._log = log
         self.extra_env = extra_env or {}
         # Per service, over everything else: e.g. orders' DATABASE_URL through a relay
@@ -112,6 +124,11 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def stripe_webhook_url(self) -> str:
+        """Where the stack's localstripe posts its events: payments_svc, via the gateway."""
+        return f"{self.url}{STRIPE_WEBHOOK_PATH}"
 
     def service_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.service_ports[name]}"
@@ -123,13 +140,19 @@ class Stack:
 
     def describe(self) -> dict[str, object]:
         """What `ticketing-dev status` needs to find this system (written to STACK_FILE)."""
-        return {
+        description: dict[str, object] = {
             "gateway": self.url,
             "db_prefix": self.db_prefix,
             "rabbitmq_url": self.broker_url,
             "services": {name: self.service_url(name) for name in self.service_ports},
             "workers": {name: self.metrics_url(name) for name in self.metrics_ports},
         }
+        if self.localstripe_port is not None:
+            description["localstripe"] = {
+                "api": f"http://127.0.0.1:{self.localstripe_port}",
+                "webhook_url": self.stripe_webhook_url,
+            }
+        return description
 
     @property
     def description_file(self) -> Path:
@@ -144,6 +167,11 @@ class Stack:
         if service.events:
             # Whatever broker address it was given, it connects as its own user.
             env["RABBITMQ_URL"] = service_broker_url(env["RABBITMQ_URL"], service, secrets)
+        if service.loads_stripe_js and self.localstripe_port is not None:
+            # Stripe Elements against the stack's own localstripe, unless the caller says
+            # otherwise (STRIPE_PUBLISHABLE_KEY="" brings back the test-card choice).
+            env.setdefault("STRIPE_PUBLISHABLE_KEY", LOCAL_PUBLISHABLE_KEY)
+            env.setdefault("STRIPE_JS_URL", LOCAL_STRIPE_JS_URL)
         return env
 
     @property
@@ -151,10 +179,10 @@ class Stack:
         """The system's broker and vhost as the admin user (what `status` reads with)."""
         return self.extra_env.get("RABBITMQ_URL") or rabbitmq_url()
 
-    def env_for(self, name: str) -> dict[str, str]:
+    def env_for(self, name: str, secrets: DevSecrets | None = None) -> dict[str, str]:
         """The environment a service's processes run with (for manage.py against it)."""
         target = next(s for s in SERVICES if s.name == name)
-        return self._env(target, ensure_dev_secrets())
+        return self._env(target, secrets or ensure_dev_secrets())
 
     def _start_web(self, service: DjangoService, secrets: DevSecrets) -> None:
         port = free_port()
@@ -216,16 +244,44 @@ class Stack:
         self.restart_worker(name, kill=False, process=process)
         return process
 
-    def _start_localstripe(self) -> None:
+    def localstripe_command(self, port: int, secrets: DevSecrets) -> list[str]:
+        """How the stack runs its localstripe on `port`: a store in the run dir, every
+        event posted to payments_svc's webhook, signed with the secret payments_svc
+        verifies with (the dev secret, or one the caller set)."""
+        payments = next(s for s in SERVICES if s.uses_stripe)
+        return localstripe.command(
+            self.run_dir / "localstripe.pickle",
+            port,
+            webhook_url=self.stripe_webhook_url,
+            webhook_secret=self._env(payments, secrets)["STRIPE_WEBHOOK_SECRET"],
+        )
+
+    def _start_localstripe(self, secrets: DevSecrets) -> None:
         port = free_port()
+        self.localstripe_port = port
         self.extra_env.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{port}")
         self.supervisor.start(
             "localstripe",
-            localstripe.command(self.run_dir / "localstripe.pickle", port),
+            self.localstripe_command(port, secrets),
             cwd=self.run_dir,
             env=dict(os.environ),
         )
         self.supervisor.wait_tcp("localstripe", "127.0.0.1", port)
+
+    def write_gateway_config(self) -> Path:
+        """The gateway's nginx.conf in the run dir, for the web services started so far
+        (and the stack's localstripe, under /_stripe/); returns its path."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return gateway.write_config(
+            gateway.load_routes(),
+            upstreams={name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()},
+            listen=f"127.0.0.1:{self.gateway_port}",
+            run_dir=self.run_dir,
+            trusted_forwarders=[f"{CLIENT_SOURCE_ADDRESS}/32"],
+            localstripe=(
+                None if self.localstripe_port is None else f"127.0.0.1:{self.localstripe_port}"
+            ),
+        )
 
     def start(self) -> Stack:
         nginx = ensure_nginx()
@@ -235,7 +291,7 @@ class Stack:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if any(s.uses_stripe for s in SERVICES) and "STRIPE_API_BASE" not in self.extra_env:
-                self._start_localstripe()
+                self._start_localstripe(secrets)
             for service in SERVICES:
                 if service.web:
                     self._start_web(service, secrets)
@@ -251,16 +307,7 @@ class Stack:
                         f"{service.name}-web", f"{self.service_url(service.name)}/readyz"
                     )
                     self.readiness[service.name] = json.loads(ready).get("checks", {})
-            table = gateway.load_routes()
-            upstreams = {name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()}
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            conf = gateway.write_config(
-                table,
-                upstreams=upstreams,
-                listen=f"127.0.0.1:{self.gateway_port}",
-                run_dir=self.run_dir,
-                trusted_forwarders=[f"{CLIENT_SOURCE_ADDRESS}/32"],
-            )
+            conf = self.write_gateway_config()
             gateway.check_config(conf, self.run_dir, nginx=nginx)
             self.supervisor.start(
                 "gateway",
