@@ -32,9 +32,12 @@ API_TIMEOUT_SECONDS = env_int("API_TIMEOUT_SECONDS", default=15, minimum=1, maxi
 ORDER_CONFIRM_SECONDS = 3.0
 # Session tokens are verified here, so a page need not ask auth_svc who is signed in.
 JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY")
-# Empty: local runs and tests pay with a choice of Stripe test cards. Set (pk_live_/
-# pk_test_): the page loads Stripe.js and Stripe Elements collects the card.
+# Empty: the page offers a choice of Stripe test cards. Set (pk_live_/pk_test_): the
+# page loads Stripe.js and Stripe Elements collects the card (`make up` sets a test key).
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
+# Where Stripe.js comes from: Stripe itself, except locally, where the gateway serves
+# the Stripe fake's stand-in under /_stripe/ (same origin, so the CSP's 'self' covers it).
+STRIPE_JS_URL = env("STRIPE_JS_URL", default="") or "https://js.stripe.com/v3/"
 
 INSTALLED_APPS = [
     "django.contrib.messages",

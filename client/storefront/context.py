@@ -19,4 +19,5 @@ def site(request: HttpRequest) -> dict[str, Any]:
     return {
         "current_user": current_user,
         "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "stripe_js_url": settings.STRIPE_JS_URL,
     }

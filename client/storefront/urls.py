@@ -11,6 +11,11 @@ urlpatterns = [
     path("orders", views.order_list, name="order_list"),
     path("orders/<uuid:order_id>", views.order_detail, name="order_detail"),
     path("orders/<uuid:order_id>/pay", views.order_pay, name="order_pay"),
+    path(
+        "orders/<uuid:order_id>/payments/<uuid:payment_id>",
+        views.order_payment_check,
+        name="order_payment_check",
+    ),
     path("orders/<uuid:order_id>/cancel", views.order_cancel, name="order_cancel"),
     path("auth/signup", views.signup, name="signup"),
     path("auth/signin", views.signin, name="signin"),

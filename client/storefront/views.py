@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from shared_lib.auth import clear_session_cookie
+from shared_lib.error_messages import NOT_FOUND
 from shared_lib.errors import error_response
 from storefront.api import ApiError
 from storefront.forms import CredentialsForm, PaymentForm, TicketForm
@@ -49,6 +50,15 @@ ORDER_CANCELLED = "Order cancelled. The ticket is back on sale."
 # orders_svc learns of a new ticket from an event, a moment after it is listed.
 TICKET_NOT_READY = "This ticket was listed a moment ago. Please try again in a few seconds."
 ORDER_NOT_READY = "Your order is still being set up for payment. Please try again in a moment."
+# After the card's 3-D Secure challenge (GET /api/payments/<id> says what came of it).
+AUTHENTICATION_FAILED = (
+    "Your bank did not confirm this payment, so nothing was charged. Try again or use another card."
+)
+AUTHENTICATION_PENDING = "Your bank is waiting for you to confirm this payment."
+AUTHENTICATION_TOO_LATE = (
+    "The order expired before your bank confirmed the payment, so nothing was charged."
+)
+PAYMENT_PROCESSING = "Your payment is being processed. This page shows the result shortly."
 
 ORDER_STATES = {
     "created": "Awaiting payment",
@@ -205,6 +215,7 @@ def _order_page(
     *,
     form: PaymentForm | None = None,
     alerts: list[str] | None = None,
+    action: dict[str, str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     now = timezone.now()
@@ -220,6 +231,8 @@ def _order_page(
             "seconds_left": seconds_left,
             "form": form or _payment_form(None),
             "alerts": alerts or [],
+            # A card waiting for its holder: the page runs Stripe.js's challenge.
+            "action": action if state == ORDER_STATES["created"] else None,
         },
         status=status,
     )
@@ -227,7 +240,31 @@ def _order_page(
 
 @require_GET
 def order_detail(request: HttpRequest, order_id: UUID) -> HttpResponse:
-    return _order_page(request, request.api.get(f"/api/orders/{order_id}").data)
+    order = request.api.get(f"/api/orders/{order_id}").data
+    # ?payment=<id>: a payment of this order waiting for its cardholder (after a 202, and
+    # on every reload): the page runs the challenge with what payments_svc says now.
+    action = _waiting_payment(request, order_id, request.GET.get("payment", ""))
+    return _order_page(request, order, action=action)
+
+
+def _waiting_payment(
+    request: HttpRequest, order_id: UUID, payment_id: str
+) -> dict[str, str] | None:
+    if not payment_id:
+        return None
+    try:
+        payment_id = str(UUID(payment_id))
+    except ValueError:
+        return None
+    try:
+        payment = request.api.get(f"/api/payments/{payment_id}").data
+    except ApiError as error:
+        if error.status == 401:
+            raise
+        return None  # someone else's, or gone: the page offers the card form
+    if payment["orderId"] != str(order_id) or not payment.get("clientSecret"):
+        return None
+    return {"payment_id": payment_id, "client_secret": payment["clientSecret"]}
 
 
 @require_POST
@@ -236,7 +273,7 @@ def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
     status = 400
     if form.is_valid():
         try:
-            request.api.post(
+            paid = request.api.post(
                 "/api/payments", {"orderId": str(order_id), "token": form.cleaned_data["token"]}
             )
         except ApiError as error:
@@ -248,14 +285,42 @@ def order_pay(request: HttpRequest, order_id: UUID) -> HttpResponse:
             status = error.status
             form.show(error)  # a declined card: Stripe's message, next to the card
         else:
-            status = _order_status_after_payment(request, order_id)
-            if status == "cancelled":  # expired meanwhile: payments_svc refunds the charge
-                messages.warning(request, PAID_BUT_EXPIRED)
-            else:
-                messages.success(request, PAID if status == "complete" else PAID_CONFIRMING)
-            return redirect("order_list")
+            if paid.status == 202:  # the cardholder must authenticate first
+                page = reverse("order_detail", args=[order_id])
+                return redirect(f"{page}?payment={paid.data['id']}")
+            return _paid(request, order_id)
     order = request.api.get(f"/api/orders/{order_id}").data
     return _order_page(request, order, form=form, status=status)
+
+
+def _paid(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    status = _order_status_after_payment(request, order_id)
+    if status == "cancelled":  # expired meanwhile: payments_svc refunds the charge
+        messages.warning(request, PAID_BUT_EXPIRED)
+    else:
+        messages.success(request, PAID if status == "complete" else PAID_CONFIRMING)
+    return redirect("order_list")
+
+
+@require_POST
+def order_payment_check(request: HttpRequest, order_id: UUID, payment_id: UUID) -> HttpResponse:
+    """After the 3-D Secure challenge ran in the browser: what Stripe made of it."""
+    payment = request.api.get(f"/api/payments/{payment_id}").data
+    if payment["orderId"] != str(order_id):
+        raise ApiError(404, [{"message": NOT_FOUND}])  # another order's payment
+    if payment["status"] == "succeeded":
+        return _paid(request, order_id)
+    order = request.api.get(f"/api/orders/{order_id}").data
+    if payment["status"] == "failed":
+        if order_state(order) != ORDER_STATES["created"]:
+            return _order_page(request, order, alerts=[AUTHENTICATION_TOO_LATE])
+        return _order_page(request, order, alerts=[AUTHENTICATION_FAILED], status=402)
+    if payment["status"] == "requires_action":
+        # The challenge was closed unanswered: offer it again.
+        secret = payment.get("clientSecret", "")
+        action = {"payment_id": str(payment_id), "client_secret": secret} if secret else None
+        return _order_page(request, order, alerts=[AUTHENTICATION_PENDING], action=action)
+    return _order_page(request, order, alerts=[PAYMENT_PROCESSING], status=202)
 
 
 # How often the pay page looks at a just-paid order: the event takes a few ms to arrive.

@@ -45,14 +45,35 @@ def purchase(page: Page, ticket_id: str, *, within: float = 15.0) -> str:
         time.sleep(0.3)
 
 
-def pay(page: Page, button: str, *, within: float = 15.0) -> None:
-    """Click the Pay button; again while payments_svc has not yet heard of the order (the
-    page says so, as a person would see), until the answer is something else."""
+# Stripe's test card numbers, typed into Elements (locally the Stripe fake's stand-in).
+VISA = "4242424242424242"
+DECLINED_VISA = "4000000000000002"
+THREE_D_SECURE_VISA = "4000000000003220"  # asks its holder to authenticate
+
+
+def type_card(page: Page, number: str) -> None:
+    """Type a card into the payment form's Elements, as a person would."""
+    card = page.locator("#card-element")
+    for field, value in (
+        ("number", number),
+        ("exp_month", "12"),
+        ("exp_year", "34"),
+        ("cvc", "123"),
+        ("postal_code", "10115"),
+    ):
+        card.get_by_placeholder(field, exact=True).fill(value)
+
+
+def pay(page: Page, button: str, *, card: str = VISA, within: float = 15.0) -> None:
+    """Type the card and click the Pay button; again while payments_svc has not yet heard
+    of the order (the page says so, as a person would see), until the answer is something
+    else."""
     deadline = time.monotonic() + within
     while True:
+        type_card(page, card)
         page.get_by_role("button", name=button).click()
         page.wait_for_load_state()
-        alert = page.locator(".field-errors, [data-testid=form-alert]")
+        alert = page.get_by_test_id("form-alert")
         if not ORDER_URL.search(page.url.removesuffix("/pay")) or alert.count() == 0:
             return
         if alert.first.inner_text().strip() != ORDER_NOT_READY:

@@ -2,13 +2,22 @@
 every process of the system behind the gateway."""
 
 import re
+import time
 
 import requests
 from playwright.sync_api import expect
 
-from storefront.forms import TEST_CARD_DECLINED
-from storefront.views import PAID, SIGNED_OUT, TICKET_LISTED
-from tests.browser import ORDER_URL, pay, purchase, sell, sign_up
+from storefront.views import AUTHENTICATION_FAILED, PAID, SIGNED_OUT, TICKET_LISTED
+from tests.browser import (
+    DECLINED_VISA,
+    ORDER_URL,
+    THREE_D_SECURE_VISA,
+    VISA,
+    pay,
+    purchase,
+    sell,
+    sign_up,
+)
 from tests.conftest import EXPIRATION_WINDOW_SECONDS, unique_email
 
 COUNTDOWN = re.compile(r"^\d+:\d\d$")
@@ -61,25 +70,99 @@ def test_a_declined_card_shows_stripes_message_and_another_card_pays(new_page):
     ticket_id = sell(seller, "Opera box", "80")
     sign_up(buyer, unique_email("buyer"))
     order_id = purchase(buyer, ticket_id)
+    expect(buyer.locator("#card-element input")).to_have_count(5)  # Elements, mounted
 
-    buyer.get_by_label("Test Visa ending 0341 (card is declined)").check()
-    pay(buyer, "Pay $80.00")
+    pay(buyer, "Pay $80.00", card=DECLINED_VISA)
 
     expect(buyer).to_have_url(re.compile(rf"/orders/{order_id}/pay$"))
-    expect(buyer.locator(".field-errors, [data-testid=form-alert]")).to_have_text(DECLINED_MESSAGE)
+    expect(buyer.get_by_test_id("form-alert")).to_have_text(DECLINED_MESSAGE)
     expect(buyer.get_by_test_id("order-state")).to_have_text("Awaiting payment")
-    # The choice is kept, so the person sees which card failed.
-    expect(buyer.get_by_label("Test Visa ending 0341 (card is declined)")).to_be_checked()
-    assert buyer.get_by_label("Test Visa ending 0341 (card is declined)").get_attribute(
-        "value"
-    ) == (TEST_CARD_DECLINED)
 
-    buyer.get_by_label("Test Visa ending 4242 (payment succeeds)").check()
-    buyer.get_by_role("button", name="Pay $80.00").click()
+    pay(buyer, "Pay $80.00", card=VISA)
     expect(buyer).to_have_url(re.compile(r"/orders$"))
     expect(
         buyer.locator(f"tr[data-order-id='{order_id}']").get_by_test_id("order-state")
     ).to_have_text("Complete")
+
+
+def _challenged(new_page, title: str, price: str):
+    """A buyer whose 3-D Secure card has them at their bank's challenge: (page, order id)."""
+    seller, buyer = new_page(), new_page()
+    sign_up(seller, unique_email("seller"))
+    ticket_id = sell(seller, title, price)
+    sign_up(buyer, unique_email("buyer"))
+    order_id = purchase(buyer, ticket_id)
+    pay(buyer, f"Pay ${price}", card=THREE_D_SECURE_VISA)
+    expect(buyer.get_by_role("heading", name="Confirm with your bank")).to_be_visible()
+    expect(buyer.get_by_role("button", name="Complete authentication")).to_be_visible()
+    return buyer, order_id
+
+
+def test_a_card_asking_for_3d_secure_pays_once_the_holder_confirms(new_page):
+    buyer, order_id = _challenged(new_page, "Jazz trio", "45.00")
+    expect(buyer.get_by_role("button", name=re.compile("^Pay"))).to_have_count(0)
+
+    buyer.get_by_role("button", name="Complete authentication").click()
+
+    expect(buyer).to_have_url(re.compile(r"/orders$"))
+    expect(buyer.get_by_role("status")).to_have_text(PAID)
+    expect(
+        buyer.locator(f"tr[data-order-id='{order_id}']").get_by_test_id("order-state")
+    ).to_have_text("Complete")
+
+
+def test_a_refused_3d_secure_challenge_charges_nothing_and_another_card_pays(new_page):
+    buyer, order_id = _challenged(new_page, "Cello recital", "30.00")
+
+    buyer.get_by_role("button", name="Fail authentication").click()
+
+    expect(buyer.get_by_test_id("form-alert")).to_have_text(AUTHENTICATION_FAILED)
+    expect(buyer.get_by_test_id("order-state")).to_have_text("Awaiting payment")
+    pay(buyer, "Pay $30.00", card=VISA)
+    expect(buyer).to_have_url(re.compile(r"/orders$"))
+    expect(
+        buyer.locator(f"tr[data-order-id='{order_id}']").get_by_test_id("order-state")
+    ).to_have_text("Complete")
+
+
+def test_an_order_expiring_during_the_challenge_is_cancelled_and_never_keeps_money(new_page, stack):
+    buyer, order_id = _challenged(new_page, "Late show", "60.00")
+    cookies = {c["name"]: c["value"] for c in buyer.context.cookies()}
+    api = requests.Session()
+    api.cookies.update(cookies)
+
+    # The buyer sits at the challenge until the order has expired and been cancelled.
+    deadline = time.monotonic() + EXPIRATION_WINDOW_SECONDS + 30
+    while api.get(f"{stack.url}/api/orders/{order_id}", timeout=10).json()["status"] != (
+        "cancelled"
+    ):
+        assert time.monotonic() < deadline, "the order never expired"
+        time.sleep(0.5)
+    buyer.get_by_role("button", name="Complete authentication").click()
+
+    expect(buyer.get_by_test_id("order-state")).to_have_text("Cancelled")
+    # Whichever came first, the cancelled intent or the charge, no money is kept.
+    stripe = requests.Session()
+    stripe.auth = ("sk_test_local", "")
+    query = f"metadata['orderId']:'{order_id}'"
+    for _ in range(60):
+        intents = stripe.get(
+            f"{stack.url}/_stripe/v1/payment_intents/search", params={"query": query}, timeout=10
+        ).json()["data"]
+        charged = [i for i in intents if i["status"] == "succeeded"]
+        refunded = [
+            i
+            for i in charged
+            if stripe.get(
+                f"{stack.url}/_stripe/v1/refunds", params={"payment_intent": i["id"]}, timeout=10
+            ).json()["data"]
+        ]
+        if len(intents) == 1 and refunded == charged:
+            break
+        time.sleep(0.5)
+    [intent] = intents
+    assert intent["status"] in ("canceled", "succeeded")
+    assert refunded == charged
 
 
 def test_an_unpaid_order_expires_and_the_ticket_is_for_sale_again(new_page, stack):

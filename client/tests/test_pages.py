@@ -19,10 +19,14 @@ from storefront.api import UNAVAILABLE_MESSAGE
 from storefront.middleware import content_security_policy
 from storefront.templatetags.storefront import clock, money
 from storefront.views import (
+    AUTHENTICATION_FAILED,
+    AUTHENTICATION_PENDING,
+    AUTHENTICATION_TOO_LATE,
     EXPIRED,
     PAID,
     PAID_BUT_EXPIRED,
     PAID_CONFIRMING,
+    PAYMENT_PROCESSING,
     SIGNED_IN,
     SIGNED_OUT,
     TICKETS_PER_PAGE,
@@ -385,6 +389,162 @@ def test_a_payment_whose_order_expired_meanwhile_says_the_charge_is_refunded(
     assert response.status_code == 302
     assert [m.message for m in get_messages(response.wsgi_request)] == [PAID_BUT_EXPIRED]
     assert len(recorder.seen) == 2  # no waiting on an order that will not complete
+
+
+def _order_page_json(order_id: str, status: str = "created") -> bytes:
+    return json.dumps(
+        {
+            "id": order_id,
+            "status": status,
+            "expiresAt": "2999-01-01T00:00:00Z",
+            "ticket": {"id": str(uuid.uuid4()), "title": "Proms", "price": "30.00"},
+        }
+    ).encode()
+
+
+def _payment_json(payment_id: str, order_id: str, status: str, secret: str = "") -> bytes:
+    body = {"id": payment_id, "orderId": order_id, "status": status}
+    return json.dumps({**body, "clientSecret": secret} if secret else body).encode()
+
+
+def test_a_card_asking_for_authentication_leads_to_the_challenge_step(recorder, tokens, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    action = {"id": payment_id, "status": "requires_action", "clientSecret": "pi_1_secret_2"}
+    recorder.answers += [
+        (202, [], json.dumps(action).encode()),
+        (200, [], _order_page_json(order_id)),
+        (200, [], _payment_json(payment_id, order_id, "requires_action", "pi_1_secret_2")),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    paid = client.post(f"/orders/{order_id}/pay", {"token": "pm_1"})
+    # The page after it, and after every reload: payments_svc says what to show.
+    response = client.get(paid["Location"])
+
+    assert (paid.status_code, paid["Location"]) == (302, f"/orders/{order_id}?payment={payment_id}")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="payment-action"' in page
+    assert f'action="/orders/{order_id}/payments/{payment_id}"' in page
+    assert 'data-client-secret="pi_1_secret_2"' in page
+    assert 'data-stripe-key="pk_test_example"' in page
+    assert 'id="payment-form"' not in page  # no second payment while the bank decides
+    assert [(seen[0], seen[1]) for seen in recorder.seen] == [
+        ("POST", "/api/payments"),
+        ("GET", f"/api/orders/{order_id}"),
+        ("GET", f"/api/payments/{payment_id}"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payment", "why"),
+    [
+        (lambda pid, oid: _payment_json(pid, oid, "succeeded"), "settled"),
+        (lambda pid, oid: _payment_json(pid, str(uuid.uuid4()), "requires_action", "s"), "other"),
+    ],
+)
+def test_the_order_page_offers_the_card_form_unless_its_payment_waits(
+    recorder, tokens, settings, payment, why
+):
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.answers += [
+        (200, [], _order_page_json(order_id)),
+        (200, [], payment(payment_id, order_id)),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    page = client.get(f"/orders/{order_id}?payment={payment_id}").content.decode()
+
+    assert 'id="payment-form"' in page
+    assert 'id="payment-action"' not in page
+
+
+@pytest.mark.parametrize(
+    ("payment_status", "page_status", "alert", "challenge_again"),
+    [
+        ("failed", 402, AUTHENTICATION_FAILED, False),
+        ("requires_action", 200, AUTHENTICATION_PENDING, True),
+        ("processing", 202, PAYMENT_PROCESSING, False),
+    ],
+)
+def test_after_the_challenge_the_page_says_what_the_bank_decided(
+    recorder, tokens, settings, payment_status, page_status, alert, challenge_again
+):
+    settings.API_BASE_URL = url_of(recorder)
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    secret = "pi_1_secret_2" if payment_status == "requires_action" else ""
+    recorder.answers += [
+        (200, [], _payment_json(payment_id, order_id, payment_status, secret)),
+        (200, [], _order_page_json(order_id)),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+
+    assert response.status_code == page_status
+    page = response.content.decode()
+    assert alert in page
+    assert ('data-client-secret="pi_1_secret_2"' in page) is challenge_again
+    assert ('id="payment-form"' in page) is not challenge_again
+    assert [(seen[0], seen[1]) for seen in recorder.seen] == [
+        ("GET", f"/api/payments/{payment_id}"),
+        ("GET", f"/api/orders/{order_id}"),
+    ]
+
+
+def test_a_challenge_the_order_outlived_says_nothing_was_charged(recorder, tokens, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.answers += [
+        (200, [], _payment_json(payment_id, order_id, "failed")),
+        (200, [], _order_page_json(order_id, "cancelled")),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert AUTHENTICATION_TOO_LATE in page
+    assert AUTHENTICATION_FAILED not in page
+    assert 'id="payment-form"' not in page
+
+
+def test_a_challenge_passed_completes_like_a_payment(recorder, tokens, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.answers += [
+        (200, [], _payment_json(payment_id, order_id, "succeeded")),
+        (200, [], _order_json(order_id, "complete")),
+    ]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+
+    assert (response.status_code, response["Location"]) == (302, "/orders")
+    assert [m.message for m in get_messages(response.wsgi_request)] == [PAID]
+
+
+def test_a_payment_of_another_order_is_not_found(recorder, tokens, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.answers.append((200, [], _payment_json(payment_id, str(uuid.uuid4()), "succeeded")))
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+
+    assert response.status_code == 404
+    assert len(recorder.seen) == 1
 
 
 @pytest.mark.parametrize("status", [429, 502, 503])

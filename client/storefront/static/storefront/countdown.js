@@ -1,6 +1,8 @@
 // The order page's countdown. It counts down from the seconds the server measured when
 // it rendered the page (so a wrong clock in the browser cannot shorten or stretch it),
-// and at zero says "Order expired" and takes the payment form away.
+// and at zero says "Order expired" and takes the payment form away. A 3-D Secure
+// challenge already under way keeps its form: its outcome (nothing charged, or a charge
+// refunded) is still the buyer's to see.
 (function () {
   "use strict";
   var timer = document.querySelector("[data-seconds-left]");
@@ -16,7 +18,7 @@
 
   function expire() {
     timer.hidden = true;
-    document.querySelectorAll("form.payment, form.cancel").forEach(function (form) {
+    document.querySelectorAll("#payment-form, form.cancel").forEach(function (form) {
       form.hidden = true;
       form.querySelectorAll("button, input").forEach(function (el) { el.disabled = true; });
     });
