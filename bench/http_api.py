@@ -16,13 +16,17 @@ ceiling   GET /bare of a bare Django project (bench/bare: no database, no middle
 list      GET /api/tickets, a page of 20 (the first page or one at a random cursor depth),
           from two tickets_svc servers measured back to back: one on a table of 1k
           tickets, one on a table of 100k (10% of them reserved in both).
+search    GET /api/tickets?q=&minPrice=&maxPrice=, first pages of searches (an act, its
+          first letters, an act and a seat, a price band, an act in a band) at 100k
+          tickets, beside the unfiltered first page measured right before it.
 writes    POST /api/tickets (signed in, on the 100k table) and POST /api/orders (signed in,
           a different ticket every request, so each is a 201); both publish through the
           outbox: the service's relay, woken by the write's NOTIFY, sends the event to
           RabbitMQ with publisher confirms (its CPU counts as the app's).
 
 Targets (printed, never asserted): list req/s >= 50% of the bare view's, each write >= 30%;
-the list's p50 at 100k tickets <= 1.3 x its p50 at 1k. Also printed: the CPU each request
+the list's p50 at 100k tickets <= 1.3 x its p50 at 1k; a search's first page p50 <= 1.3 x
+the unfiltered first page's. Also printed: the CPU each request
 cost the server, its database and wrk, and what other processes took meanwhile (the noise);
 EXPLAIN ANALYZE of the list's own query at 100k tickets (is the partial index used, and how).
 The run exits 1 when it is broken rather than slow: a measurement without a 2xx answer, any
@@ -133,6 +137,9 @@ START_TIMEOUT_SECONDS = 60.0
 LIST_TARGET_RATIO = 0.50
 WRITE_TARGET_RATIO = 0.30
 LIST_GROWTH_TARGET = 1.30
+# GET /api/tickets?q=&minPrice=&maxPrice=: a filtered first page's p50 at the large table
+# <= this x the unfiltered first page's.
+SEARCH_TARGET = 1.30
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,6 +218,8 @@ class Pair:
 ENDPOINTS = {
     "list_1k": ("GET  /api/tickets, {small} tickets", None),
     "list_100k": ("GET  /api/tickets, {large} tickets", "list"),
+    "first_100k": ("GET  /api/tickets 1st page, {large}", None),
+    "search_100k": ("GET  ...?q=&minPrice=&maxPrice=, {large}", None),
     "post_tickets": ("POST /api/tickets", "write"),
     "post_orders": ("POST /api/orders", "write"),
 }
@@ -278,16 +287,23 @@ class Results:
         large, small = self.pairs["list_100k"].endpoint, self.pairs["list_1k"].endpoint
         return _quotient(large.p50_ms, small.p50_ms)
 
+    @property
+    def search_cost(self) -> float:
+        search, first = self.pairs["search_100k"].endpoint, self.pairs["first_100k"].endpoint
+        return _quotient(search.p50_ms, first.p50_ms)
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ceiling_rps"] = self.ceiling_rps
         data["ratios"] = {name: self.ratio(name) for name in self.pairs}
         data["cpu_ratios"] = {name: self.cpu_ratio(name) for name in self.pairs}
         data["list_p50_100k_over_1k"] = self.list_growth
+        data["search_p50_over_first_page"] = self.search_cost
         data["targets"] = {
             "list_ratio_min": LIST_TARGET_RATIO,
             "write_ratio_min": WRITE_TARGET_RATIO,
             "list_p50_growth_max": LIST_GROWTH_TARGET,
+            "search_p50_over_first_page_max": SEARCH_TARGET,
         }
         return data
 
@@ -354,6 +370,17 @@ def _writes_line(r: Results) -> str:
     return f"writes   {'; '.join(parts)}; outbox rows left unsent: {unsent}"
 
 
+def _search_line(r: Results) -> str:
+    first, search = r.pairs["first_100k"].endpoint, r.pairs["search_100k"].endpoint
+    cost = r.search_cost
+    return (
+        f"search p50 / first page p50 at {_size(r.scale.large_table)} tickets:"
+        f" {search.p50_ms:.1f} ms / {first.p50_ms:.1f} ms = {cost:.2f}"
+        f"  (target <= {SEARCH_TARGET:.2f}: {verdict(cost <= SEARCH_TARGET)}"
+        f"{' (noisy)' if r.noisy(first) or r.noisy(search) else ''})"
+    )
+
+
 def print_table(r: Results) -> None:
     m, load = r.machine, r.load
     small, large = r.pairs["list_1k"].endpoint, r.pairs["list_100k"].endpoint
@@ -401,6 +428,7 @@ def print_table(r: Results) -> None:
         f" {large.p50_ms:.1f} ms / {small.p50_ms:.1f} ms = {growth:.2f}"
         f"  (target <= {LIST_GROWTH_TARGET:.2f}: {verdict(growth <= LIST_GROWTH_TARGET)}"
         f"{' (noisy)' if r.noisy(small) or r.noisy(large) else ''})",
+        _search_line(r),
         _writes_line(r),
         "",
         *_cpu_table(r),
@@ -704,6 +732,19 @@ def start_relay(stack: ExitStack, sb: Sandbox, name: str, cwd: Path) -> Process:
 SELLER = uuid.UUID("5e11e500-0000-4000-8000-000000000001")  # sells via POST /api/tickets
 
 
+# Titles as sellers write them: an act, a kind of seat, a night. SEARCHED_ACTS of the
+# acts are what the search figure asks for, each in about 1 title in len(ACTS).
+_SYLLABLES = ["ka", "lo", "mi", "ra", "ven", "dor", "su", "tel", "bri", "no", "zan", "fe"]
+ACTS = [f"{a}{b}{c}".title() for a in _SYLLABLES for b in _SYLLABLES for c in ("", "x")]
+SEATS = ["floor", "balcony", "stalls", "box", "standing", "VIP", "front row", "gallery"]
+SEARCHED_ACTS = 64
+SEARCH_PRICE_BANDS = [(5, 50), (50, 150), (100, 300), (250, 500)]
+
+
+def _title(rng: random.Random, index: int) -> str:
+    return f"{rng.choice(ACTS)} - {rng.choice(SEATS)}, night {index % 90 + 1}"
+
+
 def load_tickets(db_url: str, count: int, rng: random.Random) -> None:
     """`count` more tickets by COPY: created over the last month in random order, 10%
     held by an order, from a few hundred sellers; then ANALYZE, as autovacuum would do
@@ -722,7 +763,7 @@ def load_tickets(db_url: str, count: int, rng: random.Random) -> None:
                 copy.write_row(
                     (
                         uuid.UUID(int=rng.getrandbits(128), version=4),
-                        f"Concert ticket {index}",
+                        _title(rng, index),
                         Decimal(rng.randint(500, 50_000)) / 100,
                         rng.choice(sellers),
                         uuid.UUID(int=rng.getrandbits(128), version=4) if reserved else None,
@@ -779,6 +820,22 @@ def write_list_paths(path: Path, db_url: str, rng: random.Random) -> None:
     full_pages = rows[: len(rows) - PAGE_SIZE]
     picks = rng.sample(full_pages, min(CURSOR_PAGES, len(full_pages)))
     lines = ["/api/tickets", *(f"/api/tickets?cursor={_encode(row)}" for row in picks)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_search_paths(path: Path, rng: random.Random) -> None:
+    """First pages of searches as a buyer types them: an act (whole, or its first
+    letters), a seat too, a price band, or an act within a band."""
+    lines = []
+    for act in rng.sample(ACTS, SEARCHED_ACTS):
+        low, high = rng.choice(SEARCH_PRICE_BANDS)
+        lines += [
+            f"/api/tickets?q={act}",
+            f"/api/tickets?q={act[:3].lower()}",
+            f"/api/tickets?q={act}+{rng.choice(SEATS).split()[0]}",
+            f"/api/tickets?minPrice={low}&maxPrice={high}",
+            f"/api/tickets?q={act}&minPrice={low}&maxPrice={high}.99",
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -937,6 +994,8 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
         write_id_files(sb.workdir / "orders-measure", pool[1 + warmup_pool :])
         for name in ("tickets_1k", "tickets_100k"):
             write_list_paths(sb.workdir / f"{name}.paths", sb.db_urls[name], rng)
+        (sb.workdir / "first.paths").write_text("/api/tickets\n")
+        write_search_paths(sb.workdir / "search.paths", rng)
         (sb.workdir / "bare.paths").write_text("/bare\n")
         buyer_ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(BUYERS)]
         buyers = [mint_token(sb, id_, f"buyer{n}@bench.example") for n, id_ in enumerate(buyer_ids)]
@@ -969,6 +1028,8 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             "bare": ("bare", ["get", str(sb.workdir / "bare.paths")], None),
             "list_1k": ("tickets_1k", ["get", str(sb.workdir / "tickets_1k.paths")], None),
             "list_100k": ("tickets_100k", ["get", str(sb.workdir / "tickets_100k.paths")], None),
+            "first_100k": ("tickets_100k", ["get", str(sb.workdir / "first.paths")], None),
+            "search_100k": ("tickets_100k", ["get", str(sb.workdir / "search.paths")], None),
             "post_tickets": (
                 "tickets_100k",
                 ["post-json", "/api/tickets", body, cookies["seller"]],
@@ -1005,6 +1066,10 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             warm_up(name)
         ceiling = measure("bare")
         for name in ("list_1k", "list_100k"):
+            results.pairs[name] = Pair(endpoint=measure(name), bare=ceiling)
+        # Search: its first pages beside the unfiltered first page, back to back.
+        warm_up("search_100k")
+        for name in ("first_100k", "search_100k"):
             results.pairs[name] = Pair(endpoint=measure(name), bare=ceiling)
         results.plans, results.list_index_used = explain_list()
 

@@ -77,6 +77,21 @@ class TicketForm(ApiForm):
     price = _text("Price (USD)", inputmode="decimal", autocomplete="off", placeholder="45.00")
 
 
+class TicketSearchForm(ApiForm):
+    """The home page's search box and price filters (GET, kept in the URL)."""
+
+    api_names = {"min_price": "minPrice", "max_price": "maxPrice"}
+
+    q = _text("Search", type="search", placeholder="Artist, venue, event", autocomplete="off")
+    min_price = _text("Min price", inputmode="decimal", placeholder="0", size="7")
+    max_price = _text("Max price", inputmode="decimal", placeholder="any", size="7")
+
+    def filters(self) -> dict[str, str]:
+        """The filters given (empty ones left out), by the API's names."""
+        self.is_valid()  # the fields have no rules: this only fills cleaned_data
+        return {name: value for name, value in self.payload().items() if value != ""}
+
+
 class PaymentForm(ApiForm):
     token = forms.CharField(required=False, strip=False, widget=forms.HiddenInput())
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
@@ -27,7 +28,7 @@ from shared_lib.auth import clear_session_cookie
 from shared_lib.error_messages import NOT_FOUND
 from shared_lib.errors import error_response
 from storefront.api import ApiError
-from storefront.forms import CredentialsForm, PaymentForm, TicketForm
+from storefront.forms import CredentialsForm, PaymentForm, TicketForm, TicketSearchForm
 from storefront.middleware import signin_redirect
 
 logger = logging.getLogger(__name__)
@@ -86,16 +87,26 @@ def _page_params(request: HttpRequest, limit: int) -> dict[str, str]:
 
 @require_GET
 def ticket_list(request: HttpRequest) -> HttpResponse:
-    result = request.api.get("/api/tickets", params=_page_params(request, TICKETS_PER_PAGE))
-    return render(
-        request,
-        "storefront/ticket_list.html",
-        {
-            "tickets": result.data,
-            "next_cursor": result.next_cursor(),
-            "first_page": not request.GET.get("cursor"),
-        },
-    )
+    search = TicketSearchForm(request.GET)
+    filters = search.filters()
+    context = {
+        "search": search,
+        "searching": bool(filters),
+        # The pager's links keep the filters, as the API's own next link does.
+        "filters_query": urlencode(filters),
+        "first_page": not request.GET.get("cursor"),
+        "tickets": [],
+    }
+    try:
+        params = {**_page_params(request, TICKETS_PER_PAGE), **filters}
+        result = request.api.get("/api/tickets", params=params)
+    except ApiError as error:
+        if error.status != 400:
+            raise
+        search.show(error)  # the API's message next to the filter it is about
+        return render(request, "storefront/ticket_list.html", context, status=400)
+    context.update(tickets=result.data, next_cursor=result.next_cursor())
+    return render(request, "storefront/ticket_list.html", context)
 
 
 def _ticket_page(

@@ -3,6 +3,7 @@ every process of the system behind the gateway."""
 
 import re
 import time
+import uuid
 
 import requests
 from playwright.sync_api import expect
@@ -278,3 +279,37 @@ def test_someone_elses_order_and_unknown_pages_are_the_not_found_page(new_page):
     assert response.status == 404
     expect(other.get_by_role("heading", level=1)).to_have_text("Page not found")
     assert ORDER_URL.search(buyer.url)
+
+
+def test_searching_and_filtering_by_price_from_the_home_page(new_page):
+    seller = new_page()
+    sign_up(seller, unique_email("seller"))
+    tag = f"zq{uuid.uuid4().hex[:8]}"  # a word no other test's ticket has
+    sell(seller, f"{tag} Philharmonic, stalls", "40")
+    sell(seller, f"{tag} Philharmonic, gallery", "15.50")
+    sell(seller, f"{tag} Folk night", "15")
+
+    page = new_page()
+    page.goto("/")
+    page.get_by_label("Search").fill(f"{tag.upper()} phil")
+    page.get_by_role("button", name="Search").click()
+
+    cards = page.locator(".ticket-card h2")
+    expect(cards).to_have_text([f"{tag} Philharmonic, gallery", f"{tag} Philharmonic, stalls"])
+    assert f"q={tag.upper()}+phil" in page.url
+
+    page.get_by_label("Max price").fill("15.50")
+    page.get_by_role("button", name="Search").click()
+
+    expect(cards).to_have_text([f"{tag} Philharmonic, gallery"])
+    page.reload()  # the search lives in the URL
+    expect(page.get_by_label("Search")).to_have_value(f"{tag.upper()} phil")
+    expect(cards).to_have_text([f"{tag} Philharmonic, gallery"])
+
+    page.get_by_label("Min price").fill("20")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#id_max_price-errors")).to_have_text(
+        "maxPrice must not be less than minPrice"
+    )
+    page.get_by_role("link", name="Clear").click()
+    expect(page.get_by_label("Search")).to_have_value("")

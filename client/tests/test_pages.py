@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
@@ -593,3 +594,61 @@ def test_a_renewal_in_flight_does_not_sign_the_browser_back_in_on_sign_out(
         "/api/users/currentuser",
         "/api/users/signout",
     ]
+
+
+# --- search --------------------------------------------------------------------------
+
+
+def _ticket(title: str) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "title": title,
+        "price": 25.0,
+        "userId": str(uuid.uuid4()),
+        "version": 0,
+        "orderId": None,
+    }
+
+
+def test_the_search_goes_to_the_api_and_its_pages_keep_it(recorder, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    link = '<http://gw/api/tickets?q=arctic&minPrice=10&limit=12&cursor=abc>; rel="next"'
+    recorder.answers.append(
+        (200, [("Link", link)], json.dumps([_ticket("Arctic Monkeys")]).encode())
+    )
+
+    response = browser().get("/", {"q": "arctic", "min_price": "10", "max_price": ""})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    [(method, path, _, _)] = recorder.seen
+    assert method == "GET"
+    assert parse_qs(urlsplit(path).query) == {"limit": ["12"], "q": ["arctic"], "minPrice": ["10"]}
+    assert 'value="arctic"' in page  # the box keeps what was searched
+    assert 'href="/?q=arctic&amp;minPrice=10&amp;cursor=abc"' in page
+    assert "Arctic Monkeys" in page
+
+
+def test_a_bad_filter_is_shown_next_to_its_field(recorder, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    message = "maxPrice must not be less than minPrice"
+    recorder.answers.append(
+        (400, [], json.dumps({"errors": [{"message": message, "field": "maxPrice"}]}).encode())
+    )
+
+    response = browser().get("/", {"min_price": "20", "max_price": "10"})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert message in page
+    assert 'id="id_max_price-errors"' in page
+    assert 'value="10"' in page
+
+
+def test_a_search_with_no_match_says_so(recorder, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    recorder.answers.append((200, [], b"[]"))
+
+    page = browser().get("/", {"q": "zzz"}).content.decode()
+
+    assert "No tickets match your search." in page

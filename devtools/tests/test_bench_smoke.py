@@ -88,7 +88,14 @@ def check_events(figures: dict[str, Any]) -> None:
     assert set(figures["targets"]) >= {"throughput_ratio_min", "latency_p99_ms_max"}
 
 
-HTTP_ENDPOINTS = {"list_1k", "list_100k", "post_tickets", "post_orders"}
+HTTP_ENDPOINTS = {
+    "list_1k",
+    "list_100k",
+    "first_100k",
+    "search_100k",
+    "post_tickets",
+    "post_orders",
+}
 
 
 def check_http_api(figures: dict[str, Any]) -> None:
@@ -107,7 +114,7 @@ def check_http_api(figures: dict[str, Any]) -> None:
             assert_positive(run, "requests", "rps", "p50_ms", "p99_ms")
             assert run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
             assert_positive(run["cpu"], "app_ms", "machine_cores")
-    assert_positive(figures, "ceiling_rps", "list_p50_100k_over_1k")
+    assert_positive(figures, "ceiling_rps", "list_p50_100k_over_1k", "search_p50_over_first_page")
     assert_positive(figures["ratios"], *HTTP_ENDPOINTS)
     assert_positive(figures["cpu_ratios"], *HTTP_ENDPOINTS)
     for name in ("post_tickets", "post_orders"):
@@ -121,6 +128,7 @@ def check_http_api(figures: dict[str, Any]) -> None:
         "list_ratio_min": 0.5,
         "write_ratio_min": 0.3,
         "list_p50_growth_max": 1.3,
+        "search_p50_over_first_page_max": 1.3,
     }
 
 

@@ -927,7 +927,13 @@ def test_openapi_schema_documents_both_routes(api_client):
     assert set(paths) == {"/api/tickets", "/api/tickets/{ticket_id}"}
     assert set(paths["/api/tickets"]) >= {"get", "post"}
     assert set(paths["/api/tickets/{ticket_id}"]) >= {"get", "put"}
-    assert {p["name"] for p in paths["/api/tickets"]["get"]["parameters"]} == {"limit", "cursor"}
+    assert {p["name"] for p in paths["/api/tickets"]["get"]["parameters"]} == {
+        "limit",
+        "cursor",
+        "q",
+        "minPrice",
+        "maxPrice",
+    }
 
 
 TITLES = ["Concert", "  Concert \n", "a b", "", "   ", "t" * 200, f" {'t' * 200}\t", "t" * 201]

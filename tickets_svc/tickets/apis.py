@@ -100,6 +100,69 @@ class TicketInputSerializer(ObjectBodySerializer):
     price = PriceField()
 
 
+class SearchField(serializers.CharField):
+    """`q`: its words (tickets.services.search_words_error); none when it has none."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            required=False,
+            allow_blank=True,
+            trim_whitespace=False,
+            max_length=services.SEARCH_MAX_LENGTH,
+            error_messages={"max_length": services.SEARCH_TOO_LONG},
+            **kwargs,
+        )
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        return _judged(services.search_words_error, super().to_internal_value(data))
+
+
+@extend_schema_field({"type": "string", "pattern": services.PRICE_FILTER_PATTERN})
+class PriceFilterField(serializers.CharField):
+    """A price bound, inclusive, exact (tickets.services.price_filter_error); empty (a
+    form's box left blank) is no bound, which the schema states as a blank string."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, allow_blank=True, trim_whitespace=False, **kwargs)
+
+    def run_validation(self, data: Any = serializers.empty) -> Decimal | None:
+        if data == "":
+            return None
+        return super().run_validation(data)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        name = self.field_name or "price"
+        message, amount = services.price_filter_error(super().to_internal_value(data), field=name)
+        if message:
+            raise serializers.ValidationError(message)
+        return amount
+
+    def fail(self, key: str, **kwargs: Any) -> None:
+        # Blank, NUL, too long: one message for every bad amount.
+        raise serializers.ValidationError(
+            services.PRICE_FILTER_INVALID.format(field=self.field_name or "price")
+        )
+
+
+class TicketFilterSerializer(serializers.Serializer):
+    """GET /api/tickets' filters (query parameters), each bad one a 400 on its field."""
+
+    q = SearchField(
+        help_text=(
+            "Tickets whose title has every word of q as a word or the start of one, "
+            "case-insensitive"
+        )
+    )
+    minPrice = PriceFilterField(help_text="Lowest price, inclusive")
+    maxPrice = PriceFilterField(help_text="Highest price, inclusive")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        low, high = attrs.get("minPrice"), attrs.get("maxPrice")
+        if low is not None and high is not None and high < low:
+            raise serializers.ValidationError({"maxPrice": services.PRICE_RANGE_INVALID})
+        return attrs
+
+
 class TicketOutputSerializer(serializers.Serializer):
     """A ticket as every endpoint answers it, for the OpenAPI schema; ticket_json builds it
     (a serializer per row cost more than the page's query)."""
@@ -134,9 +197,19 @@ class TicketListCreateApi(APIView):
     def get_permissions(self) -> list:
         return [IsSignedIn()] if self.request.method == "POST" else []
 
-    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: TicketOutputSerializer(many=True)})
+    @extend_schema(
+        parameters=[*PAGE_PARAMETERS, TicketFilterSerializer],
+        responses={200: TicketOutputSerializer(many=True), **error_responses(400)},
+    )
     def get(self, request: Request) -> Response:
-        rows = selectors.ticket_list_available().values(*TICKET_FIELDS, "created_at")
+        filters = TicketFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        found = filters.validated_data
+        rows = selectors.ticket_list_available(
+            words=found.get("q", []),
+            min_price=found.get("minPrice"),
+            max_price=found.get("maxPrice"),
+        ).values(*TICKET_FIELDS, "created_at")
         page = paginate(request, rows)
         return page.response([ticket_json(row) for row in page.items])
 

@@ -26,12 +26,25 @@ PRICE_POSITIVE = "Price must be greater than 0"
 PRICE_DECIMALS = "Price must have at most 2 decimal places"
 PRICE_TOO_HIGH = "Price must be less than 1000000"
 TICKET_RESERVED = "Cannot edit a reserved ticket"
+# GET /api/tickets?q=&minPrice=&maxPrice= (docs/api.md).
+SEARCH_MAX_LENGTH = 200
+SEARCH_MAX_WORDS = 10
+SEARCH_TOO_LONG = f"q must be at most {SEARCH_MAX_LENGTH} characters"
+SEARCH_TOO_MANY_WORDS = f"q must have at most {SEARCH_MAX_WORDS} words"
+PRICE_FILTER_INVALID = "{field} must be an amount such as 20 or 19.99"
+PRICE_RANGE_INVALID = "maxPrice must not be less than minPrice"
 
 TITLE_MAX_LENGTH = 200
 PRICE_LIMIT = Decimal(1_000_000)
 CENT = Decimal("0.01")
 # A numeric string in plain decimal notation: no exponent, no thousands separators.
 _PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
+# A price filter: a plain amount in cents below PRICE_LIMIT (ASCII digits only).
+PRICE_FILTER_PATTERN = r"^[0-9]{1,6}(\.[0-9]{1,2})?$"
+_PRICE_FILTER = re.compile(PRICE_FILTER_PATTERN)
+# A search word: letters and digits (what PostgreSQL's parser keeps of a title as one
+# word; punctuation and underscores separate words there as here).
+_SEARCH_WORD = re.compile(r"[^\W_]+")
 
 
 def title_error(title: Any) -> tuple[str | None, str]:
@@ -66,6 +79,25 @@ def price_error(price: Any) -> tuple[str | None, Decimal]:
     if amount != amount.quantize(CENT):
         return PRICE_DECIMALS, amount
     return None, amount.quantize(CENT)
+
+
+def search_words_error(q: str) -> tuple[str | None, list[str]]:
+    """The message of the rule a search `q` breaks, or None; and its words, lower-cased.
+    A `q` without letters or digits has no words: it filters nothing."""
+    if len(q) > SEARCH_MAX_LENGTH:
+        return SEARCH_TOO_LONG, []
+    words = [word.lower() for word in _SEARCH_WORD.findall(q)]
+    if len(words) > SEARCH_MAX_WORDS:
+        return SEARCH_TOO_MANY_WORDS, words
+    return None, words
+
+
+def price_filter_error(value: str, *, field: str) -> tuple[str | None, Decimal]:
+    """The message a price filter breaks (as a query parameter carries it), or None; and
+    the amount, exact."""
+    if not _PRICE_FILTER.fullmatch(value):
+        return PRICE_FILTER_INVALID.format(field=field), Decimal(0)
+    return None, Decimal(value)
 
 
 def validate_ticket_input(*, title: Any, price: Any) -> tuple[str, Decimal]:
