@@ -14,10 +14,15 @@ from django.db import transaction
 from shared_lib.correlation import correlation_scope
 from shared_lib.events import Subject, publish
 from shared_lib.events.deadletters import dead_letters
-from shared_lib.events.worker import HEARTBEAT_MAX_AGE_SECONDS, HEARTBEAT_SECONDS
+from shared_lib.events.worker import (
+    HEARTBEAT_MAX_AGE_SECONDS,
+    HEARTBEAT_SECONDS,
+    SHUTDOWN_NOTICE_SECONDS,
+)
 from shared_lib.models import InboxMessage, OutboxEvent
 from shared_lib.testing.events import Worker
 from shared_lib.testing.events import test_database_url as database_url
+from shared_lib.testing.processes import stop_group
 from shared_lib.testing.waiting import wait_for
 from tests.demo.bus import broker_unreachable, nonempty_demo_queues
 from tests.demo.factories import new_id, ticket_data
@@ -170,6 +175,21 @@ def test_the_liveness_check_follows_the_worker_heartbeat(event_worker, tmp_path)
 
     assert _check_alive(beat).returncode == 1
     assert beat.stat().st_mtime == stale  # nobody beats for a dead worker
+
+
+@worker_test
+def test_an_idle_worker_stops_on_sigterm_within_a_couple_of_seconds(event_worker):
+    # Celery acts on SIGTERM between two polls of its event loop; an idle loop used to
+    # sleep up to 10 s until its next timer (PromptShutdownStep wakes it every second).
+    worker = event_worker()
+    time.sleep(SHUTDOWN_NOTICE_SECONDS * 3)  # idle: the loop is in a long poll, if any
+
+    started = time.monotonic()
+    stopped_cleanly = stop_group(worker.process, timeout=15)
+
+    assert stopped_cleanly  # on SIGTERM, not killed
+    assert time.monotonic() - started < 4 * SHUTDOWN_NOTICE_SECONDS
+    assert "Warm shutdown" in worker.log()
 
 
 def test_the_liveness_check_compares_the_heartbeat_age_with_its_limit(tmp_path):
