@@ -13,6 +13,7 @@ fields are optional and unstripped: what was typed goes to the API as typed.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 
@@ -90,6 +91,11 @@ class TicketSearchForm(ApiForm):
         """The filters given (empty ones left out), by the API's names."""
         self.is_valid()  # the fields have no rules: this only fills cleaned_data
         return {name: value for name, value in self.payload().items() if value != ""}
+
+    def query(self) -> str:
+        """The filters given, as this page's own URL names them (for its pager's links)."""
+        self.is_valid()
+        return urlencode({name: v for name, v in self.cleaned_data.items() if v != ""})
 
 
 class PaymentForm(ApiForm):

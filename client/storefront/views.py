@@ -11,7 +11,6 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
@@ -93,7 +92,7 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         "search": search,
         "searching": bool(filters),
         # The pager's links keep the filters, as the API's own next link does.
-        "filters_query": urlencode(filters),
+        "filters_query": search.query(),
         "first_page": not request.GET.get("cursor"),
         "tickets": [],
     }

@@ -625,7 +625,16 @@ def test_the_search_goes_to_the_api_and_its_pages_keep_it(recorder, settings):
     assert method == "GET"
     assert parse_qs(urlsplit(path).query) == {"limit": ["12"], "q": ["arctic"], "minPrice": ["10"]}
     assert 'value="arctic"' in page  # the box keeps what was searched
-    assert 'href="/?q=arctic&amp;minPrice=10&amp;cursor=abc"' in page
+    # The next page's link names the filters as this page's form does.
+    assert 'href="/?q=arctic&amp;min_price=10&amp;cursor=abc"' in page
+    recorder.answers.append((200, [], json.dumps([_ticket("Arctic Monkeys, balcony")]).encode()))
+    browser().get("/?q=arctic&min_price=10&cursor=abc")
+    assert parse_qs(urlsplit(recorder.seen[1][1]).query) == {
+        "limit": ["12"],
+        "cursor": ["abc"],
+        "q": ["arctic"],
+        "minPrice": ["10"],
+    }
     assert "Arctic Monkeys" in page
 
 

@@ -93,6 +93,37 @@ def test_a_migrator_waits_while_another_holds_the_lock(database):
     assert ("tickets", "0001_initial") in applied(database)
 
 
+def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(database):
+    # A concurrent build killed mid-way leaves an invalid index of its name and no record
+    # of its migration: the next migrator must not fail on "already exists" for ever.
+    first = start_migrate(database)
+    output = first.communicate(timeout=180)[0]
+    assert first.returncode == 0, output
+    as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
+    with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
+        conn.execute("DELETE FROM django_migrations WHERE name = '0003_title_search_index'")
+        conn.execute("DROP INDEX tickets_available_search_idx")
+        # What a build cancelled part-way leaves: the index exists, marked invalid.
+        conn.execute("CREATE INDEX tickets_available_search_idx ON tickets_ticket (title)")
+        admin.execute(
+            "UPDATE pg_index SET indisvalid = false"
+            " WHERE indexrelid = 'tickets_available_search_idx'::regclass"
+        )
+        admin.commit()
+
+        again = start_migrate(database)
+        output = again.communicate(timeout=180)[0]
+
+        assert again.returncode == 0, output
+        valid, method = conn.execute(
+            "SELECT i.indisvalid, a.amname FROM pg_index i JOIN pg_class c"
+            " ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+            " WHERE c.relname = 'tickets_available_search_idx'"
+        ).fetchone()
+    assert (valid, method) == (True, "gin")
+    assert ("tickets", "0003_title_search_index") in applied(database)
+
+
 def test_compose_secrets_are_made_once_and_consistent(tmp_path):
     make_secrets.make_secrets(tmp_path)
     first = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}

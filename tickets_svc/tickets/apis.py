@@ -101,7 +101,7 @@ class TicketInputSerializer(ObjectBodySerializer):
 
 
 class SearchField(serializers.CharField):
-    """`q`: its words (tickets.services.search_words_error); none when it has none."""
+    """`q` (tickets.services.search_error), its words left to PostgreSQL to find."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
@@ -113,8 +113,8 @@ class SearchField(serializers.CharField):
             **kwargs,
         )
 
-    def to_internal_value(self, data: Any) -> list[str]:
-        return _judged(services.search_words_error, super().to_internal_value(data))
+    def to_internal_value(self, data: Any) -> str:
+        return _judged(services.search_error, super().to_internal_value(data))
 
 
 @extend_schema_field({"type": "string", "pattern": services.PRICE_FILTER_PATTERN})
@@ -206,7 +206,7 @@ class TicketListCreateApi(APIView):
         filters.is_valid(raise_exception=True)
         found = filters.validated_data
         rows = selectors.ticket_list_available(
-            words=found.get("q", []),
+            q=found.get("q", ""),
             min_price=found.get("minPrice"),
             max_price=found.get("maxPrice"),
         ).values(*TICKET_FIELDS, "created_at")

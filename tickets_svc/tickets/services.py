@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -42,16 +43,14 @@ _PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
 # A price filter: a plain amount in cents below PRICE_LIMIT (ASCII digits only).
 PRICE_FILTER_PATTERN = r"^[0-9]{1,6}(\.[0-9]{1,2})?$"
 _PRICE_FILTER = re.compile(PRICE_FILTER_PATTERN)
-# A search word: letters and digits (what PostgreSQL's parser keeps of a title as one
-# word; punctuation and underscores separate words there as here).
-_SEARCH_WORD = re.compile(r"[^\W_]+")
 
 
 def title_error(title: Any) -> tuple[str | None, str]:
     """The message of the rule `title` (as sent) breaks, or None; and the title trimmed."""
     if not isinstance(title, str) or not title.strip():
         return TITLE_REQUIRED, ""
-    title = title.strip()
+    # Composed form: an accented letter typed either way is one letter, found by search.
+    title = unicodedata.normalize("NFC", title.strip())
     if len(title) > TITLE_MAX_LENGTH:
         return TITLE_TOO_LONG, title
     return None, title
@@ -81,15 +80,15 @@ def price_error(price: Any) -> tuple[str | None, Decimal]:
     return None, amount.quantize(CENT)
 
 
-def search_words_error(q: str) -> tuple[str | None, list[str]]:
-    """The message of the rule a search `q` breaks, or None; and its words, lower-cased.
-    A `q` without letters or digits has no words: it filters nothing."""
+def search_error(q: str) -> tuple[str | None, str]:
+    """The message of the rule a search `q` breaks, or None; and `q` in Unicode's composed
+    form (NFC), as titles are stored. Its words are PostgreSQL's to find, as in titles
+    (tickets.selectors): a `q` in which it finds none filters nothing."""
     if len(q) > SEARCH_MAX_LENGTH:
-        return SEARCH_TOO_LONG, []
-    words = [word.lower() for word in _SEARCH_WORD.findall(q)]
-    if len(words) > SEARCH_MAX_WORDS:
-        return SEARCH_TOO_MANY_WORDS, words
-    return None, words
+        return SEARCH_TOO_LONG, q
+    if len(q.split()) > SEARCH_MAX_WORDS:
+        return SEARCH_TOO_MANY_WORDS, q
+    return None, unicodedata.normalize("NFC", q)
 
 
 def price_filter_error(value: str, *, field: str) -> tuple[str | None, Decimal]:
