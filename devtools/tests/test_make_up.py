@@ -66,7 +66,10 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
             output.append(line)
             if match := READY_LINE.search(line.rstrip()):
                 ready[match.group(1)] = (match.group(2), match.group(3))
-            if f"Ready: http://127.0.0.1:{port}" in line:
+            # The last line `make up` prints once ready (after "Ready: <url>"). Read up
+            # to it here: communicate() below reads the pipe itself, so lines this
+            # iterator has already buffered would never be seen.
+            if "Stripe: localstripe, webhooks to" in line:
                 break
             assert time.monotonic() < deadline, "make up did not get ready in time"
         else:
@@ -142,6 +145,7 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
     assert process.returncode == 0, "".join(output[-40:])
     assert "| stopping..." in "".join(output)
     assert f"Stripe: localstripe, webhooks to {webhook_url}" in "".join(output)
+    assert f"Ready: http://127.0.0.1:{port}" in "".join(output)
     # Everything it started has stopped: nothing answers on the ports it printed.
     for url, _ in ready.values():
         with pytest.raises(requests.ConnectionError):
