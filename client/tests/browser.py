@@ -71,7 +71,10 @@ def pay(page: Page, button: str, *, card: str = VISA, within: float = 15.0) -> N
     deadline = time.monotonic() + within
     while True:
         type_card(page, card)
-        page.get_by_role("button", name=button).click()
+        # Stripe.js makes the PaymentMethod first, then submits: wait for that page, not
+        # the one the click started on (it may still show the last answer's alert).
+        with page.expect_navigation():
+            page.get_by_role("button", name=button).click()
         page.wait_for_load_state()
         alert = page.get_by_test_id("form-alert")
         if not ORDER_URL.search(page.url.removesuffix("/pay")) or alert.count() == 0:
