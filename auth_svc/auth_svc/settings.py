@@ -3,35 +3,17 @@
 Only this service holds JWT_PRIVATE_KEY (it alone mints session tokens) and a user table.
 """
 
-from pathlib import Path
-
 from shared_lib.conf import env, env_int
-from shared_lib.settings.base import *  # noqa: F403
-from shared_lib.settings.base import (
-    HEALTH_CHECKS,
-    INSTALLED_APPS,
-    SPECTACULAR_SETTINGS,
-    rate_limit_key_prefix,
-)
+from shared_lib.settings import name_service
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+name_service("auth", __file__)  # first: the shared settings name everything after it
+from shared_lib.settings.base import *  # noqa: E402, F403
+from shared_lib.settings.base import HEALTH_CHECKS, INSTALLED_APPS  # noqa: E402
+
 # users first: its commands (changepassword, which ends sessions) win over Django's own.
 INSTALLED_APPS = ["users", *INSTALLED_APPS]
-ROOT_URLCONF = "auth_svc.urls"
-WSGI_APPLICATION = "auth_svc.wsgi.application"
 # Rate-limit counters live in Redis, so sign-in is not ready without it.
 HEALTH_CHECKS = {**HEALTH_CHECKS, "redis": "shared_lib.health.check_redis"}
-
-# This service's URL space and admin cookies behind the one gateway host.
-STATIC_URL = "/static/auth/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-ADMIN_URL_PREFIX = "admin/auth/"
-SESSION_COOKIE_NAME = "auth_admin_session"
-SESSION_COOKIE_PATH = "/admin/auth/"
-CSRF_COOKIE_NAME = "auth_csrftoken"
-CSRF_COOKIE_PATH = "/admin/auth/"
-RATE_LIMIT_KEY_PREFIX = rate_limit_key_prefix("auth")
-SPECTACULAR_SETTINGS = {"TITLE": "Ticketing auth API", **SPECTACULAR_SETTINGS}
 
 JWT_PRIVATE_KEY = env("JWT_PRIVATE_KEY")
 AUTH_USER_MODEL = "users.User"

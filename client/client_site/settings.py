@@ -9,6 +9,7 @@ SECRET_KEY.
 from pathlib import Path
 
 from shared_lib.conf import env, env_bool, env_int, env_list
+from shared_lib.settings import templates
 from shared_lib.settings.logs import *  # noqa: F403
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,21 +65,12 @@ MIDDLEWARE = [
 ROOT_URLCONF = "client_site.urls"
 WSGI_APPLICATION = "client_site.wsgi.application"
 
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.template.context_processors.csrf",
-                "django.contrib.messages.context_processors.messages",
-                "storefront.context.site",
-            ]
-        },
-    }
-]
+TEMPLATES = templates(
+    "django.template.context_processors.request",
+    "django.template.context_processors.csrf",
+    "django.contrib.messages.context_processors.messages",
+    "storefront.context.site",
+)
 
 # No database: nothing here is stored. The readiness probe therefore checks nothing
 # beyond "the process serves" — an API outage must not take the pages that explain it

@@ -1,8 +1,8 @@
 """Each service's settings: the shared modules, plus the lines that name the service.
 
-What names a service (URL space, admin cookies, rate-limit keys) is written out in each
-settings.py after the shared import; a line copied from another service and left unchanged
-would make two services share a cookie or a counter behind the one gateway host.
+What names a service (URL space, admin cookies, rate-limit keys) is derived from the one name
+each settings.py gives shared_lib.settings.name_service; two services sharing a cookie or a
+counter behind the one gateway host would be a name given twice.
 """
 
 import json

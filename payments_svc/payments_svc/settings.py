@@ -1,28 +1,14 @@
 """payments_svc settings: the shared base, on the event bus, plus Stripe."""
 
-from pathlib import Path
-
 from shared_lib.conf import env, env_int
-from shared_lib.settings.base import *  # noqa: F403
-from shared_lib.settings.base import INSTALLED_APPS, SPECTACULAR_SETTINGS, rate_limit_key_prefix
-from shared_lib.settings.events import *  # noqa: F403
+from shared_lib.settings import name_service
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+name_service("payments", __file__)  # first: the shared settings name everything after it
+from shared_lib.settings.base import *  # noqa: E402, F403
+from shared_lib.settings.base import INSTALLED_APPS  # noqa: E402
+from shared_lib.settings.events import *  # noqa: E402, F403
+
 INSTALLED_APPS = [*INSTALLED_APPS, "payments"]
-ROOT_URLCONF = "payments_svc.urls"
-WSGI_APPLICATION = "payments_svc.wsgi.application"
-
-# This service's URL space and admin cookies behind the one gateway host.
-STATIC_URL = "/static/payments/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-ADMIN_URL_PREFIX = "admin/payments/"
-SESSION_COOKIE_NAME = "payments_admin_session"
-SESSION_COOKIE_PATH = "/admin/payments/"
-CSRF_COOKIE_NAME = "payments_csrftoken"
-CSRF_COOKIE_PATH = "/admin/payments/"
-RATE_LIMIT_KEY_PREFIX = rate_limit_key_prefix("payments")
-SPECTACULAR_SETTINGS = {"TITLE": "Ticketing payments API", **SPECTACULAR_SETTINGS}
-EVENTS_SERVICE = "payments"
 
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 # Where the SDK sends requests: Stripe itself unless set (localstripe in tests and

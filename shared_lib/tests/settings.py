@@ -1,7 +1,6 @@
 """Settings for shared_lib's own tests: the shared base with a small demo app."""
 
 import os
-from pathlib import Path
 
 from shared_lib.events.broker import url_user
 from shared_lib.events.contracts import Subject
@@ -12,32 +11,15 @@ os.environ.setdefault("SECRET_KEY", "shared-lib-tests-only")
 os.environ.setdefault("EVENTS_RETRY_DELAYS_MS", "200,400")
 os.environ.setdefault("EVENTS_MAX_ATTEMPTS", "3")
 
-from shared_lib.settings.base import *  # noqa: F403
-from shared_lib.settings.base import (
-    HEALTH_CHECKS,
-    INSTALLED_APPS,
-    SPECTACULAR_SETTINGS,
-    STORAGES,
-    rate_limit_key_prefix,
-)
-from shared_lib.settings.events import *  # noqa: F403
-from shared_lib.settings.events import RABBITMQ_URL
+from shared_lib.settings import name_service
 
-BASE_DIR = Path(__file__).resolve().parent
+name_service("demo", __file__)  # first: the shared settings name everything after it
+from shared_lib.settings.base import *  # noqa: E402, F403
+from shared_lib.settings.base import HEALTH_CHECKS, INSTALLED_APPS, STORAGES  # noqa: E402
+from shared_lib.settings.events import *  # noqa: E402, F403
+from shared_lib.settings.events import RABBITMQ_URL  # noqa: E402
+
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.demo"]
-ROOT_URLCONF = "tests.urls"
-WSGI_APPLICATION = "tests.wsgi.application"
-
-# The demo's URL space and admin cookies, named as a service's are.
-STATIC_URL = "/static/demo/"
-ADMIN_URL_PREFIX = "admin/demo/"
-SESSION_COOKIE_NAME = "demo_admin_session"
-SESSION_COOKIE_PATH = "/admin/demo/"
-CSRF_COOKIE_NAME = "demo_csrftoken"
-CSRF_COOKIE_PATH = "/admin/demo/"
-RATE_LIMIT_KEY_PREFIX = rate_limit_key_prefix("demo")
-SPECTACULAR_SETTINGS = {"TITLE": "Ticketing demo API", **SPECTACULAR_SETTINGS}
-EVENTS_SERVICE = "demo"
 
 # The demo app plays every service: it publishes and consumes subjects that belong to
 # different services, all through the one broker user of RABBITMQ_URL.

@@ -2,10 +2,12 @@
 
 import importlib.util
 import runpy
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+import shared_lib.settings
 from shared_lib.conf import MissingSetting
 
 BASE = "shared_lib.settings.base"
@@ -92,7 +94,7 @@ def test_the_base_from_a_minimal_environment(minimal_env):
             "OPTIONS": {"connect_timeout": 5},
         }
     }
-    assert values["rate_limit_key_prefix"]("tickets") == "ticketing:tickets:ratelimit"
+    assert values["RATE_LIMIT_KEY_PREFIX"] == "ticketing:demo:ratelimit"
     assert values["LOGGING"]["root"] == {"handlers": ["stderr"], "level": "INFO"}
 
 
@@ -132,7 +134,7 @@ def test_the_base_derives_settings_from_optional_variables(minimal_env):
 
     assert values["CSRF_COOKIE_SECURE"] is False
     assert values["DATABASES"]["default"]["TEST"] == {"NAME": "test_tickets_run7"}
-    assert values["rate_limit_key_prefix"]("tickets") == "stack2:ratelimit"
+    assert values["RATE_LIMIT_KEY_PREFIX"] == "stack2:ratelimit"
 
 
 def test_the_base_refuses_a_session_ttl_under_a_minute(minimal_env):
@@ -142,25 +144,48 @@ def test_the_base_refuses_a_session_ttl_under_a_minute(minimal_env):
         load(BASE)
 
 
-def test_the_base_leaves_what_names_a_service_to_the_service(minimal_env):
+def test_the_base_names_a_service_after_the_name_its_settings_gave(minimal_env):
+    # These tests' settings (tests/settings.py) named the demo service.
     values = load(BASE)
 
-    named = {
-        "BASE_DIR",
-        "ROOT_URLCONF",
-        "WSGI_APPLICATION",
-        "STATIC_URL",
-        "STATIC_ROOT",
-        "ADMIN_URL_PREFIX",
-        "SESSION_COOKIE_NAME",
-        "SESSION_COOKIE_PATH",
-        "CSRF_COOKIE_NAME",
-        "CSRF_COOKIE_PATH",
-        "RATE_LIMIT_KEY_PREFIX",
-        "EVENTS_SERVICE",
-    }
-    assert named.isdisjoint(values)
-    assert "TITLE" not in values["SPECTACULAR_SETTINGS"]
+    tests = Path(__file__).resolve().parent
+    assert values["BASE_DIR"] == tests.parent
+    assert values["ROOT_URLCONF"] == "tests.urls"
+    assert values["WSGI_APPLICATION"] == "tests.wsgi.application"
+    assert values["STATIC_URL"] == "/static/demo/"
+    assert values["STATIC_ROOT"] == tests.parent / "staticfiles"
+    assert values["ADMIN_URL_PREFIX"] == "admin/demo/"
+    assert values["SESSION_COOKIE_NAME"] == "demo_admin_session"
+    assert values["SESSION_COOKIE_PATH"] == "/admin/demo/"
+    assert values["CSRF_COOKIE_NAME"] == "demo_csrftoken"
+    assert values["CSRF_COOKIE_PATH"] == "/admin/demo/"
+    assert values["SPECTACULAR_SETTINGS"]["TITLE"] == "Ticketing demo API"
+    assert load(EVENTS)["EVENTS_SERVICE"] == "demo"
+
+
+@pytest.mark.parametrize("module", [BASE, EVENTS])
+def test_the_shared_settings_refuse_to_load_for_a_service_not_named(minimal_env, module):
+    minimal_env.setattr(shared_lib.settings, "_named", None)
+
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load(module)
+    assert str(excinfo.value) == (
+        "A service's settings call shared_lib.settings.name_service(name, __file__)"
+        " before importing the shared settings."
+    )
+
+
+def test_a_process_names_one_service(minimal_env):
+    named = shared_lib.settings.named_service()
+    shared_lib.settings.name_service("demo", str(Path(__file__).parent / "settings.py"))
+
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        shared_lib.settings.name_service("orders", "/srv/orders_svc/orders_svc/settings.py")
+    assert str(excinfo.value) == (
+        "These settings are demo's already; one process runs one service"
+        " (asked to name it 'orders')."
+    )
+    assert shared_lib.settings.named_service() == named
 
 
 def test_the_event_bus_from_a_minimal_environment(minimal_env):

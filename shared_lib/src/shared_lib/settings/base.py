@@ -1,24 +1,25 @@
 """The Django settings every service with a database shares, read from the environment.
 
-    from shared_lib.settings.base import *  # noqa: F403
-    from shared_lib.settings.base import INSTALLED_APPS
+    name_service("tickets", __file__)
+    from shared_lib.settings.base import *  # noqa: E402, F403
+    from shared_lib.settings.base import INSTALLED_APPS  # noqa: E402
     INSTALLED_APPS = [*INSTALLED_APPS, "tickets"]   # then the service's own lines
 
 Required variables (see .env.example): SECRET_KEY, DATABASE_URL, JWT_PUBLIC_KEY. A missing
 one stops start-up with an ImproperlyConfigured naming it. LOGGING comes with the import
 (shared_lib.settings.logs).
 
-What names a service is the service's to write after the import, as every service does:
-BASE_DIR, ROOT_URLCONF, WSGI_APPLICATION, STATIC_URL, STATIC_ROOT, ADMIN_URL_PREFIX, the
-admin's SESSION_/CSRF_COOKIE_NAME and _PATH, RATE_LIMIT_KEY_PREFIX (rate_limit_key_prefix)
-and SPECTACULAR_SETTINGS' TITLE. Behind one gateway host every service needs its own URL
-space for static files and the admin, and its own admin cookies (a shared "sessionid"
-would collide).
+What names a service comes from shared_lib.settings.name_service: BASE_DIR, ROOT_URLCONF,
+WSGI_APPLICATION, STATIC_URL, STATIC_ROOT, ADMIN_URL_PREFIX, the admin's
+SESSION_/CSRF_COOKIE_NAME and _PATH, RATE_LIMIT_KEY_PREFIX and SPECTACULAR_SETTINGS' TITLE.
+Behind one gateway host every service needs its own URL space for static files and the
+admin, and its own admin cookies (a shared "sessionid" would collide).
 """
 
 import dj_database_url
 
 from shared_lib.conf import env, env_bool, env_int, env_list
+from shared_lib.settings import named_service, templates
 from shared_lib.settings.logs import *  # noqa: F403
 
 
@@ -42,11 +43,21 @@ def _database() -> dict:
     return database
 
 
-def rate_limit_key_prefix(service: str) -> str:
-    """RATE_LIMIT_KEY_PREFIX for `service`: several deployments (or test stacks) can share
-    one Redis under distinct prefixes."""
-    return env("RATE_LIMIT_KEY_PREFIX", default=f"ticketing:{service}:ratelimit")
+_service = named_service()
 
+BASE_DIR = _service.directory
+ROOT_URLCONF = f"{_service.package}.urls"
+WSGI_APPLICATION = f"{_service.package}.wsgi.application"
+# The service's URL space and admin cookies behind the one gateway host.
+STATIC_URL = f"/static/{_service.name}/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+ADMIN_URL_PREFIX = f"admin/{_service.name}/"
+SESSION_COOKIE_NAME = f"{_service.name}_admin_session"
+SESSION_COOKIE_PATH = f"/{ADMIN_URL_PREFIX}"
+CSRF_COOKIE_NAME = f"{_service.name}_csrftoken"
+CSRF_COOKIE_PATH = SESSION_COOKIE_PATH
+# Several deployments (or test stacks) can share one Redis under distinct prefixes.
+RATE_LIMIT_KEY_PREFIX = env("RATE_LIMIT_KEY_PREFIX", default=f"ticketing:{_service.name}:ratelimit")
 
 SECRET_KEY = env("SECRET_KEY")
 DEBUG = env_bool("DEBUG", default=False)
@@ -86,20 +97,11 @@ MIDDLEWARE = [
     "shared_lib.page_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ]
-        },
-    }
-]
+TEMPLATES = templates(
+    "django.template.context_processors.request",
+    "django.contrib.auth.context_processors.auth",
+    "django.contrib.messages.context_processors.messages",
+)
 
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -164,6 +166,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
+    "TITLE": f"Ticketing {_service.name} API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

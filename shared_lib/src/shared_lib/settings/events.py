@@ -1,8 +1,9 @@
 """Settings of the event bus (shared_lib.events) and of a service's Celery worker.
 
-    from shared_lib.settings.events import *  # noqa: F403
-    EVENTS_SERVICE = "tickets"       # then the service's own lines: who it is on the bus
+    from shared_lib.settings.events import *  # noqa: E402, F403  (after name_service)
     EVENTS_INBOX = False             # only for a service with no database (expiration_worker)
+
+EVENTS_SERVICE, the service's name on the bus (its queues), is the one name_service gave.
 
 Required variable: RABBITMQ_URL. A service on the bus runs a worker; its web process's
 readiness does not include the broker: the outbox keeps every write while RabbitMQ is away,
@@ -11,7 +12,9 @@ the status command watch the broker instead).
 """
 
 from shared_lib.conf import env, env_int, env_list
+from shared_lib.settings import named_service
 
+EVENTS_SERVICE = named_service().name
 RABBITMQ_URL = env("RABBITMQ_URL")
 # Handlers run in a transaction with an inbox row; a service with no database
 # (expiration_worker) turns this off and keeps its handlers idempotent by nature.
