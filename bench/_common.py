@@ -11,6 +11,7 @@ starts, the machine it ran on, percentiles, CPU accounting, its command line and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -284,6 +285,36 @@ def write_json(path: Path | None, figures: dict[str, Any]) -> None:
         path.write_text(json.dumps(_finite(figures), indent=2) + "\n")
 
 
+def spread(data: dict[str, Any], key: str, names: dict[str, str]) -> dict[str, Any]:
+    """`data` with the dict at `key` (None: not measured) spread in its place: those of its
+    items `names` names, under those names. Figures grouped in code keep their flat,
+    documented JSON keys."""
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == key:
+            group = (value or {}).items()
+            flat.update((names[item], figure) for item, figure in group if item in names)
+        else:
+            flat[name] = value
+    return flat
+
+
+class Figures(Protocol):
+    """A bench's results, as report() takes them."""
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+F = TypeVar("F", bound=Figures)
+
+
+def report(results: F, print_table: Callable[[F], None], json_path: Path | None) -> F:
+    """The end of a run: its table printed, its figures written (`--json`), and returned."""
+    print_table(results)
+    write_json(json_path, results.as_json())
+    return results
+
+
 # ---------------------------------------------------------------------------------------
 # CPU: /proc around a window
 # ---------------------------------------------------------------------------------------
@@ -439,6 +470,35 @@ def argument_parser(
     parser.add_argument("--json", type=Path, metavar="PATH", help=json_help)
     parser.add_argument("--smoke", action="store_true", help=smoke)
     return parser
+
+
+S = TypeVar("S")
+
+
+def parse_scaled(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    full: S,
+    smoke: S,
+    *,
+    option: str,
+    minimum: int,
+    help: str,
+) -> tuple[argparse.Namespace, S]:
+    """The command line, with `--<option> N` for one whole-number field of the bench's scale
+    (a dataclass: `full`, or `smoke` with --smoke), at least `minimum`; its args and the
+    scale they ask for."""
+    parser.add_argument(
+        f"--{option}",
+        type=int,
+        metavar="N",
+        help=f"{help} (default {getattr(full, option)}; with --smoke {getattr(smoke, option)})",
+    )
+    args = parser.parse_args(argv)
+    scale = smoke if args.smoke else full
+    if getattr(args, option) is not None:
+        scale = dataclasses.replace(scale, **{option: max(minimum, getattr(args, option))})
+    return args, scale
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

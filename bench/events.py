@@ -63,10 +63,11 @@ from _common import (
     process_table,
     progress,
     ready_messages,
+    report,
+    spread,
     started_at,
     tail,
     verdict,
-    write_json,
 )
 from peers.environments import isolated_python
 from peers.work import PREFETCH, PeerConfig, Tables, create_tables
@@ -97,27 +98,26 @@ class Sizes:
     backlog_events: int  # the pipeline's backlog, and what each peer consumes
     latency_seconds: float
 
+    @classmethod
+    def per_figure(cls, events: int, *, round_trips: int, latency_seconds: float) -> Sizes:
+        """`events` for each throughput figure: the broker's, PostgreSQL's, the backlog's."""
+        return cls(
+            broker_messages=events,
+            round_trips=round_trips,
+            pg_transactions=events,
+            backlog_events=events,
+            latency_seconds=latency_seconds,
+        )
+
 
 # Each phase is long enough (a few seconds) that start-up and timer noise are a few percent
 # of it, and short enough that the whole run stays around two minutes on a 2-core machine
 # where the broker confirms ~1-2k msg/s and PostgreSQL commits ~1-3k tx/s (every commit
 # waits for its WAL flush: synchronous_commit=on, as deployed).
-FULL = Sizes(
-    broker_messages=3000,
-    round_trips=500,
-    pg_transactions=3000,
-    backlog_events=3000,
-    latency_seconds=10.0,
-)
+FULL = Sizes.per_figure(3000, round_trips=500, latency_seconds=10.0)
 # --smoke: the same code paths and tables at a size that runs in seconds (about 200
 # events per figure), so a broken benchmark shows in CI; its figures are not comparable.
-SMOKE = Sizes(
-    broker_messages=200,
-    round_trips=50,
-    pg_transactions=200,
-    backlog_events=200,
-    latency_seconds=1.0,
-)
+SMOKE = Sizes.per_figure(200, round_trips=50, latency_seconds=1.0)
 # The rate the latency target is stated at: a busy peak for one service, below one
 # worker's throughput, so the figure is the path plus the queueing such a load causes.
 LATENCY_RATE = 200.0
@@ -181,7 +181,9 @@ class Drain:
 
 
 @dataclass
-class PeerFigures:
+class ConsumerFigures:
+    """One consumer's drain of the backlog, as reported: a peer's, or our worker's."""
+
     label: str
     version: str
     events_per_s: float
@@ -192,6 +194,32 @@ class PeerFigures:
     events: int  # handled in the measured window (the first commit's are before it)
     seconds: float  # the measured window
     wall_seconds: float  # process start to the last event handled
+
+    @classmethod
+    def of(cls, label: str, version: str, drain: Drain, wall_seconds: float) -> ConsumerFigures:
+        return cls(
+            label=label,
+            version=version,
+            events_per_s=drain.per_s,
+            cpu_ms_per_event=drain.cpu_ms_per_event,
+            db_cpu_ms_per_event=drain.db_cpu_ms_per_event,
+            broker_cpu_ms_per_event=drain.broker_cpu_ms_per_event,
+            other_cores=drain.other_cores,
+            events=drain.events,
+            seconds=drain.seconds,
+            wall_seconds=wall_seconds,
+        )
+
+
+# The JSON keys of our worker's figures (Results.handled): flat, beside the ceilings'.
+HANDLED_JSON = {
+    "events_per_s": "handled_per_s_per_worker",
+    "cpu_ms_per_event": "handled_cpu_ms_per_event",
+    "db_cpu_ms_per_event": "handled_db_cpu_ms_per_event",
+    "broker_cpu_ms_per_event": "handled_broker_cpu_ms_per_event",
+    "other_cores": "handled_other_cores",
+    "wall_seconds": "handled_wall_seconds",
+}
 
 
 @dataclass
@@ -206,31 +234,28 @@ class Results:
     postgres_tx_per_s: float = 0.0
     outbox_publish_per_s: float = 0.0
     outbox_relay_per_s: float = 0.0  # 0: publish() sent each event itself, after commit
-    handled_per_s_per_worker: float = 0.0
-    handled_cpu_ms_per_event: float = 0.0
-    handled_db_cpu_ms_per_event: float = 0.0
-    handled_broker_cpu_ms_per_event: float = 0.0
-    handled_other_cores: float = 0.0
-    handled_wall_seconds: float = 0.0
+    handled: ConsumerFigures | None = None  # our worker draining the backlog
     worker_settings: dict[str, Any] = field(default_factory=dict)
     latency: Percentiles | None = None
     latency_rate_achieved: float = 0.0
     latency_steps: dict[str, Percentiles] = field(default_factory=dict)
-    peers: dict[str, PeerFigures] = field(default_factory=dict)
+    peers: dict[str, ConsumerFigures] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> ConsumerFigures:
+        assert self.handled is not None
+        return self.handled
 
     @property
     def throughput_ratio(self) -> float:
-        return self.handled_per_s_per_worker / self.postgres_tx_per_s
+        return self.ours.events_per_s / self.postgres_tx_per_s
 
     @property
     def ours_to_peer(self) -> dict[str, float]:
-        return {
-            key: self.handled_per_s_per_worker / peer.events_per_s
-            for key, peer in self.peers.items()
-        }
+        return {key: self.ours.events_per_s / peer.events_per_s for key, peer in self.peers.items()}
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = spread(asdict(self), "handled", HANDLED_JSON)
         data["throughput_ratio"] = self.throughput_ratio
         data["ours_to_peer"] = self.ours_to_peer
         data["targets"] = {
@@ -242,6 +267,15 @@ class Results:
         return data
 
 
+def _consumer_row(label: str, figures: ConsumerFigures) -> str:
+    """A row of the peers' table, ours included."""
+    return (
+        f"{label:49s}{figures.events_per_s:9.0f}{figures.cpu_ms_per_event:11.2f}"
+        f"{figures.db_cpu_ms_per_event:10.2f}{figures.broker_cpu_ms_per_event:10.2f}"
+        f"{figures.other_cores:13.2f}"
+    )
+
+
 def print_table(r: Results) -> None:
     rt = r.broker_round_trip
     lat = r.latency
@@ -249,8 +283,6 @@ def print_table(r: Results) -> None:
     assert lat is not None
     ratio = r.throughput_ratio
     backlog = r.sizes["backlog_events"]
-    worker = r.worker_settings
-    ours = f"ours: celery worker (prefetch {worker.get('prefetch')}, batch {worker.get('batch')})"
     lines = [
         "",
         f"events bench  {r.started_at}"
@@ -279,11 +311,11 @@ def print_table(r: Results) -> None:
             if r.outbox_relay_per_s
             else []
         ),
-        f"pipeline handled events/s/worker      {r.handled_per_s_per_worker:8.0f} ev/s"
+        f"pipeline handled events/s/worker      {r.ours.events_per_s:8.0f} ev/s"
         f"   ratio to postgres tx/s: {ratio:.2f}  (target >= {THROUGHPUT_TARGET_RATIO:.2f}:"
         f" {verdict(ratio >= THROUGHPUT_TARGET_RATIO)})",
         f"         backlog of {backlog} drained by 1 worker in"
-        f" {r.handled_wall_seconds:.1f} s (rate: first to last commit seen)",
+        f" {r.ours.wall_seconds:.1f} s (rate: first to last commit seen)",
         f"latency  publish->handled @{LATENCY_RATE:.0f}/s      p50 {lat.p50_ms:.1f} ms"
         f"  p99 {lat.p99_ms:.1f} ms  max {lat.max_ms:.1f} ms"
         f"  (target p99 < {LATENCY_TARGET_P99_MS:.0f} ms:"
@@ -303,15 +335,10 @@ def print_table(r: Results) -> None:
         f"{'':49s}{'events/s':>9s}{'cpu ms/ev':>11s}{'db ms/ev':>10s}{'mq ms/ev':>10s}"
         f"{'other cores':>13s}{'ours/peer':>11s}",
         *(
-            f"peer     {peer.label:40s}{peer.events_per_s:9.0f}"
-            f"{peer.cpu_ms_per_event:11.2f}{peer.db_cpu_ms_per_event:10.2f}"
-            f"{peer.broker_cpu_ms_per_event:10.2f}{peer.other_cores:13.2f}"
-            f"{r.ours_to_peer[key]:11.2f}"
+            _consumer_row(f"peer     {peer.label}", peer) + f"{r.ours_to_peer[key]:11.2f}"
             for key, peer in r.peers.items()
         ),
-        f"{ours:49s}{r.handled_per_s_per_worker:9.0f}{r.handled_cpu_ms_per_event:11.2f}"
-        f"{r.handled_db_cpu_ms_per_event:10.2f}{r.handled_broker_cpu_ms_per_event:10.2f}"
-        f"{r.handled_other_cores:13.2f}",
+        _consumer_row(f"ours: {r.ours.label}", r.ours),
         *peer_verdict(r),
         *(f"warning  {warning}" for warning in warnings(r)),
         "",
@@ -725,7 +752,7 @@ def fill_peer_queues(url: str, messages: list[dict[str, Any]], queues: list[str]
 
 def run_peer(
     sb: Sandbox, stack: ExitStack, peer: Peer, messages_path: Path, expected: int
-) -> PeerFigures:
+) -> ConsumerFigures:
     """Start the peer on its filled queue (or the exported messages), watch it drain,
     stop it, and check it handled every event exactly once."""
     from tests.demo.models import Effect, TicketReplica
@@ -773,18 +800,7 @@ def run_peer(
     except Exception:
         print(f"--- {log_path.name} (tail) ---\n{tail(log_path)}", file=sys.stderr)
         raise
-    return PeerFigures(
-        label=title,
-        version=version,
-        events_per_s=drain.per_s,
-        cpu_ms_per_event=drain.cpu_ms_per_event,
-        db_cpu_ms_per_event=drain.db_cpu_ms_per_event,
-        broker_cpu_ms_per_event=drain.broker_cpu_ms_per_event,
-        other_cores=drain.other_cores,
-        events=drain.events,
-        seconds=drain.seconds,
-        wall_seconds=wall,
-    )
+    return ConsumerFigures.of(title, version, drain, wall)
 
 
 def verify_peer(sb: Sandbox, peer: Peer, tables: Tables, expected: int, title: str) -> None:
@@ -920,13 +936,15 @@ def pipeline_throughput(
         what="the celery worker",
         started=started,
     )
-    results.handled_wall_seconds = time.monotonic() - started
+    wall = time.monotonic() - started
     starting.join(timeout=WORKER_START_TIMEOUT_SECONDS)
-    results.handled_per_s_per_worker = drain.per_s
-    results.handled_cpu_ms_per_event = drain.cpu_ms_per_event
-    results.handled_db_cpu_ms_per_event = drain.db_cpu_ms_per_event
-    results.handled_broker_cpu_ms_per_event = drain.broker_cpu_ms_per_event
-    results.handled_other_cores = drain.other_cores
+    prefetch, batch = results.worker_settings["prefetch"], results.worker_settings["batch"]
+    results.handled = ConsumerFigures.of(
+        f"celery worker (prefetch {prefetch}, batch {batch})",
+        importlib.metadata.version("celery"),
+        drain,
+        wall,
+    )
     return worker, messages
 
 
@@ -1194,9 +1212,7 @@ def run(json_path: Path | None, *, smoke: bool) -> Results:
         run_peers(sb, stack, messages, results)
         results.machine["loadavg_1min_end"] = os.getloadavg()[0]
         progress("cleaning up")
-    print_table(results)
-    write_json(json_path, results.as_json())
-    return results
+    return report(results, print_table, json_path)
 
 
 def main(argv: list[str] | None = None) -> int:

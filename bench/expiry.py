@@ -53,7 +53,7 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,15 +70,17 @@ from _common import (
     create_names,
     machine_summary,
     main_of,
+    parse_scaled,
     progress,
     ready_messages,
+    report,
     sleep_until,
+    spread,
     start_stack,
     started_at,
     tail,
     verdict,
     wait_replicated,
-    write_json,
 )
 from kombu import Connection, Consumer, Exchange, Queue
 
@@ -167,6 +169,22 @@ class CpuShare:
 
 
 @dataclass
+class Rate:
+    """Events over the span from the first of them to the last."""
+
+    per_s: float = 0.0
+    span_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, instants: list[float]) -> Rate:
+        """Of the events at these instants (seconds); none (0/s over 0 s) for fewer than two."""
+        if len(instants) < 2:
+            return cls()
+        span = max(instants) - min(instants)
+        return cls(per_s=(len(instants) - 1) / max(span, 1e-6), span_seconds=span)
+
+
+@dataclass
 class Results:
     started_at: str
     orders: int
@@ -196,10 +214,8 @@ class Results:
     left_for_relay: int = 0
     tasks_seen: int = 0  # task messages the delayed exchanges handed to expiration.tasks
     replica_updates_meanwhile: int = 0  # ticket.updated the orders worker handled meanwhile
-    fired_per_s: float = 0.0
-    fired_span_seconds: float = 0.0
-    handled_per_s: float = 0.0
-    handled_span_seconds: float = 0.0
+    fired: Rate = field(default_factory=Rate)  # expiration.complete published
+    handled: Rate = field(default_factory=Rate)  # ... and the orders worker starting on them
     expirations_published: int = 0
     duplicate_expirations: int = 0
     burst_seconds: float = 0.0
@@ -216,6 +232,8 @@ class Results:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
+        for rate in ("fired", "handled"):
+            data = spread(data, rate, {name: f"{rate}_{name}" for name in data[rate]})
         data["ratio_p50"] = self.ratio("p50_ms")
         data["ratio_p99"] = self.ratio("p99_ms")
         data["targets"] = {"lateness_p99_ms_max": TARGET_P99_MS, "lost_max": 0}
@@ -309,10 +327,10 @@ def print_table(r: Results) -> None:
         f" {len(r.batch_sizes)}, sizes {_sizes(r.batch_sizes)}",
         *(_row(f"         {name}", value) for name, value in r.cycle.items()),
         f"rates    expiration_worker published {r.expirations_published} expiration.complete"
-        f" over {r.fired_span_seconds:.2f} s: {r.fired_per_s:.0f}/s"
+        f" over {r.fired.span_seconds:.2f} s: {r.fired.per_s:.0f}/s"
         f" (duplicates {r.duplicate_expirations})",
-        f"         the orders worker started on them over {r.handled_span_seconds:.2f} s:"
-        f" {r.handled_per_s:.0f}/s, handling {r.replica_updates_meanwhile} ticket.updated"
+        f"         the orders worker started on them over {r.handled.span_seconds:.2f} s:"
+        f" {r.handled.per_s:.0f}/s, handling {r.replica_updates_meanwhile} ticket.updated"
         " (tickets released)",
         f"         meanwhile; order.cancelled left for the relay: {r.left_for_relay};"
         f" task messages seen: {r.tasks_seen}",
@@ -767,13 +785,9 @@ def analyse(
         ),
     }
     results.left_for_relay = sum(1 for _, sent in cancels.values() if sent is None)
-    occurred_all = [occurred for _, occurred in first.values()]
-    if len(occurred_all) > 1:
-        results.fired_span_seconds = max(occurred_all) - min(occurred_all)
-        results.fired_per_s = (len(occurred_all) - 1) / max(results.fired_span_seconds, 1e-6)
+    results.fired = Rate.of([occurred for _, occurred in first.values()])
+    results.handled = Rate.of(starts)
     if len(starts) > 1:
-        results.handled_span_seconds = max(starts) - min(starts)
-        results.handled_per_s = (len(starts) - 1) / max(results.handled_span_seconds, 1e-6)
         # The same worker also brings its ticket replica up to date: each cancellation
         # makes tickets_svc release the ticket and publish ticket.updated back to it.
         results.replica_updates_meanwhile = sum(
@@ -888,9 +902,7 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
             print(f"--- stack log (tail) ---\n{tail(names.stack_log)}", file=sys.stderr)
             raise
         progress("cleaning up")
-    print_table(results)
-    write_json(json_path, results.as_json())
-    return results
+    return report(results, print_table, json_path)
 
 
 def warnings(r: Results) -> list[str]:
@@ -936,20 +948,13 @@ def main(argv: list[str] | None = None) -> int:
         smoke=f"the same run with {SMOKE.orders} orders and shorter leads, about a minute past"
         " the stack's start: checks that the bench works (make test runs it)",
     )
-    parser.add_argument(
-        "--orders",
-        type=int,
-        metavar="N",
-        help=f"orders expiring in the second (default {FULL.orders}; with --smoke {SMOKE.orders})",
-    )
     # Internal: the order helper process runs this same file in orders_svc's environment.
     parser.add_argument("--create-orders", nargs=2, type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args, scale = parse_scaled(
+        parser, argv, FULL, SMOKE, option="orders", minimum=10, help="orders expiring in the second"
+    )
     if args.create_orders:
         return create_orders_helper(*args.create_orders)
-    scale = SMOKE if args.smoke else FULL
-    if args.orders is not None:
-        scale = replace(scale, orders=max(10, args.orders))
     # Broken, not slow: a missed target never fails the run.
     return main_of(lambda: 1 if run(args.json, scale, smoke=args.smoke).broken else 0)
 

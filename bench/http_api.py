@@ -39,7 +39,6 @@ See bench/README.md for what each figure means.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -68,11 +67,12 @@ from _common import (
     machine_summary,
     main_of,
     own_databases,
+    parse_scaled,
     progress,
+    report,
     server_category,
     started_at,
     verdict,
-    write_json,
 )
 from _common import CpuMeter as BaseCpuMeter
 
@@ -300,8 +300,7 @@ class Results:
         data["list_p50_100k_over_1k"] = self.list_growth
         data["search_p50_over_first_page"] = self.search_cost
         data["targets"] = {
-            "list_ratio_min": LIST_TARGET_RATIO,
-            "write_ratio_min": WRITE_TARGET_RATIO,
+            **{f"{kind}_ratio_min": ratio for kind, ratio in TARGETS.items()},
             "list_p50_growth_max": LIST_GROWTH_TARGET,
             "search_p50_over_first_page_max": SEARCH_TARGET,
         }
@@ -1088,9 +1087,7 @@ def run(json_path: Path | None, scale: Scale, *, smoke: bool = False) -> Results
         results.machine["loadavg_1min_end"] = os.getloadavg()[0]
         progress("cleaning up")
     results.broken = broken(results)
-    print_table(results)
-    write_json(json_path, results.as_json())
-    return results
+    return report(results, print_table, json_path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1099,16 +1096,9 @@ def main(argv: list[str] | None = None) -> int:
         smoke=f"the same run at {SMOKE.small_table} and {SMOKE.large_table} tickets, about 30 s:"
         " checks that the bench works (make test runs it)",
     )
-    parser.add_argument(
-        "--seconds",
-        type=int,
-        metavar="N",
-        help=f"length of each measurement (default {FULL.seconds}; with --smoke {SMOKE.seconds})",
+    args, scale = parse_scaled(
+        parser, argv, FULL, SMOKE, option="seconds", minimum=1, help="length of each measurement"
     )
-    args = parser.parse_args(argv)
-    scale = SMOKE if args.smoke else FULL
-    if args.seconds is not None:
-        scale = dataclasses.replace(scale, seconds=max(1, args.seconds))
     # Errors, not slowness: a missed target never fails the run.
     return main_of(lambda: 1 if run(args.json, scale, smoke=args.smoke).broken else 0)
 
