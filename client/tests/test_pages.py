@@ -5,6 +5,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,6 +13,7 @@ import jwt
 import pytest
 import requests
 from django.contrib.messages import get_messages
+from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.test import Client
 
@@ -408,6 +410,31 @@ def _payment_json(payment_id: str, order_id: str, status: str, secret: str = "")
     return json.dumps({**body, "clientSecret": secret} if secret else body).encode()
 
 
+@pytest.fixture
+def back_from_the_challenge(
+    recorder, tokens, settings
+) -> Callable[..., tuple[HttpResponse, str, str]]:
+    """Dee's browser posting back after the bank's challenge, payments_svc (the recorder)
+    answering with the payment's status and orders_svc with the order's:
+    `post(payment_status, order_status="created", secret="")` -> (response, order id,
+    payment id)."""
+    settings.API_BASE_URL = url_of(recorder)
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    def post(
+        payment_status: str, order_status: str = "created", secret: str = ""
+    ) -> tuple[HttpResponse, str, str]:
+        order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+        recorder.answers += [
+            (200, [], _payment_json(payment_id, order_id, payment_status, secret)),
+            (200, [], _order_page_json(order_id, order_status)),
+        ]
+        return client.post(f"/orders/{order_id}/payments/{payment_id}"), order_id, payment_id
+
+    return post
+
+
 def test_a_card_asking_for_authentication_leads_to_the_challenge_step(recorder, tokens, settings):
     settings.API_BASE_URL = url_of(recorder)
     settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
@@ -474,20 +501,12 @@ def test_the_order_page_offers_the_card_form_unless_its_payment_waits(
     ],
 )
 def test_after_the_challenge_the_page_says_what_the_bank_decided(
-    recorder, tokens, settings, payment_status, page_status, alert, challenge_again
+    recorder, settings, back_from_the_challenge, payment_status, page_status, alert, challenge_again
 ):
-    settings.API_BASE_URL = url_of(recorder)
     settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
-    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
     secret = "pi_1_secret_2" if payment_status == "requires_action" else ""
-    recorder.answers += [
-        (200, [], _payment_json(payment_id, order_id, payment_status, secret)),
-        (200, [], _order_page_json(order_id)),
-    ]
-    client = browser()
-    client.cookies["session"] = tokens(email="dee@example.com")
 
-    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+    response, order_id, payment_id = back_from_the_challenge(payment_status, secret=secret)
 
     assert response.status_code == page_status
     page = response.content.decode()
@@ -500,17 +519,8 @@ def test_after_the_challenge_the_page_says_what_the_bank_decided(
     ]
 
 
-def test_a_challenge_the_order_outlived_says_nothing_was_charged(recorder, tokens, settings):
-    settings.API_BASE_URL = url_of(recorder)
-    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
-    recorder.answers += [
-        (200, [], _payment_json(payment_id, order_id, "failed")),
-        (200, [], _order_page_json(order_id, "cancelled")),
-    ]
-    client = browser()
-    client.cookies["session"] = tokens(email="dee@example.com")
-
-    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+def test_a_challenge_the_order_outlived_says_nothing_was_charged(back_from_the_challenge):
+    response, _, _ = back_from_the_challenge("failed", order_status="cancelled")
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -519,17 +529,8 @@ def test_a_challenge_the_order_outlived_says_nothing_was_charged(recorder, token
     assert 'id="payment-form"' not in page
 
 
-def test_a_challenge_passed_completes_like_a_payment(recorder, tokens, settings):
-    settings.API_BASE_URL = url_of(recorder)
-    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
-    recorder.answers += [
-        (200, [], _payment_json(payment_id, order_id, "succeeded")),
-        (200, [], _order_json(order_id, "complete")),
-    ]
-    client = browser()
-    client.cookies["session"] = tokens(email="dee@example.com")
-
-    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+def test_a_challenge_passed_completes_like_a_payment(back_from_the_challenge):
+    response, _, _ = back_from_the_challenge("succeeded", order_status="complete")
 
     assert (response.status_code, response["Location"]) == (302, "/orders")
     assert [m.message for m in get_messages(response.wsgi_request)] == [PAID]

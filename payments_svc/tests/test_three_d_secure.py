@@ -5,6 +5,7 @@ browser (StripeLedger.authenticate: the client secret alone, straight to the fak
 """
 
 import uuid
+from typing import Any, NamedTuple
 
 import pytest
 from django.utils import timezone
@@ -32,12 +33,26 @@ def check(client, payment_id):
     return client.get(f"{PAYMENTS}/{payment_id}")
 
 
-def challenged(buyer, ledger):
-    """An order of the buyer's whose card now waits for its holder: (order, 202 body)."""
+class Challenge(NamedTuple):
+    buyer: Any  # the buyer's signed-in API client
+    order: OrderReplica
+    body: dict[str, Any]  # the 202's
+
+
+@pytest.fixture
+def challenge(signed_in_client, stripe_ledger) -> Challenge:
+    """A buyer's order whose card now waits for its holder at the bank's challenge."""
+    buyer = signed_in_client()
     order = order_replica(user_id=buyer.user_id, price="31.40")
     response = pay(buyer, order)
     assert response.status_code == 202
-    return order, response.json()
+    return Challenge(buyer, order, response.json())
+
+
+def assert_challenge_still_open() -> None:
+    """The attempt still waits for its holder, and nothing has been paid."""
+    assert PaymentAttempt.objects.get().status == "requires_action"
+    assert Payment.objects.count() == 0
 
 
 def created_events():
@@ -46,11 +61,8 @@ def created_events():
     )
 
 
-def test_a_card_asking_for_authentication_is_202_with_the_client_secret(
-    signed_in_client, stripe_ledger
-):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+def test_a_card_asking_for_authentication_is_202_with_the_client_secret(stripe_ledger, challenge):
+    _, order, body = challenge
 
     attempt = PaymentAttempt.objects.get()
     [intent] = stripe_ledger.payment_intents(order.id)
@@ -73,10 +85,9 @@ def test_a_card_asking_for_authentication_is_202_with_the_client_secret(
 
 
 def test_a_second_payment_while_the_challenge_is_open_is_400_and_charges_nothing(
-    signed_in_client, stripe_ledger
+    stripe_ledger, challenge
 ):
-    buyer = signed_in_client()
-    order, _ = challenged(buyer, stripe_ledger)
+    buyer, order, _ = challenge
 
     again = pay(buyer, order, token=GOOD_CARD)
 
@@ -84,13 +95,11 @@ def test_a_second_payment_while_the_challenge_is_open_is_400_and_charges_nothing
     assert again.json() == errors((services.AWAITING_AUTHENTICATION,))
     # The open challenge was looked at (still open), and no second intent was made.
     assert [i["status"] for i in stripe_ledger.payment_intents(order.id)] == ["requires_action"]
-    assert PaymentAttempt.objects.get().status == "requires_action"
-    assert Payment.objects.count() == 0
+    assert_challenge_still_open()
 
 
-def test_the_challenge_passed_then_get_completes_the_purchase_once(signed_in_client, stripe_ledger):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+def test_the_challenge_passed_then_get_completes_the_purchase_once(stripe_ledger, challenge):
+    buyer, order, body = challenge
     stripe_ledger.authenticate(body["clientSecret"], success=True)
 
     first = check(buyer, body["id"])
@@ -121,11 +130,8 @@ def test_the_challenge_passed_then_get_completes_the_purchase_once(signed_in_cli
     assert Refund.objects.count() == 0
 
 
-def test_a_get_while_the_challenge_is_open_says_so_and_changes_nothing(
-    signed_in_client, stripe_ledger
-):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+def test_a_get_while_the_challenge_is_open_says_so_and_changes_nothing(challenge):
+    buyer, order, body = challenge
 
     response = check(buyer, body["id"])
 
@@ -138,15 +144,11 @@ def test_a_get_while_the_challenge_is_open_says_so_and_changes_nothing(
         "status": "requires_action",
         "clientSecret": body["clientSecret"],
     }
-    assert PaymentAttempt.objects.get().status == "requires_action"
-    assert Payment.objects.count() == 0
+    assert_challenge_still_open()
 
 
-def test_the_challenge_refused_fails_the_payment_and_another_card_pays(
-    signed_in_client, stripe_ledger
-):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+def test_the_challenge_refused_fails_the_payment_and_another_card_pays(stripe_ledger, challenge):
+    buyer, order, body = challenge
     stripe_ledger.authenticate(body["clientSecret"], success=False)
 
     failed = check(buyer, body["id"])
@@ -169,13 +171,12 @@ def test_the_challenge_refused_fails_the_payment_and_another_card_pays(
 
 @pytest.mark.parametrize("passed", [False, True])
 def test_a_challenge_nobody_reported_is_learned_by_the_next_payment(
-    signed_in_client, stripe_ledger, passed
+    stripe_ledger, passed, challenge
 ):
     # No webhook and no GET: the buyer's next payment asks Stripe about the open one.
     # Refused, it no longer blocks another card; passed, the order is paid by it, once,
     # and the new card never reaches Stripe.
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+    buyer, order, body = challenge
     stripe_ledger.authenticate(body["clientSecret"], success=passed)
 
     again = pay(buyer, order, token=GOOD_CARD)
@@ -193,10 +194,9 @@ def test_a_challenge_nobody_reported_is_learned_by_the_next_payment(
 
 
 def test_the_order_cancelled_during_the_challenge_cancels_the_intent(
-    signed_in_client, stripe_ledger, django_capture_on_commit_callbacks
+    stripe_ledger, django_capture_on_commit_callbacks, challenge
 ):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+    buyer, order, body = challenge
 
     # The handler's commit settles the order's open attempts at once.
     with django_capture_on_commit_callbacks(execute=True) as settled:
@@ -214,10 +214,9 @@ def test_the_order_cancelled_during_the_challenge_cancels_the_intent(
 
 
 def test_a_challenge_passed_as_the_order_expired_is_refunded(
-    signed_in_client, stripe_ledger, django_capture_on_commit_callbacks
+    stripe_ledger, django_capture_on_commit_callbacks, challenge
 ):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+    buyer, order, body = challenge
     stripe_ledger.authenticate(body["clientSecret"], success=True)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -237,9 +236,8 @@ def test_a_challenge_passed_as_the_order_expired_is_refunded(
     assert check(buyer, body["id"]).json()["status"] == "succeeded"
 
 
-def test_get_is_for_the_payer_only(signed_in_client, api_client, stripe_ledger):
-    buyer = signed_in_client()
-    _, body = challenged(buyer, stripe_ledger)
+def test_get_is_for_the_payer_only(signed_in_client, api_client, challenge):
+    buyer, _, body = challenge
     stranger = signed_in_client()
 
     assert check(stranger, body["id"]).json() == errors((NOT_FOUND,))
@@ -249,7 +247,7 @@ def test_get_is_for_the_payer_only(signed_in_client, api_client, stripe_ledger):
     anonymous = check(api_client, body["id"])
     assert (anonymous.status_code, anonymous.json()) == (401, errors((NOT_AUTHORIZED,)))
     # Nobody but the buyer learned anything, and nothing moved.
-    assert PaymentAttempt.objects.get().status == "requires_action"
+    assert_challenge_still_open()
 
 
 def test_get_reports_a_payment_made_at_once(signed_in_client):
@@ -267,11 +265,10 @@ def test_get_reports_a_payment_made_at_once(signed_in_client):
     }
 
 
-def test_the_worker_completes_a_challenge_nobody_reported(signed_in_client, stripe_ledger):
+def test_the_worker_completes_a_challenge_nobody_reported(stripe_ledger, challenge):
     # No webhook, and the buyer closed the page: the periodic run asks Stripe once the
     # attempt has waited STALE_ATTEMPT, and records the charge.
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+    _, order, body = challenge
     stripe_ledger.authenticate(body["clientSecret"], success=True)
 
     services.payments_reconcile()  # too soon: the buyer's page is still its to settle
@@ -285,11 +282,8 @@ def test_the_worker_completes_a_challenge_nobody_reported(signed_in_client, stri
     ]
 
 
-def test_the_worker_leaves_a_challenge_still_open_waiting(
-    signed_in_client, stripe_ledger, stripe_proxy
-):
-    buyer = signed_in_client()
-    _, body = challenged(buyer, stripe_ledger)
+def test_the_worker_leaves_a_challenge_still_open_waiting(stripe_ledger, stripe_proxy, challenge):
+    buyer, _, body = challenge
     sent_before = len(stripe_proxy.recorded)
 
     services.payments_reconcile(now=timezone.now() + services.STALE_ATTEMPT)
@@ -304,11 +298,8 @@ def test_the_worker_leaves_a_challenge_still_open_waiting(
     assert check(buyer, body["id"]).json()["status"] == "succeeded"
 
 
-def test_a_stripe_outage_while_checking_keeps_the_challenge_open(
-    signed_in_client, stripe_ledger, stripe_proxy
-):
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+def test_a_stripe_outage_while_checking_keeps_the_challenge_open(stripe_proxy, challenge):
+    buyer, order, body = challenge
     stripe_proxy.fail("GET", "/v1/payment_intents/{id}", "refuse")
 
     response = check(buyer, body["id"])
@@ -318,19 +309,16 @@ def test_a_stripe_outage_while_checking_keeps_the_challenge_open(
         "orderId": str(order.id),
         "status": "requires_action",
     }
-    assert PaymentAttempt.objects.get().status == "requires_action"
+    assert_challenge_still_open()
     again = pay(buyer, order, token=GOOD_CARD)
     assert again.json() == errors((services.AWAITING_AUTHENTICATION,))
 
 
-def test_a_refused_challenge_cannot_be_confirmed_later_from_the_browser(
-    signed_in_client, stripe_ledger
-):
+def test_a_refused_challenge_cannot_be_confirmed_later_from_the_browser(stripe_ledger, challenge):
     # The client secret stays in the buyer's browser: once the attempt counts as failed,
     # confirming its intent again with another card (a second tab, a retry button) must
     # charge nothing, here or at Stripe.
-    buyer = signed_in_client()
-    order, body = challenged(buyer, stripe_ledger)
+    buyer, order, body = challenge
     stripe_ledger.authenticate(body["clientSecret"], success=False)
     assert check(buyer, body["id"]).json()["status"] == "failed"
     assert pay(buyer, order, token=GOOD_CARD).status_code == 201

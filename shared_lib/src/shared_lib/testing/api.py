@@ -70,14 +70,20 @@ def assert_deep_json_refused(client: Any, path: str, status: int, message: str) 
     assert response.json() == errors((message,))
 
 
-def assert_deep_json_refused_signed_in_or_not(anonymous: Any, signed_in: Any, path: str) -> None:
+def assert_deep_json_refused_signed_in_or_not(
+    anonymous: Any, signed_in: Any, path: str, *, unwritten: Iterable[Any]
+) -> None:
     """For an API that asks for a session before it reads a body: DEEP_JSON from
-    `anonymous` is a 401 (never parsed), from `signed_in` the parser's 400."""
+    `anonymous` is a 401 (never parsed), from `signed_in` the parser's 400; and neither
+    wrote anything: no row of the `unwritten` models, no outbox event."""
     from shared_lib.errors import NOT_AUTHORIZED
+    from shared_lib.models import OutboxEvent
     from shared_lib.parsers import JSON_TOO_DEEP
 
     assert_deep_json_refused(anonymous, path, 401, NOT_AUTHORIZED)
     assert_deep_json_refused(signed_in, path, 400, JSON_TOO_DEEP)
+    for model in (*unwritten, OutboxEvent):
+        assert not model.objects.exists(), model.__name__
 
 
 def assert_docs_link_to_browsable_api(client: Any, schema: str, browsable: str) -> None:
