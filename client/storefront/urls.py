@@ -5,6 +5,7 @@ from storefront import views
 urlpatterns = [
     path("", views.ticket_list, name="ticket_list"),
     path("tickets/new", views.ticket_new, name="ticket_new"),
+    path("tickets/mine", views.my_listings, name="my_listings"),
     path("tickets/<uuid:ticket_id>", views.ticket_detail, name="ticket_detail"),
     path("tickets/<uuid:ticket_id>/edit", views.ticket_edit, name="ticket_edit"),
     path("tickets/<uuid:ticket_id>/purchase", views.ticket_purchase, name="ticket_purchase"),

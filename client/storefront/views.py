@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 # A page of the ticket grid: four rows of three on a wide screen.
 TICKETS_PER_PAGE = 12
 ORDERS_PER_PAGE = 20
+LISTINGS_PER_PAGE = 20
 
 SIGNED_UP = "Welcome to Ticketing! You are signed in as {email}."
 SIGNED_IN = "Signed in as {email}."
@@ -66,6 +67,11 @@ ORDER_STATES = {
     "cancelled": "Cancelled",
 }
 EXPIRED = "Expired"
+LISTING_STATES = {
+    "available": "For sale",
+    "reserved": "Reserved",
+    "sold": "Sold",
+}
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -121,6 +127,21 @@ def _ticket_page(
             "alerts": error.general() if error else [],
         },
         status=error.status if error else 200,
+    )
+
+
+@require_GET
+def my_listings(request: HttpRequest) -> HttpResponse:
+    result = request.api.get("/api/tickets/mine", params=_page_params(request, LISTINGS_PER_PAGE))
+    tickets = [{**ticket, "state": LISTING_STATES[ticket["status"]]} for ticket in result.data]
+    return render(
+        request,
+        "storefront/my_listings.html",
+        {
+            "tickets": tickets,
+            "next_cursor": result.next_cursor(),
+            "first_page": not request.GET.get("cursor"),
+        },
     )
 
 

@@ -101,7 +101,14 @@ def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(data
     assert first.returncode == 0, output
     as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
     with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
-        conn.execute("DELETE FROM django_migrations WHERE name = '0003_title_search_index'")
+        # As it was when 0003 was the newest: the later migrations undone.
+        conn.execute(
+            "DELETE FROM django_migrations WHERE app = 'tickets' AND name IN"
+            " ('0003_title_search_index', '0004_ticket_sold_at', '0005_seller_and_order_indexes')"
+        )
+        conn.execute("DROP INDEX tickets_seller_idx, tickets_order_idx")
+        conn.execute("ALTER TABLE tickets_ticket DROP COLUMN sold_at")
+        conn.execute("CREATE INDEX tickets_ticket_user_id_6f5f1c69 ON tickets_ticket (user_id)")
         conn.execute("DROP INDEX tickets_available_search_idx")
         # What a build cancelled part-way leaves: the index exists, marked invalid.
         conn.execute("CREATE INDEX tickets_available_search_idx ON tickets_ticket (title)")
@@ -122,6 +129,46 @@ def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(data
         ).fetchone()
     assert (valid, method) == (True, "gin")
     assert ("tickets", "0003_title_search_index") in applied(database)
+
+
+def index_state(conn, name):
+    """(oid, valid) of the index `name`, or None."""
+    return conn.execute(
+        "SELECT c.oid, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+        " WHERE c.relname = %s",
+        [name],
+    ).fetchone()
+
+
+def test_a_migration_of_several_concurrent_indexes_retried_keeps_what_was_built(database):
+    # 0005 built the seller index, then died building the order index: the retry keeps the
+    # first (no second build of a large index) and rebuilds the second.
+    first = start_migrate(database)
+    output = first.communicate(timeout=180)[0]
+    assert first.returncode == 0, output
+    as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
+    with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
+        conn.execute("DELETE FROM django_migrations WHERE name = '0005_seller_and_order_indexes'")
+        conn.execute("CREATE INDEX tickets_ticket_user_id_6f5f1c69 ON tickets_ticket (user_id)")
+        seller_before = index_state(conn, "tickets_seller_idx")
+        admin.execute(
+            "UPDATE pg_index SET indisvalid = false"
+            " WHERE indexrelid = 'tickets_order_idx'::regclass"
+        )
+        admin.commit()
+        order_before = index_state(conn, "tickets_order_idx")
+
+        again = start_migrate(database)
+        output = again.communicate(timeout=180)[0]
+
+        assert again.returncode == 0, output
+        assert index_state(conn, "tickets_seller_idx") == seller_before
+        order_after = index_state(conn, "tickets_order_idx")
+        assert order_after[1] is True
+        assert order_after[0] != order_before[0]  # built again
+        assert index_state(conn, "tickets_ticket_user_id_6f5f1c69") is None
+    assert order_before[1] is False
+    assert ("tickets", "0005_seller_and_order_indexes") in applied(database)
 
 
 def test_compose_secrets_are_made_once_and_consistent(tmp_path):

@@ -85,11 +85,11 @@ def test_handlers_that_differ_from_the_declaration_fail_the_check_naming_both_si
 
     assert str(raised.value) == (
         "tickets: event handlers do not match contracts.CONSUMERS:"
-        " declared but not handled: order.cancelled;"
+        " declared but not handled: order.cancelled, order.completed;"
         " handled but not declared: payment.created"
     )
     assert raised.value.service == "tickets"
-    assert raised.value.missing == [Subject.ORDER_CANCELLED]
+    assert raised.value.missing == [Subject.ORDER_CANCELLED, Subject.ORDER_COMPLETED]
     assert raised.value.undeclared == [Subject.PAYMENT_CREATED]
 
 

@@ -28,6 +28,7 @@ def make_ticket(
     order_id: uuid.UUID | None = None,
     version: int = 0,
     created_at: datetime | None = None,
+    sold_at: datetime | None = None,
 ) -> Ticket:
     return Ticket.objects.create(
         user_id=user_id or uuid.uuid4(),
@@ -36,6 +37,7 @@ def make_ticket(
         order_id=order_id,
         version=version,
         created_at=created_at or timezone.now(),
+        sold_at=sold_at,
     )
 
 
@@ -64,6 +66,7 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "userId": str(ticket.user_id),
         "version": ticket.version,
         "orderId": str(ticket.order_id) if ticket.order_id else None,
+        "status": ticket.status,
     }
 
 
@@ -92,6 +95,10 @@ def order_cancelled(
         {"id": str(order_id), "version": version, "ticket": {"id": str(ticket_id)}},
         **fields,
     )
+
+
+def order_completed(*, order_id: uuid.UUID, version: int = 1, **fields: Any) -> Event:
+    return make_event(Subject.ORDER_COMPLETED, {"id": str(order_id), "version": version}, **fields)
 
 
 def published() -> list[tuple[str, dict[str, Any]]]:

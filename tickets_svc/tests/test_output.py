@@ -5,6 +5,7 @@ import json
 import uuid
 
 import pytest
+from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from tests.factories import make_ticket
@@ -18,14 +19,25 @@ def _rendered(data):
     return json.loads(JSONRenderer().render(data))
 
 
-@pytest.mark.parametrize("order_id", [None, uuid.uuid4()], ids=["free", "reserved"])
-def test_a_ticket_renders_as_its_serializer_documents_it(order_id):
-    ticket = make_ticket(title="Front row", price="1234.50", order_id=order_id, version=3)
+@pytest.mark.parametrize(
+    ("order_id", "sold_at", "status"),
+    [
+        (None, None, "available"),
+        (uuid.uuid4(), None, "reserved"),
+        (uuid.uuid4(), timezone.now(), "sold"),
+    ],
+    ids=["free", "reserved", "sold"],
+)
+def test_a_ticket_renders_as_its_serializer_documents_it(order_id, sold_at, status):
+    ticket = make_ticket(
+        title="Front row", price="1234.50", order_id=order_id, version=3, sold_at=sold_at
+    )
     [row] = Ticket.objects.filter(id=ticket.id).values(*TICKET_FIELDS)
 
     documented = _rendered(TicketOutputSerializer(ticket).data)
 
     assert _rendered(ticket_json(row)) == documented
     assert _rendered(ticket_json(vars(ticket))) == documented
-    assert list(documented) == ["id", "title", "price", "userId", "version", "orderId"]
+    assert list(documented) == ["id", "title", "price", "userId", "version", "orderId", "status"]
+    assert documented["status"] == status
     assert documented["price"] == 1234.5

@@ -20,6 +20,7 @@ from shared_lib.fields import ObjectBodySerializer
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
 from shared_lib.schema import error_responses
 from tickets import selectors, services
+from tickets.models import ticket_status
 
 # The schema states what TitleField and PriceField take, from the same constants, so a
 # client (and the fuzz tests) know exactly which values succeed.
@@ -173,10 +174,14 @@ class TicketOutputSerializer(serializers.Serializer):
     userId = serializers.UUIDField(source="user_id")
     version = serializers.IntegerField()
     orderId = serializers.UUIDField(source="order_id", allow_null=True)
+    status = serializers.ChoiceField(
+        choices=["available", "reserved", "sold"],
+        help_text="reserved: an order holds it; sold: that order was paid (final)",
+    )
 
 
 # The Ticket fields ticket_json reads.
-TICKET_FIELDS = ("id", "title", "price", "user_id", "version", "order_id")
+TICKET_FIELDS = ("id", "title", "price", "user_id", "version", "order_id", "sold_at")
 
 
 def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,6 +195,7 @@ def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "userId": str(row["user_id"]),
         "version": row["version"],
         "orderId": None if order_id is None else str(order_id),
+        "status": ticket_status(order_id=order_id, sold_at=row["sold_at"]),
     }
 
 
@@ -221,6 +227,18 @@ class TicketListCreateApi(APIView):
             user_id=uuid.UUID(request.user.id), **serializer.validated_data
         )
         return Response(ticket_json(vars(ticket)), status=201)
+
+
+class TicketMineApi(APIView):
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: TicketOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        rows = selectors.ticket_list_for_seller(user_id=uuid.UUID(request.user.id)).values(
+            *TICKET_FIELDS, "created_at"
+        )
+        page = paginate(request, rows)
+        return page.response([ticket_json(row) for row in page.items])
 
 
 class TicketDetailApi(APIView):

@@ -11,8 +11,13 @@ class Ticket(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200)
     price = models.DecimalField(max_digits=8, decimal_places=2)  # exact money, < 1,000,000
-    user_id = models.UUIDField(db_index=True, help_text="The seller (auth_svc user id).")
-    order_id = models.UUIDField(null=True, blank=True, help_text="Set while an order holds it.")
+    user_id = models.UUIDField(help_text="The seller (auth_svc user id).")
+    order_id = models.UUIDField(
+        null=True, blank=True, help_text="The order holding it (or, once sold, that bought it)."
+    )
+    sold_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its order completed: sold, for good."
+    )
     # Up by one on every change; consumers apply ticket events in this order.
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -44,6 +49,12 @@ class Ticket(models.Model):
                 condition=Q(order_id__isnull=True),
                 name="tickets_available_search_idx",
             ),
+            # A seller's listings, newest first (GET /api/tickets/mine).
+            models.Index(fields=["user_id", "-created_at", "-id"], name="tickets_seller_idx"),
+            # The ticket an order holds (order.completed names only the order).
+            models.Index(
+                fields=["order_id"], condition=Q(order_id__isnull=False), name="tickets_order_idx"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(price__gt=0), name="tickets_price_positive"),
@@ -54,4 +65,16 @@ class Ticket(models.Model):
 
     @property
     def is_reserved(self) -> bool:
+        """Held by an order, or sold to one."""
         return self.order_id is not None
+
+    @property
+    def status(self) -> str:
+        return ticket_status(order_id=self.order_id, sold_at=self.sold_at)
+
+
+def ticket_status(*, order_id: object, sold_at: object) -> str:
+    """`available`, `reserved` (an order holds it) or `sold` (that order completed)."""
+    if sold_at is not None:
+        return "sold"
+    return "available" if order_id is None else "reserved"

@@ -47,5 +47,10 @@ def ticket_list_available(
     return tickets
 
 
+def ticket_list_for_seller(*, user_id: uuid.UUID) -> QuerySet[Ticket]:
+    """Every ticket `user_id` listed, whatever its state (newest first is the paginator's)."""
+    return Ticket.objects.filter(user_id=user_id)
+
+
 def ticket_get(*, ticket_id: uuid.UUID) -> Ticket | None:
     return Ticket.objects.filter(id=ticket_id).first()

@@ -27,6 +27,7 @@ PRICE_POSITIVE = "Price must be greater than 0"
 PRICE_DECIMALS = "Price must have at most 2 decimal places"
 PRICE_TOO_HIGH = "Price must be less than 1000000"
 TICKET_RESERVED = "Cannot edit a reserved ticket"
+TICKET_SOLD = "Cannot edit a sold ticket"
 # GET /api/tickets?q=&minPrice=&maxPrice= (docs/api.md).
 SEARCH_MAX_LENGTH = 200
 SEARCH_MAX_WORDS = 10
@@ -151,7 +152,7 @@ def ticket_update(*, ticket: Ticket, title: Any, price: Any) -> Ticket:
     """
     clean_title, clean_price = validate_ticket_input(title=title, price=price)
     if ticket.is_reserved:
-        raise BadRequest(TICKET_RESERVED)
+        raise BadRequest(TICKET_SOLD if ticket.sold_at else TICKET_RESERVED)
     with transaction.atomic():
         changed = Ticket.objects.filter(
             id=ticket.id, version=ticket.version, order_id__isnull=True
@@ -164,7 +165,7 @@ def ticket_update(*, ticket: Ticket, title: Any, price: Any) -> Ticket:
         if not changed:
             current = Ticket.objects.get(id=ticket.id)
             if current.is_reserved:
-                raise BadRequest(TICKET_RESERVED)
+                raise BadRequest(TICKET_SOLD if current.sold_at else TICKET_RESERVED)
             raise Conflict()  # another edit won the race; the client reloads and retries
         ticket.refresh_from_db()
         publish(Subject.TICKET_UPDATED, ticket_event_data(ticket))
@@ -187,6 +188,14 @@ def _save_and_announce(ticket: Ticket) -> None:
     publish(Subject.TICKET_UPDATED, ticket_event_data(ticket))
 
 
+def _sold(ticket: Ticket, order_id: uuid.UUID, error: str) -> bool:
+    """Whether `ticket` is sold, logging `error` when an order event asks to move it."""
+    if ticket.sold_at is None:
+        return False
+    logger.error(error, extra={"ticket_id": str(ticket.id), "order_id": str(order_id)})
+    return True
+
+
 def ticket_reserve(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | None:
     """An order was created: lock the ticket for it.
 
@@ -198,6 +207,10 @@ def ticket_reserve(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | Non
     with transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         if ticket is None or ticket.order_id == order_id:
+            return ticket
+        if _sold(ticket, order_id, "order event names a sold ticket"):
+            # orders_svc never places an order on a ticket it sold; waiting for this one
+            # to be freed would wait forever.
             return ticket
         if ticket.order_id is not None:
             logger.warning(
@@ -219,6 +232,10 @@ def ticket_release(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | Non
     with transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         if ticket is None or ticket.order_id != order_id:
+            return ticket
+        if _sold(ticket, order_id, "cancellation of the order that bought a ticket"):
+            # A completed order is never cancelled: this event is a bug or forged, and a
+            # sold ticket is never offered again.
             return ticket
         ticket.order_id = None
         _save_and_announce(ticket)
@@ -249,3 +266,29 @@ def order_cancelled_apply(
         if not claim_version("order", id=order_id, version=version):
             return None
         return ticket_release(ticket_id=ticket_id, order_id=order_id)
+
+
+def ticket_sell(*, order_id: uuid.UUID) -> Ticket | None:
+    """The order holding a ticket completed: the ticket is sold, for good (no edit, no
+    other order). Nothing replicated changes, so no ticket.updated."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().filter(order_id=order_id).first()
+        if ticket is None:
+            # order.created was applied (claim_version saw to it), so the ticket is held
+            # by this order unless the events are forged or a bug freed it.
+            logger.error("completed order holds no ticket", extra={"order_id": str(order_id)})
+            return None
+        if ticket.sold_at is None:
+            ticket.sold_at = timezone.now()
+            ticket.updated_at = ticket.sold_at
+            ticket.save(update_fields=["sold_at", "updated_at"])
+        return ticket
+
+
+def order_completed_apply(*, order_id: uuid.UUID, version: int) -> Ticket | None:
+    """order.completed: the order's ticket is sold. Waits (NotYet) until the order's
+    created event has been applied, so the ticket it names is the one it holds."""
+    with transaction.atomic(savepoint=False):
+        if not claim_version("order", id=order_id, version=version):
+            return None
+        return ticket_sell(order_id=order_id)

@@ -82,7 +82,7 @@ CONSUMERS: dict[Subject, tuple[str, ...]] = {
     Subject.TICKET_UPDATED: ("orders",),
     Subject.ORDER_CREATED: ("tickets", "payments", "expiration"),
     Subject.ORDER_CANCELLED: ("tickets", "payments"),
-    Subject.ORDER_COMPLETED: ("payments",),
+    Subject.ORDER_COMPLETED: ("tickets", "payments"),
     Subject.EXPIRATION_COMPLETE: ("orders",),
     Subject.PAYMENT_CREATED: ("orders",),
 }

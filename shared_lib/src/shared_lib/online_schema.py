@@ -1,0 +1,36 @@
+"""Migration operations that change a busy table without stopping its traffic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.postgres.operations import AddIndexConcurrently
+
+
+class AddIndexConcurrentlyOnce(AddIndexConcurrently):
+    """AddIndexConcurrently (in a migration with `atomic = False`) that a retried
+    migration can run again.
+
+    A concurrent build that fails (the pod killed, the query cancelled) leaves an invalid
+    index of its name and no record of the migration, and one that succeeded before a later
+    operation failed leaves a valid one: on the next attempt the first is dropped and built
+    again, the second kept as it is.
+    """
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+                " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+                [self.index.name],
+            )
+            found = cursor.fetchone()
+        if found is not None and found[0]:
+            return
+        if found is not None:
+            schema_editor.execute(
+                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}"
+            )
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
