@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import IO
@@ -183,6 +184,23 @@ class Stack:
         """The environment a service's processes run with (for manage.py against it)."""
         target = next(s for s in SERVICES if s.name == name)
         return self._env(target, secrets or ensure_dev_secrets())
+
+    def manage(self, name: str, *args: str) -> str:
+        """Run `manage.py <args>` of service `name` against this stack; its output.
+        RuntimeError with its stderr when it fails."""
+        target = next(s for s in SERVICES if s.name == name)
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=target.directory,
+            env=self.env_for(name),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} ({name}): {done.stderr}")
+        return done.stdout
 
     def _start_web(self, service: DjangoService, secrets: DevSecrets) -> None:
         port = free_port()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -48,10 +49,31 @@ STOP_TIMEOUT_SECONDS = 20.0
 LOG_TAIL_CHARS = 4000
 
 
+# Ports handed to servers come from below Linux's ephemeral range (32768-60999 by
+# default), where the kernel picks the source ports of outgoing connections: a port handed
+# out there could be taken by a connection to PostgreSQL or RabbitMQ before its server
+# binds it. Chosen at random, so test runs beside each other rarely pick alike.
+_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+_random = random.SystemRandom()
+
+
 def free_port() -> int:
-    """A local TCP port nothing listens on: one the kernel picks, bound, then released
-    for the caller to hand to a server (which must bind it before anyone else does)."""
-    with socket.socket() as sock:
+    """A local TCP port nothing listens on, bound then released for the caller to hand to
+    a server (which must bind it before anyone else does); never the same twice in one
+    process."""
+    for _ in range(100):
+        port = _random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # that range is busy: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
