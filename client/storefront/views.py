@@ -71,6 +71,7 @@ LISTING_STATES = {
     "available": "For sale",
     "reserved": "Reserved",
     "sold": "Sold",
+    "withdrawn": "Off sale",
 }
 
 
@@ -133,7 +134,11 @@ def _ticket_page(
 @require_GET
 def my_listings(request: HttpRequest) -> HttpResponse:
     result = request.api.get("/api/tickets/mine", params=_page_params(request, LISTINGS_PER_PAGE))
-    tickets = [{**ticket, "state": LISTING_STATES[ticket["status"]]} for ticket in result.data]
+    tickets = [
+        # A status newer than this client shows under its own name.
+        {**ticket, "state": LISTING_STATES.get(ticket["status"], ticket["status"])}
+        for ticket in result.data
+    ]
     return render(
         request,
         "storefront/my_listings.html",

@@ -332,3 +332,51 @@ def test_searching_and_filtering_by_price_from_the_home_page(new_page):
     )
     page.get_by_role("link", name="Clear").click()
     expect(page.get_by_label("Search")).to_have_value("")
+
+
+def test_staff_cancel_an_unpaid_order_in_the_admin_and_it_is_recorded(new_page, stack):
+    seller, buyer, staff = new_page(), new_page(), new_page()
+    sign_up(seller, unique_email("seller"))
+    ticket_id = sell(seller, "Staff desk", "15")
+    sign_up(buyer, unique_email("buyer"))
+    order_id = purchase(buyer, ticket_id)
+    email = unique_email("staff")
+    sign_up(staff, email)
+    # Made staff in auth_svc's admin in real life; the token says so from the next sign-in.
+    made_staff = f"User.objects.filter(email={email!r}).update(is_staff=True)"
+    stack.manage("auth", "shell", "-c", f"from users.models import User; {made_staff}")
+    staff.get_by_role("button", name="Sign out").click()
+    staff.goto("/auth/signin")
+    staff.get_by_label("Email").fill(email)
+    staff.get_by_label("Password").fill("a-long-secret-phrase")
+    staff.get_by_role("button", name="Sign in").click()
+    changelist = "/admin/orders/orders/order/"
+    staff.goto(changelist)  # single sign-on: the orders admin now knows them
+    # They see the order, and no action on it until they are granted one.
+    expect(staff.locator("#result_list")).to_contain_text(order_id)
+    expect(staff.locator("select[name='action']")).to_have_count(0)
+    granted = (
+        f"User.objects.get(email={email!r}).user_permissions.add("
+        "Permission.objects.get(codename='cancel_order'))"
+    )
+    stack.manage(
+        "orders",
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import Permission, User; {granted}",
+    )
+
+    staff.goto(changelist)
+    staff.locator(f"input[name='_selected_action'][value='{order_id}']").check()
+    staff.locator("select[name='action']").select_option("cancel_order")
+    staff.get_by_role("button", name="Go").click()
+
+    expect(staff.locator(".messagelist .success")).to_have_text(
+        f"Order {order_id} (cancelled): cancelled"  # the admin capitalises messages
+    )
+    staff.goto("/admin/orders/shared_lib/staffaction/")
+    expect(staff.locator("#result_list tbody tr")).to_have_count(1)
+    expect(staff.locator("#result_list tbody tr")).to_contain_text(email)
+    expect(staff.locator("#result_list tbody tr")).to_contain_text(order_id)
+    buyer.reload()
+    expect(buyer.get_by_test_id("order-state")).to_have_text("Cancelled")

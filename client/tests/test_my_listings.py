@@ -11,7 +11,7 @@ from tests.test_pages import _ticket, api_user, browser
 
 
 def _listing(title: str, status: str) -> dict:
-    held = None if status == "available" else str(uuid.uuid4())
+    held = str(uuid.uuid4()) if status in ("reserved", "sold") else None
     return {**_ticket(title), "orderId": held, "status": status}
 
 
@@ -30,6 +30,7 @@ def test_my_listings_shows_each_state_and_offers_to_edit_only_what_is_for_sale(
         _listing("Sold one", "sold"),
         _listing("Held one", "reserved"),
         _listing("Free one", "available"),
+        _listing("Pulled one", "withdrawn"),
     ]
     link = '<http://gw/api/tickets/mine?limit=20&cursor=abc>; rel="next"'
     recorder.answers.append((200, [("Link", link)], json.dumps(listings).encode()))
@@ -43,9 +44,14 @@ def test_my_listings_shows_each_state_and_offers_to_edit_only_what_is_for_sale(
     assert [(seen[0], seen[1]) for seen in recorder.seen] == [("GET", "/api/tickets/mine?limit=20")]
     states = [f'data-testid="listing-state">{LISTING_STATES[t["status"]]}<' for t in listings]
     assert [page.index(state) for state in states] == sorted(page.index(s) for s in states)
-    assert LISTING_STATES == {"available": "For sale", "reserved": "Reserved", "sold": "Sold"}
+    assert LISTING_STATES == {
+        "available": "For sale",
+        "reserved": "Reserved",
+        "sold": "Sold",
+        "withdrawn": "Off sale",
+    }
     edits = [f'href="/tickets/{t["id"]}/edit"' for t in listings]
-    assert [edit in page for edit in edits] == [False, False, True]
+    assert [edit in page for edit in edits] == [False, False, True, False]
     assert 'href="/tickets/mine?cursor=abc"' in page
 
 
@@ -69,23 +75,19 @@ def test_a_sale_reaches_the_sellers_listings_through_the_events(stack):
     assert [answer.status_code for answer in listed] == [201, 201, 201]
     to_sell, to_hold, to_keep = (answer.json()["id"] for answer in listed)
 
-    def order(ticket_id: str) -> str:
-        # orders_svc learns of a ticket by its event: retry until it has.
+    def created(path: str, body: dict) -> str:
+        # A service learns of a ticket or an order by its event: 404 until it has.
         deadline = time.monotonic() + 30
         while True:
-            answer = buyer.post(f"{stack.url}/api/orders", json={"ticketId": ticket_id}, timeout=10)
-            if answer.status_code == 201 or time.monotonic() > deadline:
+            answer = buyer.post(f"{stack.url}{path}", json=body, timeout=30)
+            if answer.status_code != 404 or time.monotonic() > deadline:
                 assert answer.status_code == 201, answer.text
                 return answer.json()["id"]
             time.sleep(0.2)
 
-    paid = buyer.post(
-        f"{stack.url}/api/payments",
-        json={"orderId": order(to_sell), "token": "pm_card_visa"},
-        timeout=30,
-    )
-    assert paid.status_code == 201, paid.text
-    order(to_hold)
+    sold_order = created("/api/orders", {"ticketId": to_sell})
+    created("/api/payments", {"orderId": sold_order, "token": "pm_card_visa"})
+    created("/api/orders", {"ticketId": to_hold})
 
     deadline = time.monotonic() + 30
     while True:

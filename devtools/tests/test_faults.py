@@ -4,8 +4,6 @@ orders database connections go through relays (ticketing_devtools.chaos) the tes
 the shared servers themselves stay up."""
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -435,10 +433,10 @@ def test_a_poison_message_in_every_consumer_queue_is_dead_lettered_replayable_an
     assert len(report.problems()) == len(every_queue)
     # ...and replayable per service with the dead-letter command.
     for name in ("tickets", "orders", "payments"):
-        listed = manage(faulty, name, "events_deadletters", "list", "--json")
+        listed = faulty.manage(name, "events_deadletters", "list", "--json")
         mine = [q for q in every_queue if q.startswith(f"{name}.")]
         assert sorted(json.loads(line)["queue"] for line in listed.splitlines()) == mine
-        manage(faulty, name, "events_deadletters", "replay")
+        faulty.manage(name, "events_deadletters", "replay", "--by", "ops@example.com")
     # Replayed: consumed again, and as poisonous as before, so back in the dead queue.
     wait_for(
         lambda: all(dead_letters(faulty).get(dead_queue_name(q)) == 1 for q in every_queue),
@@ -468,17 +466,3 @@ def test_a_poison_message_in_every_consumer_queue_is_dead_lettered_replayable_an
         ),
         timeout=CONVERGE_SECONDS,
     )
-
-
-def manage(stack, name, *args):
-    target = service(name)
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=target.directory,
-        env=stack.env_for(name),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout

@@ -2,14 +2,19 @@
 
 from orders import services
 from shared_lib.events import Event, Subject, event_handler
-from shared_lib.events.contracts import ExpirationComplete, PaymentCreated, TicketCreated
+from shared_lib.events.contracts import (
+    ExpirationComplete,
+    PaymentCreated,
+    TicketCreated,
+    TicketUpdated,
+)
 
 
-# ticket.updated carries the same fields (plus orderId, which orders_svc does not need:
-# its own orders are the reservation's source of truth).
+# ticket.updated carries the same fields, plus orderId (which orders_svc does not need:
+# its own orders are the reservation's source of truth) and onSale.
 @event_handler(Subject.TICKET_CREATED)
 @event_handler(Subject.TICKET_UPDATED)
-def on_ticket_created_or_updated(event: Event[TicketCreated]) -> None:
+def on_ticket_created_or_updated(event: Event[TicketCreated | TicketUpdated]) -> None:
     data = event.data
     services.ticket_replica_apply(
         ticket_id=data.id,
@@ -17,6 +22,7 @@ def on_ticket_created_or_updated(event: Event[TicketCreated]) -> None:
         title=data.title,
         price=data.price,
         user_id=data.userId,
+        on_sale=getattr(data, "onSale", None),  # None: the event does not say
     )
 
 

@@ -12,6 +12,9 @@ class TicketReplica(models.Model):
     title = models.CharField(max_length=200)
     price = models.DecimalField(max_digits=8, decimal_places=2)
     user_id = models.UUIDField(help_text="The seller.")
+    # False once staff took it off sale (ticket.updated's onSale). A database default too,
+    # so that a process still running the previous release can insert.
+    on_sale = models.BooleanField(default=True, db_default=True)
     version = models.PositiveIntegerField()
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,6 +66,8 @@ class Order(models.Model):
             # GET /api/orders: one buyer's orders, newest first, by cursor.
             models.Index(fields=["user_id", "-created_at", "-id"], name="orders_by_buyer_idx"),
         ]
+        # Staff actions in the admin (shared_lib.staff), granted by a local superuser.
+        permissions = [("cancel_order", "Can cancel an unpaid order")]
 
     def __str__(self) -> str:
         return f"order {self.id} ({self.status})"

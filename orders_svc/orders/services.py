@@ -19,6 +19,7 @@ from shared_lib.errors import BadRequest, NotFound
 from shared_lib.events import NotYet, Subject, publish, publish_many
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
+from shared_lib.staff import Actor, record_staff_action
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ TICKET_ID_REQUIRED = required_message("ticketId")  # "TicketId must be provided"
 TICKET_ID_INVALID = invalid_message("ticketId")  # "TicketId must be a valid id"
 TICKET_RESERVED = "Ticket is already reserved"
 OWN_TICKET = "You cannot buy your own ticket"
+TICKET_OFF_SALE = "This ticket is no longer for sale"
 ORDER_COMPLETE = "Cannot cancel a completed order"
 
 
@@ -60,6 +62,8 @@ def order_create(
         raise NotFound()
     if ticket.user_id == user_id:
         raise BadRequest(OWN_TICKET)
+    if not ticket.on_sale:
+        raise BadRequest(TICKET_OFF_SALE)
     now = timezone.now()
     if expires_at is None:
         expires_at = now + timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS)
@@ -123,6 +127,23 @@ def order_cancel(*, order_id: uuid.UUID, user_id: uuid.UUID) -> Order:
             raise BadRequest(ORDER_COMPLETE)
         _cancel(order)
         return order
+
+
+def order_cancel_by_staff(*, order_id: uuid.UUID, actor: Actor) -> bool:
+    """Staff cancel an unpaid order (the admin): as the buyer's cancel, its ticket goes
+    back on sale and order.cancelled is published; recorded with who did it. False when
+    it was cancelled already (nothing published or recorded); a paid order is refused."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(id=order_id).first()
+        if order is None:
+            raise NotFound()
+        if order.status == Order.Status.CANCELLED:
+            return False
+        if not order.can_become(Order.Status.CANCELLED):
+            raise BadRequest(ORDER_COMPLETE)
+        _cancel(order)
+        record_staff_action(actor, action="order.cancel", target=order.id)
+        return True
 
 
 def order_expire(*, order_id: uuid.UUID) -> Order | None:
@@ -195,12 +216,18 @@ def order_complete(*, order_id: uuid.UUID) -> Order | None:
 
 
 def ticket_replica_apply(
-    *, ticket_id: uuid.UUID, version: int, title: str, price: Any, user_id: uuid.UUID
+    *,
+    ticket_id: uuid.UUID,
+    version: int,
+    title: str,
+    price: Any,
+    user_id: uuid.UUID,
+    on_sale: bool | None = None,
 ) -> Applied:
-    """Bring the ticket replica to `version` (in order; older events are skipped)."""
-    return apply_to_replica(
-        TicketReplica,
-        id=ticket_id,
-        version=version,
-        fields={"title": title, "price": price, "user_id": user_id},
-    )
+    """Bring the ticket replica to `version` (in order; older events are skipped). With
+    `on_sale` None (an event that does not say) the replica keeps what it knew; a new
+    replica is on sale."""
+    fields = {"title": title, "price": price, "user_id": user_id}
+    if on_sale is not None:
+        fields["on_sale"] = on_sale
+    return apply_to_replica(TicketReplica, id=ticket_id, version=version, fields=fields)

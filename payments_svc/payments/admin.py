@@ -1,7 +1,21 @@
 from django.contrib import admin
 
+from payments import services
 from payments.models import OrderReplica, Payment, PaymentAttempt, Refund, StripeEvent
-from shared_lib.admin import ReadOnlyAdmin
+from shared_lib.admin import ReadOnlyAdmin, staff_action
+from shared_lib.errors import BadRequest
+from shared_lib.staff import Actor
+
+
+def _refund(payment: Payment, actor: Actor) -> str:
+    refund, owed_now = services.payment_refund_by_staff(payment_id=payment.id, actor=actor)
+    if owed_now:
+        return "refund owed; the worker sends it to Stripe within a minute (see Refunds)"
+    if refund.status == Refund.Status.FAILED:
+        raise BadRequest(f"its refund failed earlier: {refund.last_error}")
+    if refund.status == Refund.Status.SUCCEEDED:
+        return "was refunded already"
+    return "its refund is owed already"
 
 
 @admin.register(Payment)
@@ -11,6 +25,13 @@ class PaymentAdmin(ReadOnlyAdmin):
     search_fields = ["=id", "=stripe_id", "=order__id", "=order__user_id"]
     list_select_related = ["order", "refund"]
     date_hierarchy = "created_at"
+    actions = [
+        staff_action(
+            permission="payments.refund_payment",
+            description="Refund the selected payments (the sale stands)",
+            apply=_refund,
+        )
+    ]
 
     @admin.display(description="refund")
     def refund_status(self, obj: Payment) -> str:

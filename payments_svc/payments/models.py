@@ -93,13 +93,16 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # A staff action in the admin (shared_lib.staff), granted by a local superuser.
+        permissions = [("refund_payment", "Can refund a payment")]
 
     def __str__(self) -> str:
         return f"payment {self.stripe_id}"
 
 
 class Refund(models.Model):
-    """A charge owed back because its order was cancelled: durable until Stripe agrees.
+    """A charge owed back because its order was cancelled (or staff refunded its payment):
+    durable until Stripe agrees.
 
     Written in the transaction that learns it is owed (never calling Stripe there), then
     settled by the worker with back-off until it succeeds. A permanent refusal from Stripe

@@ -37,6 +37,7 @@ from shared_lib.errors import BadRequest, NotFound, PaymentRequired, ServiceUnav
 from shared_lib.events import Subject, publish
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
+from shared_lib.staff import Actor, record_staff_action
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +306,31 @@ def _refund_now(refund: Refund) -> None:
         logger.warning(
             "refund deferred: Stripe unavailable", extra={"order_id": str(refund.order_id)}
         )
+
+
+def payment_refund_by_staff(*, payment_id: uuid.UUID, actor: Actor) -> tuple[Refund, bool]:
+    """Staff give a payment's money back (the admin): a refund owed and recorded with who
+    did it, in one transaction; the worker's next run (within a minute) sends it to Stripe,
+    as every refund is sent, so an admin request never waits on Stripe. (refund, True) when
+    this call owed it; (the refund owed or made before, False) otherwise, nothing recorded.
+
+    Money only: the order stays paid and its ticket sold (a goodwill refund, a disputed
+    charge). An unpaid order is cancelled in orders' admin instead."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(id=payment_id).first()
+        if payment is None:
+            raise NotFound()
+        earlier = Refund.objects.filter(attempt_id=payment.attempt_id).first()
+        if earlier is not None:
+            return earlier, False
+        refund = _owe_refund(payment.attempt, payment.stripe_id, payment)
+        record_staff_action(
+            actor,
+            action="payment.refund",
+            target=payment.id,
+            detail={"orderId": str(payment.order_id), "amountCents": payment.amount_cents},
+        )
+    return refund, True
 
 
 def _refresh_waiting(*, order_id: uuid.UUID, user_id: uuid.UUID) -> None:

@@ -13,7 +13,7 @@ from shared_lib.events import consumer
 from shared_lib.events.consumer import Outcome
 from shared_lib.events.contracts import Subject
 from shared_lib.events.deadletters import dead_letters, replay
-from shared_lib.models import AggregateVersion, InboxMessage
+from shared_lib.models import AggregateVersion, InboxMessage, StaffAction
 from shared_lib.testing.events import deliver, make_event
 from shared_lib.testing.waiting import wait_for
 from tests.demo import handlers
@@ -334,18 +334,29 @@ def test_events_deadletters_command_lists_and_replays_by_id(caplog, monkeypatch)
     with pytest.raises(CommandError, match=r"^demo\.nope is not one of demo's queues: "):
         call_command("events_deadletters", "list", "--queue", "demo.nope")
 
+    with pytest.raises(CommandError, match=r"^Say who replays: --by <your name or email>$"):
+        call_command("events_deadletters", "replay", "--id", update)
+    assert depth(dead_queue("ticket.updated")) == 1
     out = StringIO()
-    call_command("events_deadletters", "replay", "--id", new_id(), stdout=out)
+    call_command("events_deadletters", "replay", "--id", new_id(), "--by", "dee", stdout=out)
     assert out.getvalue() == "0 replayed\n"
     assert depth(dead_queue("ticket.updated")) == 1
+    assert StaffAction.objects.count() == 0
 
     # Fix the cause: the missing version 0 arrives.
     send_event("ticket.created", ticket_data(id=ticket_id, user_id=user_id, title="Stage"))
     drain_demo(until=lambda: TicketReplica.objects.filter(id=ticket_id).exists())
 
     out = StringIO()
-    call_command("events_deadletters", "replay", "--id", update, stdout=out)
+    call_command("events_deadletters", "replay", "--id", update, "--by", "dee", stdout=out)
     assert out.getvalue().splitlines() == [f"replayed demo.ticket.updated {update}", "1 replayed"]
+    [replayed] = StaffAction.objects.all()
+    assert (replayed.actor_id, replayed.action, replayed.target, replayed.detail) == (
+        "dee",
+        "deadletter.replay",
+        update,
+        {"queue": "demo.ticket.updated", "subject": "ticket.updated"},
+    )
 
     drain_demo(until=lambda: TicketReplica.objects.filter(id=ticket_id, version=1).exists())
     assert TicketReplica.objects.get(id=ticket_id).title == "Moved"

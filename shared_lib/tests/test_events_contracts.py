@@ -24,14 +24,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # docs/events.md: subject -> its data fields (optional ones included).
 DESIGN_FIELDS = {
     "ticket.created": {"id", "version", "title", "price", "userId"},
-    "ticket.updated": {"id", "version", "title", "price", "userId", "orderId"},
+    "ticket.updated": {"id", "version", "title", "price", "userId", "orderId", "onSale"},
     "order.created": {"id", "version", "status", "userId", "expiresAt", "ticket"},
     "order.cancelled": {"id", "version", "ticket"},
     "order.completed": {"id", "version"},
     "expiration.complete": {"orderId"},
     "payment.created": {"id", "orderId", "stripeId"},
 }
-OPTIONAL_FIELDS = {"ticket.updated": {"orderId"}}
+OPTIONAL_FIELDS = {"ticket.updated": {"orderId", "onSale"}}
 
 
 def test_every_subject_has_a_contract_a_producer_and_consumers():

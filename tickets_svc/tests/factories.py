@@ -29,6 +29,7 @@ def make_ticket(
     version: int = 0,
     created_at: datetime | None = None,
     sold_at: datetime | None = None,
+    withdrawn_at: datetime | None = None,
 ) -> Ticket:
     return Ticket.objects.create(
         user_id=user_id or uuid.uuid4(),
@@ -38,6 +39,7 @@ def make_ticket(
         version=version,
         created_at=created_at or timezone.now(),
         sold_at=sold_at,
+        withdrawn_at=withdrawn_at,
     )
 
 

@@ -703,6 +703,7 @@ def test_update_by_the_owner(seller):
                 "price": "25.00",
                 "userId": seller.user_id,
                 "orderId": None,
+                "onSale": True,
             },
         )
     ]

@@ -44,6 +44,7 @@ def test_order_created_locks_the_ticket():
                 "price": "20.00",
                 "userId": str(ticket.user_id),
                 "orderId": str(order_id),
+                "onSale": True,
             },
         )
     ]

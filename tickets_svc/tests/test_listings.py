@@ -237,10 +237,11 @@ def test_the_admin_filters_tickets_by_status(staff_admin_client):
     available = make_ticket(title="Free one")
     reserved = make_ticket(title="Held one", order_id=uuid.uuid4())
     sold, _ = sold_ticket(title="Sold one")
+    withdrawn = make_ticket(title="Pulled one", withdrawn_at=timezone.now())
     changelist = "/admin/tickets/tickets/ticket/"
 
     shown = {}
-    for status in ("available", "reserved", "sold"):
+    for status in ("available", "reserved", "sold", "withdrawn"):
         response = staff_admin_client.get(changelist, {"status": status})
         assert response.status_code == 200
         shown[status] = {t.title for t in response.context["cl"].result_list}
@@ -249,4 +250,5 @@ def test_the_admin_filters_tickets_by_status(staff_admin_client):
         "available": {available.title},
         "reserved": {reserved.title},
         "sold": {sold.title},
+        "withdrawn": {withdrawn.title},
     }

@@ -19,18 +19,29 @@ def _rendered(data):
     return json.loads(JSONRenderer().render(data))
 
 
+NOW = timezone.now()
+
+
 @pytest.mark.parametrize(
-    ("order_id", "sold_at", "status"),
+    ("order_id", "sold_at", "withdrawn_at", "status"),
     [
-        (None, None, "available"),
-        (uuid.uuid4(), None, "reserved"),
-        (uuid.uuid4(), timezone.now(), "sold"),
+        (None, None, None, "available"),
+        (uuid.uuid4(), None, None, "reserved"),
+        (uuid.uuid4(), NOW, None, "sold"),
+        (None, None, NOW, "withdrawn"),
+        (uuid.uuid4(), None, NOW, "reserved"),  # an order that raced the withdrawal
+        (uuid.uuid4(), NOW, NOW, "sold"),
     ],
-    ids=["free", "reserved", "sold"],
+    ids=["free", "reserved", "sold", "withdrawn", "withdrawn-reserved", "withdrawn-sold"],
 )
-def test_a_ticket_renders_as_its_serializer_documents_it(order_id, sold_at, status):
+def test_a_ticket_renders_as_its_serializer_documents_it(order_id, sold_at, withdrawn_at, status):
     ticket = make_ticket(
-        title="Front row", price="1234.50", order_id=order_id, version=3, sold_at=sold_at
+        title="Front row",
+        price="1234.50",
+        order_id=order_id,
+        version=3,
+        sold_at=sold_at,
+        withdrawn_at=withdrawn_at,
     )
     [row] = Ticket.objects.filter(id=ticket.id).values(*TICKET_FIELDS)
 

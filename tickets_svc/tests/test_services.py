@@ -33,6 +33,7 @@ def ticket_updated(ticket_id, *, version, user_id, order_id=None, title="Concert
             "price": price,
             "userId": str(user_id),
             "orderId": str(order_id) if order_id else None,
+            "onSale": True,
         },
     )
 

@@ -175,13 +175,25 @@ class TicketOutputSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     orderId = serializers.UUIDField(source="order_id", allow_null=True)
     status = serializers.ChoiceField(
-        choices=["available", "reserved", "sold"],
-        help_text="reserved: an order holds it; sold: that order was paid (final)",
+        choices=["available", "reserved", "sold", "withdrawn"],
+        help_text=(
+            "reserved: an order holds it; sold: that order was paid (final); "
+            "withdrawn: taken off sale by staff"
+        ),
     )
 
 
 # The Ticket fields ticket_json reads.
-TICKET_FIELDS = ("id", "title", "price", "user_id", "version", "order_id", "sold_at")
+TICKET_FIELDS = (
+    "id",
+    "title",
+    "price",
+    "user_id",
+    "version",
+    "order_id",
+    "sold_at",
+    "withdrawn_at",
+)
 
 
 def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,7 +207,9 @@ def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "userId": str(row["user_id"]),
         "version": row["version"],
         "orderId": None if order_id is None else str(order_id),
-        "status": ticket_status(order_id=order_id, sold_at=row["sold_at"]),
+        "status": ticket_status(
+            order_id=order_id, sold_at=row["sold_at"], withdrawn_at=row["withdrawn_at"]
+        ),
     }
 
 

@@ -18,6 +18,9 @@ class Ticket(models.Model):
     sold_at = models.DateTimeField(
         null=True, blank=True, help_text="When its order completed: sold, for good."
     )
+    withdrawn_at = models.DateTimeField(
+        null=True, blank=True, help_text="When staff took it off sale (shared_lib.staff)."
+    )
     # Up by one on every change; consumers apply ticket events in this order.
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -59,6 +62,8 @@ class Ticket(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(price__gt=0), name="tickets_price_positive"),
         ]
+        # A staff action in the admin, granted by a local superuser.
+        permissions = [("withdraw_ticket", "Can take a ticket off sale")]
 
     def __str__(self) -> str:
         return self.title
@@ -70,11 +75,17 @@ class Ticket(models.Model):
 
     @property
     def status(self) -> str:
-        return ticket_status(order_id=self.order_id, sold_at=self.sold_at)
+        return ticket_status(
+            order_id=self.order_id, sold_at=self.sold_at, withdrawn_at=self.withdrawn_at
+        )
 
 
-def ticket_status(*, order_id: object, sold_at: object) -> str:
-    """`available`, `reserved` (an order holds it) or `sold` (that order completed)."""
+def ticket_status(*, order_id: object, sold_at: object, withdrawn_at: object) -> str:
+    """`available`; `reserved` (an order holds it); `sold` (that order completed);
+    `withdrawn` (staff took it off sale). An order that raced the withdrawal still wins:
+    the ticket is reserved, then sold, or withdrawn again if the order is cancelled."""
     if sold_at is not None:
         return "sold"
-    return "available" if order_id is None else "reserved"
+    if order_id is not None:
+        return "reserved"
+    return "available" if withdrawn_at is None else "withdrawn"

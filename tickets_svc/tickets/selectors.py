@@ -32,10 +32,10 @@ def ticket_list_available(
     min_price: Decimal | None = None,
     max_price: Decimal | None = None,
 ) -> QuerySet[Ticket]:
-    """Tickets for sale: those no order holds (newest first is the paginator's job); with
-    `q`, those whose title has each of its words as a word or the start of one (a `q`
-    without words filters nothing); prices inclusive."""
-    tickets = Ticket.objects.filter(order_id__isnull=True)
+    """Tickets for sale: those no order holds and staff did not withdraw (newest first
+    is the paginator's job); with `q`, those whose title has each of its words as a word
+    or the start of one (a `q` without words filters nothing); prices inclusive."""
+    tickets = Ticket.objects.filter(order_id__isnull=True, withdrawn_at__isnull=True)
     words = search_words(q)
     if words:
         query = SearchQuery(_prefix_query(words), search_type="raw", config="simple")

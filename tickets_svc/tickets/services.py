@@ -16,6 +16,7 @@ from django.utils import timezone
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import claim_version
+from shared_lib.staff import Actor, record_staff_action
 from tickets import selectors
 from tickets.models import Ticket
 
@@ -28,6 +29,8 @@ PRICE_DECIMALS = "Price must have at most 2 decimal places"
 PRICE_TOO_HIGH = "Price must be less than 1000000"
 TICKET_RESERVED = "Cannot edit a reserved ticket"
 TICKET_SOLD = "Cannot edit a sold ticket"
+TICKET_WITHDRAWN = "Cannot edit a ticket taken off sale"
+WITHDRAW_SOLD = "Cannot take a sold ticket off sale"
 # GET /api/tickets?q=&minPrice=&maxPrice= (docs/api.md).
 SEARCH_MAX_LENGTH = 200
 SEARCH_MAX_WORDS = 10
@@ -118,6 +121,7 @@ def ticket_event_data(ticket: Ticket) -> dict[str, Any]:
         "price": ticket.price,
         "userId": ticket.user_id,
         "orderId": ticket.order_id,
+        "onSale": ticket.withdrawn_at is None,
     }
 
 
@@ -126,7 +130,7 @@ def ticket_create(*, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
     with transaction.atomic():
         ticket = Ticket.objects.create(user_id=user_id, title=clean_title, price=clean_price)
         data = ticket_event_data(ticket)
-        del data["orderId"]  # ticket.created has no orderId (docs/events.md)
+        del data["orderId"], data["onSale"]  # not in ticket.created (docs/events.md)
         publish(Subject.TICKET_CREATED, data)
     return ticket
 
@@ -151,11 +155,10 @@ def ticket_update(*, ticket: Ticket, title: Any, price: Any) -> Ticket:
     ticket is free, so an edit can never undo a lock taken meanwhile by an order.
     """
     clean_title, clean_price = validate_ticket_input(title=title, price=price)
-    if ticket.is_reserved:
-        raise BadRequest(TICKET_SOLD if ticket.sold_at else TICKET_RESERVED)
+    _refuse_edit(ticket)
     with transaction.atomic():
         changed = Ticket.objects.filter(
-            id=ticket.id, version=ticket.version, order_id__isnull=True
+            id=ticket.id, version=ticket.version, order_id__isnull=True, withdrawn_at__isnull=True
         ).update(
             title=clean_title,
             price=clean_price,
@@ -163,13 +166,21 @@ def ticket_update(*, ticket: Ticket, title: Any, price: Any) -> Ticket:
             updated_at=timezone.now(),
         )
         if not changed:
-            current = Ticket.objects.get(id=ticket.id)
-            if current.is_reserved:
-                raise BadRequest(TICKET_SOLD if current.sold_at else TICKET_RESERVED)
+            _refuse_edit(Ticket.objects.get(id=ticket.id))
             raise Conflict()  # another edit won the race; the client reloads and retries
         ticket.refresh_from_db()
         publish(Subject.TICKET_UPDATED, ticket_event_data(ticket))
     return ticket
+
+
+def _refuse_edit(ticket: Ticket) -> None:
+    """BadRequest unless its seller may still edit `ticket`."""
+    if ticket.sold_at is not None:
+        raise BadRequest(TICKET_SOLD)
+    if ticket.order_id is not None:
+        raise BadRequest(TICKET_RESERVED)
+    if ticket.withdrawn_at is not None:
+        raise BadRequest(TICKET_WITHDRAWN)
 
 
 def _locked_ticket(ticket_id: uuid.UUID) -> Ticket | None:
@@ -222,6 +233,14 @@ def ticket_reserve(*, ticket_id: uuid.UUID, order_id: uuid.UUID) -> Ticket | Non
                 },
             )
             raise NotYet(f"ticket {ticket.id} still held by order {ticket.order_id}")
+        if ticket.withdrawn_at is not None:
+            # orders_svc took the order before it heard of the withdrawal: its orders are
+            # the reservation's source of truth, so the order stands (and may be cancelled
+            # in its admin); the ticket stays off sale if the order ends unpaid.
+            logger.warning(
+                "an order raced the ticket's withdrawal; the order holds it",
+                extra={"ticket_id": str(ticket.id), "order_id": str(order_id)},
+            )
         ticket.order_id = order_id
         _save_and_announce(ticket)
         return ticket
@@ -292,3 +311,25 @@ def order_completed_apply(*, order_id: uuid.UUID, version: int) -> Ticket | None
         if not claim_version("order", id=order_id, version=version):
             return None
         return ticket_sell(order_id=order_id)
+
+
+def ticket_withdraw_by_staff(*, ticket_id: uuid.UUID, actor: Actor) -> bool:
+    """Staff take a ticket off sale (the admin): out of the list, no new order (orders_svc
+    learns it from ticket.updated's onSale), no edit; recorded with who did it. An order
+    already holding it may still complete; if it is cancelled instead, the ticket stays
+    off sale. False when it was off sale already; a sold ticket is refused."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().filter(id=ticket_id).first()
+        if ticket is None:
+            raise NotFound()
+        if ticket.sold_at is not None:
+            raise BadRequest(WITHDRAW_SOLD)
+        if ticket.withdrawn_at is not None:
+            return False
+        ticket.withdrawn_at = timezone.now()
+        ticket.version += 1
+        ticket.updated_at = ticket.withdrawn_at
+        ticket.save(update_fields=["withdrawn_at", "version", "updated_at"])
+        publish(Subject.TICKET_UPDATED, ticket_event_data(ticket))
+        record_staff_action(actor, action="ticket.withdraw", target=ticket.id)
+        return True

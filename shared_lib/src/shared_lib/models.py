@@ -4,6 +4,7 @@ OutboxEvent: events written with the state change that caused them, sent after c
 InboxMessage: which messages a consumer has applied, so a redelivery changes nothing.
 AggregateVersion: the last version of another service's aggregate a consumer applied,
 so events about one aggregate take effect in version order.
+StaffAction: what a person did from an admin, through a service function (shared_lib.staff).
 
     delete_in_batches(InboxMessage.objects.filter(processed_at__lt=cutoff), order_by="processed_at")
 """
@@ -103,3 +104,25 @@ def delete_in_batches(rows: QuerySet, *, order_by: str, batch: int = PURGE_BATCH
         total += deleted
         if len(ids) < batch:
             return total
+
+
+class StaffAction(models.Model):
+    """One thing a staff member did from an admin: who, when, to what. Written by the
+    service function that made the change, in its transaction (shared_lib.staff)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The admin user's username (for single sign-on staff, their auth_svc user id) and what
+    # the admin showed of them then (an email can change later).
+    actor_id = models.CharField(max_length=150)
+    actor_name = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=64)  # e.g. "order.cancel"
+    target = models.CharField(max_length=128)  # the row it acted on: its id
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["target", "-at"], name="staff_action_target_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} by {self.actor_name or self.actor_id}"

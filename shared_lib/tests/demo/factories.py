@@ -61,7 +61,7 @@ def example_data(subject: Subject) -> dict[str, Any]:
     """One valid payload per subject."""
     return {
         Subject.TICKET_CREATED: ticket_data,
-        Subject.TICKET_UPDATED: lambda: ticket_data(version=1, orderId=new_id()),
+        Subject.TICKET_UPDATED: lambda: ticket_data(version=1, orderId=new_id(), onSale=True),
         Subject.ORDER_CREATED: order_created_data,
         Subject.ORDER_CANCELLED: order_cancelled_data,
         Subject.ORDER_COMPLETED: lambda: {"id": new_id(), "version": 2},

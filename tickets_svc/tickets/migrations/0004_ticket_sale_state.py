@@ -1,6 +1,7 @@
-"""Ticket.sold_at: set when the order holding the ticket completes (order.completed).
+"""Ticket.sold_at (set when the order holding it completes: order.completed) and
+Ticket.withdrawn_at (staff took it off sale), with the staff permission to do that.
 
-A nullable column is a catalogue change, no table rewrite; lock_timeout keeps its brief
+Nullable columns are catalogue changes, no table rewrite; lock_timeout keeps their brief
 exclusive lock from queueing behind a long transaction (past it the pod tries again).
 """
 
@@ -21,6 +22,13 @@ class Migration(migrations.Migration):
                 blank=True, help_text="When its order completed: sold, for good.", null=True
             ),
         ),
+        migrations.AddField(
+            model_name="ticket",
+            name="withdrawn_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When staff took it off sale (shared_lib.staff).", null=True
+            ),
+        ),
         migrations.AlterField(
             model_name="ticket",
             name="order_id",
@@ -29,5 +37,12 @@ class Migration(migrations.Migration):
                 help_text="The order holding it (or, once sold, that bought it).",
                 null=True,
             ),
+        ),
+        migrations.AlterModelOptions(
+            name="ticket",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("withdraw_ticket", "Can take a ticket off sale")],
+            },
         ),
     ]

@@ -13,7 +13,7 @@ USER_ID_INDEX = "tickets_ticket_user_id_6f5f1c69"
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("tickets", "0004_ticket_sold_at")]
+    dependencies = [("tickets", "0004_ticket_sale_state")]
 
     operations = [
         AddIndexConcurrentlyOnce(

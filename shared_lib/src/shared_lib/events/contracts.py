@@ -128,6 +128,9 @@ class TicketCreated(Payload):
 
 class TicketUpdated(TicketCreated):
     orderId: uuid.UUID | None = None
+    # False once staff took the ticket off sale. Absent (a producer that predates it): says
+    # nothing, so a consumer keeps what it knew rather than putting the ticket back on sale.
+    onSale: bool | None = None
 
 
 class OrderTicket(Payload):

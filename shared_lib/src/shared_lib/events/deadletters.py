@@ -2,7 +2,7 @@
 
     for letter in dead_letters(service="orders"): print(letter.queue, letter.error)
     replay(service="orders", message_ids={"..."})   # or every dead letter when None
-    # CLI: python manage.py events_deadletters list | replay [--id ID ...] [--queue Q]
+    # CLI: python manage.py events_deadletters list | replay [--id ID ...] [--queue Q] --by WHO
 
 Reading uses basic.get without acking, so listing changes nothing: the channel closes
 and RabbitMQ puts every unacked message back. A replayed message is published to its

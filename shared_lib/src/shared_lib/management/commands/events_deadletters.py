@@ -1,14 +1,23 @@
-"""manage.py events_deadletters list | replay [--queue Q] [--id MESSAGE_ID ...]"""
+"""manage.py events_deadletters list | replay [--queue Q] [--id MESSAGE_ID ...] [--by WHO]
+
+A replay is a staff action: who replays says so (--by, required), and each message
+replayed is logged and recorded (shared_lib.staff) with them and when.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from shared_lib.events.deadletters import dead_letters, replay
+from shared_lib.staff import Actor, record_staff_action
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -19,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--queue", help="only this queue, e.g. orders.ticket.updated")
         parser.add_argument("--id", dest="ids", action="append", help="only this message id")
         parser.add_argument("--json", dest="as_json", action="store_true", help="JSON lines")
+        parser.add_argument("--by", help="who replays (recorded); required to replay")
 
     def handle(
         self,
@@ -27,6 +37,7 @@ class Command(BaseCommand):
         queue: str | None,
         ids: list[str] | None,
         as_json: bool,
+        by: str | None,
         **options: Any,
     ) -> None:
         service = settings.EVENTS_SERVICE
@@ -41,11 +52,29 @@ class Command(BaseCommand):
                 # a person reads goes to stderr.
                 (self.stderr if as_json else self.stdout).write(f"{len(letters)} dead letter(s)")
             else:
+                if not by:
+                    raise CommandError("Say who replays: --by <your name or email>")
                 replayed = replay(
                     service=service, queue=queue, message_ids=set(ids) if ids else None
                 )
                 for letter in replayed:
+                    # Logged first: the record below needs a database, which a service
+                    # may not have (or may have lost), and the replay is done either way.
+                    logger.info(
+                        "dead letter replayed",
+                        extra={"by": by, "queue": letter.queue, "message_id": letter.message_id},
+                    )
                     self.stdout.write(f"replayed {letter.queue} {letter.message_id}")
+                if settings.DATABASES:
+                    actor = Actor(id=by, name=by)
+                    with transaction.atomic():
+                        for letter in replayed:
+                            record_staff_action(
+                                actor,
+                                action="deadletter.replay",
+                                target=letter.message_id,
+                                detail={"queue": letter.queue, "subject": letter.subject},
+                            )
                 self.stdout.write(f"{len(replayed)} replayed")
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

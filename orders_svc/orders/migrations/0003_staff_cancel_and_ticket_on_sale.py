@@ -1,0 +1,29 @@
+"""The staff permission to cancel an unpaid order, and TicketReplica.on_sale
+(ticket.updated's onSale). A constant default makes the column a catalogue change, no
+table rewrite; lock_timeout keeps its brief exclusive lock from queueing behind a long
+transaction (past it the pod tries again).
+"""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("orders", "0002_order_price"),
+    ]
+
+    operations = [
+        migrations.RunSQL("SET LOCAL lock_timeout = '5s'", reverse_sql=migrations.RunSQL.noop),
+        migrations.AlterModelOptions(
+            name="order",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("cancel_order", "Can cancel an unpaid order")],
+            },
+        ),
+        migrations.AddField(
+            model_name="ticketreplica",
+            name="on_sale",
+            field=models.BooleanField(db_default=True, default=True),
+        ),
+    ]
