@@ -99,6 +99,18 @@ def test_a_sale_reaches_the_sellers_listings_through_the_events(stack):
         assert time.monotonic() < deadline, states
         time.sleep(0.2)
     assert states == {to_sell: "sold", to_hold: "reserved", to_keep: "available"}
+    # The workers' email, through the stack's mail catcher: a receipt to the buyer and
+    # the news to the seller, one each.
+    deadline = time.monotonic() + 30
+    while len(sent := [m for m in stack.mail() if m["To"] in (buyer.email, seller.email)]) < 2:
+        assert time.monotonic() < deadline, sent
+        time.sleep(0.5)
+    assert sorted((m["To"], m["Subject"]) for m in sent) == sorted(
+        [(buyer.email, "Your ticket: To sell"), (seller.email, "Your ticket sold: To sell")]
+    )
+    assert f"{stack.url}/orders/{sold_order}" in next(
+        m.get_content() for m in sent if m["To"] == buyer.email
+    )
 
     client = browser()
     client.cookies["session"] = seller.cookies["session"]

@@ -49,10 +49,12 @@ CSRF_EXPIRED = "This form has expired. Go back, reload the page and try again."
 
 
 def api_user(stack):
+    """A signed-up user's API session; its `email` says who they are."""
     session = requests.Session()
+    session.email = unique_email("api")
     response = session.post(
         f"{stack.url}/api/users/signup",
-        json={"email": unique_email("api"), "password": PASSWORD},
+        json={"email": session.email, "password": PASSWORD},
         timeout=10,
     )
     assert response.status_code == 201, response.text

@@ -104,7 +104,10 @@ def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(data
         # As it was when 0003 was the newest: the later migrations undone.
         conn.execute("DELETE FROM django_migrations WHERE app = 'tickets' AND name > '0003'")
         conn.execute("DROP INDEX tickets_seller_idx, tickets_order_idx")
-        conn.execute("ALTER TABLE tickets_ticket DROP COLUMN sold_at, DROP COLUMN withdrawn_at")
+        conn.execute(
+            "ALTER TABLE tickets_ticket DROP COLUMN sold_at, DROP COLUMN withdrawn_at,"
+            " DROP COLUMN user_email"
+        )
         conn.execute("CREATE INDEX tickets_ticket_user_id_6f5f1c69 ON tickets_ticket (user_id)")
         conn.execute("DROP INDEX tickets_available_search_idx")
         # What a build cancelled part-way leaves: the index exists, marked invalid.

@@ -14,15 +14,18 @@ import sys
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
 
 from shared_lib.testing.processes import free_port
 from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
+from shared_lib.testing.waiting import wait_for
 from tests.system import first_answer
 from ticketing_devtools.backing import rabbitmq_url
 from ticketing_devtools.catalog import REPO_ROOT, STACK_FILE, WEB_SERVICES, stack_run_dir
+from ticketing_devtools.mailcatcher import read_mail
 from ticketing_devtools.provision import throwaway_databases
 
 READY_LINE = re.compile(r"\| (\w+) ready at (http://127\.0\.0\.1:\d+)  \((.*)\)$")
@@ -134,6 +137,23 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
         described = json.loads((stack_run_dir(prefix, port) / STACK_FILE).read_text())
         webhook_url = f"{gateway}/api/payments/webhooks/stripe"
         assert described["localstripe"]["webhook_url"] == webhook_url
+
+        # Email goes to the mail catcher it runs: carol's receipt once she has paid.
+        paid = first_answer(
+            lambda: carol.post(
+                f"{gateway}/api/payments",
+                json={"orderId": order.json()["id"], "token": "pm_card_visa"},
+                timeout=30,
+            )
+        )
+        assert paid.status_code == 201, paid.text
+        mail_dir = Path(described["mail"]["directory"])
+        receipts = wait_for(
+            lambda: [m for m in read_mail(mail_dir) if m["To"] == "carol@example.com"],
+            timeout=30,
+            what="carol's receipt in the mail catcher",
+        )
+        assert [m["Subject"] for m in receipts] == [f"Your ticket: {tickets[0]['title']}"]
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -145,6 +165,7 @@ def test_make_up_gets_every_health_check_green_and_stops_on_ctrl_c(side_by_side)
     assert process.returncode == 0, "".join(output[-40:])
     assert "| stopping..." in "".join(output)
     assert f"Stripe: localstripe, webhooks to {webhook_url}" in "".join(output)
+    assert f"Mail: the services' email is kept in {mail_dir}/ (*.eml)" in "".join(output)
     assert f"Ready: http://127.0.0.1:{port}" in "".join(output)
     # Everything it started has stopped: nothing answers on the ports it printed.
     for url, _ in ready.values():

@@ -78,9 +78,13 @@ def purchase(gateway: str) -> dict:
     )
     assert order.status_code == 201, order.text
     order_id = order.json()["id"]
-    payment = buyer.post(
-        f"{gateway}/api/payments",
-        json={"orderId": order_id, "token": "pm_card_visa"},
+    # A 404 while order.created is still on its way to payments_svc.
+    payment = first_answer(
+        lambda: buyer.post(
+            f"{gateway}/api/payments",
+            json={"orderId": order_id, "token": "pm_card_visa"},
+            timeout=30,
+        ),
         timeout=30,
     )
     assert payment.status_code == 201, payment.text

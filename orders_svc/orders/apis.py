@@ -120,6 +120,7 @@ class OrderListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         order = services.order_create(
             user_id=uuid.UUID(request.user.id),
+            user_email=request.user.email,
             # The service takes an id as the wire carries it (shared_lib.ids.parse_id).
             ticket_id=str(serializer.validated_data["ticketId"]),
         )

@@ -41,6 +41,9 @@ class Order(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user_id = models.UUIDField(help_text="The buyer.")
+    # Where the receipt goes: the buyer's email as their session token said when ordering
+    # ("" for orders made before receipts). A database default too, for the release before.
+    user_email = models.EmailField(blank=True, default="", db_default="")
     ticket = models.ForeignKey(TicketReplica, on_delete=models.PROTECT, related_name="orders")
     # What the buyer pays, fixed when the order is made: a seller's later edit (which can
     # reach the replica after the order) changes the title shown, never the price.

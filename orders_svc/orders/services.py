@@ -19,6 +19,7 @@ from shared_lib.errors import BadRequest, NotFound
 from shared_lib.events import NotYet, Subject, publish, publish_many
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
+from shared_lib.mail import queue_email
 from shared_lib.staff import Actor, record_staff_action
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ def order_created_data(order: Order) -> dict[str, Any]:
 
 
 def order_create(
-    *, user_id: uuid.UUID, ticket_id: Any, expires_at: datetime | None = None
+    *,
+    user_id: uuid.UUID,
+    ticket_id: Any,
+    user_email: str = "",
+    expires_at: datetime | None = None,
 ) -> Order:
     """Reserve a ticket: 404 unknown, 400 your own, 400 already reserved (by the database).
 
@@ -71,7 +76,11 @@ def order_create(
         with transaction.atomic():
             _refuse_over_holding_limit(user_id=user_id, now=now)
             order = Order.objects.create(
-                user_id=user_id, ticket=ticket, price=ticket.price, expires_at=expires_at
+                user_id=user_id,
+                user_email=user_email,
+                ticket=ticket,
+                price=ticket.price,
+                expires_at=expires_at,
             )
             publish(Subject.ORDER_CREATED, order_created_data(order))
     except IntegrityError:
@@ -212,7 +221,24 @@ def order_complete(*, order_id: uuid.UUID) -> Order | None:
             return order
         _move(order, Order.Status.COMPLETE)
         publish(Subject.ORDER_COMPLETED, {"id": order.id, "version": order.version})
+        queue_email(
+            key=f"receipt:{order.id}",
+            to=order.user_email,
+            subject=f"Your ticket: {order.ticket.title}",
+            body=receipt_text(order),
+        )
         return order
+
+
+def receipt_text(order: Order) -> str:
+    """The buyer's receipt: what they bought, what they paid, where to see it."""
+    return (
+        f"Thank you for your purchase.\n\n"
+        f"Ticket: {order.ticket.title}\n"
+        f"Paid: ${order.price:,.2f}\n"
+        f"Order: {order.id}\n\n"
+        f"Your order: {settings.SITE_URL}/orders/{order.id}\n"
+    )
 
 
 def ticket_replica_apply(

@@ -17,3 +17,6 @@ EXPIRATION_WINDOW_SECONDS = env_int("EXPIRATION_WINDOW_SECONDS", default=900, mi
 ORDERS_MAX_ACTIVE_PER_USER = env_int("ORDERS_MAX_ACTIVE_PER_USER", default=5, minimum=1)
 # Orders one buyer may place (DRF rate syntax); counted in Redis across every replica.
 RATE_LIMIT_ORDERS = env("RATE_LIMIT_ORDERS", default="30/min")
+
+# Receipts queued when orders complete (shared_lib.mail), sent by the worker.
+WORKER_PERIODIC_TASKS = {"shared_lib.mail.send_pending_emails": 5}

@@ -62,6 +62,7 @@ def order_row(
     created_at: datetime | None = None,
     expires_in: timedelta = timedelta(minutes=15),
     price: str | None = None,
+    user_email: str = "",
 ) -> Order:
     """An order written straight to the table (no event): the state a test starts from.
     Its price is the ticket's unless given."""
@@ -71,6 +72,7 @@ def order_row(
         ticket=ticket,
         price=price if price is not None else ticket.price,
         user_id=uuid.UUID(str(user_id)) if user_id else uuid.uuid4(),
+        user_email=user_email,
         status=status,
         version=version,
         created_at=created_at or now,

@@ -30,6 +30,7 @@ def make_ticket(
     created_at: datetime | None = None,
     sold_at: datetime | None = None,
     withdrawn_at: datetime | None = None,
+    user_email: str = "",
 ) -> Ticket:
     return Ticket.objects.create(
         user_id=user_id or uuid.uuid4(),
@@ -40,6 +41,7 @@ def make_ticket(
         created_at=created_at or timezone.now(),
         sold_at=sold_at,
         withdrawn_at=withdrawn_at,
+        user_email=user_email,
     )
 
 

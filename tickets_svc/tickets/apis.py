@@ -238,7 +238,9 @@ class TicketListCreateApi(APIView):
         serializer = TicketInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         ticket = services.ticket_create(
-            user_id=uuid.UUID(request.user.id), **serializer.validated_data
+            user_id=uuid.UUID(request.user.id),
+            user_email=request.user.email,
+            **serializer.validated_data,
         )
         return Response(ticket_json(vars(ticket)), status=201)
 

@@ -12,6 +12,9 @@ class Ticket(models.Model):
     title = models.CharField(max_length=200)
     price = models.DecimalField(max_digits=8, decimal_places=2)  # exact money, < 1,000,000
     user_id = models.UUIDField(help_text="The seller (auth_svc user id).")
+    # Where "your ticket sold" goes: the seller's email as their session token said when
+    # listing ("" for tickets listed before). A database default too, for the release before.
+    user_email = models.EmailField(blank=True, default="", db_default="")
     order_id = models.UUIDField(
         null=True, blank=True, help_text="The order holding it (or, once sold, that bought it)."
     )

@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -16,6 +17,7 @@ from django.utils import timezone
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import claim_version
+from shared_lib.mail import queue_email
 from shared_lib.staff import Actor, record_staff_action
 from tickets import selectors
 from tickets.models import Ticket
@@ -125,10 +127,12 @@ def ticket_event_data(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def ticket_create(*, user_id: uuid.UUID, title: Any, price: Any) -> Ticket:
+def ticket_create(*, user_id: uuid.UUID, title: Any, price: Any, user_email: str = "") -> Ticket:
     clean_title, clean_price = validate_ticket_input(title=title, price=price)
     with transaction.atomic():
-        ticket = Ticket.objects.create(user_id=user_id, title=clean_title, price=clean_price)
+        ticket = Ticket.objects.create(
+            user_id=user_id, user_email=user_email, title=clean_title, price=clean_price
+        )
         data = ticket_event_data(ticket)
         del data["orderId"], data["onSale"]  # not in ticket.created (docs/events.md)
         publish(Subject.TICKET_CREATED, data)
@@ -301,7 +305,23 @@ def ticket_sell(*, order_id: uuid.UUID) -> Ticket | None:
             ticket.sold_at = timezone.now()
             ticket.updated_at = ticket.sold_at
             ticket.save(update_fields=["sold_at", "updated_at"])
+            queue_email(
+                key=f"sold:{ticket.id}",
+                to=ticket.user_email,
+                subject=f"Your ticket sold: {ticket.title}",
+                body=sold_text(ticket),
+            )
         return ticket
+
+
+def sold_text(ticket: Ticket) -> str:
+    """The seller's news: which ticket sold, for how much, where to see their listings."""
+    return (
+        f"Good news: your ticket sold.\n\n"
+        f"Ticket: {ticket.title}\n"
+        f"Price: ${ticket.price:,.2f}\n\n"
+        f"Your listings: {settings.SITE_URL}/tickets/mine\n"
+    )
 
 
 def order_completed_apply(*, order_id: uuid.UUID, version: int) -> Ticket | None:

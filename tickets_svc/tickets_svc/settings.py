@@ -8,3 +8,6 @@ from shared_lib.settings.base import INSTALLED_APPS  # noqa: E402
 from shared_lib.settings.events import *  # noqa: E402, F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tickets"]
+
+# "Your ticket sold" emails queued when a sale completes (shared_lib.mail), sent by the worker.
+WORKER_PERIODIC_TASKS = {"shared_lib.mail.send_pending_emails": 5}

@@ -56,6 +56,8 @@ def _up(args: argparse.Namespace) -> int:
         say(f"Ready: {stack.url}  (open it in a browser; Ctrl-C stops everything)")
         say("  demo users and tickets: make demo (in another terminal)")
         say(f"  API docs: {stack.url}/api/tickets/docs/ · admin: {stack.url}/admin/auth/")
+        if stack.mail_port is not None:
+            say(f"  Mail: the services' email is kept in {stack.mail_dir}/ (*.eml)")
         if stack.localstripe_port is not None:
             say(f"  Stripe: localstripe, webhooks to {stack.stripe_webhook_url}")
         if reloading:

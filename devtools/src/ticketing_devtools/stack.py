@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from email.message import EmailMessage
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +37,7 @@ from ticketing_devtools.catalog import (
 )
 from ticketing_devtools.devkeys import DevSecrets, ensure_dev_secrets
 from ticketing_devtools.environment import LOCAL_PUBLISHABLE_KEY, service_broker_url, service_env
+from ticketing_devtools.mailcatcher import read_mail
 from ticketing_devtools.provision import ensure_database
 from ticketing_devtools.staticfiles import collect_static
 from ticketing_devtools.supervisor import Supervisor
@@ -116,6 +118,8 @@ class Stack:
         self.metrics_ports: dict[str, int] = {}
         # The localstripe this stack runs itself (None: none, STRIPE_API_BASE names one).
         self.localstripe_port: int | None = None
+        # The mail catcher this stack runs itself (None: none, EMAIL_HOST names a server).
+        self.mail_port: int | None = None
         self._log = log
         self.extra_env = extra_env or {}
         # Per service, over everything else: e.g. orders' DATABASE_URL through a relay
@@ -148,6 +152,11 @@ class Stack:
             "services": {name: self.service_url(name) for name in self.service_ports},
             "workers": {name: self.metrics_url(name) for name in self.metrics_ports},
         }
+        if self.mail_port is not None:
+            description["mail"] = {
+                "smtp": f"127.0.0.1:{self.mail_port}",
+                "directory": str(self.mail_dir),
+            }
         if self.localstripe_port is not None:
             description["localstripe"] = {
                 "api": f"http://127.0.0.1:{self.localstripe_port}",
@@ -286,6 +295,30 @@ class Stack:
         )
         self.supervisor.wait_tcp("localstripe", "127.0.0.1", port)
 
+    @property
+    def mail_dir(self) -> Path:
+        """Where the stack's mail catcher keeps what the services send (<n>-<time>.eml)."""
+        return self.run_dir / "mail"
+
+    def mail(self) -> list[EmailMessage]:
+        """Every email the services sent so far, oldest first."""
+        return read_mail(self.mail_dir)
+
+    def _start_mailcatcher(self) -> None:
+        port = free_port()
+        self.mail_port = port
+        self.extra_env.setdefault("EMAIL_HOST", "127.0.0.1")
+        self.extra_env.setdefault("EMAIL_PORT", str(port))
+        self.extra_env.setdefault("SITE_URL", self.url)
+        self.supervisor.start(
+            "mail",
+            [sys.executable, "-m", "ticketing_devtools.mailcatcher", "--port", str(port),
+             "--dir", str(self.mail_dir)],
+            cwd=self.run_dir,
+            env=dict(os.environ),
+        )  # fmt: skip
+        self.supervisor.wait_tcp("mail", "127.0.0.1", port)
+
     def write_gateway_config(self) -> Path:
         """The gateway's nginx.conf in the run dir, for the web services started so far
         (and the stack's localstripe, under /_stripe/); returns its path."""
@@ -310,6 +343,8 @@ class Stack:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if any(s.uses_stripe for s in SERVICES) and "STRIPE_API_BASE" not in self.extra_env:
                 self._start_localstripe(secrets)
+            if "EMAIL_HOST" not in self.extra_env:
+                self._start_mailcatcher()
             for service in SERVICES:
                 if service.web:
                     self._start_web(service, secrets)

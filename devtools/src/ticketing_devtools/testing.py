@@ -11,7 +11,8 @@ The stack runs on throw-away databases (a prefix unique to the run), a throw-awa
 RabbitMQ vhost and free ports; it stops afterwards, drops what it made, and checks that
 no process outlived it. Loaded in every suite through the `pytest11` entry point; it
 costs nothing until a test asks for `stack`. It also gives shared_lib's `rabbitmq_users`
-the services' broker passwords of this checkout (pytest_broker_password).
+the services' broker passwords of this checkout (pytest_broker_password), and
+`mail_server`: a real SMTP server (the mail catcher) a test's email goes to.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from pathlib import Path
 
 import pytest
 
+from shared_lib.testing.processes import free_port
 from shared_lib.testing.rabbitmq import broker_url, throwaway_vhost
 from ticketing_devtools.backing import rabbitmq_url
 from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.mailcatcher import MailCatcher
 from ticketing_devtools.provision import throwaway_databases
 from ticketing_devtools.stack import Stack
 
@@ -137,3 +140,15 @@ def stack(
         failures=_START_FAILURES,
     ) as running:
         yield running
+
+
+@pytest.fixture
+def mail_server(settings: object, tmp_path: Path) -> Iterator[MailCatcher]:
+    """A real SMTP server (the mail catcher) the test's Django email goes to; its
+    messages() are what it was sent."""
+    catcher = MailCatcher(tmp_path / "mail", free_port()).start()
+    # Django's test set-up swaps in its in-memory backend: back to SMTP, to the catcher.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # type: ignore[attr-defined]
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", catcher.port  # type: ignore[attr-defined]
+    yield catcher
+    catcher.stop()

@@ -14,7 +14,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from shared_lib.errors import ApplicationError
-from shared_lib.models import AggregateVersion, InboxMessage, OutboxEvent, StaffAction
+from shared_lib.models import (
+    AggregateVersion,
+    InboxMessage,
+    OutboxEvent,
+    OutgoingEmail,
+    StaffAction,
+)
 from shared_lib.staff import Actor
 
 
@@ -114,3 +120,13 @@ class StaffActionAdmin(ReadOnlyAdmin):
     search_fields = ["=target", "=actor_id", "actor_name"]
     readonly_fields = [field.name for field in StaffAction._meta.fields]
     date_hierarchy = "at"
+
+
+@admin.register(OutgoingEmail)
+class OutgoingEmailAdmin(ReadOnlyAdmin):
+    """Unsent rows with attempts are what to look at: last_error says what SMTP answered."""
+
+    list_display = ["created_at", "key", "to", "subject", "sent_at", "attempts", "last_error"]
+    list_filter = [("sent_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["=key", "to"]
+    readonly_fields = [field.name for field in OutgoingEmail._meta.fields]

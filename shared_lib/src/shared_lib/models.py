@@ -5,6 +5,7 @@ InboxMessage: which messages a consumer has applied, so a redelivery changes not
 AggregateVersion: the last version of another service's aggregate a consumer applied,
 so events about one aggregate take effect in version order.
 StaffAction: what a person did from an admin, through a service function (shared_lib.staff).
+OutgoingEmail: an email to send, written with the change that caused it (shared_lib.mail).
 
     delete_in_batches(InboxMessage.objects.filter(processed_at__lt=cutoff), order_by="processed_at")
 """
@@ -126,3 +127,33 @@ class StaffAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target} by {self.actor_name or self.actor_id}"
+
+
+class OutgoingEmail(models.Model):
+    """An email written in the transaction of the change it tells of, sent after commit by
+    the worker (shared_lib.mail); `key` makes one row per fact, however often it is told."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    key = models.CharField(max_length=128, unique=True)  # e.g. "receipt:<order id>"
+    to = models.EmailField()
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            # The sender's query: unsent rows due now, oldest first.
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(sent_at__isnull=True),
+                name="email_pending_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} to {self.to}"

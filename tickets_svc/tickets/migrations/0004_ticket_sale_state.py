@@ -1,5 +1,6 @@
-"""Ticket.sold_at (set when the order holding it completes: order.completed) and
-Ticket.withdrawn_at (staff took it off sale), with the staff permission to do that.
+"""Ticket.sold_at (set when the order holding it completes: order.completed),
+Ticket.withdrawn_at (staff took it off sale), with the staff permission to do that, and
+Ticket.user_email (where "your ticket sold" goes).
 
 Nullable columns are catalogue changes, no table rewrite; lock_timeout keeps their brief
 exclusive lock from queueing behind a long transaction (past it the pod tries again).
@@ -28,6 +29,11 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(
                 blank=True, help_text="When staff took it off sale (shared_lib.staff).", null=True
             ),
+        ),
+        migrations.AddField(
+            model_name="ticket",
+            name="user_email",
+            field=models.EmailField(blank=True, db_default="", default="", max_length=254),
         ),
         migrations.AlterField(
             model_name="ticket",

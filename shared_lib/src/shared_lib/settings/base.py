@@ -144,6 +144,20 @@ APPEND_SLASH = False  # nothing under /api/ redirects
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 API_PATH_PREFIX = "/api/"
 
+# Email (shared_lib.mail): SMTP, as the environment says. Locally `make up` (and every
+# test stack) runs a mail catcher and points every service at it.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", default=25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)  # STARTTLS, usually port 587
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)  # TLS from the start, port 465
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10, minimum=1)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Ticketing <no-reply@ticketing.local>")
+# Where links in emails point: the site as its users reach it.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8080").rstrip("/")
+
 JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY")
 SESSION_TTL_SECONDS = env_int("SESSION_TTL_SECONDS", default=900, minimum=60)
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")

@@ -1,7 +1,7 @@
-"""The staff permission to cancel an unpaid order, and TicketReplica.on_sale
-(ticket.updated's onSale). A constant default makes the column a catalogue change, no
-table rewrite; lock_timeout keeps its brief exclusive lock from queueing behind a long
-transaction (past it the pod tries again).
+"""The staff permission to cancel an unpaid order, Order.user_email (where the receipt
+goes) and TicketReplica.on_sale (ticket.updated's onSale). Constant defaults make the
+columns catalogue changes, no table rewrite; lock_timeout keeps their brief exclusive
+lock from queueing behind a long transaction (past it the pod tries again).
 """
 
 from django.db import migrations, models
@@ -20,6 +20,11 @@ class Migration(migrations.Migration):
                 "ordering": ["-created_at", "-id"],
                 "permissions": [("cancel_order", "Can cancel an unpaid order")],
             },
+        ),
+        migrations.AddField(
+            model_name="order",
+            name="user_email",
+            field=models.EmailField(blank=True, db_default="", default="", max_length=254),
         ),
         migrations.AddField(
             model_name="ticketreplica",

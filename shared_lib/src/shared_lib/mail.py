@@ -1,0 +1,97 @@
+"""Email from the services: written with the change it tells of, sent by the worker.
+
+    queue_email(key=f"receipt:{order.id}", to=buyer, subject=..., body=...)  # in the transaction
+
+A handler that tells someone of a fact queues the email in its own transaction, so the
+email exists exactly when the change does; `key` names the fact, so a redelivered event
+queues nothing more. The worker's periodic send_pending_emails (WORKER_PERIODIC_TASKS)
+sends each row through Django's email (SMTP, EMAIL_* settings) and marks it sent; a
+failed send is tried again with back-off. A crash between the SMTP server's acceptance
+and the mark sends that one email again: its Message-ID is the row's, so mail clients
+show the two as one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.utils import timezone
+
+from shared_lib.models import OutgoingEmail
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=1)
+BATCH = 50
+
+
+def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail | None:
+    """Queue an email (inside the caller's transaction); None when `key` was queued before
+    (nothing new) or there is nobody to send it to."""
+    if not to:
+        logger.warning("email not queued: no address", extra={"key": key})
+        return None
+    # One line, whatever a title held: a line break in a header is refused at send time
+    # (for ever) and would be a header injection if it were not.
+    subject = " ".join(subject.split())[:200]
+    row, created = OutgoingEmail.objects.get_or_create(
+        key=key, defaults={"to": to, "subject": subject, "body": body}
+    )
+    return row if created else None
+
+
+def _message_id(row: OutgoingEmail) -> str:
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">") or "ticketing.local"
+    return f"<{row.id}@{domain}>"
+
+
+def send_pending_emails() -> int:
+    """Send the emails due, each once; the number sent. A row another worker is sending
+    is skipped. An SMTP failure is recorded on its row, which is tried again later, and
+    ends this run: the server is likely down, and each try could wait EMAIL_TIMEOUT."""
+    sent = 0
+    # Opened by the first send (inside its try), kept for the rest of the run.
+    connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    try:
+        for _ in range(BATCH):
+            with transaction.atomic():
+                row = (
+                    OutgoingEmail.objects.select_for_update(skip_locked=True)
+                    .filter(sent_at__isnull=True, next_attempt_at__lte=timezone.now())
+                    .order_by("next_attempt_at", "created_at")
+                    .first()
+                )
+                if row is None:
+                    break
+                message = EmailMessage(
+                    row.subject,
+                    row.body,
+                    settings.DEFAULT_FROM_EMAIL,
+                    [row.to],
+                    headers={"Message-ID": _message_id(row)},
+                    connection=connection,
+                )
+                row.attempts += 1
+                try:
+                    message.send()
+                except Exception as error:  # SMTP refused, unreachable, timed out
+                    delay = min(FIRST_RETRY * 2 ** (row.attempts - 1), MAX_RETRY)
+                    row.next_attempt_at = timezone.now() + delay
+                    row.last_error = f"{type(error).__name__}: {error}"[:1000]
+                    row.save(update_fields=["attempts", "next_attempt_at", "last_error"])
+                    logger.warning(
+                        "email not sent; will retry",
+                        extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
+                    )
+                    break
+                row.sent_at = timezone.now()
+                row.save(update_fields=["attempts", "sent_at"])
+                sent += 1
+    finally:
+        connection.close()
+    return sent

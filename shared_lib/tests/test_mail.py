@@ -1,0 +1,111 @@
+"""Email written with the change it tells of, sent by the worker through a real SMTP
+server (the mail catcher), once per fact."""
+
+import socket
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from shared_lib import mail
+from shared_lib.models import OutgoingEmail
+
+pytestmark = pytest.mark.django_db
+
+RECEIPT = {"to": "dee@example.com", "subject": "Your ticket", "body": "Thank you.\n"}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket closes
+
+
+def test_a_queued_email_is_sent_once_through_smtp(mail_server, settings):
+    settings.DEFAULT_FROM_EMAIL = "Ticketing <no-reply@tickets.example>"
+    with transaction.atomic():
+        row = mail.queue_email(key="receipt:1", **RECEIPT)
+
+    sent = mail.send_pending_emails()
+    again = mail.send_pending_emails()
+
+    assert (sent, again) == (1, 0)
+    [message] = mail_server.messages()
+    assert (message["To"], message["From"], message["Subject"]) == (
+        "dee@example.com",
+        "Ticketing <no-reply@tickets.example>",
+        "Your ticket",
+    )
+    assert message["Message-ID"] == f"<{row.id}@tickets.example>"
+    assert message.get_content() == "Thank you.\n"
+    row.refresh_from_db()
+    assert (row.attempts, row.last_error) == (1, "")
+    assert row.sent_at is not None
+
+
+def test_one_fact_told_twice_is_one_email(mail_server):
+    first = mail.queue_email(key="receipt:1", **RECEIPT)
+    second = mail.queue_email(key="receipt:1", **{**RECEIPT, "subject": "Again"})
+
+    mail.send_pending_emails()
+
+    assert first is not None
+    assert second is None
+    assert [m["Subject"] for m in mail_server.messages()] == ["Your ticket"]
+
+
+def test_nothing_is_queued_for_nobody(mail_server):
+    assert mail.queue_email(key="receipt:1", **{**RECEIPT, "to": ""}) is None
+
+    assert OutgoingEmail.objects.count() == 0
+
+
+@transaction.atomic
+def change_that_fails():
+    mail.queue_email(key="receipt:1", **RECEIPT)
+    raise RuntimeError("the change failed")
+
+
+def test_an_email_of_a_change_rolled_back_is_never_sent(mail_server):
+    with pytest.raises(RuntimeError):
+        change_that_fails()
+
+    assert mail.send_pending_emails() == 0
+    assert mail_server.messages() == []
+
+
+def test_while_smtp_is_down_the_email_waits_and_is_sent_once_it_is_back(mail_server, settings):
+    row = mail.queue_email(key="receipt:1", **RECEIPT)
+    mail.queue_email(key="receipt:2", **RECEIPT)
+    settings.EMAIL_PORT = closed_port()
+
+    assert mail.send_pending_emails() == 0
+
+    row.refresh_from_db()
+    assert row.attempts == 1
+    assert row.sent_at is None
+    assert row.last_error.startswith("ConnectionRefusedError")
+    assert row.next_attempt_at > timezone.now() + timedelta(seconds=25)
+    # The run stopped at the first failure: the second was not tried against a dead server.
+    assert OutgoingEmail.objects.get(key="receipt:2").attempts == 0
+    settings.EMAIL_PORT = mail_server.port
+    assert mail.send_pending_emails() == 1  # the second; the first waits out its back-off
+    OutgoingEmail.objects.filter(id=row.id).update(next_attempt_at=timezone.now())
+    assert mail.send_pending_emails() == 1
+    assert sorted(m["Message-ID"] for m in mail_server.messages()) == sorted(
+        f"<{r.id}@ticketing.local>" for r in OutgoingEmail.objects.all()
+    )
+
+
+def test_a_subject_with_line_breaks_is_sent_on_one_line(mail_server):
+    # A ticket title is the seller's text: it must not add headers or block the send.
+    mail.queue_email(
+        key="sold:1", **{**RECEIPT, "subject": "Your ticket sold: Opera\r\nBcc: all@example.com"}
+    )
+
+    assert mail.send_pending_emails() == 1
+
+    [message] = mail_server.messages()
+    assert message["Subject"] == "Your ticket sold: Opera Bcc: all@example.com"
+    assert message["Bcc"] is None
