@@ -36,3 +36,10 @@ SESSION_MAX_AGE_SECONDS = env_int("SESSION_MAX_AGE_SECONDS", default=12 * 60 * 6
 
 RATE_LIMIT_SIGNUP = env("RATE_LIMIT_SIGNUP", default="20/min")
 # RATE_LIMIT_SIGNIN and RATE_LIMIT_EMAIL are every service's (its admin's password form).
+
+# Password reset emails (shared_lib.mail): sent just after the request commits, and by
+# each web worker every 5 s for whatever that could not send (auth_svc has no worker).
+WEB_PERIODIC_TASKS = {"shared_lib.mail.send_pending_emails": 5}
+# Reset requests per client IP, and per email (each may send an email to that inbox).
+RATE_LIMIT_PASSWORD_RESET = env("RATE_LIMIT_PASSWORD_RESET", default="10/min")
+RATE_LIMIT_PASSWORD_RESET_EMAIL = env("RATE_LIMIT_PASSWORD_RESET_EMAIL", default="5/hour")

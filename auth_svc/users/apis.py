@@ -24,7 +24,13 @@ from shared_lib.fields import ObjectBodySerializer, StrictCharField
 from shared_lib.ratelimit import sign_in_account_attempt
 from users import services
 from users.models import User
-from users.throttles import SigninIpThrottle, SignupEmailThrottle, SignupIpThrottle
+from users.throttles import (
+    PasswordResetEmailThrottle,
+    PasswordResetIpThrottle,
+    SigninIpThrottle,
+    SignupEmailThrottle,
+    SignupIpThrottle,
+)
 
 
 class _AsSentField(StrictCharField):
@@ -105,6 +111,30 @@ class SignInInputSerializer(ObjectBodySerializer):
     password = PasswordField()
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 100})
+class ResetTokenField(_AsSentField):
+    """The token of a password reset link; missing, empty or not a string is the same
+    answer as an unknown one."""
+
+    default_error_messages = dict.fromkeys(
+        ("required", "null", "blank", "invalid", "max_length"), services.RESET_INVALID
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=100, **kwargs)
+
+
+class PasswordResetInputSerializer(ObjectBodySerializer):
+    email = EmailField()
+
+
+class PasswordResetConfirmInputSerializer(ObjectBodySerializer):
+    """The link's token and the new password (the sign-up rules), both judged at once."""
+
+    token = ResetTokenField()
+    password = NewPasswordField()
+
+
 class UserOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     email = serializers.EmailField()
@@ -158,6 +188,29 @@ class SignInApi(APIView):
         user = services.user_sign_in(**credentials)
         attempt.give_back()
         return _signed_in_response(user, 200)
+
+
+class PasswordResetApi(APIView):
+    throttle_classes = [PasswordResetIpThrottle, PasswordResetEmailThrottle]
+
+    # 202 whatever the email: whether it has an account is never told.
+    @extend_schema(
+        request=PasswordResetInputSerializer,
+        responses={202: inline_serializer("PasswordResetAccepted", fields={})},
+    )
+    def post(self, request: Request) -> Response:
+        services.password_reset_request(**_parse(PasswordResetInputSerializer, request))
+        return Response({}, status=202)
+
+
+class PasswordResetConfirmApi(APIView):
+    throttle_classes = [PasswordResetIpThrottle]
+
+    # 400 on token for an unknown, spent or expired link; every session of the user ends.
+    @extend_schema(request=PasswordResetConfirmInputSerializer, responses={204: None})
+    def post(self, request: Request) -> Response:
+        services.password_reset_confirm(**_parse(PasswordResetConfirmInputSerializer, request))
+        return Response(status=204)
 
 
 class SignOutApi(APIView):

@@ -65,3 +65,21 @@ class UserSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} @ {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PasswordReset(models.Model):
+    """A password reset link sent to a user's email: single-use, valid for an hour. Only
+    the token's SHA-256 is kept, so the table cannot be used to reset anyone's password."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="password_resets")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"reset for {self.user_id} @ {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,8 +1,10 @@
 """Every user write and rule: sign-up, sign-in, sessions (start, renewal, sign-out,
-revocation) and the account changes that end sessions."""
+revocation), password resets and the account changes that end sessions."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +24,8 @@ from shared_lib.auth import (
     verify_session_token,
 )
 from shared_lib.errors import BadRequest, InvalidInput
-from users.models import User, UserSession
+from shared_lib.mail import queue_email, send_soon
+from users.models import PasswordReset, User, UserSession
 from users.selectors import session_get_live
 
 EMAIL_INVALID = "Email must be valid"
@@ -31,6 +34,8 @@ PASSWORD_COMMON = "Password is too common"  # noqa: S105 (a message, not a secre
 PASSWORD_REQUIRED = "You must supply a password"  # noqa: S105 (a message, not a secret)
 EMAIL_IN_USE = "Email in use"
 INVALID_CREDENTIALS = "Invalid credentials"
+RESET_INVALID = "This password reset link is invalid or has expired"
+RESET_LIFETIME = timedelta(hours=1)
 
 PASSWORD_MIN_LENGTH = 8
 # An upper bound keeps one request from making the hasher work on megabytes.
@@ -214,3 +219,63 @@ def user_update(*, user: User, **changes: Any) -> None:
             before.is_active and not user.is_active
         ):
             user_sessions_revoke(user=user)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def password_reset_request(*, email: str) -> None:
+    """Email a single-use link, valid for RESET_LIFETIME, to the active account of `email`,
+    if there is one. The caller answers the same whether there is or not, and the email
+    goes out after commit from another thread (shared_lib.mail), so neither the answer nor
+    its timing tells who has an account."""
+    user = User.objects.filter(email__iexact=normalize_email(email), is_active=True).first()
+    if user is None:
+        return
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    with transaction.atomic():
+        reset = PasswordReset.objects.create(
+            user=user,
+            token_hash=_token_hash(token),
+            created_at=now,
+            expires_at=now + RESET_LIFETIME,
+        )
+        queue_email(
+            key=f"password-reset:{reset.id}",
+            to=user.email,
+            subject="Reset your Ticketing password",
+            body=(
+                "Someone (we hope you) asked to reset the password of your Ticketing "
+                "account.\n\n"
+                "Choose a new one here, within the hour: "
+                f"{settings.SITE_URL}/auth/reset/{token}\n\n"
+                "If it was not you, ignore this email: your password stays as it is.\n"
+            ),
+        )
+        transaction.on_commit(send_soon)
+
+
+def password_reset_confirm(*, token: str, password: str) -> User:
+    """Set the password of the user whose link `token` is (the password rules apply) and
+    end every session of theirs. The link, and every other one they were sent, is then
+    spent; an unknown, spent or expired link is a BadRequest."""
+    with transaction.atomic():
+        reset = (
+            PasswordReset.objects.select_for_update()
+            .select_related("user")
+            .filter(token_hash=_token_hash(token))
+            .first()
+        )
+        now = timezone.now()
+        if reset is None or reset.used_at is not None or reset.expires_at <= now:
+            raise BadRequest(RESET_INVALID, field="token")
+        if not reset.user.is_active:
+            raise BadRequest(RESET_INVALID, field="token")
+        error = password_error(password)
+        if error:
+            raise InvalidInput([(error, "password")])
+        PasswordReset.objects.filter(user=reset.user, used_at__isnull=True).update(used_at=now)
+        user_set_password(user=reset.user, password=password)  # ends every session
+        return reset.user

@@ -1,5 +1,6 @@
-"""Sign-up and sign-in rate limits per client IP, sign-ups per email. Failed sign-ins per
-email are counted by shared_lib.ratelimit.sign_in_account_attempt (only failures count)."""
+"""Sign-up, sign-in and password-reset rate limits per client IP; sign-ups and reset
+requests per email. Failed sign-ins per email are counted by
+shared_lib.ratelimit.sign_in_account_attempt (only failures count)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ class SigninIpThrottle(_ByIp):
 
 class SignupEmailThrottle(_ByEmail):
     scope = "signup-email"
+
+
+class PasswordResetIpThrottle(_ByIp):
+    scope, rate_setting = "password-reset-ip", "RATE_LIMIT_PASSWORD_RESET"
+
+
+class PasswordResetEmailThrottle(_ByEmail):
+    # Each request may email that inbox: few an hour, whoever asks.
+    scope, rate_setting = "password-reset-email", "RATE_LIMIT_PASSWORD_RESET_EMAIL"

@@ -71,6 +71,26 @@ class CredentialsForm(ApiForm):
             self.fields["password"].help_text = "8 to 128 characters."
 
 
+class PasswordResetForm(ApiForm):
+    email = forms.CharField(
+        label="Email",
+        required=False,
+        strip=False,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+
+class NewPasswordForm(ApiForm):
+    # Never rendered back, as on the sign-up page.
+    password = forms.CharField(
+        label="New password",
+        required=False,
+        strip=False,
+        help_text="8 to 128 characters.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
+    )
+
+
 class TicketForm(ApiForm):
     title = _text("Title", maxlength="200", autocomplete="off")
     # Text, not type=number: the price goes to the API exactly as typed (no float,

@@ -21,6 +21,8 @@ urlpatterns = [
     path("auth/signup", views.signup, name="signup"),
     path("auth/signin", views.signin, name="signin"),
     path("auth/signout", views.signout, name="signout"),
+    path("auth/reset", views.password_reset, name="password_reset"),
+    path("auth/reset/<str:token>", views.password_reset_confirm, name="password_reset_confirm"),
     # The Ingress sends every path no API claims here, unknown /api/ paths included; an
     # API client must get the API's JSON 404, never a web page.
     re_path(r"^api(/.*)?$", views.api_not_found),

@@ -27,7 +27,14 @@ from shared_lib.auth import clear_session_cookie
 from shared_lib.error_messages import NOT_FOUND
 from shared_lib.errors import error_response
 from storefront.api import ApiError
-from storefront.forms import CredentialsForm, PaymentForm, TicketForm, TicketSearchForm
+from storefront.forms import (
+    CredentialsForm,
+    NewPasswordForm,
+    PasswordResetForm,
+    PaymentForm,
+    TicketForm,
+    TicketSearchForm,
+)
 from storefront.middleware import signin_redirect
 
 logger = logging.getLogger(__name__)
@@ -462,6 +469,50 @@ def _credentials_page(request: HttpRequest, page: CredentialsPage) -> HttpRespon
         {"form": form, "next": _next_url(request), **asdict(page)},
         status=status,
     )
+
+
+RESET_SENT = (
+    "If an account uses that email, we sent it a link to choose a new password. "
+    "The link works once, within the hour."
+)
+# A message, not a secret.
+PASSWORD_CHANGED = "Your password is changed, and you are signed out everywhere. Sign in with it."  # noqa: S105
+
+
+@require_http_methods(["GET", "POST"])
+def password_reset(request: HttpRequest) -> HttpResponse:
+    form = PasswordResetForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            request.api.post("/api/users/password-reset", form.payload())
+        except ApiError as error:
+            status = error.status
+            form.show(error)
+        else:
+            messages.success(request, RESET_SENT)
+            return redirect("signin")
+    return render(request, "storefront/password_reset.html", {"form": form}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def password_reset_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    form = NewPasswordForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            request.api.post(
+                "/api/users/password-reset/confirm", {"token": token, **form.payload()}
+            )
+        except ApiError as error:
+            status = error.status
+            form.show(error)  # a bad link's message is the form's own, above its field
+        else:
+            messages.success(request, PASSWORD_CHANGED)
+            response = redirect("signin")
+            clear_session_cookie(response)  # every session of the user has ended
+            return response
+    return render(request, "storefront/password_reset_confirm.html", {"form": form}, status=status)
 
 
 @require_http_methods(["GET", "POST"])

@@ -380,3 +380,39 @@ def test_staff_cancel_an_unpaid_order_in_the_admin_and_it_is_recorded(new_page, 
     expect(staff.locator("#result_list tbody tr")).to_contain_text(order_id)
     buyer.reload()
     expect(buyer.get_by_test_id("order-state")).to_have_text("Cancelled")
+
+
+def test_a_forgotten_password_is_reset_through_the_emailed_link(new_page, stack):
+    page = new_page()
+    email = unique_email("forgetful")
+    sign_up(page, email)
+    page.get_by_role("button", name="Sign out").click()
+
+    page.goto("/auth/signin")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_role("status")).to_contain_text("we sent it a link")
+    # auth_svc sends it after the request commits, to the stack's mail catcher.
+    deadline = time.monotonic() + 20
+    while not (sent := [m for m in stack.mail() if m["To"] == email]):
+        assert time.monotonic() < deadline, "no reset email"
+        time.sleep(0.2)
+    link = re.search(r"(https?://\S+/auth/reset/\S+)", sent[0].get_content())[1]
+    page.goto(link)
+    page.get_by_label("New password").fill("a freshly chosen phrase")
+    page.get_by_role("button", name="Set the password").click()
+
+    expect(page).to_have_url(re.compile(r"/auth/signin$"))
+    expect(page.get_by_role("status")).to_contain_text("Your password is changed")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("a freshly chosen phrase")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("current-user")).to_have_text(email)
+    # The link is spent.
+    page.goto(link)
+    page.get_by_label("New password").fill("yet another phrase")
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.get_by_test_id("form-alert")).to_have_text(
+        "This password reset link is invalid or has expired"
+    )

@@ -8,12 +8,12 @@ from tests.demo import periodic
 INTERVAL = 0.1
 
 
-def test_periodic_tasks_run_at_their_interval_and_survive_a_failure(settings, caplog):
-    settings.WORKER_PERIODIC_TASKS = {"tests.demo.periodic.record": INTERVAL}
+def test_periodic_tasks_run_at_their_interval_and_survive_a_failure(caplog):
     periodic.calls.clear()
     periodic.fail_next["flag"] = True
     stop = threading.Event()
-    thread = threading.Thread(target=periodic_loop, args=(stop,))
+    tasks = {"tests.demo.periodic.record": INTERVAL}
+    thread = threading.Thread(target=periodic_loop, args=(stop, tasks))
 
     thread.start()
     try:

@@ -73,6 +73,22 @@ def on_starting(server: Any) -> None:
         server._metrics_dir_created = directory
 
 
+def post_worker_init(worker: Any) -> None:
+    # A service with no event worker runs its upkeep (auth_svc: sending the email its
+    # requests queue) in each web worker process: WEB_PERIODIC_TASKS.
+    import threading
+
+    from django.conf import settings
+
+    tasks = getattr(settings, "WEB_PERIODIC_TASKS", None)
+    if tasks:
+        from shared_lib.events.worker import periodic_loop
+
+        threading.Thread(
+            target=periodic_loop, args=(threading.Event(), tasks), name="periodic", daemon=True
+        ).start()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's counters stay (totals never go down); only its live gauges go.
     from prometheus_client import multiprocess

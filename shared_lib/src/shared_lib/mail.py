@@ -14,11 +14,12 @@ show the two as one.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from shared_lib.models import OutgoingEmail
@@ -43,6 +44,22 @@ def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail 
         key=key, defaults={"to": to, "subject": subject, "body": body}
     )
     return row if created else None
+
+
+def send_soon() -> None:
+    """Send what is due now, in a thread of its own (for a service with no worker, after
+    commit: the request does not wait on SMTP). A row it cannot send waits for the
+    periodic sender (WEB_PERIODIC_TASKS / WORKER_PERIODIC_TASKS)."""
+    threading.Thread(target=_send_and_close, name="send-soon", daemon=True).start()
+
+
+def _send_and_close() -> None:
+    try:
+        send_pending_emails()
+    except Exception:
+        logger.exception("sending email failed; the periodic sender tries again")
+    finally:
+        connections.close_all()  # this thread's own database connection
 
 
 def _message_id(row: OutgoingEmail) -> str:

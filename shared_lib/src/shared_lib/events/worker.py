@@ -183,18 +183,17 @@ class PeriodicStep(_LoopThreadStep):
         return bool(getattr(settings, "WORKER_PERIODIC_TASKS", None))
 
     def loop(self, stop: threading.Event) -> None:
-        periodic_loop(stop)
+        periodic_loop(stop, settings.WORKER_PERIODIC_TASKS)
 
 
-def periodic_loop(stop: threading.Event) -> None:
+def periodic_loop(stop: threading.Event, paths: dict[str, float]) -> None:
+    """Call each task of `paths` ({"dotted.path": seconds}) every so many seconds until
+    `stop` is set (a worker's WORKER_PERIODIC_TASKS, a web process's WEB_PERIODIC_TASKS)."""
     from django.utils.module_loading import import_string
 
     from shared_lib.correlation import correlation_scope
 
-    tasks = {
-        import_string(path): float(seconds)
-        for path, seconds in settings.WORKER_PERIODIC_TASKS.items()
-    }
+    tasks = {import_string(path): float(seconds) for path, seconds in paths.items()}
     due = dict.fromkeys(tasks, 0.0)
     while not stop.is_set():
         for task, interval in tasks.items():
