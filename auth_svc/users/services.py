@@ -187,7 +187,8 @@ def user_sessions_revoke(*, user: User) -> int:
 
 def user_set_password(*, user: User, password: str | None) -> None:
     """A new password (None: no password sign-in at all); every session ends, since
-    whoever changes a password may be shutting out someone who learnt the old one."""
+    whoever changes a password may be shutting out someone who learnt the old one, and
+    every reset link sent before is spent."""
     if password is not None:
         error = password_error(password)
         if error:
@@ -199,6 +200,8 @@ def user_set_password(*, user: User, password: str | None) -> None:
             user.set_password(password)
         user.save(update_fields=["password"])
         user_sessions_revoke(user=user)
+        # A reset link sent before must not undo this change within its hour.
+        PasswordReset.objects.filter(user=user, used_at__isnull=True).update(used_at=timezone.now())
 
 
 def _admits_staff(user: User) -> bool:
@@ -230,9 +233,12 @@ def password_reset_request(*, email: str) -> None:
     if there is one. The caller answers the same whether there is or not, and the email
     goes out after commit from another thread (shared_lib.mail), so neither the answer nor
     its timing tells who has an account."""
-    user = User.objects.filter(email__iexact=normalize_email(email), is_active=True).first()
-    if user is None:
-        return
+    # The stored form, as sign-in looks it up: PostgreSQL's case-insensitive comparison
+    # folds some letters (dotless i, long s) that lower() does not, and would match
+    # another account than the one the email names.
+    user = User.objects.filter(email=normalize_email(email), is_active=True).first()
+    if user is None or not user.has_usable_password():
+        return  # nobody, or an account that signs in no other way than it does now
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
@@ -261,21 +267,19 @@ def password_reset_confirm(*, token: str, password: str) -> User:
     """Set the password of the user whose link `token` is (the password rules apply) and
     end every session of theirs. The link, and every other one they were sent, is then
     spent; an unknown, spent or expired link is a BadRequest."""
+    token_hash = _token_hash(token)
+    found = PasswordReset.objects.filter(token_hash=token_hash).values_list("user_id").first()
+    if found is None:
+        raise BadRequest(RESET_INVALID, field="token")
     with transaction.atomic():
-        reset = (
-            PasswordReset.objects.select_for_update()
-            .select_related("user")
-            .filter(token_hash=_token_hash(token))
-            .first()
-        )
-        now = timezone.now()
-        if reset is None or reset.used_at is not None or reset.expires_at <= now:
-            raise BadRequest(RESET_INVALID, field="token")
-        if not reset.user.is_active:
+        # The user's row first: two links of one user confirmed at once take turns here
+        # (each locking its own link first would deadlock on the other's).
+        user = User.objects.select_for_update().get(id=found[0])
+        reset = PasswordReset.objects.select_for_update().get(token_hash=token_hash)
+        if reset.used_at is not None or reset.expires_at <= timezone.now() or not user.is_active:
             raise BadRequest(RESET_INVALID, field="token")
         error = password_error(password)
         if error:
             raise InvalidInput([(error, "password")])
-        PasswordReset.objects.filter(user=reset.user, used_at__isnull=True).update(used_at=now)
-        user_set_password(user=reset.user, password=password)  # ends every session
-        return reset.user
+        user_set_password(user=user, password=password)  # ends every session, spends links
+        return user

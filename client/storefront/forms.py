@@ -50,13 +50,18 @@ class ApiForm(forms.Form):
             self.add_error(field, item["message"])
 
 
-class CredentialsForm(ApiForm):
-    email = forms.CharField(
+def _email() -> forms.CharField:
+    """An account's email, as typed (the API normalises it)."""
+    return forms.CharField(
         label="Email",
         required=False,
         strip=False,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
     )
+
+
+class CredentialsForm(ApiForm):
+    email = _email()
     # Never rendered back: a password is not kept in the page after a failed attempt.
     password = forms.CharField(
         label="Password", required=False, strip=False, widget=forms.PasswordInput()
@@ -72,12 +77,7 @@ class CredentialsForm(ApiForm):
 
 
 class PasswordResetForm(ApiForm):
-    email = forms.CharField(
-        label="Email",
-        required=False,
-        strip=False,
-        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
-    )
+    email = _email()
 
 
 class NewPasswordForm(ApiForm):

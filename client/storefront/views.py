@@ -476,7 +476,7 @@ RESET_SENT = (
     "The link works once, within the hour."
 )
 # A message, not a secret.
-PASSWORD_CHANGED = "Your password is changed, and you are signed out everywhere. Sign in with it."  # noqa: S105
+PASSWORD_CHANGED = "Your password is changed and your sessions are ended. Sign in with it."  # noqa: S105
 
 
 @require_http_methods(["GET", "POST"])

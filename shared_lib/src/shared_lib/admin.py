@@ -124,9 +124,10 @@ class StaffActionAdmin(ReadOnlyAdmin):
 
 @admin.register(OutgoingEmail)
 class OutgoingEmailAdmin(ReadOnlyAdmin):
-    """Unsent rows with attempts are what to look at: last_error says what SMTP answered."""
+    """Unsent rows with attempts are what to look at: last_error says what SMTP answered.
+    The body is never shown: it may hold a password reset link."""
 
     list_display = ["created_at", "key", "to", "subject", "sent_at", "attempts", "last_error"]
     list_filter = [("sent_at", admin.EmptyFieldListFilter), "created_at"]
     search_fields = ["=key", "to"]
-    readonly_fields = [field.name for field in OutgoingEmail._meta.fields]
+    fields = readonly_fields = [f.name for f in OutgoingEmail._meta.fields if f.name != "body"]

@@ -63,7 +63,8 @@ def _send_and_close() -> None:
 
 
 def _message_id(row: OutgoingEmail) -> str:
-    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">") or "ticketing.local"
+    _, at, domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")
+    domain = domain.rstrip(">") if at else "ticketing.local"
     return f"<{row.id}@{domain}>"
 
 
@@ -95,6 +96,7 @@ def send_pending_emails() -> int:
                 )
                 row.attempts += 1
                 try:
+                    connection.open()  # once per run: send() then leaves it open
                     message.send()
                 except Exception as error:  # SMTP refused, unreachable, timed out
                     delay = min(FIRST_RETRY * 2 ** (row.attempts - 1), MAX_RETRY)
@@ -106,8 +108,10 @@ def send_pending_emails() -> int:
                         extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
                     )
                     break
-                row.sent_at = timezone.now()
-                row.save(update_fields=["attempts", "sent_at"])
+                # The body goes with the email: what it held (a reset link) is the
+                # recipient's, not a table's for anyone who can read it later.
+                row.sent_at, row.body = timezone.now(), ""
+                row.save(update_fields=["attempts", "sent_at", "body"])
                 sent += 1
     finally:
         connection.close()
