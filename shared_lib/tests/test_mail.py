@@ -109,3 +109,23 @@ def test_a_subject_with_line_breaks_is_sent_on_one_line(mail_server):
     [message] = mail_server.messages()
     assert message["Subject"] == "Your ticket sold: Opera Bcc: all@example.com"
     assert message["Bcc"] is None
+
+
+def test_sent_rows_are_deleted_after_the_retention_unsent_ones_never(mail_server, settings):
+    settings.EMAIL_RETENTION_DAYS = 7
+    old_sent = mail.queue_email(key="receipt:old", **RECEIPT)
+    new_sent = mail.queue_email(key="receipt:new", **RECEIPT)
+    old_unsent = mail.queue_email(key="receipt:waiting", **RECEIPT)
+    now = timezone.now()
+    OutgoingEmail.objects.filter(id=old_sent.id).update(sent_at=now - timedelta(days=8))
+    OutgoingEmail.objects.filter(id=new_sent.id).update(sent_at=now - timedelta(days=6))
+    OutgoingEmail.objects.filter(id=old_unsent.id).update(
+        created_at=now - timedelta(days=30), next_attempt_at=now + timedelta(hours=1)
+    )
+
+    assert mail.send_pending_emails() == 0
+
+    assert sorted(OutgoingEmail.objects.values_list("key", flat=True)) == [
+        "receipt:new",
+        "receipt:waiting",
+    ]

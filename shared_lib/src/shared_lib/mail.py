@@ -22,7 +22,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import connections, transaction
 from django.utils import timezone
 
-from shared_lib.models import OutgoingEmail
+from shared_lib.models import OutgoingEmail, delete_in_batches
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,10 @@ def _message_id(row: OutgoingEmail) -> str:
 def send_pending_emails() -> int:
     """Send the emails due, each once; the number sent. A row another worker is sending
     is skipped. An SMTP failure is recorded on its row, which is tried again later, and
-    ends this run: the server is likely down, and each try could wait EMAIL_TIMEOUT."""
+    ends this run: the server is likely down, and each try could wait EMAIL_TIMEOUT.
+    Rows sent more than EMAIL_RETENTION_DAYS ago are deleted first."""
+    cutoff = timezone.now() - timedelta(days=settings.EMAIL_RETENTION_DAYS)
+    delete_in_batches(OutgoingEmail.objects.filter(sent_at__lt=cutoff), order_by="sent_at")
     sent = 0
     # Opened by the first send (inside its try), kept for the rest of the run.
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)

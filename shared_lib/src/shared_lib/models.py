@@ -152,7 +152,9 @@ class OutgoingEmail(models.Model):
                 fields=["next_attempt_at", "created_at"],
                 condition=Q(sent_at__isnull=True),
                 name="email_pending_idx",
-            )
+            ),
+            # The purge of rows sent long ago.
+            models.Index(fields=["sent_at"], name="email_sent_idx"),
         ]
 
     def __str__(self) -> str:

@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['created_at'],
-                'indexes': [models.Index(condition=models.Q(('sent_at__isnull', True)), fields=['next_attempt_at', 'created_at'], name='email_pending_idx')],
+                'indexes': [models.Index(condition=models.Q(('sent_at__isnull', True)), fields=['next_attempt_at', 'created_at'], name='email_pending_idx'), models.Index(fields=['sent_at'], name='email_sent_idx')],
             },
         ),
         migrations.CreateModel(

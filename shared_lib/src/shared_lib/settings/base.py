@@ -154,6 +154,8 @@ EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)  # STARTTLS, usually port 587
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)  # TLS from the start, port 465
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10, minimum=1)
+# Sent rows (who was told what, when) are kept this long, then deleted.
+EMAIL_RETENTION_DAYS = env_int("EMAIL_RETENTION_DAYS", default=7, minimum=1)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Ticketing <no-reply@ticketing.local>")
 # Where links in emails point: the site as its users reach it.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8080").rstrip("/")
