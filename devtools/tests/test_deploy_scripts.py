@@ -59,6 +59,13 @@ def start_migrate(url: str) -> subprocess.Popen:
     )
 
 
+def migrated(url: str) -> None:
+    """Run the migrator to the end; it succeeded."""
+    migrator = start_migrate(url)
+    output = migrator.communicate(timeout=180)[0]
+    assert migrator.returncode == 0, output
+
+
 def applied(url: str) -> list[tuple[str, str]]:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT app, name FROM django_migrations ORDER BY id").fetchall()
@@ -96,9 +103,7 @@ def test_a_migrator_waits_while_another_holds_the_lock(database):
 def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(database):
     # A concurrent build killed mid-way leaves an invalid index of its name and no record
     # of its migration: the next migrator must not fail on "already exists" for ever.
-    first = start_migrate(database)
-    output = first.communicate(timeout=180)[0]
-    assert first.returncode == 0, output
+    migrated(database)
     as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
     with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
         # As it was when 0003 was the newest: the later migrations undone.
@@ -118,10 +123,7 @@ def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(data
         )
         admin.commit()
 
-        again = start_migrate(database)
-        output = again.communicate(timeout=180)[0]
-
-        assert again.returncode == 0, output
+        migrated(database)
         valid, method = conn.execute(
             "SELECT i.indisvalid, a.amname FROM pg_index i JOIN pg_class c"
             " ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
@@ -143,9 +145,7 @@ def index_state(conn, name):
 def test_a_migration_of_several_concurrent_indexes_retried_keeps_what_was_built(database):
     # 0005 built the seller index, then died building the order index: the retry keeps the
     # first (no second build of a large index) and rebuilds the second.
-    first = start_migrate(database)
-    output = first.communicate(timeout=180)[0]
-    assert first.returncode == 0, output
+    migrated(database)
     as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
     with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
         conn.execute("DELETE FROM django_migrations WHERE name = '0005_seller_and_order_indexes'")
@@ -158,10 +158,7 @@ def test_a_migration_of_several_concurrent_indexes_retried_keeps_what_was_built(
         admin.commit()
         order_before = index_state(conn, "tickets_order_idx")
 
-        again = start_migrate(database)
-        output = again.communicate(timeout=180)[0]
-
-        assert again.returncode == 0, output
+        migrated(database)
         assert index_state(conn, "tickets_seller_idx") == seller_before
         order_after = index_state(conn, "tickets_order_idx")
         assert order_after[1] is True

@@ -1,7 +1,7 @@
 import itertools
 import threading
 
-from shared_lib.events.worker import periodic_loop
+from shared_lib.periodic import periodic_loop
 from shared_lib.testing.waiting import wait_for
 from tests.demo import periodic
 

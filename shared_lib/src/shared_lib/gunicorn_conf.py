@@ -82,7 +82,7 @@ def post_worker_init(worker: Any) -> None:
 
     tasks = getattr(settings, "WEB_PERIODIC_TASKS", None)
     if tasks:
-        from shared_lib.events.worker import periodic_loop
+        from shared_lib.periodic import periodic_loop
 
         threading.Thread(
             target=periodic_loop, args=(threading.Event(), tasks), name="periodic", daemon=True

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from shared_lib.events.contracts import Subject, consumed_by
+from shared_lib.periodic import periodic_loop
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -184,30 +185,6 @@ class PeriodicStep(_LoopThreadStep):
 
     def loop(self, stop: threading.Event) -> None:
         periodic_loop(stop, settings.WORKER_PERIODIC_TASKS)
-
-
-def periodic_loop(stop: threading.Event, paths: dict[str, float]) -> None:
-    """Call each task of `paths` ({"dotted.path": seconds}) every so many seconds until
-    `stop` is set (a worker's WORKER_PERIODIC_TASKS, a web process's WEB_PERIODIC_TASKS)."""
-    from django.utils.module_loading import import_string
-
-    from shared_lib.correlation import correlation_scope
-
-    tasks = {import_string(path): float(seconds) for path, seconds in paths.items()}
-    due = dict.fromkeys(tasks, 0.0)
-    while not stop.is_set():
-        for task, interval in tasks.items():
-            if time.monotonic() < due[task]:
-                continue
-            with correlation_scope(None):
-                try:
-                    task()
-                except Exception:
-                    logger.exception("periodic task failed", extra={"task": task.__name__})
-                finally:
-                    close_old_connections()
-            due[task] = time.monotonic() + interval
-        stop.wait(min(due.values()) - time.monotonic() if due else 1.0)
 
 
 class MetricsServerStep(bootsteps.StartStopStep):
