@@ -49,11 +49,14 @@ class Ticket(models.Model):
                 condition=Q(order_id__isnull=True),
                 name="tickets_available_idx",
             ),
-            # GET /api/tickets?q=: the same rows' title words.
+            # GET /api/tickets?q=: the same rows' title words. No pending list
+            # (fastupdate): every search would read it whole until autovacuum merged it
+            # (migration 0006 says what that cost).
             GinIndex(
                 fields=["title_search"],
                 condition=Q(order_id__isnull=True),
                 name="tickets_available_search_idx",
+                fastupdate=False,
             ),
             # A seller's listings, newest first (GET /api/tickets/mine).
             models.Index(fields=["user_id", "-created_at", "-id"], name="tickets_seller_idx"),
