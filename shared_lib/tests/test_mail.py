@@ -2,10 +2,11 @@
 server (the mail catcher), once per fact."""
 
 import socket
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from shared_lib import mail
@@ -129,3 +130,87 @@ def test_sent_rows_are_deleted_after_the_retention_unsent_ones_never(mail_server
         "receipt:new",
         "receipt:waiting",
     ]
+
+
+def test_a_row_failing_for_days_still_waits_its_longest_back_off(mail_server, settings):
+    row = mail.queue_email(key="receipt:1", **RECEIPT)
+    OutgoingEmail.objects.filter(id=row.id).update(attempts=60)  # about two days of outage
+    settings.EMAIL_PORT = closed_port()
+
+    assert mail.send_pending_emails() == 0
+
+    row.refresh_from_db()
+    assert row.attempts == 61
+    assert row.last_error.startswith("ConnectionRefusedError")
+    wait = row.next_attempt_at - timezone.now()
+    assert timedelta(minutes=59) < wait <= mail.MAX_RETRY
+
+
+def test_an_email_claimed_by_a_sender_is_left_to_it(mail_server):
+    row = mail.queue_email(key="receipt:1", **RECEIPT)
+    claimed = mail._claim_due()  # another sender, now talking to its SMTP server
+
+    assert mail.send_pending_emails() == 0
+
+    assert claimed.id == row.id
+    assert mail_server.messages() == []
+    # That sender died before recording anything: once its lease runs out, the email goes,
+    # under the one Message-ID.
+    OutgoingEmail.objects.filter(id=row.id).update(next_attempt_at=timezone.now())
+    assert mail.send_pending_emails() == 1
+    [message] = mail_server.messages()
+    assert message["Message-ID"] == f"<{row.id}@ticketing.local>"
+    assert OutgoingEmail.objects.get(id=row.id).attempts == 2
+
+
+@pytest.fixture
+def silent_smtp_server():
+    """A port that accepts connections and never says a word (an SMTP server hung)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = threading.Event()
+    held = []
+
+    def accept():
+        try:
+            held.append(listener.accept()[0])
+            accepted.set()
+        except OSError:
+            pass  # closed by the fixture
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1], accepted
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_lock_or_transaction_is_held_while_an_smtp_server_answers(
+    mail_server, silent_smtp_server, settings
+):
+    port, accepted = silent_smtp_server  # in place of the catcher
+    settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = port, 2
+    row = mail.queue_email(key="receipt:1", **RECEIPT)
+    sender = threading.Thread(target=mail._send_and_close)
+
+    sender.start()
+    try:
+        assert accepted.wait(5), "the sender never connected"
+        # Mid-send: the row can be locked at once, and the sender's database session is
+        # not inside a transaction.
+        with transaction.atomic():
+            locked = OutgoingEmail.objects.select_for_update(nowait=True).get(id=row.id)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'"
+            )
+            in_transaction = cursor.fetchone()[0]
+    finally:
+        sender.join(10)
+
+    assert (locked.attempts, in_transaction) == (1, 0)
+    assert locked.next_attempt_at > timezone.now()  # claimed: other senders pass it by
+    row.refresh_from_db()
+    assert row.sent_at is None
+    assert row.last_error.startswith(("TimeoutError", "SMTPServerDisconnected")), row.last_error

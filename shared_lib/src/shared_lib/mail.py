@@ -22,13 +22,16 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import connections, transaction
 from django.utils import timezone
 
-from shared_lib.models import OutgoingEmail, delete_in_batches
+from shared_lib.models import OutgoingEmail, backoff, delete_in_batches, retry_later
 
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 BATCH = 50
+# A claimed email's lease, in EMAIL_TIMEOUTs: longer than one send can take, since that
+# timeout bounds each of the few exchanges of an SMTP conversation.
+LEASE_TIMEOUTS = 10
 
 
 def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail | None:
@@ -69,10 +72,13 @@ def _message_id(row: OutgoingEmail) -> str:
 
 
 def send_pending_emails() -> int:
-    """Send the emails due, each once; the number sent. A row another worker is sending
-    is skipped. An SMTP failure is recorded on its row, which is tried again later, and
-    ends this run: the server is likely down, and each try could wait EMAIL_TIMEOUT.
-    Rows sent more than EMAIL_RETENTION_DAYS ago are deleted first."""
+    """Send the emails due, each once; the number sent.
+
+    Each is claimed in a short transaction and sent outside it: no lock or transaction is
+    held while an SMTP server answers. An SMTP failure is recorded on its row, which is
+    tried again later, and ends this run: the server is likely down, and each try could
+    wait EMAIL_TIMEOUT. Rows sent more than EMAIL_RETENTION_DAYS ago are deleted first.
+    """
     cutoff = timezone.now() - timedelta(days=settings.EMAIL_RETENTION_DAYS)
     delete_in_batches(OutgoingEmail.objects.filter(sent_at__lt=cutoff), order_by="sent_at")
     sent = 0
@@ -80,42 +86,51 @@ def send_pending_emails() -> int:
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
     try:
         for _ in range(BATCH):
-            with transaction.atomic():
-                row = (
-                    OutgoingEmail.objects.select_for_update(skip_locked=True)
-                    .filter(sent_at__isnull=True, next_attempt_at__lte=timezone.now())
-                    .order_by("next_attempt_at", "created_at")
-                    .first()
+            row = _claim_due()
+            if row is None:
+                break
+            message = EmailMessage(
+                row.subject,
+                row.body,
+                settings.DEFAULT_FROM_EMAIL,
+                [row.to],
+                headers={"Message-ID": _message_id(row)},
+                connection=connection,
+            )
+            try:
+                connection.open()  # once per run: send() then leaves it open
+                message.send()
+            except Exception as error:  # SMTP refused, unreachable, timed out
+                retry_later(row, error, backoff(row.attempts, first=FIRST_RETRY, most=MAX_RETRY))
+                logger.warning(
+                    "email not sent; will retry",
+                    extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
                 )
-                if row is None:
-                    break
-                message = EmailMessage(
-                    row.subject,
-                    row.body,
-                    settings.DEFAULT_FROM_EMAIL,
-                    [row.to],
-                    headers={"Message-ID": _message_id(row)},
-                    connection=connection,
-                )
-                row.attempts += 1
-                try:
-                    connection.open()  # once per run: send() then leaves it open
-                    message.send()
-                except Exception as error:  # SMTP refused, unreachable, timed out
-                    delay = min(FIRST_RETRY * 2 ** (row.attempts - 1), MAX_RETRY)
-                    row.next_attempt_at = timezone.now() + delay
-                    row.last_error = f"{type(error).__name__}: {error}"[:1000]
-                    row.save(update_fields=["attempts", "next_attempt_at", "last_error"])
-                    logger.warning(
-                        "email not sent; will retry",
-                        extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
-                    )
-                    break
-                # The body goes with the email: what it held (a reset link) is the
-                # recipient's, not a table's for anyone who can read it later.
-                row.sent_at, row.body = timezone.now(), ""
-                row.save(update_fields=["attempts", "sent_at", "body"])
-                sent += 1
+                break
+            # The body goes with the email: what it held (a reset link) is the
+            # recipient's, not a table's for anyone who can read it later.
+            OutgoingEmail.objects.filter(id=row.id).update(sent_at=timezone.now(), body="")
+            sent += 1
     finally:
         connection.close()
     return sent
+
+
+def _claim_due() -> OutgoingEmail | None:
+    """The next email due, this try counted and its next attempt moved a lease ahead:
+    other senders pass it by while this one sends, and take it up should this one die
+    before it records the outcome (sent again under the same Message-ID)."""
+    with transaction.atomic():
+        row = (
+            OutgoingEmail.objects.select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True, next_attempt_at__lte=timezone.now())
+            .order_by("next_attempt_at", "created_at")
+            .first()
+        )
+        if row is None:
+            return None
+        row.attempts += 1
+        lease = timedelta(seconds=settings.EMAIL_TIMEOUT * LEASE_TIMEOUTS)
+        row.next_attempt_at = timezone.now() + lease
+        row.save(update_fields=["attempts", "next_attempt_at"])
+    return row

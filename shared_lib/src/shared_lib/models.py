@@ -13,10 +13,42 @@ OutgoingEmail: an email to send, written with the change that caused it (shared_
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+
+# A delivery table (OutboxEvent, OutgoingEmail) holds rows a background sender sends at
+# least once: unsent while sent_at is null, due at next_attempt_at, tried `attempts` times.
+
+
+def delivery_indexes(prefix: str) -> list[models.Index]:
+    """A delivery table's indexes: the sender's query (unsent rows due now, oldest first;
+    partial, so it stays as small as the backlog however many sent rows the table keeps)
+    and the purge of rows sent long ago."""
+    return [
+        models.Index(
+            fields=["next_attempt_at", "created_at"],
+            condition=Q(sent_at__isnull=True),
+            name=f"{prefix}_pending_idx",
+        ),
+        models.Index(fields=["sent_at"], name=f"{prefix}_sent_idx"),
+    ]
+
+
+def backoff(attempts: int, *, first: timedelta, most: timedelta) -> timedelta:
+    """The wait after the `attempts`-th failed try: `first`, doubling, at most `most`."""
+    # The exponent is bounded: timedelta overflows near 2**42 seconds, which a row
+    # failing for days would otherwise reach.
+    return min(first * 2 ** min(max(attempts - 1, 0), 32), most)
+
+
+def retry_later(row: models.Model, error: Exception, delay: timedelta) -> None:
+    """Record `row`'s failed try (its attempts already counted) and when to try again."""
+    row.next_attempt_at = timezone.now() + delay
+    row.last_error = f"{type(error).__name__}: {error}"[:2000]
+    row.save(update_fields=["attempts", "next_attempt_at", "last_error"])
 
 
 class OutboxEvent(models.Model):
@@ -37,16 +69,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [
-            # The relay's query: unsent rows due now, oldest first. Partial, so the index
-            # stays as small as the backlog however many sent rows the table keeps.
-            models.Index(
-                fields=["next_attempt_at", "created_at"],
-                condition=Q(sent_at__isnull=True),
-                name="outbox_pending_idx",
-            ),
-            models.Index(fields=["sent_at"], name="outbox_sent_idx"),
-        ]
+        indexes = delivery_indexes("outbox")
 
     def __str__(self) -> str:
         return f"{self.subject} {self.id}"
@@ -146,16 +169,7 @@ class OutgoingEmail(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [
-            # The sender's query: unsent rows due now, oldest first.
-            models.Index(
-                fields=["next_attempt_at", "created_at"],
-                condition=Q(sent_at__isnull=True),
-                name="email_pending_idx",
-            ),
-            # The purge of rows sent long ago.
-            models.Index(fields=["sent_at"], name="email_sent_idx"),
-        ]
+        indexes = delivery_indexes("email")
 
     def __str__(self) -> str:
         return f"{self.key} to {self.to}"

@@ -38,7 +38,7 @@ from shared_lib import tracing
 from shared_lib.correlation import current_correlation_id
 from shared_lib.events import broker
 from shared_lib.events.contracts import Subject, validate_data
-from shared_lib.models import OutboxEvent, delete_in_batches
+from shared_lib.models import OutboxEvent, backoff, delete_in_batches, retry_later
 
 logger = logging.getLogger("shared_lib.events")
 
@@ -47,7 +47,8 @@ logger = logging.getLogger("shared_lib.events")
 RELAY_CHANNEL = "shared_lib_outbox"
 _LISTEN_SQL = f"LISTEN {RELAY_CHANNEL}"
 RELAY_BATCH = 200
-MAX_BACKOFF_SECONDS = 60
+FIRST_BACKOFF = timedelta(seconds=2)
+MAX_BACKOFF = timedelta(seconds=60)
 # How often a waiting relay looks at its stop flag: the worker's shutdown waits this long.
 STOP_CHECK_SECONDS = 0.2
 
@@ -139,10 +140,9 @@ def _send_locked(rows: Iterable[OutboxEvent]) -> tuple[int, Exception | None]:
             cursor.execute(_mark_sent_sql(), [timezone.now(), [row.id for row in sent]])
     if failed_row is not None and failure is not None:
         failed_row.attempts += 1
-        delay = min(MAX_BACKOFF_SECONDS, 2 ** min(failed_row.attempts, 6))
-        failed_row.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-        failed_row.last_error = f"{type(failure).__name__}: {failure}"[:2000]
-        failed_row.save(update_fields=["attempts", "next_attempt_at", "last_error"])
+        retry_later(
+            failed_row, failure, backoff(failed_row.attempts, first=FIRST_BACKOFF, most=MAX_BACKOFF)
+        )
     return len(sent), failure
 
 
