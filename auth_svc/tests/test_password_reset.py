@@ -129,6 +129,24 @@ def test_using_one_link_spends_every_other_link_of_the_user(api_client, mail_ser
     assert confirm(api_client, first).json() == errors((services.RESET_INVALID, "token"))
 
 
+def test_a_users_expired_links_go_when_they_ask_again(api_client, mail_server):
+    # As sessions do at sign-in: the table keeps what can still decide something.
+    user, other = make_user(), make_user(email="other@example.com")
+    request_reset(api_client)
+    request_reset(api_client)
+    request_reset(api_client, "other@example.com")
+    expired, live = PasswordReset.objects.filter(user=user).order_by("created_at")
+    PasswordReset.objects.filter(user=other).update(expires_at=timezone.now())
+    PasswordReset.objects.filter(id=expired.id).update(expires_at=timezone.now())
+
+    request_reset(api_client)
+
+    kept = set(PasswordReset.objects.values_list("id", flat=True))
+    assert expired.id not in kept
+    assert {live.id, *PasswordReset.objects.filter(user=other).values_list("id", flat=True)} < kept
+    assert PasswordReset.objects.filter(user=user).count() == 2  # the live one and the new
+
+
 @pytest.mark.parametrize(
     "body",
     [{}, {"token": ""}, {"token": 5}, {"token": "x" * 101}, {"token": "made-up-token"}],
