@@ -46,6 +46,23 @@ def test_a_paid_order_sends_its_buyer_a_receipt_once(mail_server, settings):
     assert OutgoingEmail.objects.get().key == f"receipt:{order.id}"
 
 
+def test_a_title_with_line_breaks_is_one_line_of_the_receipt(mail_server):
+    # A title listed before tickets_svc kept titles on one line: the seller's text must
+    # not write lines of its own into the buyer's receipt.
+    order = order_row(
+        ticket=ticket_replica(title="Opera\n\nYour card was declined: call +1 555 0100"),
+        user_email="dee@example.com",
+    )
+
+    deliver(payment(order.id))
+    send_pending_emails()
+
+    [receipt] = mail_server.messages()
+    lines = receipt.get_content().splitlines()
+    assert "Ticket: Opera Your card was declined: call +1 555 0100" in lines
+    assert not any(line.startswith("Your card") for line in lines)
+
+
 def test_a_payment_for_a_cancelled_order_sends_no_receipt(mail_server):
     order = order_row(status=Order.Status.CANCELLED, version=1, user_email="dee@example.com")
 

@@ -236,6 +236,12 @@ def test_a_title_of_200_characters_is_accepted_after_trimming(seller):
         ("title", '{"text": "Concert"}', services.TITLE_REQUIRED),
         ("title", json.dumps("t" * 201), services.TITLE_TOO_LONG),
         ("title", json.dumps(" " + "t" * 201 + " "), services.TITLE_TOO_LONG),
+        # Shown reordered (a right-to-left override), or no text at all (a bell, DEL, C1).
+        pytest.param("title", json.dumps("Opera \u202e99.01$"), services.TITLE_CONTROL, id="rlo"),
+        pytest.param("title", json.dumps("Opera \u2067x\u2069"), services.TITLE_CONTROL, id="rli"),
+        pytest.param("title", json.dumps("Opera\u0007"), services.TITLE_CONTROL, id="bell"),
+        pytest.param("title", json.dumps("Opera\u007f"), services.TITLE_CONTROL, id="del"),
+        pytest.param("title", json.dumps("Opera\u0090"), services.TITLE_CONTROL, id="c1"),
     ],
 )
 def test_create_rejects_a_bad_title_or_price_and_writes_nothing(seller, field, value_json, message):
@@ -243,6 +249,27 @@ def test_create_rejects_a_bad_title_or_price_and_writes_nothing(seller, field, v
     response = raw_json(seller, "post", LIST, ticket_body(**{field: value_json}))
 
     assert_nothing_created(response, 400, (message, field))
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("Opera\n\nIMPORTANT: call +1 555 0100", "Opera IMPORTANT: call +1 555 0100"),
+        ("Opera\tfloor\r\n  row 3\u2028", "Opera floor row 3"),
+        ("Opera\u00a0\u00a0floor", "Opera floor"),
+        # Joiners belong to the text (an emoji family, a Persian word), marks of direction too.
+        ("Family \U0001f468\u200d\U0001f469\u200d\U0001f467", None),
+        ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u200fconcert", None),
+    ],
+    ids=["line-breaks", "tabs-and-separators", "no-break-spaces", "emoji-joiner", "zwnj-rlm"],
+)
+def test_a_title_is_kept_on_one_line(seller, sent, kept):
+    response = seller.post(LIST, {"title": sent, "price": "10"}, format="json")
+
+    assert response.status_code == 201, response.content
+    expected = sent if kept is None else kept
+    assert response.json()["title"] == expected
+    assert Ticket.objects.get().title == expected
 
 
 def test_create_rejects_a_missing_price(seller):

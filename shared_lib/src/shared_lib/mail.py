@@ -34,15 +34,21 @@ BATCH = 50
 LEASE_TIMEOUTS = 10
 
 
+def one_line(text: str) -> str:
+    """`text` (a title someone typed) on one line, whitespace one space at a time: what a
+    user wrote cannot add lines of its own to an email's header or body."""
+    return " ".join(text.split())
+
+
 def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail | None:
     """Queue an email (inside the caller's transaction); None when `key` was queued before
     (nothing new) or there is nobody to send it to."""
     if not to:
         logger.warning("email not queued: no address", extra={"key": key})
         return None
-    # One line, whatever a title held: a line break in a header is refused at send time
-    # (for ever) and would be a header injection if it were not.
-    subject = " ".join(subject.split())[:200]
+    # A line break in a header is refused at send time (for ever) and would be a header
+    # injection if it were not.
+    subject = one_line(subject)[:200]
     row, created = OutgoingEmail.objects.get_or_create(
         key=key, defaults={"to": to, "subject": subject, "body": body}
     )
