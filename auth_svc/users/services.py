@@ -242,6 +242,9 @@ def password_reset_request(*, email: str) -> None:
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
+        # The user's row first, as password_reset_confirm takes it: the two then take
+        # turns instead of each waiting on links the other holds.
+        User.objects.select_for_update().filter(id=user.id).values_list("id").first()
         # Expired links decide nothing (one answer for unknown and expired): dropping this
         # user's here keeps the table to the links of the last hour, as sign-in does
         # with sessions.
@@ -279,8 +282,14 @@ def password_reset_confirm(*, token: str, password: str) -> User:
         # The user's row first: two links of one user confirmed at once take turns here
         # (each locking its own link first would deadlock on the other's).
         user = User.objects.select_for_update().get(id=found[0])
-        reset = PasswordReset.objects.select_for_update().get(token_hash=token_hash)
-        if reset.used_at is not None or reset.expires_at <= timezone.now() or not user.is_active:
+        # Gone meanwhile, if it had expired and its user asked for another link.
+        reset = PasswordReset.objects.select_for_update().filter(token_hash=token_hash).first()
+        if (
+            reset is None
+            or reset.used_at is not None
+            or reset.expires_at <= timezone.now()
+            or not user.is_active
+        ):
             raise BadRequest(RESET_INVALID, field="token")
         error = password_error(password)
         if error:

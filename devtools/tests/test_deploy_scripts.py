@@ -169,6 +169,36 @@ def test_a_migration_of_several_concurrent_indexes_retried_keeps_what_was_built(
     assert ("tickets", "0005_seller_and_order_indexes") in applied(database)
 
 
+def test_a_search_index_change_held_up_by_a_reader_fails_with_the_lock_timeout(database):
+    # 0006 changes the search index under a lock every query on the table conflicts with;
+    # a transaction that has read the table holds it off. The migrator must give up after
+    # its lock_timeout and say so (not an aborted transaction's error), leaving 0006 to
+    # the next try.
+    migrated(database)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM django_migrations WHERE app = 'tickets' AND name = %s",
+            ["0006_search_index_without_pending_list"],
+        )
+        conn.execute("ALTER INDEX tickets_available_search_idx RESET (fastupdate)")
+    with psycopg.connect(database) as reader:
+        reader.execute("SELECT count(*) FROM tickets_ticket WHERE order_id IS NULL")
+        migrator = start_migrate(database)
+        output = migrator.communicate(timeout=60)[0]
+        reader.rollback()
+
+    assert migrator.returncode != 0
+    assert "LockNotAvailable" in output or "lock timeout" in output, output
+    assert "current transaction is aborted" not in output, output
+    assert ("tickets", "0006_search_index_without_pending_list") not in applied(database)
+    migrated(database)  # the reader gone, the next try applies it
+    with psycopg.connect(database) as conn:
+        options = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'tickets_available_search_idx'"
+        ).fetchone()[0]
+    assert options == ["fastupdate=off"]
+
+
 def test_compose_secrets_are_made_once_and_consistent(tmp_path):
     make_secrets.make_secrets(tmp_path)
     first = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}

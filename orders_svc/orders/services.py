@@ -19,8 +19,9 @@ from shared_lib.errors import BadRequest, NotFound
 from shared_lib.events import NotYet, Subject, publish, publish_many
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
-from shared_lib.mail import one_line, queue_email
+from shared_lib.mail import queue_email
 from shared_lib.staff import Actor, record_staff_action
+from shared_lib.text import plain_line
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def receipt_text(order: Order) -> str:
     """The buyer's receipt: what they bought, what they paid, where to see it."""
     return (
         f"Thank you for your purchase.\n\n"
-        f"Ticket: {one_line(order.ticket.title)}\n"
+        f"Ticket: {plain_line(order.ticket.title)}\n"
         f"Paid: ${order.price:,.2f}\n"
         f"Order: {order.id}\n\n"
         f"Your order: {settings.SITE_URL}/orders/{order.id}\n"

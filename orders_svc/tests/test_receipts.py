@@ -46,11 +46,11 @@ def test_a_paid_order_sends_its_buyer_a_receipt_once(mail_server, settings):
     assert OutgoingEmail.objects.get().key == f"receipt:{order.id}"
 
 
-def test_a_title_with_line_breaks_is_one_line_of_the_receipt(mail_server):
-    # A title listed before tickets_svc kept titles on one line: the seller's text must
-    # not write lines of its own into the buyer's receipt.
+def test_a_title_from_before_titles_were_plain_is_one_plain_line_of_the_receipt(mail_server):
+    # Listed before tickets_svc refused them: the seller's text must not write lines of
+    # its own into the buyer's receipt, nor reorder what it shows.
     order = order_row(
-        ticket=ticket_replica(title="Opera\n\nYour card was declined: call +1 555 0100"),
+        ticket=ticket_replica(title="Opera\n\nYour card was declined: call +1 555 0100 \u202e$1"),
         user_email="dee@example.com",
     )
 
@@ -59,8 +59,9 @@ def test_a_title_with_line_breaks_is_one_line_of_the_receipt(mail_server):
 
     [receipt] = mail_server.messages()
     lines = receipt.get_content().splitlines()
-    assert "Ticket: Opera Your card was declined: call +1 555 0100" in lines
+    assert "Ticket: Opera Your card was declined: call +1 555 0100 $1" in lines
     assert not any(line.startswith("Your card") for line in lines)
+    assert receipt["Subject"] == "Your ticket: Opera Your card was declined: call +1 555 0100 $1"
 
 
 def test_a_payment_for_a_cancelled_order_sends_no_receipt(mail_server):

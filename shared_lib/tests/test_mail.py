@@ -154,6 +154,9 @@ def test_an_email_claimed_by_a_sender_is_left_to_it(mail_server):
 
     assert claimed.id == row.id
     assert mail_server.messages() == []
+    # A generous lease: EMAIL_TIMEOUT bounds each read of a send, not the whole of it.
+    leased_for = OutgoingEmail.objects.get(id=row.id).next_attempt_at - timezone.now()
+    assert leased_for > timedelta(minutes=14)
     # That sender died before recording anything: once its lease runs out, the email goes,
     # under the one Message-ID.
     OutgoingEmail.objects.filter(id=row.id).update(next_attempt_at=timezone.now())

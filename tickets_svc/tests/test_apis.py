@@ -963,7 +963,12 @@ def test_openapi_schema_documents_the_routes(api_client):
     }
 
 
-TITLES = ["Concert", "  Concert \n", "a b", "", "   ", "t" * 200, f" {'t' * 200}\t", "t" * 201]
+TITLES = [
+    *("Concert", "  Concert \n", "a b", "", "   ", "t" * 200, f" {'t' * 200}\t", "t" * 201),
+    # Whitespace runs count as one space; control characters are refused.
+    *("a" + " \n\t" * 150 + "b", "t" * 100 + "   " + "t" * 99, "t" * 100 + "   " + "t" * 100),
+    *("Opera \u202e99", "Opera\x07", "Opera\x7f", "Opera\x90", "\u2067x", "a\u200db"),
+]
 PRICE_TEXTS = [
     *("20", "20.5", "20.50", "20.500", " +007.10 ", "0.01", "0.10", "00.5", "999999.99"),
     *("0", "0.00", "-1", "+-1", "0.001", "20.555", "1000000", "1e3", "5.", ".5", "1,000", ""),

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
+from django.db.models import Exists
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -224,6 +225,16 @@ def test_the_search_index_serves_the_lists_query(catalogue):
 
     assert "Bitmap Index Scan on tickets_available_search_idx" in plan, plan
     assert [t.title for t in rows] == [TITLES[0], TITLES[1], TITLES[2], TITLES[5]]
+
+
+def test_a_search_is_the_same_inside_another_query(catalogue):
+    # As a subquery, its condition names the subquery's own table (aliased), not the
+    # outer query's row.
+    found = selectors.ticket_list_available(q="arctic", max_price="30")
+
+    jazz = Ticket.objects.annotate(any_found=Exists(found)).get(title=TITLES[4])
+
+    assert jazz.any_found is True
 
 
 def test_a_new_listings_words_are_in_the_search_index_at_once(db):

@@ -40,16 +40,25 @@ def _judged(rule: Callable[[Any], tuple[str | None, T]], data: Any) -> T:
     return value
 
 
-# The limit applies once the title is trimmed, so the schema says it with a pattern: a
-# maxLength would refuse the surrounding spaces a client may send.
+# A character a title keeps as it is: neither whitespace nor refused (shared_lib.text).
+_TITLE_CHARACTER = r"[^\s\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]"
+
+
+# The limit applies once the title's whitespace is one space, so the schema says it with
+# a pattern (a maxLength would refuse spaces a client may send): a first character, then
+# up to TITLE_MAX_LENGTH - 1 more units, each a character or a run of whitespace before
+# one (a single space once stored).
 @extend_schema_field(
     {
         "type": "string",
-        "pattern": rf"^\s*\S([\s\S]{{0,{services.TITLE_MAX_LENGTH - 2}}}\S)?\s*$",
+        "pattern": (
+            rf"^\s*{_TITLE_CHARACTER}(?:{_TITLE_CHARACTER}|\s+(?={_TITLE_CHARACTER}))"
+            rf"{{0,{services.TITLE_MAX_LENGTH - 1}}}\s*$"
+        ),
     }
 )
 class TitleField(serializers.CharField):
-    """A title tickets.services.title_error accepts, trimmed. A CharField for DRF's refusal
+    """A title tickets.services.title_error accepts, on one line. A CharField for DRF's refusal
     of NUL and lone surrogates, which no database column stores."""
 
     # What DRF refuses before to_internal_value (missing, null, only spaces), in the

@@ -1,10 +1,10 @@
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import F, Lookup, Q, QuerySet
 
 from tickets.models import Ticket
 
@@ -26,11 +26,17 @@ def _prefix_query(words: Sequence[str]) -> str:
     return " & ".join(quoted)
 
 
-# Written as SQL: the ORM's SearchQuery costs about twice as much app CPU to compile,
-# which the list's lean path (bench/http_api.py) can measure.
-_MATCHES_WORDS = (
-    f'"{Ticket._meta.db_table}"."title_search" @@ to_tsquery(\'simple\'::regconfig, %s)'
-)
+class _HasWords(Lookup):
+    """`title_search` holds a tsquery's words: the condition SearchQuery compiles to, for
+    about half the app CPU (which the list's lean path, bench/http_api.py, can measure)."""
+
+    lookup_name = "has_words"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} @@ to_tsquery('simple'::regconfig, {rhs})", [*lhs_params, *rhs_params]
 
 
 def ticket_list_available(
@@ -45,8 +51,7 @@ def ticket_list_available(
     conditions = Q(order_id__isnull=True, withdrawn_at__isnull=True)
     words = search_words(q)
     if words:
-        words_match = RawSQL(_MATCHES_WORDS, [_prefix_query(words)], BooleanField())  # noqa: S611 (a parameter)
-        conditions &= Q(words_match)
+        conditions &= Q(_HasWords(F("title_search"), _prefix_query(words)))
     if min_price is not None:
         conditions &= Q(price__gte=min_price)
     if max_price is not None:

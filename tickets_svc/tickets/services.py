@@ -17,8 +17,9 @@ from django.utils import timezone
 from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import claim_version
-from shared_lib.mail import one_line, queue_email
+from shared_lib.mail import queue_email
 from shared_lib.staff import Actor, record_staff_action
+from shared_lib.text import CONTROL, one_line, plain_line
 from tickets import selectors
 from tickets.models import Ticket
 
@@ -43,10 +44,6 @@ PRICE_FILTER_INVALID = "{field} must be an amount such as 20 or 19.99"
 PRICE_RANGE_INVALID = "maxPrice must not be less than minPrice"
 
 TITLE_MAX_LENGTH = 200
-# What a title cannot hold once its whitespace is one space: control characters, and the
-# bidirectional embeddings, overrides and isolates, which reorder how the text around them
-# is shown (a title could then display as another price, in the list or a buyer's receipt).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 PRICE_LIMIT = Decimal(1_000_000)
 CENT = Decimal("0.01")
 # A numeric string in plain decimal notation: no exponent, no thousands separators.
@@ -63,10 +60,10 @@ def title_error(title: Any) -> tuple[str | None, str]:
         return TITLE_REQUIRED, ""
     # One line: line breaks, tabs and runs of spaces become one space. Composed form: an
     # accented letter typed either way is one letter, found by search.
-    title = unicodedata.normalize("NFC", " ".join(title.split()))
+    title = unicodedata.normalize("NFC", one_line(title))
     if not title:
         return TITLE_REQUIRED, ""
-    if _CONTROL.search(title):
+    if CONTROL.search(title):
         return TITLE_CONTROL, title
     if len(title) > TITLE_MAX_LENGTH:
         return TITLE_TOO_LONG, title
@@ -329,7 +326,7 @@ def sold_text(ticket: Ticket) -> str:
     """The seller's news: which ticket sold, for how much, where to see their listings."""
     return (
         f"Good news: your ticket sold.\n\n"
-        f"Ticket: {one_line(ticket.title)}\n"
+        f"Ticket: {plain_line(ticket.title)}\n"
         f"Price: ${ticket.price:,.2f}\n\n"
         f"Your listings: {settings.SITE_URL}/tickets/mine\n"
     )

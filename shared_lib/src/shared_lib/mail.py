@@ -20,24 +20,22 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import connections, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from shared_lib.models import OutgoingEmail, backoff, delete_in_batches, retry_later
+from shared_lib.text import plain_line
 
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 BATCH = 50
-# A claimed email's lease, in EMAIL_TIMEOUTs: longer than one send can take, since that
-# timeout bounds each of the few exchanges of an SMTP conversation.
-LEASE_TIMEOUTS = 10
-
-
-def one_line(text: str) -> str:
-    """`text` (a title someone typed) on one line, whitespace one space at a time: what a
-    user wrote cannot add lines of its own to an email's header or body."""
-    return " ".join(text.split())
+# How long a claimed email is left to its sender. EMAIL_TIMEOUT bounds each read from the
+# server, not a whole send (a slow server can trickle a reply line by line), so the lease
+# is generous: a send that outlasts it goes out twice, under one Message-ID.
+MIN_LEASE = timedelta(minutes=15)
+LEASE_TIMEOUTS = 30
 
 
 def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail | None:
@@ -48,7 +46,7 @@ def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail 
         return None
     # A line break in a header is refused at send time (for ever) and would be a header
     # injection if it were not.
-    subject = one_line(subject)[:200]
+    subject = plain_line(subject)[:200]
     row, created = OutgoingEmail.objects.get_or_create(
         key=key, defaults={"to": to, "subject": subject, "body": body}
     )
@@ -126,17 +124,19 @@ def _claim_due() -> OutgoingEmail | None:
     """The next email due, this try counted and its next attempt moved a lease ahead:
     other senders pass it by while this one sends, and take it up should this one die
     before it records the outcome (sent again under the same Message-ID)."""
+    lease = max(MIN_LEASE, timedelta(seconds=settings.EMAIL_TIMEOUT * LEASE_TIMEOUTS))
+    # On the database's clock, which every sender shares (their own may differ).
     with transaction.atomic():
         row = (
             OutgoingEmail.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True, next_attempt_at__lte=timezone.now())
+            .filter(sent_at__isnull=True, next_attempt_at__lte=Now())
             .order_by("next_attempt_at", "created_at")
             .first()
         )
         if row is None:
             return None
         row.attempts += 1
-        lease = timedelta(seconds=settings.EMAIL_TIMEOUT * LEASE_TIMEOUTS)
-        row.next_attempt_at = timezone.now() + lease
-        row.save(update_fields=["attempts", "next_attempt_at"])
+        OutgoingEmail.objects.filter(id=row.id).update(
+            attempts=row.attempts, next_attempt_at=Now() + lease
+        )
     return row

@@ -33,11 +33,19 @@ class Migration(migrations.Migration):
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[
+                # Each statement its own transaction (the migration is not atomic), so a
+                # lock timeout is the error reported, not a transaction left aborted.
                 migrations.RunSQL(
-                    "BEGIN; SET LOCAL lock_timeout = '5s';"
-                    f" ALTER INDEX {INDEX} SET (fastupdate = off); COMMIT;",
-                    "BEGIN; SET LOCAL lock_timeout = '5s';"
-                    f" ALTER INDEX {INDEX} RESET (fastupdate); COMMIT;",
+                    [
+                        "SET lock_timeout = '5s'",
+                        f"ALTER INDEX {INDEX} SET (fastupdate = off)",
+                        "RESET lock_timeout",
+                    ],
+                    [
+                        "SET lock_timeout = '5s'",
+                        f"ALTER INDEX {INDEX} RESET (fastupdate)",
+                        "RESET lock_timeout",
+                    ],
                 ),
                 migrations.RunSQL(
                     f"SELECT gin_clean_pending_list('{INDEX}'::regclass)",

@@ -1,0 +1,28 @@
+"""Text people type, kept to one line of plain text wherever it is shown.
+
+    one_line("Opera\n\n  floor")          # "Opera floor": what a title is stored as
+    CONTROL.search("Opera \u202e99.01$")  # found: a title to refuse
+    plain_line("Opera\n\u202e99.01$")     # "Opera 99.01$": stored text put into an email
+
+Whitespace is what str.split() finds (line breaks, tabs, the Unicode separators), so no
+line of its own survives one_line. CONTROL is what remains that no title needs: control
+characters, and the bidirectional embeddings, overrides and isolates, which reorder how
+the text around them is shown (a title could display as another price).
+"""
+
+from __future__ import annotations
+
+import re
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """`text` trimmed, each run of whitespace one space."""
+    return " ".join(text.split())
+
+
+def plain_line(text: str) -> str:
+    """`text` on one line without CONTROL characters: for text stored before it was
+    refused, shown where it could otherwise add lines or reorder what is around it."""
+    return one_line(CONTROL.sub("", one_line(text)))
