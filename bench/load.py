@@ -183,6 +183,9 @@ def stack_env(names: Names) -> dict[str, str]:
         "RATE_LIMIT_SIGNUP": RATE_UNLIMITED,
         "RATE_LIMIT_SIGNIN": RATE_UNLIMITED,
         "RATE_LIMIT_EMAIL": RATE_UNLIMITED,
+        # A simulated buyer retries its payment while payments_svc learns of the order.
+        "RATE_LIMIT_PAYMENTS": RATE_UNLIMITED,
+        "RATE_LIMIT_PAYMENT_CHECKS": RATE_UNLIMITED,
         "RATE_LIMIT_KEY_PREFIX": f"bench-load:{names.suffix}",
         "LOG_LEVEL": "INFO",  # as deployed: an access log line per request
     }

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from rest_framework.request import Request
-
-from shared_lib.ratelimit import RedisRateThrottle
+from shared_lib.ratelimit import PerUserThrottle
 
 
-class OrderCreateThrottle(RedisRateThrottle):
-    """Per signed-in user, so cancelling and re-ordering cannot churn through tickets."""
+class OrderCreateThrottle(PerUserThrottle):
+    """Per buyer, so cancelling and re-ordering cannot churn through tickets."""
 
     scope, rate_setting = "orders-user", "RATE_LIMIT_ORDERS"
-
-    def get_ident(self, request: Request) -> str | None:  # type: ignore[override]
-        return request.user.id if request.user.is_authenticated else None

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payments import gateway, selectors, services
+from payments.throttles import PaymentCheckThrottle, PaymentCreateThrottle
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import BadRequest, NotFound
 from shared_lib.fields import IdField, ObjectBodySerializer, StrictRegexField
@@ -79,6 +80,7 @@ class WebhookReceivedSerializer(serializers.Serializer):
 
 class PaymentCreateApi(APIView):
     permission_classes = [IsSignedIn]
+    throttle_classes = [PaymentCreateThrottle]
 
     @extend_schema(
         request=PaymentInputSerializer,
@@ -122,6 +124,7 @@ class PaymentCreateApi(APIView):
 
 class PaymentDetailApi(APIView):
     permission_classes = [IsSignedIn]
+    throttle_classes = [PaymentCheckThrottle]
 
     # 404 for anyone but the payer, as for a payment that does not exist.
     @extend_schema(responses={200: PaymentCheckSerializer})

@@ -24,6 +24,11 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # counts as abandoned.
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", default=20, minimum=1, maximum=60)
 
+# Per buyer (payments.throttles): card attempts, and checks of a payment, each a call to
+# Stripe. A buyer's few declines and retries pass; card testing and polling storms do not.
+RATE_LIMIT_PAYMENTS = env("RATE_LIMIT_PAYMENTS", default="10/min")
+RATE_LIMIT_PAYMENT_CHECKS = env("RATE_LIMIT_PAYMENT_CHECKS", default="60/min")
+
 # Refunds owed for cancelled orders, retried until Stripe takes them (docs/events.md).
 WORKER_PERIODIC_TASKS = {"payments.services.payments_reconcile": 30}
 # Refunds failed and owed, on the worker's /metrics beside the outbox backlog.

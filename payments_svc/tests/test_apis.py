@@ -15,6 +15,7 @@ from shared_lib.errors import (
     METHOD_NOT_ALLOWED,
     NOT_AUTHORIZED,
     NOT_FOUND,
+    TOO_MANY_REQUESTS,
     UNSUPPORTED_MEDIA_TYPE,
 )
 from shared_lib.models import OutboxEvent
@@ -528,6 +529,49 @@ def test_a_declined_card_can_be_declined_again(signed_in_client):
         "declined",
     ]
     assert Payment.objects.count() == 0
+
+
+def test_card_attempts_are_rate_limited_per_buyer(signed_in_client, stripe_ledger, settings):
+    # Each attempt is a call to Stripe: trying card after card (card testing) stops at the
+    # limit, before Stripe is asked anything.
+    settings.RATE_LIMIT_PAYMENTS = "3/min"
+    buyer, other = signed_in_client(), signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    tried = [pay(buyer, order.id, token=DECLINED_CARD) for _ in range(3)]
+
+    refused = pay(buyer, order.id, token=GOOD_CARD)
+    others = pay(other, order_replica(user_id=other.user_id).id)
+
+    assert [r.status_code for r in tried] == [402, 402, 402]
+    assert refused.status_code == 429
+    assert refused.json() == errors((TOO_MANY_REQUESTS,))
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert PaymentAttempt.objects.filter(order_id=order.id).count() == 3
+    assert len(stripe_ledger.payment_intents(order.id)) == 3
+    assert not Payment.objects.filter(order_id=order.id).exists()
+    assert others.status_code == 201  # a limit per buyer, not for everyone
+
+
+def test_payment_checks_are_rate_limited_per_user(signed_in_client, settings):
+    settings.RATE_LIMIT_PAYMENT_CHECKS = "2/min"
+    buyer = signed_in_client()
+    paid = pay(buyer, order_replica(user_id=buyer.user_id).id).json()["id"]
+
+    checks = [buyer.get(f"{PAYMENTS}/{paid}") for _ in range(3)]
+
+    assert [r.status_code for r in checks] == [200, 200, 429]
+    assert checks[2].json() == errors((TOO_MANY_REQUESTS,))
+    assert pay(buyer, order_replica(user_id=buyer.user_id).id).status_code == 201  # apart
+
+
+def test_rate_limits_come_after_sign_in(api_client, settings):
+    settings.RATE_LIMIT_PAYMENTS = settings.RATE_LIMIT_PAYMENT_CHECKS = "1/min"
+    order = order_replica(user_id=ALICE)
+
+    answers = [pay(api_client, order.id) for _ in range(2)]
+    answers += [api_client.get(f"{PAYMENTS}/{uuid.uuid4()}") for _ in range(2)]
+
+    assert [r.status_code for r in answers] == [401, 401, 401, 401]
 
 
 def test_an_unknown_payment_method_is_declined_without_a_charge(signed_in_client, stripe_ledger):

@@ -55,6 +55,9 @@ class StackSettings:
             "RATE_LIMIT_SIGNUP": "1000/min",
             "RATE_LIMIT_SIGNIN": "1000/min",
             "RATE_LIMIT_EMAIL": "1000/min",
+            # ... and retry a payment until payments_svc knows its order.
+            "RATE_LIMIT_PAYMENTS": "1000/min",
+            "RATE_LIMIT_PAYMENT_CHECKS": "1000/min",
             "RATE_LIMIT_KEY_PREFIX": self.rate_limit_prefix,
             "WEB_CONCURRENCY": "2",
             # Retries a test can wait out, instead of the production 1 s / 5 s / 30 s.

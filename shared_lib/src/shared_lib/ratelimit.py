@@ -158,3 +158,11 @@ class RedisRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+
+class PerUserThrottle(RedisRateThrottle):
+    """Counted per signed-in user. An anonymous request is not counted: it is refused
+    (401) before any throttle is asked."""
+
+    def get_ident(self, request: Request) -> str | None:  # type: ignore[override]
+        return request.user.id if request.user.is_authenticated else None
