@@ -20,3 +20,5 @@ RATE_LIMIT_ORDERS = env("RATE_LIMIT_ORDERS", default="30/min")
 
 # Receipts queued when orders complete (shared_lib.mail), sent by the worker.
 WORKER_PERIODIC_TASKS = {"shared_lib.mail.send_pending_emails": 5}
+# Its backlog on the worker's /metrics (docs/operations.md).
+WORKER_METRICS_COLLECTORS = ["shared_lib.metrics.EmailCollector"]

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from shared_lib import mail
+from shared_lib.metrics import EmailCollector
 from shared_lib.models import OutgoingEmail
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +218,22 @@ def test_no_lock_or_transaction_is_held_while_an_smtp_server_answers(
     row.refresh_from_db()
     assert row.sent_at is None
     assert row.last_error.startswith(("TimeoutError", "SMTPServerDisconnected")), row.last_error
+
+
+def test_the_email_backlog_is_on_the_metrics(mail_server):
+    sent = mail.queue_email(key="receipt:sent", **RECEIPT)
+    mail.send_pending_emails()
+    failing = mail.queue_email(key="receipt:failing", **RECEIPT)
+    waiting = mail.queue_email(key="receipt:waiting", **RECEIPT)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    OutgoingEmail.objects.filter(id=failing.id).update(
+        created_at=an_hour_ago, attempts=3, last_error="SMTPServerDisconnected: gone"
+    )
+
+    samples = {s.name: s.value for m in EmailCollector().collect() for s in m.samples}
+
+    assert OutgoingEmail.objects.get(id=sent.id).sent_at is not None
+    assert waiting.sent_at is None
+    assert samples["ticketing_email_unsent"] == 2
+    assert samples["ticketing_email_failing"] == 1
+    assert 3590 < samples["ticketing_email_oldest_unsent_age_seconds"] < 3700

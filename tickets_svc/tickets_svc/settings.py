@@ -11,3 +11,5 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tickets"]
 
 # "Your ticket sold" emails queued when a sale completes (shared_lib.mail), sent by the worker.
 WORKER_PERIODIC_TASKS = {"shared_lib.mail.send_pending_emails": 5}
+# Its backlog on the worker's /metrics (docs/operations.md).
+WORKER_METRICS_COLLECTORS = ["shared_lib.metrics.EmailCollector"]

@@ -27,7 +27,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -259,14 +259,47 @@ class OutboxCollector(DatabaseGaugesCollector):
     }
 
     def values(self) -> dict[str, float]:
-        from django.db.models import Count, Min
-
         from shared_lib.models import OutboxEvent
 
-        backlog = OutboxEvent.objects.filter(sent_at__isnull=True).aggregate(
-            count=Count("id"), oldest=Min("created_at")
-        )
-        return {"unsent": backlog["count"], "oldest_age": age_seconds(backlog["oldest"])}
+        return _delivery_backlog(OutboxEvent)
+
+
+class EmailCollector(DatabaseGaugesCollector):
+    """At scrape time: emails not yet sent, the oldest's age, and those whose last try
+    failed (shared_lib.mail). For a worker that sends email: WORKER_METRICS_COLLECTORS."""
+
+    what = "email"
+    gauges = {
+        "unsent": ("ticketing_email_unsent", "Emails queued and not yet sent."),
+        "oldest_age": (
+            "ticketing_email_oldest_unsent_age_seconds",
+            "Age of the oldest unsent email (0 when there is none).",
+        ),
+        "failing": (
+            "ticketing_email_failing",
+            "Unsent emails whose last try failed (SMTP refused or unreachable).",
+        ),
+    }
+
+    def values(self) -> dict[str, float]:
+        from shared_lib.models import OutgoingEmail
+
+        return _delivery_backlog(OutgoingEmail)
+
+
+def _delivery_backlog(model: Any) -> dict[str, float]:
+    """A delivery table's unsent rows (shared_lib.models): how many, the oldest's age, and
+    how many failed their last try; one query on the pending index."""
+    from django.db.models import Count, Min, Q
+
+    backlog = model.objects.filter(sent_at__isnull=True).aggregate(
+        count=Count("pk"), oldest=Min("created_at"), failing=Count("pk", filter=~Q(last_error=""))
+    )
+    return {
+        "unsent": backlog["count"],
+        "oldest_age": age_seconds(backlog["oldest"]),
+        "failing": backlog["failing"],
+    }
 
 
 class QueueCollector(Collector):
