@@ -2,7 +2,9 @@
 
 Run by bench/load.py (`make bench-load`), which starts the system, runs this headless and
 reads the samples it leaves in $LOAD_SAMPLES_PATH. By hand, against a running `make up`
-(whose sign-up limit of 20/min per IP stops more than 20 users):
+(whose sign-up limit of 20/min per IP stops more than 20 users, and whose payment limit of
+10/min per buyer counts a payment's retries while payments_svc learns of its order;
+export RATE_LIMIT_SIGNUP and RATE_LIMIT_PAYMENTS higher before `make up` to lift them):
 
     .venv/bin/locust -f bench/locustfile.py --headless -u 5 -r 1 -t 30s \
         --host http://127.0.0.1:8080

@@ -37,8 +37,12 @@ UNEXPECTED_MESSAGE = "Something went wrong. Please try again."
 
 # A connection to the gateway is reused across requests. Connect failures are retried
 # (the request never left, so even a POST is safe to resend); a read failure is not,
-# since the API may have acted on it.
-_RETRY = urllib3.Retry(total=2, connect=2, read=0, status=0, redirect=0, other=0)
+# since the API may have acted on it. An answer is an answer: a 429 or 503 with
+# Retry-After is the page's to show (urllib3 would otherwise take it for a retry, find
+# none left, and raise).
+_RETRY = urllib3.Retry(
+    total=2, connect=2, read=0, status=0, redirect=0, other=0, respect_retry_after_header=False
+)
 # Enough pooled connections for a gunicorn thread or two; more would sit idle.
 _POOL_SIZE = 4
 

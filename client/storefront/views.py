@@ -67,6 +67,10 @@ AUTHENTICATION_TOO_LATE = (
     "The order expired before your bank confirmed the payment, so nothing was charged."
 )
 PAYMENT_PROCESSING = "Your payment is being processed. This page shows the result shortly."
+# payments_svc's limit on checks reached (429): nothing is known of the payment just now.
+PAYMENT_CHECK_LATER = (
+    "Your payment cannot be checked just now. Wait a minute, then reload this page to see it."
+)
 
 ORDER_STATES = {
     "created": "Awaiting payment",
@@ -260,7 +264,10 @@ def _order_page(
     alerts: list[str] | None = None,
     action: dict[str, str] | None = None,
     status: int = 200,
+    card_form: bool = True,
 ) -> HttpResponse:
+    """The order's page; `card_form` False when a payment of it may be waiting (the form
+    would take a second card for it)."""
     now = timezone.now()
     state = order_state(order, now=now)
     seconds_left = max(0, int((_expires_at(order) - now).total_seconds()))
@@ -273,6 +280,7 @@ def _order_page(
             "payable": state == ORDER_STATES["created"],
             "seconds_left": seconds_left,
             "form": form or _payment_form(None),
+            "card_form": card_form,
             "alerts": alerts or [],
             # A card waiting for its holder: the page runs Stripe.js's challenge.
             "action": action if state == ORDER_STATES["created"] else None,
@@ -286,8 +294,17 @@ def order_detail(request: HttpRequest, order_id: UUID) -> HttpResponse:
     order = request.api.get(f"/api/orders/{order_id}").data
     # ?payment=<id>: a payment of this order waiting for its cardholder (after a 202, and
     # on every reload): the page runs the challenge with what payments_svc says now.
-    action = _waiting_payment(request, order_id, request.GET.get("payment", ""))
+    try:
+        action = _waiting_payment(request, order_id, request.GET.get("payment", ""))
+    except ApiError as error:
+        if error.status != 429:
+            raise
+        return _payment_check_later(request, order)
     return _order_page(request, order, action=action)
+
+
+def _payment_check_later(request: HttpRequest, order: dict[str, Any]) -> HttpResponse:
+    return _order_page(request, order, alerts=[PAYMENT_CHECK_LATER], status=429, card_form=False)
 
 
 def _waiting_payment(
@@ -302,7 +319,7 @@ def _waiting_payment(
     try:
         payment = request.api.get(f"/api/payments/{payment_id}").data
     except ApiError as error:
-        if error.status == 401:
+        if error.status in (401, 429):
             raise
         return None  # someone else's, or gone: the page offers the card form
     if payment["orderId"] != str(order_id) or not payment.get("clientSecret"):
@@ -348,7 +365,12 @@ def _paid(request: HttpRequest, order_id: UUID) -> HttpResponse:
 @require_POST
 def order_payment_check(request: HttpRequest, order_id: UUID, payment_id: UUID) -> HttpResponse:
     """After the 3-D Secure challenge ran in the browser: what Stripe made of it."""
-    payment = request.api.get(f"/api/payments/{payment_id}").data
+    try:
+        payment = request.api.get(f"/api/payments/{payment_id}").data
+    except ApiError as error:
+        if error.status != 429:
+            raise
+        return _payment_check_later(request, request.api.get(f"/api/orders/{order_id}").data)
     if payment["orderId"] != str(order_id):
         raise ApiError(404, [{"message": NOT_FOUND}])  # another order's payment
     if payment["status"] == "succeeded":

@@ -126,6 +126,21 @@ def test_a_services_own_503_message_is_kept(recorder):
     assert raised.value.message == "Payment provider unavailable"
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_an_answer_with_retry_after_is_the_apis_answer_to_a_get_too(recorder, status):
+    # The services send Retry-After with a 429 (and may with a 503): that is their answer,
+    # with their message, not a failure to reach them.
+    body = b'{"errors": [{"message": "Too many requests"}]}'
+    recorder.answers.append((status, [("Retry-After", "30")], body))
+
+    with pytest.raises(ApiError) as raised:
+        api_for(url_of(recorder)).get("/api/payments/p1")
+
+    assert raised.type is ApiError
+    assert (raised.value.status, raised.value.message) == (status, "Too many requests")
+    assert len(recorder.seen) == 1  # asked once, not again
+
+
 def test_a_closed_port_is_unavailable_and_a_post_is_not_resent(recorder):
     port = recorder.server_address[1]
     recorder.shutdown()

@@ -29,6 +29,7 @@ from storefront.views import (
     PAID,
     PAID_BUT_EXPIRED,
     PAID_CONFIRMING,
+    PAYMENT_CHECK_LATER,
     PAYMENT_PROCESSING,
     SIGNED_IN,
     SIGNED_OUT,
@@ -519,6 +520,45 @@ def test_after_the_challenge_the_page_says_what_the_bank_decided(
         ("GET", f"/api/payments/{payment_id}"),
         ("GET", f"/api/orders/{order_id}"),
     ]
+
+
+TOO_MANY = (429, [("Retry-After", "30")], b'{"errors": [{"message": "Too many requests"}]}')
+
+
+def test_a_payment_that_cannot_be_checked_now_is_not_offered_a_second_card(
+    recorder, tokens, settings
+):
+    # payments_svc's check limit reached: the payment may be waiting for its cardholder,
+    # so the page neither runs a challenge it knows nothing of nor takes another card.
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.answers += [(200, [], _order_page_json(order_id)), TOO_MANY]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.get(f"/orders/{order_id}?payment={payment_id}")
+
+    assert response.status_code == 429
+    page = response.content.decode()
+    assert PAYMENT_CHECK_LATER in page
+    assert 'id="payment-form"' not in page
+    assert 'id="payment-action"' not in page
+    assert 'data-testid="countdown"' in page  # still the order's page
+
+
+def test_back_from_the_challenge_when_the_check_is_refused_for_now(recorder, tokens, settings):
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.answers += [TOO_MANY, (200, [], _order_page_json(order_id))]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.post(f"/orders/{order_id}/payments/{payment_id}")
+
+    assert response.status_code == 429
+    page = response.content.decode()
+    assert PAYMENT_CHECK_LATER in page
+    assert 'id="payment-form"' not in page
 
 
 def test_a_challenge_the_order_outlived_says_nothing_was_charged(back_from_the_challenge):

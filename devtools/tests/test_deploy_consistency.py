@@ -724,3 +724,31 @@ def test_the_readme_says_where_prometheus_runs():
     assert f"Prometheus in namespace `{PROMETHEUS.namespace}` scrapes pods by annotation" in section
     for key, value in PROMETHEUS.labels.items():
         assert f"{key}: {value}" in section
+
+
+def _rate_limited() -> set[str]:
+    """Services whose own code counts requests in Redis (shared_lib.ratelimit)."""
+    return {
+        s.name
+        for s in SERVICES
+        if any(
+            "shared_lib.ratelimit" in path.read_text()
+            for path in s.directory.rglob("*.py")
+            if not {"tests", "migrations"} & set(path.relative_to(s.directory).parts)
+        )
+    }
+
+
+def test_every_service_that_rate_limits_reaches_redis():
+    # Without REDIS_URL a limit fails open, quietly: a payments web pod without it would
+    # let card attempts through unlimited.
+    limited = _rate_limited()
+    compose = compose_model()["services"]
+
+    assert {"auth", "orders", "payments"} <= limited
+    for name in limited:
+        env_names = {
+            e["name"] for c in containers(DEPLOYMENTS[f"{name}-web"]) for e in c.get("env", [])
+        }
+        assert "REDIS_URL" in env_names, name
+        assert "REDIS_URL" in compose[name]["environment"], name

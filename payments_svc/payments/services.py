@@ -26,6 +26,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -50,6 +51,7 @@ ORDER_PAID = "Order is already paid"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 PAYMENT_PENDING = "The payment is still being processed; please check again shortly"
 AWAITING_AUTHENTICATION = "This order's payment is waiting for the cardholder to authenticate"
+TOO_MANY_DECLINES = "Too many declined cards for this order"
 
 # What Stripe.js Elements produces (a PaymentMethod id), or a legacy card token from
 # Stripe Checkout / Stripe.js v2 (older clients send these), which Stripe makes into one.
@@ -131,6 +133,12 @@ def _start_attempt(*, user_id: uuid.UUID, order_id: uuid.UUID, token: Any) -> Pa
             unsettled.updated_at = now
             unsettled.save(update_fields=["status", "updated_at"])
             return unsettled
+        # A buyer's few cards pass; card after card on one order (card testing) is
+        # refused before Stripe is asked.
+        if attempts.filter(status=PaymentAttempt.Status.DECLINED).count() >= (
+            settings.PAYMENTS_MAX_DECLINES_PER_ORDER
+        ):
+            raise BadRequest(TOO_MANY_DECLINES)
         return PaymentAttempt.objects.create(
             order=order, token=token, amount_cents=order.amount_cents
         )

@@ -28,6 +28,9 @@ STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", default=20, minimum=1
 # Stripe. A buyer's few declines and retries pass; card testing and polling storms do not.
 RATE_LIMIT_PAYMENTS = env("RATE_LIMIT_PAYMENTS", default="10/min")
 RATE_LIMIT_PAYMENT_CHECKS = env("RATE_LIMIT_PAYMENT_CHECKS", default="60/min")
+# Declined cards one order may take before its payment is refused (400): a buyer's typo
+# and a second card pass, a list of stolen cards does not.
+PAYMENTS_MAX_DECLINES_PER_ORDER = env_int("PAYMENTS_MAX_DECLINES_PER_ORDER", default=5, minimum=1)
 
 # Refunds owed for cancelled orders, retried until Stripe takes them (docs/events.md).
 WORKER_PERIODIC_TASKS = {"payments.services.payments_reconcile": 30}

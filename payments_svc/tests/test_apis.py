@@ -552,6 +552,27 @@ def test_card_attempts_are_rate_limited_per_buyer(signed_in_client, stripe_ledge
     assert others.status_code == 201  # a limit per buyer, not for everyone
 
 
+def test_an_order_takes_so_many_declined_cards_then_no_more(
+    signed_in_client, stripe_ledger, settings
+):
+    settings.PAYMENTS_MAX_DECLINES_PER_ORDER = 3
+    buyer = signed_in_client()
+    order, other_order = (order_replica(user_id=buyer.user_id) for _ in range(2))
+    declined = [pay(buyer, order.id, token=DECLINED_CARD) for _ in range(3)]
+
+    refused = pay(buyer, order.id, token=GOOD_CARD)
+    other = pay(buyer, other_order.id)
+
+    assert [r.status_code for r in declined] == [402, 402, 402]
+    assert refused.status_code == 400
+    assert refused.json() == errors((services.TOO_MANY_DECLINES,))
+    assert PaymentAttempt.objects.filter(order_id=order.id).count() == 3  # none for it
+    assert [i["status"] for i in stripe_ledger.payment_intents(order.id)] == [
+        "requires_payment_method"
+    ] * 3
+    assert other.status_code == 201  # per order
+
+
 def test_payment_checks_are_rate_limited_per_user(signed_in_client, settings):
     settings.RATE_LIMIT_PAYMENT_CHECKS = "2/min"
     buyer = signed_in_client()

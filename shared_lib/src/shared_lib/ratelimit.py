@@ -103,8 +103,10 @@ class Attempt:
 def attempt(*, scope: str, ident: str | None, rate_setting: str) -> Attempt:
     """Count one request by `ident` in `scope` at the rate the setting names.
 
-    Fails open when Redis is down: sign-in stays available, and /readyz reports Redis, so
-    the outage is visible rather than silently weakening the limit."""
+    Fails open when Redis is down: signing in, ordering and paying stay available. The
+    outage is logged at ERROR on every request it lets through, and auth_svc's /readyz
+    reports Redis; orders_svc and payments_svc keep serving (a limit is worth less than
+    the sales it would stop)."""
     if not ident:
         return Attempt(allowed=True)
     limit, window = parse_rate(getattr(settings, rate_setting))
