@@ -106,7 +106,12 @@ class PriceField(serializers.Field):
 class TicketInputSerializer(ObjectBodySerializer):
     """A ticket's title and price, every bad field reported at once (title first)."""
 
-    title = TitleField()
+    title = TitleField(
+        help_text=(
+            "At most 200 characters once each run of whitespace is one space; at least one "
+            "that shows (a letter, digit, punctuation mark or symbol); no control characters"
+        )
+    )
     price = PriceField()
 
 

@@ -19,7 +19,7 @@ from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import claim_version
 from shared_lib.mail import queue_email
 from shared_lib.staff import Actor, record_staff_action
-from shared_lib.text import CONTROL, one_line, plain_line
+from shared_lib.text import CONTROL, one_line, plain_line, shows_something
 from tickets import selectors
 from tickets.models import Ticket
 
@@ -61,8 +61,8 @@ def title_error(title: Any) -> tuple[str | None, str]:
     # One line: line breaks, tabs and runs of spaces become one space. Composed form: an
     # accented letter typed either way is one letter, found by search.
     title = unicodedata.normalize("NFC", one_line(title))
-    if not title:
-        return TITLE_REQUIRED, ""
+    if not shows_something(title):  # empty, or only characters that show nothing
+        return TITLE_REQUIRED, title
     if CONTROL.search(title):
         return TITLE_CONTROL, title
     if len(title) > TITLE_MAX_LENGTH:

@@ -3,6 +3,7 @@
     one_line("Opera\n\n  floor")          # "Opera floor": what a title is stored as
     CONTROL.search("Opera \u202e99.01$")  # found: a title to refuse
     plain_line("Opera\n\u202e99.01$")     # "Opera 99.01$": stored text put into an email
+    shows_something("\u200b\u3164")      # False: nothing a reader would see
 
 Whitespace is what str.split() finds (line breaks, tabs, the Unicode separators), so no
 line of its own survives one_line. CONTROL is what remains that no title needs: control
@@ -13,8 +14,11 @@ the text around them is shown (a title could display as another price).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Letters by their category that show as blank space (Hangul fillers, Braille blank).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def one_line(text: str) -> str:
@@ -26,3 +30,9 @@ def plain_line(text: str) -> str:
     """`text` on one line without CONTROL characters: for text stored before it was
     refused, shown where it could otherwise add lines or reorder what is around it."""
     return one_line(CONTROL.sub("", one_line(text)))
+
+
+def shows_something(text: str) -> bool:
+    """Whether `text` has a character a reader sees: a letter, digit, punctuation mark or
+    symbol (not only spaces, joiners, marks of direction and blank-looking letters)."""
+    return any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANK_LETTERS for c in text)
