@@ -156,6 +156,41 @@ def order_cancel_by_staff(*, order_id: uuid.UUID, actor: Actor) -> bool:
         return True
 
 
+# Orders announced per transaction when completions are told again: each batch's outbox
+# rows commit together, and the relay sends them while the next batch is written.
+REPUBLISH_BATCH = 500
+
+
+def order_completed_republish(*, actor: Actor, batch: int = REPUBLISH_BATCH) -> int:
+    """Tell order.completed again for every complete order, in batches: for a service
+    that began consuming it after those orders completed (docs/deploy.md). Each consumer
+    applies a completion it has not seen and skips one it has (by version), so telling
+    again changes nothing anywhere else. Recorded with who did it; the number told."""
+    told, after = 0, None
+    while True:
+        with transaction.atomic():
+            complete = Order.objects.filter(status=Order.Status.COMPLETE)
+            if after is not None:
+                complete = complete.filter(id__gt=after)
+            rows = list(complete.order_by("id").values_list("id", "version")[:batch])
+            if not rows:
+                break
+            publish_many(
+                Subject.ORDER_COMPLETED,
+                [
+                    ({"id": id_, "version": version}, current_correlation_id())
+                    for id_, version in rows
+                ],
+            )
+        told, after = told + len(rows), rows[-1][0]
+        logger.info("order completions told again", extra={"count": told})
+    with transaction.atomic():
+        record_staff_action(
+            actor, action="order.completed.republish", target="orders", detail={"count": told}
+        )
+    return told
+
+
 def order_expire(*, order_id: uuid.UUID) -> Order | None:
     """The payment window ended: cancel unless paid. A repeat changes nothing; an
     announcement before expiresAt (by this service's clock) raises NotYet."""
