@@ -166,28 +166,35 @@ def order_completed_republish(*, actor: Actor, batch: int = REPUBLISH_BATCH) -> 
     that began consuming it after those orders completed (docs/deploy.md). Each consumer
     applies a completion it has not seen and skips one it has (by version), so telling
     again changes nothing anywhere else. Recorded with who did it; the number told."""
-    told, after = 0, None
-    while True:
+    told, after, finished = 0, None, False
+    try:
+        while True:
+            with transaction.atomic():
+                complete = Order.objects.filter(status=Order.Status.COMPLETE)
+                if after is not None:
+                    complete = complete.filter(id__gt=after)
+                rows = list(complete.order_by("id").values_list("id", "version")[:batch])
+                if not rows:
+                    break
+                publish_many(
+                    Subject.ORDER_COMPLETED,
+                    [
+                        ({"id": id_, "version": version}, current_correlation_id())
+                        for id_, version in rows
+                    ],
+                )
+            told, after = told + len(rows), rows[-1][0]
+            logger.info("order completions told again", extra={"count": told})
+        finished = True
+    finally:
+        # Recorded however the run ended: what it told went out either way.
         with transaction.atomic():
-            complete = Order.objects.filter(status=Order.Status.COMPLETE)
-            if after is not None:
-                complete = complete.filter(id__gt=after)
-            rows = list(complete.order_by("id").values_list("id", "version")[:batch])
-            if not rows:
-                break
-            publish_many(
-                Subject.ORDER_COMPLETED,
-                [
-                    ({"id": id_, "version": version}, current_correlation_id())
-                    for id_, version in rows
-                ],
+            record_staff_action(
+                actor,
+                action="order.completed.republish",
+                target="orders",
+                detail={"count": told, "finished": finished},
             )
-        told, after = told + len(rows), rows[-1][0]
-        logger.info("order completions told again", extra={"count": told})
-    with transaction.atomic():
-        record_staff_action(
-            actor, action="order.completed.republish", target="orders", detail={"count": told}
-        )
     return told
 
 

@@ -34,7 +34,7 @@ def test_every_complete_order_is_told_again_and_the_run_recorded():
     assert (action.actor_id, action.action, action.detail) == (
         "ops@example.com",
         "order.completed.republish",
-        {"count": 3},
+        {"count": 3, "finished": True},
     )
 
 
@@ -56,3 +56,25 @@ def test_who_runs_it_must_say_so():
 
     assert OutboxEvent.objects.count() == 0
     assert StaffAction.objects.count() == 0
+
+
+def test_a_run_that_fails_part_way_is_recorded_with_what_it_told(monkeypatch):
+    for _ in range(3):
+        order_row(status=Order.Status.COMPLETE, version=1)
+    real = services.publish_many
+    calls = []
+
+    def failing_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "publish_many", failing_second_batch)
+
+    with pytest.raises(RuntimeError):
+        services.order_completed_republish(actor=Actor(id="ops", name="ops"), batch=2)
+
+    assert OutboxEvent.objects.count() == 2  # the first batch went out
+    action = StaffAction.objects.get()
+    assert action.detail == {"count": 2, "finished": False}

@@ -78,6 +78,8 @@ NEVER_SENT = "not charged: Stripe has no PaymentIntent for this attempt"
 NEVER_CONFIRMED = "not charged: its PaymentIntent was never confirmed"
 DECLINED_BY_STRIPE = "Your card was declined."
 INTENT_CANCELLED = "not charged: its PaymentIntent was cancelled"
+# Why an attempt settled as declined without any card being refused.
+NOT_THE_CARDS_FAULT = (NEVER_SENT, NEVER_CONFIRMED, INTENT_CANCELLED)
 # An attempt whose outcome someone may still learn from Stripe.
 OPEN = (
     PaymentAttempt.Status.PENDING,
@@ -134,10 +136,12 @@ def _start_attempt(*, user_id: uuid.UUID, order_id: uuid.UUID, token: Any) -> Pa
             unsettled.save(update_fields=["status", "updated_at"])
             return unsettled
         # A buyer's few cards pass; card after card on one order (card testing) is
-        # refused before Stripe is asked.
-        if attempts.filter(status=PaymentAttempt.Status.DECLINED).count() >= (
-            settings.PAYMENTS_MAX_DECLINES_PER_ORDER
-        ):
+        # refused before Stripe is asked. Only cards refused count: an attempt settled as
+        # not charged after an outage or a lost answer was no card's fault.
+        declined = attempts.filter(status=PaymentAttempt.Status.DECLINED).exclude(
+            error__in=NOT_THE_CARDS_FAULT
+        )
+        if declined.count() >= settings.PAYMENTS_MAX_DECLINES_PER_ORDER:
             raise BadRequest(TOO_MANY_DECLINES)
         return PaymentAttempt.objects.create(
             order=order, token=token, amount_cents=order.amount_cents

@@ -31,7 +31,14 @@ from shared_lib.testing.api import (
 )
 from shared_lib.testing.events import deliver
 from shared_lib.testing.tokens import ALICE, ATTACKS
-from tests.factories import DECLINED, DECLINED_CARD, GOOD_CARD, cancelled_event, order_replica
+from tests.factories import (
+    DECLINED,
+    DECLINED_CARD,
+    GOOD_CARD,
+    attempt_row,
+    cancelled_event,
+    order_replica,
+)
 from tests.stripe_http import unreachable_url
 
 pytestmark = pytest.mark.django_db
@@ -571,6 +578,22 @@ def test_an_order_takes_so_many_declined_cards_then_no_more(
         "requires_payment_method"
     ] * 3
     assert other.status_code == 201  # per order
+
+
+def test_attempts_no_card_refused_do_not_count_as_declines(signed_in_client, settings):
+    # Settled as not charged after a timeout or a lost answer (the worker cancels such an
+    # intent): the buyer's card was never refused, and their good card must still pay.
+    settings.PAYMENTS_MAX_DECLINES_PER_ORDER = 2
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id)
+    for reason in services.NOT_THE_CARDS_FAULT:
+        attempt = attempt_row(order, status="declined", age=timedelta(minutes=5))
+        PaymentAttempt.objects.filter(id=attempt.id).update(error=reason)
+
+    paid = pay(buyer, order.id)
+
+    assert paid.status_code == 201, paid.content
+    assert Payment.objects.filter(order_id=order.id).count() == 1
 
 
 def test_payment_checks_are_rate_limited_per_user(signed_in_client, settings):

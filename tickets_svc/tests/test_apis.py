@@ -242,6 +242,8 @@ def test_a_title_of_200_characters_is_accepted_after_trimming(seller):
         pytest.param(
             "title", json.dumps("\u200f\u2800"), services.TITLE_REQUIRED, id="rlm-braille"
         ),
+        pytest.param("title", json.dumps("\u0301\u0302"), services.TITLE_REQUIRED, id="marks"),
+        pytest.param("title", json.dumps("\u0007"), services.TITLE_CONTROL, id="only-a-bell"),
         # Shown reordered (a right-to-left override), or no text at all (a bell, DEL, C1).
         pytest.param("title", json.dumps("Opera \u202e99.01$"), services.TITLE_CONTROL, id="rlo"),
         pytest.param("title", json.dumps("Opera \u2067x\u2069"), services.TITLE_CONTROL, id="rli"),
@@ -265,9 +267,18 @@ def test_create_rejects_a_bad_title_or_price_and_writes_nothing(seller, field, v
         ("Opera\u00a0\u00a0floor", "Opera floor"),
         # Joiners belong to the text (an emoji family, a Persian word), marks of direction too.
         ("Family \U0001f468\u200d\U0001f469\u200d\U0001f467", None),
+        # An emoji newer than this Python's Unicode data (unassigned to it) may show.
+        ("\U0001fa77", None),
         ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u200fconcert", None),
     ],
-    ids=["line-breaks", "tabs-and-separators", "no-break-spaces", "emoji-joiner", "zwnj-rlm"],
+    ids=[
+        "line-breaks",
+        "tabs-and-separators",
+        "no-break-spaces",
+        "emoji-joiner",
+        "emoji-newer-than-python",
+        "zwnj-rlm",
+    ],
 )
 def test_a_title_is_kept_on_one_line(seller, sent, kept):
     response = seller.post(LIST, {"title": sent, "price": "10"}, format="json")

@@ -2,8 +2,10 @@
 by the worker through SMTP (the mail catcher)."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from shared_lib.events.consumer import Outcome
 from shared_lib.mail import send_pending_emails
@@ -35,6 +37,20 @@ def test_the_seller_hears_once_that_their_ticket_sold(mail_server, settings):
         "Your listings: https://tickets.example/tickets/mine\n"
     )
     assert OutgoingEmail.objects.get().key == f"sold:{ticket.id}"
+
+
+def test_a_sale_learnt_long_after_its_reservation_is_not_news(mail_server):
+    # As when orders_svc tells old completions again (docs/deploy.md): sold, no email.
+    ticket = make_ticket(title="Opera box", price="80.00", user_email="sam@example.com")
+    order_id = uuid.uuid4()
+    deliver(order_created(ticket_id=ticket.id, order_id=order_id))
+    Ticket.objects.filter(id=ticket.id).update(updated_at=timezone.now() - timedelta(days=30))
+
+    assert deliver(order_completed(order_id=order_id)) is Outcome.APPLIED
+
+    ticket.refresh_from_db()
+    assert ticket.sold_at is not None
+    assert OutgoingEmail.objects.count() == 0
 
 
 def test_a_reservation_or_a_cancellation_sends_nothing(mail_server):

@@ -17,8 +17,14 @@ import re
 import unicodedata
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# Letters by their category that show as blank space (Hangul fillers, Braille blank).
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# What shows nothing by its category: separators (spaces), controls and format characters
+# (zero-width joiners, marks of direction), and marks, which only change the character
+# before them. A character this Python's Unicode does not know (a newer emoji) or a
+# private-use one may show: it counts as something.
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Mc", "Me"})
+# Characters of other categories that show as blank space (Hangul fillers, the Braille
+# blank, the musical null notehead).
+_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\U0001d159")
 
 
 def one_line(text: str) -> str:
@@ -33,6 +39,9 @@ def plain_line(text: str) -> str:
 
 
 def shows_something(text: str) -> bool:
-    """Whether `text` has a character a reader sees: a letter, digit, punctuation mark or
-    symbol (not only spaces, joiners, marks of direction and blank-looking letters)."""
-    return any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANK_LETTERS for c in text)
+    """Whether `text` has a character a reader sees: not only spaces, joiners, marks of
+    direction, combining marks and blank-looking letters."""
+    return any(
+        unicodedata.category(c) not in _BLANK_CATEGORIES and c not in _BLANK_CHARACTERS
+        for c in text
+    )
