@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from shared_lib.auth import clear_session_cookie
 from shared_lib.error_messages import NOT_FOUND
 from shared_lib.errors import error_response
-from storefront.api import ApiError
+from storefront.api import ApiError, ApiUnavailable
 from storefront.forms import (
     CredentialsForm,
     NewPasswordForm,
@@ -292,39 +292,66 @@ def _order_page(
 @require_GET
 def order_detail(request: HttpRequest, order_id: UUID) -> HttpResponse:
     order = request.api.get(f"/api/orders/{order_id}").data
-    # ?payment=<id>: a payment of this order waiting for its cardholder (after a 202, and
-    # on every reload): the page runs the challenge with what payments_svc says now.
-    try:
-        action = _waiting_payment(request, order_id, request.GET.get("payment", ""))
-    except ApiError as error:
-        if error.status != 429:
-            raise
-        return _payment_check_later(request, order)
-    return _order_page(request, order, action=action)
-
-
-def _payment_check_later(request: HttpRequest, order: dict[str, Any]) -> HttpResponse:
-    return _order_page(request, order, alerts=[PAYMENT_CHECK_LATER], status=429, card_form=False)
-
-
-def _waiting_payment(
-    request: HttpRequest, order_id: UUID, payment_id: str
-) -> dict[str, str] | None:
-    if not payment_id:
-        return None
-    try:
-        payment_id = str(UUID(payment_id))
-    except ValueError:
-        return None
+    # ?payment=<id>: a payment of this order (after a 202, and on every reload). While it
+    # waits for its cardholder the page runs the challenge; while it may still charge, or
+    # cannot be asked about, the page takes no second card.
+    payment_id = _uuid_or_none(request.GET.get("payment", ""))
+    if payment_id is None:
+        return _order_page(request, order)
     try:
         payment = request.api.get(f"/api/payments/{payment_id}").data
+    except ApiUnavailable:
+        return _payment_check_later(request, order, status=503)
     except ApiError as error:
-        if error.status in (401, 429):
+        if error.status == 401:
             raise
-        return None  # someone else's, or gone: the page offers the card form
-    if payment["orderId"] != str(order_id) or not payment.get("clientSecret"):
+        if error.status == 429:
+            return _payment_check_later(request, order, status=429)
+        return _order_page(request, order)  # someone else's, or gone: the card form
+    if payment["orderId"] != str(order_id):
+        return _order_page(request, order)
+    return _payment_page(request, order, payment_id, payment)
+
+
+def _uuid_or_none(text: str) -> str | None:
+    try:
+        return str(UUID(text)) if text else None
+    except ValueError:
         return None
-    return {"payment_id": payment_id, "client_secret": payment["clientSecret"]}
+
+
+def _payment_check_later(
+    request: HttpRequest, order: dict[str, Any], *, status: int
+) -> HttpResponse:
+    return _order_page(request, order, alerts=[PAYMENT_CHECK_LATER], status=status, card_form=False)
+
+
+def _payment_page(
+    request: HttpRequest,
+    order: dict[str, Any],
+    payment_id: str,
+    payment: dict[str, Any],
+    *,
+    alerts: list[str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The order's page as its payment stands: its challenge to run; no card form while
+    it may still charge (waiting, processing, paid and not yet told); after a failure,
+    the card form for another card."""
+    alerts = list(alerts or [])
+    if payment["status"] == "failed":
+        return _order_page(request, order, alerts=alerts, status=status)
+    secret = payment.get("clientSecret", "") if payment["status"] == "requires_action" else ""
+    if secret:
+        action = {"payment_id": payment_id, "client_secret": secret}
+        return _order_page(request, order, alerts=alerts, action=action, status=status)
+    if payment["status"] == "requires_action":  # its secret could not be had just now
+        alerts.append(PAYMENT_CHECK_LATER)
+    elif payment["status"] == "processing" and PAYMENT_PROCESSING not in alerts:
+        alerts.append(PAYMENT_PROCESSING)
+    elif payment["status"] == "succeeded" and order["status"] == "created":
+        alerts.append(PAID_CONFIRMING)  # the order completes in a moment
+    return _order_page(request, order, alerts=alerts, status=status, card_form=False)
 
 
 @require_POST
@@ -370,7 +397,8 @@ def order_payment_check(request: HttpRequest, order_id: UUID, payment_id: UUID) 
     except ApiError as error:
         if error.status != 429:
             raise
-        return _payment_check_later(request, request.api.get(f"/api/orders/{order_id}").data)
+        order = request.api.get(f"/api/orders/{order_id}").data
+        return _payment_check_later(request, order, status=429)
     if payment["orderId"] != str(order_id):
         raise ApiError(404, [{"message": NOT_FOUND}])  # another order's payment
     if payment["status"] == "succeeded":
@@ -382,10 +410,11 @@ def order_payment_check(request: HttpRequest, order_id: UUID, payment_id: UUID) 
         return _order_page(request, order, alerts=[AUTHENTICATION_FAILED], status=402)
     if payment["status"] == "requires_action":
         # The challenge was closed unanswered: offer it again.
-        secret = payment.get("clientSecret", "")
-        action = {"payment_id": str(payment_id), "client_secret": secret} if secret else None
-        return _order_page(request, order, alerts=[AUTHENTICATION_PENDING], action=action)
-    return _order_page(request, order, alerts=[PAYMENT_PROCESSING], status=202)
+        alerts = [AUTHENTICATION_PENDING]
+        return _payment_page(request, order, str(payment_id), payment, alerts=alerts)
+    return _payment_page(
+        request, order, str(payment_id), payment, alerts=[PAYMENT_PROCESSING], status=202
+    )
 
 
 # How often the pay page looks at a just-paid order: the event takes a few ms to arrive.

@@ -473,7 +473,7 @@ def test_a_card_asking_for_authentication_leads_to_the_challenge_step(recorder, 
 @pytest.mark.parametrize(
     ("payment", "why"),
     [
-        (lambda pid, oid: _payment_json(pid, oid, "succeeded"), "settled"),
+        (lambda pid, oid: _payment_json(pid, oid, "failed"), "failed"),
         (lambda pid, oid: _payment_json(pid, str(uuid.uuid4()), "requires_action", "s"), "other"),
     ],
 )
@@ -496,15 +496,23 @@ def test_the_order_page_offers_the_card_form_unless_its_payment_waits(
 
 
 @pytest.mark.parametrize(
-    ("payment_status", "page_status", "alert", "challenge_again"),
+    ("payment_status", "page_status", "alert", "challenge_again", "card_form"),
     [
-        ("failed", 402, AUTHENTICATION_FAILED, False),
-        ("requires_action", 200, AUTHENTICATION_PENDING, True),
-        ("processing", 202, PAYMENT_PROCESSING, False),
+        ("failed", 402, AUTHENTICATION_FAILED, False, True),
+        ("requires_action", 200, AUTHENTICATION_PENDING, True, False),
+        # Still charging: another card would be ignored for this one.
+        ("processing", 202, PAYMENT_PROCESSING, False, False),
     ],
 )
 def test_after_the_challenge_the_page_says_what_the_bank_decided(
-    recorder, settings, back_from_the_challenge, payment_status, page_status, alert, challenge_again
+    recorder,
+    settings,
+    back_from_the_challenge,
+    payment_status,
+    page_status,
+    alert,
+    challenge_again,
+    card_form,
 ):
     settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
     secret = "pi_1_secret_2" if payment_status == "requires_action" else ""
@@ -515,7 +523,7 @@ def test_after_the_challenge_the_page_says_what_the_bank_decided(
     page = response.content.decode()
     assert alert in page
     assert ('data-client-secret="pi_1_secret_2"' in page) is challenge_again
-    assert ('id="payment-form"' in page) is not challenge_again
+    assert ('id="payment-form"' in page) is card_form
     assert [(seen[0], seen[1]) for seen in recorder.seen] == [
         ("GET", f"/api/payments/{payment_id}"),
         ("GET", f"/api/orders/{order_id}"),
@@ -523,6 +531,51 @@ def test_after_the_challenge_the_page_says_what_the_bank_decided(
 
 
 TOO_MANY = (429, [("Retry-After", "30")], b'{"errors": [{"message": "Too many requests"}]}')
+
+
+@pytest.mark.parametrize(
+    ("answer", "page_status", "alert"),
+    [
+        # Waiting for its cardholder, but its secret could not be had (Stripe unreachable).
+        ((200, [], _payment_json("P", "O", "requires_action")), 200, PAYMENT_CHECK_LATER),
+        ((200, [], _payment_json("P", "O", "processing")), 200, PAYMENT_PROCESSING),
+        ((200, [], _payment_json("P", "O", "succeeded")), 200, PAID_CONFIRMING),
+        ((502, [], b""), 503, PAYMENT_CHECK_LATER),  # payments_svc unreachable
+    ],
+    ids=["waiting-no-secret", "processing", "paid-not-yet-told", "unreachable"],
+)
+def test_the_order_page_takes_no_second_card_while_its_payment_may_charge(
+    recorder, tokens, settings, answer, page_status, alert
+):
+    # Another card then would be refused, or (for a processing payment) ignored for the
+    # first, which is what would be charged.
+    settings.API_BASE_URL = url_of(recorder)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    status, headers, body = answer
+    body = body.replace(b'"P"', f'"{payment_id}"'.encode()).replace(
+        b'"O"', f'"{order_id}"'.encode()
+    )
+    recorder.answers += [(200, [], _order_page_json(order_id)), (status, headers, body)]
+    client = browser()
+    client.cookies["session"] = tokens(email="dee@example.com")
+
+    response = client.get(f"/orders/{order_id}?payment={payment_id}")
+
+    assert response.status_code == page_status
+    page = response.content.decode()
+    assert alert in page
+    assert 'id="payment-form"' not in page
+    assert 'id="payment-action"' not in page
+
+
+def test_back_from_the_challenge_with_no_secret_to_offer_it_again(back_from_the_challenge):
+    response, _, _ = back_from_the_challenge("requires_action")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert AUTHENTICATION_PENDING in page
+    assert PAYMENT_CHECK_LATER in page
+    assert 'id="payment-form"' not in page
 
 
 def test_a_payment_that_cannot_be_checked_now_is_not_offered_a_second_card(
