@@ -40,6 +40,8 @@ RATE_LIMIT_SIGNUP = env("RATE_LIMIT_SIGNUP", default="20/min")
 # Password reset emails (shared_lib.mail): sent just after the request commits, and by
 # each web worker every 5 s for whatever that could not send (auth_svc has no worker).
 WEB_PERIODIC_TASKS = {"shared_lib.mail.send_pending_emails": 5}
+# Its backlog on the web processes' /metrics (docs/operations.md).
+WEB_METRICS_COLLECTORS = ["shared_lib.metrics.EmailCollector"]
 # Reset requests per client IP, and per email (each may send an email to that inbox).
 RATE_LIMIT_PASSWORD_RESET = env("RATE_LIMIT_PASSWORD_RESET", default="10/min")
 RATE_LIMIT_PASSWORD_RESET_EMAIL = env("RATE_LIMIT_PASSWORD_RESET_EMAIL", default="5/hour")

@@ -259,3 +259,17 @@ def test_the_admin_never_shows_an_emails_body(api_client, mail_server, client):
     assert page.status_code == 200
     assert "Reset your Ticketing password" in page.content.decode()
     assert token not in page.content.decode()
+
+
+def test_the_email_backlog_is_on_the_web_processes_metrics(client):
+    # auth_svc sends from its web processes (no worker): their /metrics count what waits.
+    OutgoingEmail.objects.create(
+        key="password-reset:1", to="dee@example.com", subject="s", body="b"
+    )
+
+    response = client.get("/metrics", HTTP_HOST="10.244.1.17:8000")
+
+    assert response.status_code == 200
+    lines = response.content.decode().splitlines()
+    assert "ticketing_email_unsent 1.0" in lines
+    assert "ticketing_email_failing 0.0" in lines

@@ -116,14 +116,35 @@ def multiprocess_dir() -> str | None:
 
 
 def exposition(registry: CollectorRegistry | None = None) -> bytes:
-    """Every metric of this process, or of every gunicorn worker in multiprocess mode."""
-    if registry is None:
-        if multiprocess_dir():
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        else:
-            registry = REGISTRY
-    return generate_latest(registry)
+    """Every metric of this process, or of every gunicorn worker in multiprocess mode,
+    and the service's WEB_METRICS_COLLECTORS (dotted paths of Collector classes, read at
+    each scrape: e.g. the email backlog of a service whose web processes send email)."""
+    if registry is not None:
+        return generate_latest(registry)
+    if multiprocess_dir():
+        base = CollectorRegistry()
+        multiprocess.MultiProcessCollector(base)
+    else:
+        base = REGISTRY
+    return generate_latest(_Together([base, *_web_collectors()]))  # type: ignore[arg-type]
+
+
+def _web_collectors() -> list[Collector]:
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    return [import_string(path)() for path in getattr(settings, "WEB_METRICS_COLLECTORS", ())]
+
+
+class _Together:
+    """Several collectors (or registries) read as one, for generate_latest."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Any]:
+        for part in self.parts:
+            yield from part.collect()
 
 
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>")
@@ -266,7 +287,8 @@ class OutboxCollector(DatabaseGaugesCollector):
 
 class EmailCollector(DatabaseGaugesCollector):
     """At scrape time: emails not yet sent, the oldest's age, and those whose last try
-    failed (shared_lib.mail). For a worker that sends email: WORKER_METRICS_COLLECTORS."""
+    failed (shared_lib.mail). For a worker that sends email: WORKER_METRICS_COLLECTORS;
+    for web processes that send it (auth_svc): WEB_METRICS_COLLECTORS."""
 
     what = "email"
     gauges = {
