@@ -35,6 +35,8 @@ def one_line(text: str) -> str:
 def plain_line(text: str) -> str:
     """`text` on one line without CONTROL characters: for text stored before it was
     refused, shown where it could otherwise add lines or reorder what is around it."""
+    # Line breaks and tabs are control characters too: made spaces first, not dropped
+    # (which would join the words around them), then the spaces a dropped one left.
     return one_line(CONTROL.sub("", one_line(text)))
 
 

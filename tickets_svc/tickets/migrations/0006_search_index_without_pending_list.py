@@ -16,15 +16,6 @@ from django.db import migrations, models
 INDEX = "tickets_available_search_idx"
 
 
-def search_index(*, fastupdate: bool | None) -> django.contrib.postgres.indexes.GinIndex:
-    return django.contrib.postgres.indexes.GinIndex(
-        condition=models.Q(("order_id__isnull", True)),
-        fastupdate=fastupdate,
-        fields=["title_search"],
-        name=INDEX,
-    )
-
-
 class Migration(migrations.Migration):
     atomic = False
 
@@ -54,7 +45,15 @@ class Migration(migrations.Migration):
             ],
             state_operations=[
                 migrations.RemoveIndex(model_name="ticket", name=INDEX),
-                migrations.AddIndex(model_name="ticket", index=search_index(fastupdate=False)),
+                migrations.AddIndex(
+                    model_name="ticket",
+                    index=django.contrib.postgres.indexes.GinIndex(
+                        condition=models.Q(("order_id__isnull", True)),
+                        fastupdate=False,
+                        fields=["title_search"],
+                        name=INDEX,
+                    ),
+                ),
             ],
         ),
     ]
