@@ -165,7 +165,7 @@ class TicketFilterSerializer(serializers.Serializer):
     q = SearchField(
         help_text=(
             "Tickets whose title has every word of q as a word or the start of one, "
-            "case-insensitive"
+            "case-insensitive; at most 10 words (runs of letters and digits)"
         )
     )
     minPrice = PriceFilterField(help_text="Lowest price, inclusive")
