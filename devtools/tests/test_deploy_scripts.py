@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.deploy import SECRET_PLACEHOLDERS, load_script
 from ticketing_devtools.backing import admin_url
-from ticketing_devtools.catalog import REPO_ROOT, service
+from ticketing_devtools.catalog import DATABASE_SERVICES, REPO_ROOT, service
+from ticketing_devtools.devkeys import ensure_dev_secrets
+from ticketing_devtools.environment import service_env
 from ticketing_devtools.provision import database_url, drop_database, ensure_database
 
 MIGRATE_SCRIPT = REPO_ROOT / "deploy" / "migrate_locked.py"
@@ -57,6 +59,24 @@ def start_migrate(url: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.mark.parametrize("target", DATABASE_SERVICES, ids=lambda s: s.name)
+def test_every_model_change_has_its_migration(target):
+    # A model changed without a migration would differ between a database built by the
+    # migrations (every deployment) and the code that reads it.
+    env = service_env(target, ensure_dev_secrets())  # as `make setup` migrates it
+    check = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=target.directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No changes detected" in check.stdout
 
 
 def migrated(url: str) -> None:

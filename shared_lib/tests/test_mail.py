@@ -237,3 +237,69 @@ def test_the_email_backlog_is_on_the_metrics(mail_server):
     assert samples["ticketing_email_unsent"] == 2
     assert samples["ticketing_email_failing"] == 1
     assert 3590 < samples["ticketing_email_oldest_unsent_age_seconds"] < 3700
+
+
+NO_SUCH_USER = "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
+
+
+def test_an_address_refused_for_good_is_given_up_and_the_run_goes_on(mail_server, settings):
+    mail_server.refuse["nobody@example.com"] = NO_SUCH_USER
+    bad = mail.queue_email(key="receipt:bad", **{**RECEIPT, "to": "nobody@example.com"})
+    good = mail.queue_email(key="receipt:good", **RECEIPT)
+
+    assert mail.send_pending_emails() == 1
+
+    bad.refresh_from_db()
+    assert bad.given_up_at is not None
+    assert (bad.sent_at, bad.attempts, bad.body) == (None, 1, "")
+    assert bad.last_error == f"SMTPRecipientsRefused: nobody@example.com: {NO_SUCH_USER}"
+    assert [m["To"] for m in mail_server.messages()] == [RECEIPT["to"]]
+    assert OutgoingEmail.objects.get(id=good.id).sent_at is not None
+    # Never tried again, whenever its next attempt would have been.
+    OutgoingEmail.objects.filter(id=bad.id).update(next_attempt_at=timezone.now())
+    assert mail.send_pending_emails() == 0
+    assert OutgoingEmail.objects.get(id=bad.id).attempts == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # The sender's own set-up (relaying, authentication): its emails must not be lost.
+        "550 5.7.1 <nobody@example.com>: Relay access denied",
+        "550 5.1.8 <no-reply@ticketing.local>: Sender address rejected: Domain not found",
+        "550 Requested action not taken",  # says nothing of the address: tried again
+        "450 4.2.1 Mailbox busy, try later",
+        "452 4.2.2 Mailbox full",
+    ],
+)
+def test_a_refusal_that_may_pass_is_tried_again_later(mail_server, reply):
+    mail_server.refuse["nobody@example.com"] = reply
+    row = mail.queue_email(key="receipt:bad", **{**RECEIPT, "to": "nobody@example.com"})
+    mail.queue_email(key="receipt:next", **RECEIPT)
+
+    assert mail.send_pending_emails() == 0
+
+    row.refresh_from_db()
+    assert (row.given_up_at, row.sent_at, row.attempts) == (None, None, 1)
+    assert row.body == RECEIPT["body"]
+    assert row.last_error == f"SMTPRecipientsRefused: nobody@example.com: {reply}"
+    assert row.next_attempt_at > timezone.now() + timedelta(seconds=25)
+    assert OutgoingEmail.objects.get(key="receipt:next").attempts == 0  # the run stopped
+
+
+def test_given_up_emails_are_counted_apart_and_deleted_after_the_retention(mail_server, settings):
+    settings.EMAIL_RETENTION_DAYS = 7
+    mail_server.refuse["nobody@example.com"] = NO_SUCH_USER
+    old = mail.queue_email(key="receipt:old", **{**RECEIPT, "to": "nobody@example.com"})
+    new = mail.queue_email(key="receipt:new", **{**RECEIPT, "to": "nobody@example.com"})
+    mail.send_pending_emails()
+
+    samples = {s.name: s.value for m in EmailCollector().collect() for s in m.samples}
+
+    assert samples["ticketing_email_undeliverable"] == 2
+    assert samples["ticketing_email_unsent"] == 0
+    assert samples["ticketing_email_failing"] == 0
+    assert samples["ticketing_email_oldest_unsent_age_seconds"] == 0
+    OutgoingEmail.objects.filter(id=old.id).update(given_up_at=timezone.now() - timedelta(days=8))
+    mail.send_pending_emails()
+    assert list(OutgoingEmail.objects.values_list("id", flat=True)) == [new.id]

@@ -5,6 +5,8 @@ SMTP server the tests send through.
 
 Every message it accepts is written to the directory as <n>-<time>.eml (any mail client
 opens one; `read_mail` parses them back). It relays nothing: mail sent locally stays here.
+A test can have it refuse a recipient with the reply a real server would give
+(`catcher.refuse[address] = "550 5.1.1 ..."`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,17 @@ from aiosmtpd.controller import Controller
 class _Keeper:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.refuse: dict[str, str] = {}  # recipient -> the SMTP reply refusing it
         self._numbers = itertools.count(_next_number(directory))
         self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
@@ -53,7 +64,9 @@ class MailCatcher:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.port = port
-        self._controller = Controller(_Keeper(directory), hostname="127.0.0.1", port=port)
+        keeper = _Keeper(directory)
+        self.refuse = keeper.refuse
+        self._controller = Controller(keeper, hostname="127.0.0.1", port=port)
 
     def start(self) -> MailCatcher:
         self._controller.start()

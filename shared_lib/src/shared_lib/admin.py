@@ -124,10 +124,24 @@ class StaffActionAdmin(ReadOnlyAdmin):
 
 @admin.register(OutgoingEmail)
 class OutgoingEmailAdmin(ReadOnlyAdmin):
-    """Unsent rows with attempts are what to look at: last_error says what SMTP answered.
-    The body is never shown: it may hold a password reset link."""
+    """Unsent rows with attempts are what to look at: last_error says what SMTP answered
+    (given up: the address was refused for good). The body is never shown: it may hold a
+    password reset link."""
 
-    list_display = ["created_at", "key", "to", "subject", "sent_at", "attempts", "last_error"]
-    list_filter = [("sent_at", admin.EmptyFieldListFilter), "created_at"]
+    list_display = [
+        "created_at",
+        "key",
+        "to",
+        "subject",
+        "sent_at",
+        "given_up_at",
+        "attempts",
+        "last_error",
+    ]
+    list_filter = [
+        ("sent_at", admin.EmptyFieldListFilter),
+        ("given_up_at", admin.EmptyFieldListFilter),
+        "created_at",
+    ]
     search_fields = ["=key", "to"]
     fields = readonly_fields = [f.name for f in OutgoingEmail._meta.fields if f.name != "body"]

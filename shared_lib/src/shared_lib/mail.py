@@ -6,14 +6,17 @@ A handler that tells someone of a fact queues the email in its own transaction, 
 email exists exactly when the change does; `key` names the fact, so a redelivered event
 queues nothing more. The worker's periodic send_pending_emails (WORKER_PERIODIC_TASKS)
 sends each row through Django's email (SMTP, EMAIL_* settings) and marks it sent; a
-failed send is tried again with back-off. A crash between the SMTP server's acceptance
-and the mark sends that one email again: its Message-ID is the row's, so mail clients
-show the two as one.
+failed send is tried again with back-off, unless the server refused the address itself
+for good (the email is then given up). A crash between the SMTP server's acceptance and
+the mark sends that one email again: its Message-ID is the row's, so mail clients show
+the two as one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import smtplib
 import threading
 from datetime import timedelta
 
@@ -23,7 +26,13 @@ from django.db import connections, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from shared_lib.models import OutgoingEmail, backoff, delete_in_batches, retry_later
+from shared_lib.models import (
+    OutgoingEmail,
+    backoff,
+    delete_in_batches,
+    failure_text,
+    retry_later,
+)
 from shared_lib.text import plain_line
 
 logger = logging.getLogger(__name__)
@@ -36,6 +45,12 @@ BATCH = 50
 # is generous: a send that outlasts it goes out twice, under one Message-ID.
 MIN_LEASE = timedelta(minutes=15)
 LEASE_TIMEOUTS = 30
+# A refusal saying the recipient's address itself is bad (RFC 3463: 5.1.1 no such
+# mailbox, 5.1.2 no such domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 a null MX): no retry
+# can change it. Other refusals may come of the sender's own set-up (5.1.7/5.1.8 our From
+# address, 5.7.1 relaying denied, authentication required) and are retried like an
+# outage, so a mistake in EMAIL_* or DEFAULT_FROM_EMAIL loses no email.
+_BAD_ADDRESS = re.compile(rb"5\.1\.(1|2|3|6|10)\b")
 
 
 def queue_email(*, key: str, to: str, subject: str, body: str) -> OutgoingEmail | None:
@@ -85,6 +100,9 @@ def send_pending_emails() -> int:
     """
     cutoff = timezone.now() - timedelta(days=settings.EMAIL_RETENTION_DAYS)
     delete_in_batches(OutgoingEmail.objects.filter(sent_at__lt=cutoff), order_by="sent_at")
+    # Given-up rows are unsent, so in the small pending index, walked by next_attempt_at.
+    given_up = OutgoingEmail.objects.filter(sent_at__isnull=True, given_up_at__lt=cutoff)
+    delete_in_batches(given_up, order_by="next_attempt_at")
     sent = 0
     # Opened by the first send (inside its try), kept for the rest of the run.
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
@@ -105,7 +123,11 @@ def send_pending_emails() -> int:
                 connection.open()  # once per run: send() then leaves it open
                 message.send()
             except Exception as error:  # SMTP refused, unreachable, timed out
-                retry_later(row, error, backoff(row.attempts, first=FIRST_RETRY, most=MAX_RETRY))
+                if _address_refused_for_good(error):
+                    _give_up(row, _failure(error))
+                    continue  # the server answers: the next email may well go
+                delay = backoff(row.attempts, first=FIRST_RETRY, most=MAX_RETRY)
+                retry_later(row, _failure(error), delay)
                 logger.warning(
                     "email not sent; will retry",
                     extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
@@ -120,6 +142,41 @@ def send_pending_emails() -> int:
     return sent
 
 
+def _address_refused_for_good(error: Exception) -> bool:
+    if not isinstance(error, smtplib.SMTPRecipientsRefused) or not error.recipients:
+        return False
+    return all(
+        500 <= code < 600 and _BAD_ADDRESS.match(reply.lstrip())
+        for code, reply in error.recipients.values()
+    )
+
+
+def _failure(error: Exception) -> str:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):  # its own text is a dict's
+        replies = "; ".join(
+            f"{to}: {code} {reply.decode(errors='replace')}"
+            for to, (code, reply) in error.recipients.items()
+        )
+        return f"SMTPRecipientsRefused: {replies}"[:2000]
+    return failure_text(error)
+
+
+def _give_up(row: OutgoingEmail, failure: str) -> None:
+    """Never try `row` again; its body goes, as a sent one's does. Its next attempt is
+    moved past its deletion, so the sender's walk of the pending index never meets it."""
+    now = timezone.now()
+    OutgoingEmail.objects.filter(id=row.id).update(
+        given_up_at=now,
+        body="",
+        last_error=failure,
+        next_attempt_at=now + timedelta(days=settings.EMAIL_RETENTION_DAYS + 1),
+    )
+    logger.warning(
+        "email undeliverable: the address was refused; given up",
+        extra={"key": row.key, "attempts": row.attempts, "error": failure},
+    )
+
+
 def _claim_due() -> OutgoingEmail | None:
     """The next email due, this try counted and its next attempt moved a lease ahead:
     other senders pass it by while this one sends, and take it up should this one die
@@ -129,7 +186,7 @@ def _claim_due() -> OutgoingEmail | None:
     with transaction.atomic():
         row = (
             OutgoingEmail.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True, next_attempt_at__lte=Now())
+            .filter(sent_at__isnull=True, given_up_at__isnull=True, next_attempt_at__lte=Now())
             .order_by("next_attempt_at", "created_at")
             .first()
         )

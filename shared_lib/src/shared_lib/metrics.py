@@ -282,7 +282,7 @@ class OutboxCollector(DatabaseGaugesCollector):
     def values(self) -> dict[str, float]:
         from shared_lib.models import OutboxEvent
 
-        return _delivery_backlog(OutboxEvent)
+        return _delivery_backlog(OutboxEvent.objects.all())
 
 
 class EmailCollector(DatabaseGaugesCollector):
@@ -301,20 +301,27 @@ class EmailCollector(DatabaseGaugesCollector):
             "ticketing_email_failing",
             "Unsent emails whose last try failed (SMTP refused or unreachable).",
         ),
+        "undeliverable": (
+            "ticketing_email_undeliverable",
+            "Emails given up on, their address refused for good (kept EMAIL_RETENTION_DAYS).",
+        ),
     }
 
     def values(self) -> dict[str, float]:
         from shared_lib.models import OutgoingEmail
 
-        return _delivery_backlog(OutgoingEmail)
+        pending = OutgoingEmail.objects.filter(given_up_at__isnull=True)
+        given_up = OutgoingEmail.objects.filter(sent_at__isnull=True, given_up_at__isnull=False)
+        return {**_delivery_backlog(pending), "undeliverable": given_up.count()}
 
 
-def _delivery_backlog(model: Any) -> dict[str, float]:
-    """A delivery table's unsent rows (shared_lib.models): how many, the oldest's age, and
-    how many failed their last try; one query on the pending index."""
+def _delivery_backlog(rows: Any) -> dict[str, float]:
+    """A delivery table's unsent rows (shared_lib.models; a model or some of its rows):
+    how many, the oldest's age, and how many failed their last try; one query on the
+    pending index."""
     from django.db.models import Count, Min, Q
 
-    backlog = model.objects.filter(sent_at__isnull=True).aggregate(
+    backlog = rows.filter(sent_at__isnull=True).aggregate(
         count=Count("pk"), oldest=Min("created_at"), failing=Count("pk", filter=~Q(last_error=""))
     )
     return {

@@ -44,10 +44,16 @@ def backoff(attempts: int, *, first: timedelta, most: timedelta) -> timedelta:
     return min(first * 2 ** min(max(attempts - 1, 0), 32), most)
 
 
-def retry_later(row: models.Model, error: Exception, delay: timedelta) -> None:
-    """Record `row`'s failed try (its attempts already counted) and when to try again."""
+def failure_text(error: Exception) -> str:
+    """What a row's last_error keeps of a failure."""
+    return f"{type(error).__name__}: {error}"[:2000]
+
+
+def retry_later(row: models.Model, error: Exception | str, delay: timedelta) -> None:
+    """Record `row`'s failed try (its attempts already counted), as `error` or the text
+    given for it, and when to try again."""
     row.next_attempt_at = timezone.now() + delay
-    row.last_error = f"{type(error).__name__}: {error}"[:2000]
+    row.last_error = error[:2000] if isinstance(error, str) else failure_text(error)
     row.save(update_fields=["attempts", "next_attempt_at", "last_error"])
 
 
@@ -166,6 +172,8 @@ class OutgoingEmail(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
+    # When the recipient's server refused the address for good: never tried again.
+    given_up_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]
