@@ -120,6 +120,14 @@ def test_a_migrator_waits_while_another_holds_the_lock(database):
     assert ("tickets", "0001_initial") in applied(database)
 
 
+def undo_title_words_query(conn):
+    """Migration 0007 undone, for a test that rewinds to an earlier one."""
+    conn.execute(
+        "DELETE FROM django_migrations WHERE app = 'tickets' AND name = '0007_title_words_query'"
+    )
+    conn.execute("DROP FUNCTION tickets_title_words_query(text)")
+
+
 def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(database):
     # A concurrent build killed mid-way leaves an invalid index of its name and no record
     # of its migration: the next migrator must not fail on "already exists" for ever.
@@ -127,6 +135,7 @@ def test_a_search_index_build_that_died_half_way_is_rebuilt_on_the_next_try(data
     as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
     with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
         # As it was when 0003 was the newest: the later migrations undone.
+        undo_title_words_query(conn)
         conn.execute("DELETE FROM django_migrations WHERE app = 'tickets' AND name > '0003'")
         conn.execute("DROP INDEX tickets_seller_idx, tickets_order_idx")
         conn.execute(
@@ -169,6 +178,7 @@ def test_a_migration_of_several_concurrent_indexes_retried_keeps_what_was_built(
     as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
     with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
         # As if 0005 had died: neither it nor any later migration recorded.
+        undo_title_words_query(conn)
         conn.execute("DELETE FROM django_migrations WHERE app = 'tickets' AND name >= '0005'")
         conn.execute("CREATE INDEX tickets_ticket_user_id_6f5f1c69 ON tickets_ticket (user_id)")
         seller_before = index_state(conn, "tickets_seller_idx")
@@ -196,6 +206,7 @@ def test_a_search_index_change_held_up_by_a_reader_fails_with_the_lock_timeout(d
     # the next try.
     migrated(database)
     with psycopg.connect(database, autocommit=True) as conn:
+        undo_title_words_query(conn)
         conn.execute(
             "DELETE FROM django_migrations WHERE app = 'tickets' AND name = %s",
             ["0006_search_index_without_pending_list"],
