@@ -109,8 +109,11 @@ def words_of(text):
         ("arctic:* | jazz", "'arctic':* & 'jazz':*"),
         ("a' | 'b", "'a':* & 'b':*"),
         ("1e2qen foo@bar.com", "'1e2':* & 'foo@bar.com':* & 'qen':*"),
+        ("part-1e2x", "'1e2x':* & 'part':* & 'part-1e2x':*"),
         ("", None),
         ("&|!:*()'", None),
+        # Past the service's own limit (where its count and the parser's differ): 16.
+        (",".join("abcdefghijklmnopqrst"), " & ".join(f"'{w}':*" for w in "abcdefghijklmnop")),
     ],
     ids=repr,
 )
@@ -118,6 +121,14 @@ def test_the_words_query_quotes_each_word_as_a_start(q, expected):
     with connection.cursor() as cursor:
         cursor.execute("SELECT tickets_title_words_query(%s)::text", [q])
         assert cursor.fetchone()[0] == expected
+
+
+def test_the_words_query_does_not_depend_on_how_the_session_reads_backslashes(db):
+    # A SQL function's body is parsed in the calling session, with its settings.
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL standard_conforming_strings = off")
+        cursor.execute("SELECT tickets_title_words_query('Arctic')::text")
+        assert cursor.fetchone()[0] == "'arctic':*"
 
 
 def test_a_search_is_one_statement_planned_with_its_words(api_client, catalogue):
@@ -143,6 +154,10 @@ def test_a_search_is_one_statement_planned_with_its_words(api_client, catalogue)
         ("Tickets at 19.99 each", "19.99"),
         ("Write to foo@bar.com", "foo@bar.com"),
         ("Release party v2.0.1", "v2.0"),
+        # A word PostgreSQL reads as one (and its parts) is found whole.
+        ("Seats part-1e2x, row 3", "part-1e2x"),
+        ("Stream x.com/live?id=7 pass", "x.com/live?id=7"),
+        ("Stream x.com/a'b pass", "x.com/a'b"),
         ("ΟΔΟΣ ΑΘΗΝΑΣ live", "αθηνα"),
         ("नमस्ते India tour", "नमस्ते"),
         ("คอนเสิร์ต ใหญ่", "คอนเสิร์ต"),
@@ -230,6 +245,8 @@ def test_prices_are_inclusive_and_exact(api_client, catalogue, params, expected)
         # the title index has to gather.
         ({"q": ",".join("abcdefghijk")}, "q", services.SEARCH_TOO_MANY_WORDS),
         ({"q": "a-b.c/d_e+f&g|h!i:j*k"}, "q", services.SEARCH_TOO_MANY_WORDS),
+        ({"q": "\u00b2".join("abcdefghijk")}, "q", services.SEARCH_TOO_MANY_WORDS),  # ²
+        ({"q": "\u2460".join("abcdefghijk")}, "q", services.SEARCH_TOO_MANY_WORDS),  # ①
     ],
     ids=repr,
 )
