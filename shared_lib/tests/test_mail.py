@@ -255,7 +255,9 @@ def test_an_address_refused_for_good_is_given_up_and_the_run_goes_on(mail_server
     assert bad.last_error == f"SMTPRecipientsRefused: nobody@example.com: {NO_SUCH_USER}"
     assert [m["To"] for m in mail_server.messages()] == [RECEIPT["to"]]
     assert OutgoingEmail.objects.get(id=good.id).sent_at is not None
-    # Never tried again, whenever its next attempt would have been.
+    # Never tried again: not due before the end of time (so not by a sender of the
+    # release before either), and passed by if it were.
+    assert bad.next_attempt_at == mail.NEVER
     OutgoingEmail.objects.filter(id=bad.id).update(next_attempt_at=timezone.now())
     assert mail.send_pending_emails() == 0
     assert OutgoingEmail.objects.get(id=bad.id).attempts == 1
@@ -277,14 +279,26 @@ def test_a_refusal_that_may_pass_is_tried_again_later(mail_server, reply):
     row = mail.queue_email(key="receipt:bad", **{**RECEIPT, "to": "nobody@example.com"})
     mail.queue_email(key="receipt:next", **RECEIPT)
 
-    assert mail.send_pending_emails() == 0
+    # The server answered: the run goes on to the next email.
+    assert mail.send_pending_emails() == 1
 
     row.refresh_from_db()
     assert (row.given_up_at, row.sent_at, row.attempts) == (None, None, 1)
     assert row.body == RECEIPT["body"]
     assert row.last_error == f"SMTPRecipientsRefused: nobody@example.com: {reply}"
     assert row.next_attempt_at > timezone.now() + timedelta(seconds=25)
-    assert OutgoingEmail.objects.get(key="receipt:next").attempts == 0  # the run stopped
+    assert [m["To"] for m in mail_server.messages()] == [RECEIPT["to"]]
+
+
+def test_a_nul_in_a_servers_reply_is_recorded_written_out(mail_server):
+    mail_server.refuse["nobody@example.com"] = "550 5.7.1 blocked\x00here"
+    row = mail.queue_email(key="receipt:bad", **{**RECEIPT, "to": "nobody@example.com"})
+
+    assert mail.send_pending_emails() == 0
+
+    row.refresh_from_db()
+    assert row.last_error == "SMTPRecipientsRefused: nobody@example.com: 550 5.7.1 blocked\\x00here"
+    assert row.next_attempt_at > timezone.now() + timedelta(seconds=25)
 
 
 def test_given_up_emails_are_counted_apart_and_deleted_after_the_retention(mail_server, settings):

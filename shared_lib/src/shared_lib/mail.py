@@ -18,7 +18,7 @@ import logging
 import re
 import smtplib
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -45,6 +45,7 @@ BATCH = 50
 # is generous: a send that outlasts it goes out twice, under one Message-ID.
 MIN_LEASE = timedelta(minutes=15)
 LEASE_TIMEOUTS = 30
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)  # a given-up email's next attempt
 # A refusal saying the recipient's address itself is bad (RFC 3463: 5.1.1 no such
 # mailbox, 5.1.2 no such domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 a null MX): no retry
 # can change it. Other refusals may come of the sender's own set-up (5.1.7/5.1.8 our From
@@ -95,14 +96,15 @@ def send_pending_emails() -> int:
 
     Each is claimed in a short transaction and sent outside it: no lock or transaction is
     held while an SMTP server answers. An SMTP failure is recorded on its row, which is
-    tried again later, and ends this run: the server is likely down, and each try could
-    wait EMAIL_TIMEOUT. Rows sent more than EMAIL_RETENTION_DAYS ago are deleted first.
+    tried again later (or given up: an address refused for good), and ends this run,
+    since the server is likely down and each try could wait EMAIL_TIMEOUT; a refused
+    address does not end it (the server answered at once). Rows sent (or given up) more
+    than EMAIL_RETENTION_DAYS ago are deleted first.
     """
     cutoff = timezone.now() - timedelta(days=settings.EMAIL_RETENTION_DAYS)
     delete_in_batches(OutgoingEmail.objects.filter(sent_at__lt=cutoff), order_by="sent_at")
-    # Given-up rows are unsent, so in the small pending index, walked by next_attempt_at.
     given_up = OutgoingEmail.objects.filter(sent_at__isnull=True, given_up_at__lt=cutoff)
-    delete_in_batches(given_up, order_by="next_attempt_at")
+    delete_in_batches(given_up, order_by="given_up_at")
     sent = 0
     # Opened by the first send (inside its try), kept for the rest of the run.
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
@@ -128,6 +130,8 @@ def send_pending_emails() -> int:
                     continue  # the server answers: the next email may well go
                 delay = backoff(row.attempts, first=FIRST_RETRY, most=MAX_RETRY)
                 retry_later(row, _failure(error), delay)
+                if isinstance(error, smtplib.SMTPRecipientsRefused):
+                    continue  # likewise: it refused this address, at once
                 logger.warning(
                     "email not sent; will retry",
                     extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
@@ -157,19 +161,16 @@ def _failure(error: Exception) -> str:
             f"{to}: {code} {reply.decode(errors='replace')}"
             for to, (code, reply) in error.recipients.items()
         )
-        return f"SMTPRecipientsRefused: {replies}"[:2000]
+        return failure_text(f"SMTPRecipientsRefused: {replies}")
     return failure_text(error)
 
 
 def _give_up(row: OutgoingEmail, failure: str) -> None:
     """Never try `row` again; its body goes, as a sent one's does. Its next attempt is
-    moved past its deletion, so the sender's walk of the pending index never meets it."""
-    now = timezone.now()
+    moved to the end of time, so no sender meets it in its walk of the pending index,
+    not even one of a release before given_up_at (a rollback)."""
     OutgoingEmail.objects.filter(id=row.id).update(
-        given_up_at=now,
-        body="",
-        last_error=failure,
-        next_attempt_at=now + timedelta(days=settings.EMAIL_RETENTION_DAYS + 1),
+        given_up_at=timezone.now(), body="", last_error=failure, next_attempt_at=NEVER
     )
     logger.warning(
         "email undeliverable: the address was refused; given up",

@@ -44,16 +44,18 @@ def backoff(attempts: int, *, first: timedelta, most: timedelta) -> timedelta:
     return min(first * 2 ** min(max(attempts - 1, 0), 32), most)
 
 
-def failure_text(error: Exception) -> str:
-    """What a row's last_error keeps of a failure."""
-    return f"{type(error).__name__}: {error}"[:2000]
+def failure_text(error: Exception | str) -> str:
+    """What a row's last_error keeps of a failure (or of the text given for it): NUL,
+    which a PostgreSQL text cannot hold and a remote server may send, written out."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return text.replace("\x00", "\\x00")[:2000]
 
 
 def retry_later(row: models.Model, error: Exception | str, delay: timedelta) -> None:
     """Record `row`'s failed try (its attempts already counted), as `error` or the text
     given for it, and when to try again."""
     row.next_attempt_at = timezone.now() + delay
-    row.last_error = error[:2000] if isinstance(error, str) else failure_text(error)
+    row.last_error = failure_text(error)
     row.save(update_fields=["attempts", "next_attempt_at", "last_error"])
 
 
