@@ -133,6 +133,9 @@ ORDER_POOL_PER_SECOND = 4_000
 BUYERS = 256
 
 START_TIMEOUT_SECONDS = 60.0
+# A hang detector, not a figure: three migrations at once on a busy 2-core machine have
+# taken over a minute.
+MIGRATE_TIMEOUT_SECONDS = 300.0
 
 LIST_TARGET_RATIO = 0.50
 WRITE_TARGET_RATIO = 0.30
@@ -660,7 +663,7 @@ def migrate(sb: Sandbox) -> None:
         running.append((name, process, log_path))
     for name, process, log_path in running:
         try:
-            code = process.wait(timeout=START_TIMEOUT_SECONDS)
+            code = process.wait(timeout=MIGRATE_TIMEOUT_SECONDS)
         except BaseException:
             process.kill()
             process.wait()

@@ -24,7 +24,9 @@ def user(stack, name):
     response = session.post(
         f"{stack.url}/api/users/signup",
         json={"email": f"{name}-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
-        timeout=10,
+        # Hashing the password is the slow part on purpose: a test signing up many people
+        # at once queues them on two cores.
+        timeout=30,
     )
     assert response.status_code == 201, response.text
     session.user_id = response.json()["id"]
