@@ -274,13 +274,16 @@ def test_an_address_refused_for_good_is_given_up_and_the_run_goes_on(mail_server
         "452 4.2.2 Mailbox full",
     ],
 )
-def test_a_refusal_that_may_pass_is_tried_again_later(mail_server, reply):
+def test_a_refusal_that_may_pass_is_tried_again_later(mail_server, reply, caplog):
     mail_server.refuse["nobody@example.com"] = reply
     row = mail.queue_email(key="receipt:bad", **{**RECEIPT, "to": "nobody@example.com"})
     mail.queue_email(key="receipt:next", **RECEIPT)
 
     # The server answered: the run goes on to the next email.
     assert mail.send_pending_emails() == 1
+
+    [warning] = [r for r in caplog.records if r.getMessage() == "email not sent; will retry"]
+    assert (warning.levelname, warning.key) == ("WARNING", "receipt:bad")
 
     row.refresh_from_db()
     assert (row.given_up_at, row.sent_at, row.attempts) == (None, None, 1)

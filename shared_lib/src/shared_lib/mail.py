@@ -130,12 +130,12 @@ def send_pending_emails() -> int:
                     continue  # the server answers: the next email may well go
                 delay = backoff(row.attempts, first=FIRST_RETRY, most=MAX_RETRY)
                 retry_later(row, _failure(error), delay)
-                if isinstance(error, smtplib.SMTPRecipientsRefused):
-                    continue  # likewise: it refused this address, at once
                 logger.warning(
                     "email not sent; will retry",
                     extra={"key": row.key, "attempts": row.attempts, "error": row.last_error},
                 )
+                if isinstance(error, smtplib.SMTPRecipientsRefused):
+                    continue  # likewise: it refused this address, at once
                 break
             # The body goes with the email: what it held (a reset link) is the
             # recipient's, not a table's for anyone who can read it later.
