@@ -316,7 +316,7 @@ class EmailCollector(DatabaseGaugesCollector):
 
 
 def _delivery_backlog(rows: Any) -> dict[str, float]:
-    """A delivery table's unsent rows (shared_lib.models; a model or some of its rows):
+    """The unsent ones of a delivery table's `rows` (a queryset of shared_lib.models' tables):
     how many, the oldest's age, and how many failed their last try; one query on the
     pending index."""
     from django.db.models import Count, Min, Q
