@@ -24,7 +24,12 @@ from shared_lib.events import broker
 from shared_lib.events.consumer import Outcome, apply_events, run_handler
 from shared_lib.events.contracts import Subject, validate_data
 from shared_lib.events.registry import Event, discover_handlers
-from shared_lib.testing.processes import Process, celery_worker_command, free_port
+from shared_lib.testing.processes import (
+    START_TIMEOUT_SECONDS,
+    Process,
+    celery_worker_command,
+    free_port,
+)
 
 
 def make_event(subject: Subject | str, data: dict[str, Any], **fields: Any) -> Event:
@@ -86,7 +91,7 @@ class Worker(Process):
         self.app = app
         self.heartbeat = Path(env["WORKER_HEARTBEAT_FILE"])
 
-    def start(self, *, timeout: float = 30.0) -> Worker:
+    def start(self, *, timeout: float = START_TIMEOUT_SECONDS) -> Worker:
         """Start it and wait until it consumes; RuntimeError (with its log) if it does not."""
         self.heartbeat.unlink(missing_ok=True)
         self.argv = celery_worker_command(

@@ -39,9 +39,10 @@ from shared_lib.testing.waiting import wait_for
 
 T = TypeVar("T")
 
-# Long enough for a cold Django start (imports, checks, the first connection) on a busy
-# CI machine; a process that takes longer is broken.
-START_TIMEOUT_SECONDS = 60.0
+# Long enough for a cold Django start (imports, checks, the first connection) on a CI
+# machine running two suites at half its usual speed (a worker once took over 30 s
+# there); a process that takes longer is broken.
+START_TIMEOUT_SECONDS = 120.0
 # gunicorn finishes in-flight requests on SIGTERM (its graceful timeout is 30 s, but
 # these servers hold none that long); a Celery worker finishes its current delivery.
 STOP_TIMEOUT_SECONDS = 20.0
