@@ -320,3 +320,65 @@ def test_given_up_emails_are_counted_apart_and_deleted_after_the_retention(mail_
     OutgoingEmail.objects.filter(id=old.id).update(given_up_at=timezone.now() - timedelta(days=8))
     mail.send_pending_emails()
     assert list(OutgoingEmail.objects.values_list("id", flat=True)) == [new.id]
+
+
+def _rows_read(plan: dict, table: str) -> tuple[int, set[str]]:
+    """Rows `plan` (EXPLAIN ANALYZE's JSON) read from `table`, and how (the indexes it
+    used, and "Seq Scan" if it read the table whole), over every node."""
+    read, how = 0, set()
+    if plan.get("Relation Name") == table:
+        loops = plan.get("Actual Loops", 1)
+        removed = plan.get("Rows Removed by Filter", 0) + plan.get(
+            "Rows Removed by Index Recheck", 0
+        )
+        read += (plan["Actual Rows"] + removed) * loops
+        if plan["Node Type"] == "Seq Scan":
+            how.add("Seq Scan")
+    if "Index Name" in plan:  # a bitmap's index scan names no table: its heap scan does
+        how.add(plan["Index Name"])
+    for child in plan.get("Plans", []):
+        child_read, child_how = _rows_read(child, table)
+        read, how = read + child_read, how | child_how
+    return read, how
+
+
+def test_the_sender_and_the_backlog_never_read_given_up_emails(mail_server, settings):
+    # given: many emails given up (as an attacker's sign-ups with dead addresses would
+    # leave), and one still to send
+    mail_server.refuse["nobody@example.com"] = NO_SUCH_USER
+    for index in range(30):
+        mail.queue_email(key=f"receipt:{index}", **{**RECEIPT, "to": "nobody@example.com"})
+    mail.send_pending_emails()
+    assert OutgoingEmail.objects.filter(given_up_at__isnull=False).count() == 30
+    settings.EMAIL_PORT = closed_port()  # the one to send stays unsent
+    mail.queue_email(key="receipt:due", **RECEIPT)
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    # when: a metrics scrape and a send run, each statement then replayed under EXPLAIN
+    # ANALYZE with sequential scans priced out (the test's tables are small enough for
+    # the planner to scan them whole; a deployment's are not)
+    with connection.execute_wrapper(record):
+        samples = {s.name: s.value for m in EmailCollector().collect() for s in m.samples}
+        mail.send_pending_emails()
+    reads = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for sql, params in statements:
+            if sql.startswith("SELECT") and "shared_lib_outgoingemail" in sql:
+                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+                plan = cursor.fetchone()[0][0]["Plan"]
+                reads[sql] = _rows_read(plan, "shared_lib_outgoingemail")
+
+    # then: only the count of the given-up reads them, from their own index; the claim,
+    # the backlog and the purges read at most the one email to send
+    assert samples["ticketing_email_undeliverable"] == 30
+    assert samples["ticketing_email_unsent"] == 1
+    counts = [read for sql, read in reads.items() if '"given_up_at" IS NOT NULL' in sql]
+    assert counts == [(30, {"email_given_up_idx"})]
+    others = {sql: read for sql, read in reads.items() if '"given_up_at" IS NOT NULL' not in sql}
+    assert len(others) >= 4  # the backlog, the two purges' selections, the claim
+    assert all(rows <= 1 and "Seq Scan" not in how for rows, how in others.values()), others

@@ -103,7 +103,7 @@ def send_pending_emails() -> int:
     """
     cutoff = timezone.now() - timedelta(days=settings.EMAIL_RETENTION_DAYS)
     delete_in_batches(OutgoingEmail.objects.filter(sent_at__lt=cutoff), order_by="sent_at")
-    given_up = OutgoingEmail.objects.filter(sent_at__isnull=True, given_up_at__lt=cutoff)
+    given_up = OutgoingEmail.objects.filter(given_up_at__lt=cutoff)
     delete_in_batches(given_up, order_by="given_up_at")
     sent = 0
     # Opened by the first send (inside its try), kept for the rest of the run.
