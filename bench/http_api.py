@@ -748,35 +748,45 @@ def _title(rng: random.Random, index: int) -> str:
 
 
 def load_tickets(db_url: str, count: int, rng: random.Random) -> None:
-    """`count` more tickets by COPY: created over the last month in random order, 10%
-    held by an order, from a few hundred sellers; then ANALYZE, as autovacuum would do
-    within a minute of such a load, so the planner knows the table's size."""
+    """`count` more tickets, laid out as a live table's are: listed over the last month
+    and appended by COPY in the order they were listed (sellers' INSERTs append), from a
+    few hundred sellers; then 10% reserved by an UPDATE, as an order's reservation is
+    (each row's new version moves to the table's end, out of that order); then VACUUM
+    ANALYZE, as autovacuum would do within a minute of such a load, so the planner knows
+    the table's size."""
     now = datetime.now(UTC)
     sellers = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(SELLERS)]
     window = LISTING_WINDOW.total_seconds()
+    listed = sorted(now - timedelta(seconds=rng.uniform(0, window)) for _ in range(count))
+    reserved = []
     with psycopg.connect(db_url) as conn:
         with conn.cursor().copy(
-            "COPY tickets_ticket (id, title, price, user_id, order_id, version,"
-            " created_at, updated_at) FROM STDIN"
+            "COPY tickets_ticket (id, title, price, user_id, version, created_at, updated_at)"
+            " FROM STDIN"
         ) as copy:
-            for index in range(count):
-                created = now - timedelta(seconds=rng.uniform(0, window))
-                reserved = rng.random() < RESERVED_SHARE
+            for index, created in enumerate(listed):
+                ticket_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+                if rng.random() < RESERVED_SHARE:
+                    reserved.append(ticket_id)
                 copy.write_row(
                     (
-                        uuid.UUID(int=rng.getrandbits(128), version=4),
+                        ticket_id,
                         _title(rng, index),
                         Decimal(rng.randint(500, 50_000)) / 100,
                         rng.choice(sellers),
-                        uuid.UUID(int=rng.getrandbits(128), version=4) if reserved else None,
-                        1 if reserved else 0,
+                        0,
                         created,
                         created,
                     )
                 )
+        conn.execute(
+            "UPDATE tickets_ticket SET order_id = gen_random_uuid(), version = 1"
+            " WHERE id = ANY(%s)",
+            [reserved],
+        )
         conn.commit()
         conn.autocommit = True
-        conn.execute("ANALYZE tickets_ticket")
+        conn.execute("VACUUM ANALYZE tickets_ticket")
 
 
 def load_replicas(db_url: str, count: int, rng: random.Random) -> list[uuid.UUID]:
