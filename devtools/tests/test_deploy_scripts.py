@@ -41,8 +41,9 @@ def database():
         conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
-def start_migrate(url: str) -> subprocess.Popen:
-    env = {
+def migrate_env(url: str) -> dict[str, str]:
+    """What the migrate job's container has, on the database `url`."""
+    return {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": f"{TARGET.project}.settings",
         "SECRET_KEY": "migrate-test",
@@ -51,10 +52,13 @@ def start_migrate(url: str) -> subprocess.Popen:
         "RABBITMQ_URL": SECRET_PLACEHOLDERS["RABBITMQ_URL"],
         "LOG_FORMAT": "text",
     }
+
+
+def start_migrate(url: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(MIGRATE_SCRIPT)],
         cwd=TARGET.directory,
-        env=env,
+        env=migrate_env(url),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -254,3 +258,61 @@ def test_compose_secrets_are_made_once_and_consistent(tmp_path):
         == public
     )
     assert {oct(p.stat().st_mode & 0o777) for p in first} == {oct(make_secrets.FILE_MODE)}
+
+
+def migrated_back(url: str, app: str, migration: str) -> None:
+    """`manage.py migrate app migration` (a rollback of what came after); it succeeded."""
+    back = subprocess.run(
+        [sys.executable, "manage.py", "migrate", app, migration],
+        cwd=TARGET.directory,
+        env=migrate_env(url),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
+def invalid_index(conn, admin, name, definition):
+    """What a concurrent build of `name` cancelled part-way leaves: the index, invalid."""
+    conn.execute(f"CREATE INDEX {name} ON shared_lib_outgoingemail {definition}")
+    admin.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [name])
+    admin.commit()
+    return index_state(conn, name)
+
+
+PENDING = "(next_attempt_at, created_at) WHERE sent_at IS NULL"
+
+
+def test_the_email_index_swap_retried_either_way_keeps_what_was_built(database):
+    # shared_lib 0005 built two of its three indexes and died: the third not built, the
+    # old pending index's rebuild (a rollback of it before) cancelled, left invalid. The
+    # retry keeps the two (no second build of a large index), builds the rest, drops the
+    # old ones; a rollback that died the same way is retried just as well.
+    migrated(database)
+    as_admin = admin_url(database=urlsplit(database).path.lstrip("/"))
+    with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(as_admin) as admin:
+        conn.execute("DELETE FROM django_migrations WHERE app = 'shared_lib' AND name >= '0005'")
+        conn.execute("DROP INDEX email_given_up_idx")
+        conn.execute("CREATE INDEX email_sent_idx ON shared_lib_outgoingemail (sent_at)")
+        invalid_index(conn, admin, "email_pending_idx", PENDING)
+        due, sent_at = index_state(conn, "email_due_idx"), index_state(conn, "email_sent_at_idx")
+
+        migrated(database)
+        assert index_state(conn, "email_due_idx") == due
+        assert index_state(conn, "email_sent_at_idx") == sent_at
+        assert index_state(conn, "email_given_up_idx")[1] is True
+        assert index_state(conn, "email_pending_idx") is None
+        assert index_state(conn, "email_sent_idx") is None
+        assert ("shared_lib", "0005_email_indexes_without_given_up") in applied(database)
+
+        # A rollback that died rebuilding the old pending index, retried.
+        left = invalid_index(conn, admin, "email_pending_idx", PENDING)
+        migrated_back(database, "shared_lib", "0004")
+        rebuilt = index_state(conn, "email_pending_idx")
+        assert rebuilt[1] is True
+        assert rebuilt[0] != left[0]
+        assert index_state(conn, "email_sent_idx")[1] is True
+        for name in ("email_due_idx", "email_sent_at_idx", "email_given_up_idx"):
+            assert index_state(conn, name) is None
+    assert ("shared_lib", "0005_email_indexes_without_given_up") not in applied(database)

@@ -103,7 +103,7 @@ def send_pending_emails() -> int:
     """
     cutoff = timezone.now() - timedelta(days=settings.EMAIL_RETENTION_DAYS)
     delete_in_batches(OutgoingEmail.objects.filter(sent_at__lt=cutoff), order_by="sent_at")
-    given_up = OutgoingEmail.objects.filter(given_up_at__lt=cutoff)
+    given_up = OutgoingEmail.objects.filter(sent_at__isnull=True, given_up_at__lt=cutoff)
     delete_in_batches(given_up, order_by="given_up_at")
     sent = 0
     # Opened by the first send (inside its try), kept for the rest of the run.
@@ -166,9 +166,9 @@ def _failure(error: Exception) -> str:
 
 
 def _give_up(row: OutgoingEmail, failure: str) -> None:
-    """Never try `row` again; its body goes, as a sent one's does. Its next attempt is
-    moved to the end of time, so no sender meets it in its walk of the pending index,
-    not even one of a release before given_up_at (a rollback)."""
+    """Never try `row` again; its body goes, as a sent one's does. It leaves the senders'
+    index (email_due_idx), and its next attempt is moved to the end of time, so that
+    a sender of a release before given_up_at (a rollback) never claims it either."""
     OutgoingEmail.objects.filter(id=row.id).update(
         given_up_at=timezone.now(), body="", last_error=failure, next_attempt_at=NEVER
     )

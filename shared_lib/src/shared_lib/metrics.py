@@ -311,8 +311,7 @@ class EmailCollector(DatabaseGaugesCollector):
         from shared_lib.models import OutgoingEmail
 
         pending = OutgoingEmail.objects.filter(given_up_at__isnull=True)
-        # Never sent once given up: its own index answers this without the table.
-        given_up = OutgoingEmail.objects.filter(given_up_at__isnull=False)
+        given_up = OutgoingEmail.objects.filter(sent_at__isnull=True, given_up_at__isnull=False)
         return {**_delivery_backlog(pending), "undeliverable": given_up.count()}
 
 

@@ -23,17 +23,15 @@ from django.utils import timezone
 # least once: unsent while sent_at is null, due at next_attempt_at, tried `attempts` times.
 
 
-def delivery_indexes(
-    prefix: str, *, pending: Q | None = None, pending_name: str = "pending"
-) -> list[models.Index]:
-    """A delivery table's indexes: the sender's query (the `pending` rows, unsent unless
-    said otherwise, due now, oldest first; partial, so it stays as small as the backlog
-    however many sent rows the table keeps) and the purge of rows sent long ago."""
+def delivery_indexes(prefix: str) -> list[models.Index]:
+    """A delivery table's indexes: the sender's query (unsent rows due now, oldest first;
+    partial, so it stays as small as the backlog however many sent rows the table keeps)
+    and the purge of rows sent long ago."""
     return [
         models.Index(
             fields=["next_attempt_at", "created_at"],
-            condition=pending or Q(sent_at__isnull=True),
-            name=f"{prefix}_{pending_name}_idx",
+            condition=Q(sent_at__isnull=True),
+            name=f"{prefix}_pending_idx",
         ),
         models.Index(fields=["sent_at"], name=f"{prefix}_sent_idx"),
     ]
@@ -182,17 +180,23 @@ class OutgoingEmail(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [
-            # Given-up rows are left out: however many an attacker's sign-ups pile up
-            # within the retention, the sender and the backlog metrics never read them.
-            *delivery_indexes(
-                "email",
-                pending=Q(sent_at__isnull=True, given_up_at__isnull=True),
-                pending_name="due",
+            # The sender's claim and the backlog metrics: rows still to send, oldest due
+            # first. Given-up rows are left out, so however many pile up within the
+            # retention (sign-ups with dead addresses asking for resets) neither reads them.
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(sent_at__isnull=True, given_up_at__isnull=True),
+                name="email_due_idx",
             ),
-            # Their count on the metrics, and their purge after the retention.
+            # The purge of rows sent long ago. Partial, so that the planner cannot take it
+            # for the unsent rows: it would read the given-up ones through it.
+            models.Index(
+                fields=["sent_at"], condition=Q(sent_at__isnull=False), name="email_sent_at_idx"
+            ),
+            # The given-up rows' count on the metrics, and their purge.
             models.Index(
                 fields=["given_up_at"],
-                condition=Q(given_up_at__isnull=False),
+                condition=Q(given_up_at__isnull=False, sent_at__isnull=True),
                 name="email_given_up_idx",
             ),
         ]

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.postgres.operations import AddIndexConcurrently
+from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
+
+
+def _built(schema_editor: Any, name: str) -> bool:
+    """Whether a valid index `name` exists. An invalid one (what a concurrent build that
+    failed leaves) is dropped, so that it can be built again."""
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+            " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+            [name],
+        )
+        found = cursor.fetchone()
+    if found is not None and not found[0]:
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}")
+    return found is not None and found[0]
 
 
 class AddIndexConcurrentlyOnce(AddIndexConcurrently):
@@ -20,17 +35,16 @@ class AddIndexConcurrentlyOnce(AddIndexConcurrently):
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
-                " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
-                [self.index.name],
-            )
-            found = cursor.fetchone()
-        if found is not None and found[0]:
-            return
-        if found is not None:
-            schema_editor.execute(
-                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}"
-            )
-        super().database_forwards(app_label, schema_editor, from_state, to_state)
+        if not _built(schema_editor, self.index.name):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class RemoveIndexConcurrentlyOnce(RemoveIndexConcurrently):
+    """RemoveIndexConcurrently (dropping is already repeatable: IF EXISTS) whose reversal,
+    a concurrent build, a retried rollback can run again as AddIndexConcurrentlyOnce's."""
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if not _built(schema_editor, self.name):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)

@@ -1,20 +1,19 @@
-"""The sender's index of emails leaves given-up ones out; given-up ones get their own.
+"""The outgoing emails' indexes leave the given-up rows to one of their own.
 
-Given-up rows stayed unsent, so they sat in `email_pending_idx` until purged: every send
-run and metrics scrape read them all there, however many an attacker's sign-ups had
-piled up within the retention. `email_due_idx` holds only rows still to send, and
-`email_given_up_idx` serves their count and purge.
+Given-up rows stay unsent, so they sat in `email_pending_idx` (`sent_at IS NULL`) until
+purged, and every metrics scrape read them all there. `email_due_idx` holds only rows
+still to send; `email_given_up_idx` serves the given-up rows' count and purge; the purge
+of sent rows gets a partial index, `email_sent_at_idx`: the planner took the whole
+`email_sent_idx` for `sent_at IS NULL` and read the given-up rows through it.
 
-Built concurrently (sends and the purge go on while they are made), the new ones before
-the old is dropped, so the sender always has an index. A concurrent build that fails
-leaves an invalid index of its name and no record of this migration: the next attempt
-drops it first.
+Built concurrently (sends, scrapes and purges go on meanwhile), the new before the old
+are dropped, so each query always has an index. A retry, forwards or back, keeps what an
+earlier attempt built and builds again what it left invalid (shared_lib.online_schema).
 """
 
-from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
-DUE, GIVEN_UP = "email_due_idx", "email_given_up_idx"
+from shared_lib.online_schema import AddIndexConcurrentlyOnce, RemoveIndexConcurrentlyOnce
 
 
 class Migration(migrations.Migration):
@@ -23,28 +22,30 @@ class Migration(migrations.Migration):
     dependencies = [("shared_lib", "0004_outgoing_email_given_up")]
 
     operations = [
-        migrations.RunSQL(
-            [
-                f"DROP INDEX CONCURRENTLY IF EXISTS {DUE}",
-                f"DROP INDEX CONCURRENTLY IF EXISTS {GIVEN_UP}",
-            ],
-            reverse_sql=migrations.RunSQL.noop,
-        ),
-        AddIndexConcurrently(
+        AddIndexConcurrentlyOnce(
             model_name="outgoingemail",
             index=models.Index(
                 condition=models.Q(("given_up_at__isnull", True), ("sent_at__isnull", True)),
                 fields=["next_attempt_at", "created_at"],
-                name=DUE,
+                name="email_due_idx",
             ),
         ),
-        AddIndexConcurrently(
+        AddIndexConcurrentlyOnce(
             model_name="outgoingemail",
             index=models.Index(
-                condition=models.Q(("given_up_at__isnull", False)),
-                fields=["given_up_at"],
-                name=GIVEN_UP,
+                condition=models.Q(("sent_at__isnull", False)),
+                fields=["sent_at"],
+                name="email_sent_at_idx",
             ),
         ),
-        RemoveIndexConcurrently(model_name="outgoingemail", name="email_pending_idx"),
+        AddIndexConcurrentlyOnce(
+            model_name="outgoingemail",
+            index=models.Index(
+                condition=models.Q(("given_up_at__isnull", False), ("sent_at__isnull", True)),
+                fields=["given_up_at"],
+                name="email_given_up_idx",
+            ),
+        ),
+        RemoveIndexConcurrentlyOnce(model_name="outgoingemail", name="email_pending_idx"),
+        RemoveIndexConcurrentlyOnce(model_name="outgoingemail", name="email_sent_idx"),
     ]
