@@ -188,6 +188,14 @@ class OutgoingEmail(models.Model):
                 condition=Q(sent_at__isnull=True, given_up_at__isnull=True),
                 name="email_due_idx",
             ),
+            # The claim of the release before given_up_at (sent_at IS NULL alone): kept
+            # while that release may still run beside this one or be rolled back to; a
+            # later release drops it (a migration suits the release before it).
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(sent_at__isnull=True),
+                name="email_pending_idx",
+            ),
             # The purge of rows sent long ago. Partial, so that the planner cannot take it
             # for the unsent rows: it would read the given-up ones through it.
             models.Index(

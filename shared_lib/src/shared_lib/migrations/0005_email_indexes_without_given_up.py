@@ -5,9 +5,10 @@ purged, and every metrics scrape read them all there. `email_due_idx` holds only
 still to send; `email_given_up_idx` serves the given-up rows' count and purge; the purge
 of sent rows gets a partial index, `email_sent_at_idx`: the planner took the whole
 `email_sent_idx` for `sent_at IS NULL` and read the given-up rows through it.
+`email_pending_idx` stays: the release before given_up_at claims through it.
 
 Built concurrently (sends, scrapes and purges go on meanwhile), the new before the old
-are dropped, so each query always has an index. A retry, forwards or back, keeps what an
+is dropped, so each query always has an index. A retry, forwards or back, keeps what an
 earlier attempt built and builds again what it left invalid (shared_lib.online_schema).
 """
 
@@ -46,6 +47,5 @@ class Migration(migrations.Migration):
                 name="email_given_up_idx",
             ),
         ),
-        RemoveIndexConcurrentlyOnce(model_name="outgoingemail", name="email_pending_idx"),
         RemoveIndexConcurrentlyOnce(model_name="outgoingemail", name="email_sent_idx"),
     ]
