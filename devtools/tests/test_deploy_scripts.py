@@ -309,6 +309,8 @@ def test_the_email_index_swap_retried_either_way_keeps_what_was_built(database):
         rebuilt = index_state(conn, "email_sent_idx")
         assert rebuilt[1] is True
         assert rebuilt[0] != left[0]
+        definition = conn.execute("SELECT pg_get_indexdef('email_sent_idx'::regclass)").fetchone()
+        assert definition[0].endswith("ON public.shared_lib_outgoingemail USING btree (sent_at)")
         assert index_state(conn, "email_pending_idx") == pending
         for name in ("email_due_idx", "email_sent_at_idx", "email_given_up_idx"):
             assert index_state(conn, name) is None

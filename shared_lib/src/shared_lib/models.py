@@ -182,15 +182,16 @@ class OutgoingEmail(models.Model):
         indexes = [
             # The sender's claim and the backlog metrics: rows still to send, oldest due
             # first. Given-up rows are left out, so however many pile up within the
-            # retention (sign-ups with dead addresses asking for resets) neither reads them.
+            # retention (sign-ups with dead addresses asking for resets) neither reads them
+            # (the backlog's query rules out reading the whole table: metrics.py says why).
             models.Index(
                 fields=["next_attempt_at", "created_at"],
                 condition=Q(sent_at__isnull=True, given_up_at__isnull=True),
                 name="email_due_idx",
             ),
             # The claim of the release before given_up_at (sent_at IS NULL alone): kept
-            # while that release may still run beside this one or be rolled back to; a
-            # later release drops it (a migration suits the release before it).
+            # while that release may still run beside this one or be rolled back to. The
+            # release after the one that brings shared_lib 0005 drops it.
             models.Index(
                 fields=["next_attempt_at", "created_at"],
                 condition=Q(sent_at__isnull=True),

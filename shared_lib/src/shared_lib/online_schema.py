@@ -7,14 +7,14 @@ from typing import Any
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 
 
-def _built(schema_editor: Any, name: str) -> bool:
-    """Whether a valid index `name` exists. An invalid one (what a concurrent build that
-    failed leaves) is dropped, so that it can be built again."""
+def _built(schema_editor: Any, model: Any, name: str) -> bool:
+    """Whether a valid index `name` on `model`'s table exists. An invalid one (what a
+    concurrent build that failed leaves) is dropped, so that it can be built again."""
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
             "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
-            " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
-            [name],
+            " WHERE c.relname = %s AND i.indrelid = %s::regclass",
+            [name, schema_editor.quote_name(model._meta.db_table)],
         )
         found = cursor.fetchone()
     if found is not None and not found[0]:
@@ -35,7 +35,11 @@ class AddIndexConcurrentlyOnce(AddIndexConcurrently):
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        if not _built(schema_editor, self.index.name):
+        self._ensure_not_in_transaction(schema_editor)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _built(schema_editor, model, self.index.name):
             super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
@@ -46,5 +50,9 @@ class RemoveIndexConcurrentlyOnce(RemoveIndexConcurrently):
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        if not _built(schema_editor, self.name):
+        self._ensure_not_in_transaction(schema_editor)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _built(schema_editor, model, self.name):
             super().database_backwards(app_label, schema_editor, from_state, to_state)
