@@ -22,6 +22,16 @@ def _built(schema_editor: Any, model: Any, name: str) -> bool:
     return found is not None and found[0]
 
 
+def _to_build(operation: Any, app_label: str, schema_editor: Any, to_state: Any, name: str) -> bool:
+    """Whether `operation` is to build the index `name`: Django's own guards pass (no
+    transaction, the router's say) and no valid index of that name is there already."""
+    operation._ensure_not_in_transaction(schema_editor)
+    model = to_state.apps.get_model(app_label, operation.model_name)
+    return operation.allow_migrate_model(schema_editor.connection.alias, model) and not _built(
+        schema_editor, model, name
+    )
+
+
 class AddIndexConcurrentlyOnce(AddIndexConcurrently):
     """AddIndexConcurrently (in a migration with `atomic = False`) that a retried
     migration can run again.
@@ -35,11 +45,7 @@ class AddIndexConcurrentlyOnce(AddIndexConcurrently):
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        self._ensure_not_in_transaction(schema_editor)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        if not _built(schema_editor, model, self.index.name):
+        if _to_build(self, app_label, schema_editor, to_state, self.index.name):
             super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
@@ -50,9 +56,5 @@ class RemoveIndexConcurrentlyOnce(RemoveIndexConcurrently):
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        self._ensure_not_in_transaction(schema_editor)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        if not _built(schema_editor, model, self.name):
+        if _to_build(self, app_label, schema_editor, to_state, self.name):
             super().database_backwards(app_label, schema_editor, from_state, to_state)
