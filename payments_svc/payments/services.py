@@ -38,6 +38,7 @@ from shared_lib.errors import BadRequest, NotFound, PaymentRequired, ServiceUnav
 from shared_lib.events import Subject, publish
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
+from shared_lib.money import SMALLEST_CHARGE_CENTS
 from shared_lib.staff import Actor, record_staff_action
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ TOKEN_INVALID = "Token must be a Stripe PaymentMethod id or card token"  # noqa:
 ORDER_CANCELLED = "Cannot pay for a cancelled order"
 ORDER_EXPIRED = "Order has expired"
 ORDER_PAID = "Order is already paid"
+ORDER_TOO_SMALL = "Order is below 0.50, the smallest amount a card can be charged"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 PAYMENT_PENDING = "The payment is still being processed; please check again shortly"
 AWAITING_AUTHENTICATION = "This order's payment is waiting for the cardholder to authenticate"
@@ -102,6 +104,10 @@ def _refuse_unpayable(order: OrderReplica) -> None:
     if order.expires_at <= timezone.now():
         # Its expiry event may still be on the way; the window has closed all the same.
         raise BadRequest(ORDER_EXPIRED)
+    if order.amount_cents < SMALLEST_CHARGE_CENTS:
+        # A ticket listed before tickets_svc refused such prices: Stripe would refuse the
+        # charge, so it is not asked.
+        raise BadRequest(ORDER_TOO_SMALL)
 
 
 def _start_attempt(*, user_id: uuid.UUID, order_id: uuid.UUID, token: Any) -> PaymentAttempt:

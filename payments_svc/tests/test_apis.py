@@ -384,6 +384,20 @@ def test_pay_for_an_order_past_paying(signed_in_client, stripe_ledger, status, e
     assert_replica_unchanged(order)
 
 
+@pytest.mark.parametrize("price", ["0.49", "0.01"])
+def test_pay_for_an_order_below_the_smallest_charge(signed_in_client, stripe_ledger, price):
+    # A ticket listed before tickets_svc refused such prices: Stripe would refuse to
+    # charge it, so it is not asked, and the buyer is told why.
+    buyer = signed_in_client()
+    order = order_replica(user_id=buyer.user_id, price=price)
+
+    response = pay(buyer, order.id)
+
+    assert_refused(response, 400, (services.ORDER_TOO_SMALL,), order, stripe_ledger)
+    assert_replica_unchanged(order)
+    assert PaymentAttempt.objects.count() == 0
+
+
 def test_pay_twice_for_an_order_whose_completion_has_not_arrived(signed_in_client, stripe_ledger):
     # The replica still says "created" (order.completed is on its way); the Payment row
     # is what says it is paid.
@@ -446,10 +460,10 @@ def test_pay_charges_the_replica_amount_once_and_records_it(signed_in_client, st
 
 @pytest.mark.parametrize(
     ("price", "cents"),
-    [("0.01", 1), ("0.29", 29), ("4.35", 435), ("19.99", 1999), ("999999.99", 99999999)],
+    [("0.50", 50), ("0.57", 57), ("4.35", 435), ("19.99", 1999), ("999999.99", 99999999)],
 )
 def test_pay_charges_exact_integer_cents(signed_in_client, stripe_ledger, price, cents):
-    # 0.29 and 4.35 are the float traps: int(0.29 * 100) == 28.
+    # 0.57 and 4.35 are the float traps: int(0.57 * 100) == 56.
     buyer = signed_in_client()
     order = order_replica(user_id=buyer.user_id, price=price)
 

@@ -147,7 +147,8 @@ def test_create_returns_the_ticket_and_announces_it(seller):
         ("7", 7, "7.00"),
         ('"20.50"', 20.5, "20.50"),
         ('"7"', 7, "7.00"),
-        ('"0.01"', 0.01, "0.01"),
+        ('"0.50"', 0.5, "0.50"),
+        ("0.5", 0.5, "0.50"),
         ("999999.99", 999999.99, "999999.99"),
         ('"999999.99"', 999999.99, "999999.99"),
     ],
@@ -199,6 +200,10 @@ def test_a_title_of_200_characters_is_accepted_after_trimming(seller):
         ("price", "20.555", services.PRICE_DECIMALS),
         ("price", '"20.555"', services.PRICE_DECIMALS),
         ("price", "0.001", services.PRICE_DECIMALS),
+        # Below the smallest amount a card can be charged: listed, it could never be paid.
+        ("price", "0.49", services.PRICE_TOO_LOW),
+        ("price", '"0.01"', services.PRICE_TOO_LOW),
+        ("price", "0.1", services.PRICE_TOO_LOW),
         # A float parser would make this 21.0 and accept it; the exact decimal is refused.
         ("price", "20.999999999999999999", services.PRICE_DECIMALS),
         ("price", '"20.999999999999999999"', services.PRICE_DECIMALS),
@@ -987,8 +992,9 @@ TITLES = [
     *("Opera \u202e99", "Opera\x07", "Opera\x7f", "Opera\x90", "\u2067x", "a\u200db"),
 ]
 PRICE_TEXTS = [
-    *("20", "20.5", "20.50", "20.500", " +007.10 ", "0.01", "0.10", "00.5", "999999.99"),
+    *("20", "20.5", "20.50", "20.500", " +007.10 ", "0.50", "0.5", "00.5", "0.99", "999999.99"),
     *("0", "0.00", "-1", "+-1", "0.001", "20.555", "1000000", "1e3", "5.", ".5", "1,000", ""),
+    *("0.01", "0.10", "0.49", "0.490", "00.4"),
 ]
 
 
@@ -1003,8 +1009,7 @@ def test_the_schema_states_exactly_what_the_body_takes(api_client):
     number, text = body["properties"]["price"]["oneOf"]
     assert number == {
         "type": "number",
-        "minimum": 0,
-        "exclusiveMinimum": True,
+        "minimum": 0.5,
         "maximum": 1000000,
         "exclusiveMaximum": True,
         "multipleOf": 0.01,

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from shared_lib.auth import IsSignedIn
 from shared_lib.errors import NotFound
 from shared_lib.fields import ObjectBodySerializer
+from shared_lib.money import SMALLEST_CHARGE
 from shared_lib.pagination import PAGE_PARAMETERS, paginate
 from shared_lib.schema import error_responses
 from tickets import selectors, services
@@ -28,6 +29,9 @@ _PRICE_WHOLE_DIGITS = services.PRICE_LIMIT.adjusted()  # 6: prices below 1,000,0
 _PRICE_PLACES = -services.CENT.as_tuple().exponent  # 2
 if services.PRICE_LIMIT != 10**_PRICE_WHOLE_DIGITS:
     raise ImproperlyConfigured("the price schema's string pattern needs a power-of-ten limit")
+_SMALLEST_TENTHS = int(SMALLEST_CHARGE * 10)  # 5: prices from 0.50
+if not 0 < _SMALLEST_TENTHS < 10 or _SMALLEST_TENTHS != SMALLEST_CHARGE * 10:
+    raise ImproperlyConfigured("the price schema's string pattern needs a minimum in tenths")
 
 T = TypeVar("T")
 
@@ -74,8 +78,7 @@ class TitleField(serializers.CharField):
         "oneOf": [
             {
                 "type": "number",
-                "minimum": 0,
-                "exclusiveMinimum": True,
+                "minimum": float(SMALLEST_CHARGE),
                 "maximum": int(services.PRICE_LIMIT),
                 "exclusiveMaximum": True,
                 "multipleOf": float(services.CENT),
@@ -86,7 +89,7 @@ class TitleField(serializers.CharField):
                 "pattern": (
                     rf"^\s*\+?0*([1-9][0-9]{{0,{_PRICE_WHOLE_DIGITS - 1}}}"
                     rf"(\.[0-9]{{1,{_PRICE_PLACES}}}0*)?"
-                    rf"|0\.[0-9]{{0,{_PRICE_PLACES - 1}}}[1-9]0*)\s*$"
+                    rf"|0\.[{_SMALLEST_TENTHS}-9][0-9]{{0,{_PRICE_PLACES - 1}}}0*)\s*$"
                 ),
             },
         ]

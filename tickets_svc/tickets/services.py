@@ -19,6 +19,7 @@ from shared_lib.errors import BadRequest, Conflict, Forbidden, InvalidInput, Not
 from shared_lib.events import NotYet, Subject, publish
 from shared_lib.events.versioning import claim_version
 from shared_lib.mail import queue_email
+from shared_lib.money import SMALLEST_CHARGE
 from shared_lib.staff import Actor, record_staff_action
 from shared_lib.text import CONTROL, one_line, plain_line, shows_something
 from tickets import selectors
@@ -32,6 +33,7 @@ TITLE_CONTROL = "Title must not contain control characters"
 PRICE_POSITIVE = "Price must be greater than 0"
 PRICE_DECIMALS = "Price must have at most 2 decimal places"
 PRICE_TOO_HIGH = "Price must be less than 1000000"
+PRICE_TOO_LOW = "Price must be at least 0.50"  # shared_lib.money.SMALLEST_CHARGE
 TICKET_RESERVED = "Cannot edit a reserved ticket"
 TICKET_SOLD = "Cannot edit a sold ticket"
 TICKET_WITHDRAWN = "Cannot edit a ticket taken off sale"
@@ -98,6 +100,8 @@ def price_error(price: Any) -> tuple[str | None, Decimal]:
         return PRICE_TOO_HIGH, amount
     if amount != amount.quantize(CENT):
         return PRICE_DECIMALS, amount
+    if amount < SMALLEST_CHARGE:
+        return PRICE_TOO_LOW, amount
     return None, amount.quantize(CENT)
 
 
