@@ -20,6 +20,7 @@ from shared_lib.events import NotYet, Subject, publish, publish_many
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
 from shared_lib.mail import queue_email
+from shared_lib.money import SMALLEST_CHARGE
 from shared_lib.staff import Actor, record_staff_action
 from shared_lib.text import plain_line
 
@@ -33,6 +34,8 @@ TICKET_ID_INVALID = invalid_message("ticketId")  # "TicketId must be a valid id"
 TICKET_RESERVED = "Ticket is already reserved"
 OWN_TICKET = "You cannot buy your own ticket"
 TICKET_OFF_SALE = "This ticket is no longer for sale"
+# A ticket listed before tickets_svc refused prices a card cannot be charged.
+TICKET_TOO_CHEAP = "This ticket is priced below 0.50, the smallest amount a card can be charged"
 ORDER_COMPLETE = "Cannot cancel a completed order"
 
 
@@ -70,6 +73,8 @@ def order_create(
         raise BadRequest(OWN_TICKET)
     if not ticket.on_sale:
         raise BadRequest(TICKET_OFF_SALE)
+    if ticket.price < SMALLEST_CHARGE:
+        raise BadRequest(TICKET_TOO_CHEAP)
     now = timezone.now()
     if expires_at is None:
         expires_at = now + timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS)

@@ -211,6 +211,17 @@ def test_create_order_for_your_own_ticket(signed_in_client):
     assert_refused(response, 400, (services.OWN_TICKET,))
 
 
+@pytest.mark.parametrize("price", ["0.49", "0.01"])
+def test_create_order_for_a_ticket_no_card_can_pay_for(signed_in_client, price):
+    # Listed before tickets_svc refused prices below the smallest charge: reserving it
+    # would hold it for a payment that cannot happen.
+    ticket = ticket_replica(price=price)
+
+    response = buy(signed_in_client(), ticket.id)
+
+    assert_refused(response, 400, (services.TICKET_TOO_CHEAP,))
+
+
 @pytest.mark.parametrize("status", [Order.Status.CREATED, Order.Status.COMPLETE])
 def test_create_order_for_a_ticket_another_order_holds(signed_in_client, status):
     ticket = ticket_replica()

@@ -3,7 +3,8 @@
 from decimal import Decimal
 
 # The smallest amount Stripe charges in US dollars (its minimum charge amount). A ticket
-# listed for less could be reserved but never paid for: tickets_svc refuses such a price,
-# and payments_svc refuses to charge less (for tickets listed before that rule).
+# listed for less could be reserved but never paid for: tickets_svc refuses such a price;
+# orders_svc refuses to reserve, and payments_svc to charge, a ticket listed for less
+# before that rule.
 SMALLEST_CHARGE = Decimal("0.50")
 SMALLEST_CHARGE_CENTS = 50
