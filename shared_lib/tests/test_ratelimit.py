@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared_lib.ratelimit import RedisRateThrottle, hit, parse_rate
+from shared_lib.ratelimit import LocalWindows, RedisRateThrottle, attempt, hit, parse_rate
 from shared_lib.redis_client import redis_client
 from shared_lib.testing.processes import free_port
 
@@ -135,15 +135,20 @@ def test_each_client_ip_has_its_own_budget(api_client, settings, redis_keys):
     ]
 
 
-def test_the_throttle_fails_open_when_redis_is_down(api_client, settings, redis_down, caplog):
+def test_while_redis_is_down_the_throttle_counts_in_the_process(
+    api_client, settings, redis_down, caplog
+):
     settings.RATE_LIMIT_DEMO = "1/min"
 
     with caplog.at_level(logging.ERROR, logger="shared_lib.ratelimit"):
-        statuses = [api_client.get("/api/demo/throttled").status_code for _ in range(3)]
+        responses = [api_client.get("/api/demo/throttled") for _ in range(3)]
+        other = api_client.get("/api/demo/throttled", HTTP_X_FORWARDED_FOR="203.0.113.7")
 
-    assert statuses == [200, 200, 200]
+    assert [r.status_code for r in responses] == [200, 429, 429]
+    assert 1 <= int(responses[1]["Retry-After"]) <= 60
+    assert other.status_code == 200  # each identity its own window, as in Redis
     messages = [r.getMessage() for r in caplog.records if r.name == "shared_lib.ratelimit"]
-    assert messages == ["rate limit demo-ip not enforced: Redis unavailable"] * 3
+    assert messages == ["rate limit demo-ip counted in this process only: Redis unavailable"] * 4
 
 
 def test_the_limit_holds_again_once_redis_is_back(api_client, settings, redis_keys):
@@ -157,8 +162,33 @@ def test_the_limit_holds_again_once_redis_is_back(api_client, settings, redis_ke
     redis_client.cache_clear()
     after = [api_client.get("/api/demo/throttled").status_code for _ in range(2)]
 
-    assert during == [200, 200]
-    assert after == [200, 429]
+    assert during == [200, 429]  # counted in this process
+    assert after == [200, 429]  # Redis's own window, which never saw those two
+
+
+def test_while_redis_is_down_a_success_given_back_is_uncounted_in_the_process(settings, redis_down):
+    settings.RATE_LIMIT_DEMO = "1/min"
+    first = attempt(scope="demo-account", ident="a@example.com", rate_setting="RATE_LIMIT_DEMO")
+    first.give_back()  # the sign-in succeeded: only failures count per account
+
+    second = attempt(scope="demo-account", ident="a@example.com", rate_setting="RATE_LIMIT_DEMO")
+    third = attempt(scope="demo-account", ident="a@example.com", rate_setting="RATE_LIMIT_DEMO")
+
+    assert (first.allowed, first.local) == (True, True)
+    assert (second.allowed, third.allowed) == (True, False)
+
+
+def test_the_process_windows_forget_the_least_recently_seen_past_their_size(monkeypatch):
+    windows = LocalWindows()
+    monkeypatch.setattr(LocalWindows, "MAX_KEYS", 3)
+    for key in ("a", "b", "c"):
+        assert windows.hit(key, limit=1, window_seconds=60, member=key)[0] is True
+    assert windows.hit("a", limit=1, window_seconds=60, member="a2")[0] is False  # a: recent
+
+    assert windows.hit("d", limit=1, window_seconds=60, member="d")[0] is True  # b forgotten
+    assert windows.hit("b", limit=1, window_seconds=60, member="b2")[0] is True
+    assert windows.hit("a", limit=1, window_seconds=60, member="a3")[0] is False
+    assert windows.hit("c", limit=1, window_seconds=60, member="c2")[0] is True  # c forgotten
 
 
 class AnonymousOnlyThrottle(RedisRateThrottle):

@@ -17,7 +17,10 @@ cannot slip past the limit, and the owner's own sign-ins never lock them out.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,18 +84,65 @@ def hit(
     return bool(allowed), max(0, int(wait_ms)) / 1000
 
 
+class LocalWindows:
+    """Sliding windows in this process's memory: the limits while Redis is down. Each
+    process counts alone, so a limit then holds once per web process (a few times the
+    shared one) rather than not at all. At most MAX_KEYS identities are kept, the least
+    recently seen forgotten first, so a flood of identities cannot exhaust memory (each
+    keeps at most its limit's hits: ~10 MB at the largest rate, 60/min)."""
+
+    MAX_KEYS = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+
+    def hit(self, key: str, *, limit: int, window_seconds: int, member: str) -> tuple[bool, float]:
+        """As `hit`, on this process's clock."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._windows.pop(key, deque())
+            while times and times[0][0] <= now - window_seconds:
+                times.popleft()
+            allowed = len(times) < limit
+            if allowed:
+                times.append((now, member))
+            wait = 0.0 if allowed else times[0][0] + window_seconds - now
+            self._windows[key] = times
+            while len(self._windows) > self.MAX_KEYS:
+                self._windows.popitem(last=False)
+        return allowed, max(0.0, wait)
+
+    def give_back(self, key: str, member: str) -> None:
+        with self._lock:
+            times = self._windows.get(key)
+            if times is not None:
+                self._windows[key] = deque(hit for hit in times if hit[1] != member)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+
+local_windows = LocalWindows()
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One request counted against a limit, or refused for `wait` seconds."""
 
     allowed: bool
-    wait: float | None = None  # None: nothing was counted (no identity, or Redis was down)
+    wait: float | None = None  # None: nothing was counted (no identity)
     key: str = ""
     member: str = ""
+    local: bool = False  # counted in this process's memory: Redis was down
 
     def give_back(self) -> None:
         """Uncount it: the limit is on failures, and this one succeeded."""
         if not (self.allowed and self.key):
+            return
+        if self.local:
+            local_windows.give_back(self.key, self.member)
             return
         try:
             redis_client().zrem(self.key, self.member)
@@ -103,10 +153,11 @@ class Attempt:
 def attempt(*, scope: str, ident: str | None, rate_setting: str) -> Attempt:
     """Count one request by `ident` in `scope` at the rate the setting names.
 
-    Fails open when Redis is down: signing in, ordering and paying stay available. The
-    outage is logged at ERROR on every request it lets through, and auth_svc's /readyz
-    reports Redis; orders_svc and payments_svc keep serving (a limit is worth less than
-    the sales it would stop)."""
+    While Redis is down each web process counts alone (`local_windows`): signing in,
+    ordering and paying stay available, and a limit still holds, once per process rather
+    than once for all (a guesser or a card tester is slowed, not let through). The outage
+    is logged at ERROR on every request it counts so, and auth_svc's /readyz reports
+    Redis; orders_svc and payments_svc keep serving."""
     if not ident:
         return Attempt(allowed=True)
     limit, window = parse_rate(getattr(settings, rate_setting))
@@ -115,8 +166,11 @@ def attempt(*, scope: str, ident: str | None, rate_setting: str) -> Attempt:
     try:
         allowed, wait = hit(key, limit=limit, window_seconds=window, member=member)
     except redis.RedisError:
-        logger.error("rate limit %s not enforced: Redis unavailable", scope, exc_info=True)
-        return Attempt(allowed=True)
+        logger.error(
+            "rate limit %s counted in this process only: Redis unavailable", scope, exc_info=True
+        )
+        allowed, wait = local_windows.hit(key, limit=limit, window_seconds=window, member=member)
+        return Attempt(allowed=allowed, wait=wait, key=key, member=member, local=True)
     return Attempt(allowed=allowed, wait=wait, key=key, member=member)
 
 
