@@ -740,8 +740,8 @@ def _rate_limited() -> set[str]:
 
 
 def test_every_service_that_rate_limits_reaches_redis():
-    # Without REDIS_URL a limit fails open, quietly: a payments web pod without it would
-    # let card attempts through unlimited.
+    # Without REDIS_URL each web process would count the limits alone, for good (as in an
+    # outage): a payments pod's card attempts limited per process, not per buyer.
     limited = _rate_limited()
     compose = compose_model()["services"]
 

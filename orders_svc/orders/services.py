@@ -35,7 +35,9 @@ TICKET_RESERVED = "Ticket is already reserved"
 OWN_TICKET = "You cannot buy your own ticket"
 TICKET_OFF_SALE = "This ticket is no longer for sale"
 # A ticket listed before tickets_svc refused prices a card cannot be charged.
-TICKET_TOO_CHEAP = "This ticket is priced below 0.50, the smallest amount a card can be charged"
+TICKET_TOO_CHEAP = (
+    f"This ticket is priced below {SMALLEST_CHARGE}, the smallest amount a card can be charged"
+)
 ORDER_COMPLETE = "Cannot cancel a completed order"
 
 

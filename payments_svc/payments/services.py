@@ -38,7 +38,7 @@ from shared_lib.errors import BadRequest, NotFound, PaymentRequired, ServiceUnav
 from shared_lib.events import Subject, publish
 from shared_lib.events.versioning import Applied, apply_to_replica
 from shared_lib.ids import invalid_message, parse_id, required_message
-from shared_lib.money import SMALLEST_CHARGE_CENTS
+from shared_lib.money import SMALLEST_CHARGE, SMALLEST_CHARGE_CENTS
 from shared_lib.staff import Actor, record_staff_action
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ TOKEN_INVALID = "Token must be a Stripe PaymentMethod id or card token"  # noqa:
 ORDER_CANCELLED = "Cannot pay for a cancelled order"
 ORDER_EXPIRED = "Order has expired"
 ORDER_PAID = "Order is already paid"
-ORDER_TOO_SMALL = "Order is below 0.50, the smallest amount a card can be charged"
+ORDER_TOO_SMALL = f"Order is below {SMALLEST_CHARGE}, the smallest amount a card can be charged"
 PROVIDER_UNAVAILABLE = "The payment provider is unavailable; please try again"
 PAYMENT_PENDING = "The payment is still being processed; please check again shortly"
 AWAITING_AUTHENTICATION = "This order's payment is waiting for the cardholder to authenticate"

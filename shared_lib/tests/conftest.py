@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from shared_lib.ratelimit import local_windows
+from shared_lib.ratelimit import forget_outage
 from shared_lib.redis_client import redis_client
 from shared_lib.testing.processes import free_port
 
@@ -14,11 +14,11 @@ def redis_down(settings: Any) -> Iterator[str]:
     """REDIS_URL points at a closed port for the test; the cached client is dropped around it."""
     url = f"redis://127.0.0.1:{free_port()}/0"
     redis_client.cache_clear()
-    local_windows.clear()  # what an earlier outage counted in this process
+    forget_outage()  # what an earlier outage counted in this process
     settings.REDIS_URL = url
     yield url
     redis_client.cache_clear()
-    local_windows.clear()
+    forget_outage()
 
 
 @pytest.fixture

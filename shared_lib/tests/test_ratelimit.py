@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared_lib import ratelimit
 from shared_lib.ratelimit import LocalWindows, RedisRateThrottle, attempt, hit, parse_rate
 from shared_lib.redis_client import redis_client
 from shared_lib.testing.processes import free_port
@@ -148,10 +149,17 @@ def test_while_redis_is_down_the_throttle_counts_in_the_process(
     assert 1 <= int(responses[1]["Retry-After"]) <= 60
     assert other.status_code == 200  # each identity its own window, as in Redis
     messages = [r.getMessage() for r in caplog.records if r.name == "shared_lib.ratelimit"]
-    assert messages == ["rate limit demo-ip counted in this process only: Redis unavailable"] * 4
+    assert messages == [
+        "rate limit demo-ip: Redis unavailable",  # asked once, then left alone a while
+        *["rate limit demo-ip counted in this process only: Redis unavailable"] * 4,
+    ]
 
 
-def test_the_limit_holds_again_once_redis_is_back(api_client, settings, redis_keys):
+def test_redis_is_left_alone_a_while_after_it_failed_then_counts_again(
+    api_client, settings, redis_keys, monkeypatch
+):
+    # A Redis that times out rather than refusing would cost every request its timeout.
+    monkeypatch.setattr(ratelimit, "REDIS_RETRY_SECONDS", 1.0)
     settings.RATE_LIMIT_DEMO = "1/min"
     working_url = settings.REDIS_URL
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
@@ -160,10 +168,15 @@ def test_the_limit_holds_again_once_redis_is_back(api_client, settings, redis_ke
 
     settings.REDIS_URL = working_url
     redis_client.cache_clear()
+    not_asked_yet = api_client.get("/api/demo/throttled").status_code
+    time.sleep(1.1)
     after = [api_client.get("/api/demo/throttled").status_code for _ in range(2)]
 
     assert during == [200, 429]  # counted in this process
-    assert after == [200, 429]  # Redis's own window, which never saw those two
+    assert not_asked_yet == 429  # still in memory: Redis, up again, would have let it pass
+    assert after == [200, 429]  # Redis's own window, which never saw the first three
+    [key] = redis_client().keys(f"{redis_keys}:*")
+    assert redis_client().zcard(key) == 1
 
 
 def test_while_redis_is_down_a_success_given_back_is_uncounted_in_the_process(settings, redis_down):
@@ -174,21 +187,40 @@ def test_while_redis_is_down_a_success_given_back_is_uncounted_in_the_process(se
     second = attempt(scope="demo-account", ident="a@example.com", rate_setting="RATE_LIMIT_DEMO")
     third = attempt(scope="demo-account", ident="a@example.com", rate_setting="RATE_LIMIT_DEMO")
 
-    assert (first.allowed, first.local) == (True, True)
+    assert (first.allowed, first.local_scope) == (True, "demo-account")
     assert (second.allowed, third.allowed) == (True, False)
 
 
-def test_the_process_windows_forget_the_least_recently_seen_past_their_size(monkeypatch):
-    windows = LocalWindows()
-    monkeypatch.setattr(LocalWindows, "MAX_KEYS", 3)
-    for key in ("a", "b", "c"):
-        assert windows.hit(key, limit=1, window_seconds=60, member=key)[0] is True
-    assert windows.hit("a", limit=1, window_seconds=60, member="a2")[0] is False  # a: recent
+def _hits(windows, key, count, *, scope="s", limit=2):
+    return [
+        windows.hit(scope, key, limit=limit, window_seconds=60, member=f"{key}{n}")[0]
+        for n in range(count)
+    ]
 
-    assert windows.hit("d", limit=1, window_seconds=60, member="d")[0] is True  # b forgotten
-    assert windows.hit("b", limit=1, window_seconds=60, member="b2")[0] is True
-    assert windows.hit("a", limit=1, window_seconds=60, member="a3")[0] is False
-    assert windows.hit("c", limit=1, window_seconds=60, member="c2")[0] is True  # c forgotten
+
+def test_a_flood_of_identities_frees_no_full_window_in_the_process(monkeypatch):
+    # Junk identities (emails cost nothing) must not push out a window that is refusing.
+    monkeypatch.setattr(LocalWindows, "MAX_KEYS", 3)
+    windows = LocalWindows()
+    assert _hits(windows, "victim", 3) == [True, True, False]
+    assert _hits(windows, "half", 1) == [True]
+
+    for junk in range(10):
+        assert _hits(windows, f"junk{junk}", 1) == [True]
+
+    assert _hits(windows, "victim", 1) == [False]  # kept: it was refusing
+    assert _hits(windows, "half", 2) == [True, True]  # forgotten: it was not
+    assert _hits(windows, "victim", 1, scope="other") == [True]  # scopes apart
+
+
+def test_a_scope_full_of_refusing_windows_forgets_the_oldest(monkeypatch):
+    monkeypatch.setattr(LocalWindows, "MAX_KEYS", 2)
+    windows = LocalWindows()
+    for key in ("a", "b", "c"):
+        assert _hits(windows, key, 3) == [True, True, False]
+
+    assert _hits(windows, "a", 1) == [True]  # forgotten first: memory stays bounded
+    assert _hits(windows, "c", 1) == [False]
 
 
 class AnonymousOnlyThrottle(RedisRateThrottle):

@@ -848,6 +848,7 @@ def test_update_by_someone_else_is_403(seller, buyer, reserved, body):
         ({"title": "Edited"}, [(services.PRICE_POSITIVE, "price")]),
         ({"title": "Edited", "price": "20.555"}, [(services.PRICE_DECIMALS, "price")]),
         ({"title": "Edited", "price": 1000000}, [(services.PRICE_TOO_HIGH, "price")]),
+        ({"title": "Edited", "price": "0.49"}, [(services.PRICE_TOO_LOW, "price")]),
         (
             {"price": True},
             [(services.TITLE_REQUIRED, "title"), (services.PRICE_POSITIVE, "price")],

@@ -7,4 +7,4 @@ from decimal import Decimal
 # orders_svc refuses to reserve, and payments_svc to charge, a ticket listed for less
 # before that rule.
 SMALLEST_CHARGE = Decimal("0.50")
-SMALLEST_CHARGE_CENTS = 50
+SMALLEST_CHARGE_CENTS = int(SMALLEST_CHARGE * 100)

@@ -84,47 +84,101 @@ def hit(
     return bool(allowed), max(0, int(wait_ms)) / 1000
 
 
+@dataclass(slots=True)
+class _Window:
+    limit: int
+    seconds: int
+    hits: deque[tuple[float, str]]  # (when, member), oldest first
+
+    def expire(self, now: float) -> None:
+        while self.hits and self.hits[0][0] <= now - self.seconds:
+            self.hits.popleft()
+
+
 class LocalWindows:
     """Sliding windows in this process's memory: the limits while Redis is down. Each
-    process counts alone, so a limit then holds once per web process (a few times the
-    shared one) rather than not at all. At most MAX_KEYS identities are kept, the least
-    recently seen forgotten first, so a flood of identities cannot exhaust memory (each
-    keeps at most its limit's hits: ~10 MB at the largest rate, 60/min)."""
+    process counts alone, so a limit then holds once per web process (the shared limit
+    times the processes serving) rather than not at all.
+
+    Memory is bounded: each scope keeps at most MAX_KEYS identities. Past that, the one
+    least recently seen is forgotten, but never one that is refusing: an attacker who
+    floods a scope with identities (junk emails cost nothing) frees no one's full window,
+    and a scope flooded with full windows, which takes every identity's limit in
+    requests, forgets the oldest. Each keeps at most its limit's hits."""
 
     MAX_KEYS = 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._windows: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._scopes: dict[str, OrderedDict[str, _Window]] = {}
 
-    def hit(self, key: str, *, limit: int, window_seconds: int, member: str) -> tuple[bool, float]:
+    def hit(
+        self, scope: str, key: str, *, limit: int, window_seconds: int, member: str
+    ) -> tuple[bool, float]:
         """As `hit`, on this process's clock."""
         now = time.monotonic()
         with self._lock:
-            times = self._windows.pop(key, deque())
-            while times and times[0][0] <= now - window_seconds:
-                times.popleft()
-            allowed = len(times) < limit
+            windows = self._scopes.setdefault(scope, OrderedDict())
+            window = windows.pop(key, None) or _Window(limit, window_seconds, deque())
+            window.expire(now)
+            allowed = len(window.hits) < limit
             if allowed:
-                times.append((now, member))
-            wait = 0.0 if allowed else times[0][0] + window_seconds - now
-            self._windows[key] = times
-            while len(self._windows) > self.MAX_KEYS:
-                self._windows.popitem(last=False)
+                window.hits.append((now, member))
+            wait = 0.0 if allowed else window.hits[0][0] + window_seconds - now
+            windows[key] = window  # the most recently seen last
+            if len(windows) > self.MAX_KEYS:
+                self._forget_one(windows, now, keep=key)
         return allowed, max(0.0, wait)
 
-    def give_back(self, key: str, member: str) -> None:
+    @staticmethod
+    def _forget_one(windows: OrderedDict[str, _Window], now: float, keep: str) -> None:
+        for key, window in windows.items():  # least recently seen first
+            window.expire(now)
+            if key != keep and len(window.hits) < window.limit:
+                del windows[key]
+                return
+        windows.popitem(last=False)
+
+    def give_back(self, scope: str, key: str, member: str) -> None:
         with self._lock:
-            times = self._windows.get(key)
-            if times is not None:
-                self._windows[key] = deque(hit for hit in times if hit[1] != member)
+            window = self._scopes.get(scope, {}).get(key)
+            if window is not None:
+                window.hits = deque(hit for hit in window.hits if hit[1] != member)
 
     def clear(self) -> None:
         with self._lock:
-            self._windows.clear()
+            self._scopes.clear()
 
 
 local_windows = LocalWindows()
+
+# How long the limits leave Redis alone after it failed them.
+REDIS_RETRY_SECONDS = 5.0
+
+
+class _Breaker:
+    """Open for REDIS_RETRY_SECONDS after a trip (this process's clock)."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+    def trip(self) -> None:
+        self._until = time.monotonic() + REDIS_RETRY_SECONDS
+
+    def close(self) -> None:
+        self._until = 0.0
+
+
+_redis_breaker = _Breaker()
+
+
+def forget_outage() -> None:
+    """Back to asking Redis at once, nothing counted in memory (tests' isolation)."""
+    _redis_breaker.close()
+    local_windows.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +189,14 @@ class Attempt:
     wait: float | None = None  # None: nothing was counted (no identity)
     key: str = ""
     member: str = ""
-    local: bool = False  # counted in this process's memory: Redis was down
+    local_scope: str = ""  # counted in this process's memory, in this scope: Redis was down
 
     def give_back(self) -> None:
         """Uncount it: the limit is on failures, and this one succeeded."""
         if not (self.allowed and self.key):
             return
-        if self.local:
-            local_windows.give_back(self.key, self.member)
+        if self.local_scope:
+            local_windows.give_back(self.local_scope, self.key, self.member)
             return
         try:
             redis_client().zrem(self.key, self.member)
@@ -153,25 +207,29 @@ class Attempt:
 def attempt(*, scope: str, ident: str | None, rate_setting: str) -> Attempt:
     """Count one request by `ident` in `scope` at the rate the setting names.
 
-    While Redis is down each web process counts alone (`local_windows`): signing in,
-    ordering and paying stay available, and a limit still holds, once per process rather
-    than once for all (a guesser or a card tester is slowed, not let through). The outage
-    is logged at ERROR on every request it counts so, and auth_svc's /readyz reports
-    Redis; orders_svc and payments_svc keep serving."""
+    While Redis is down each web process counts alone (`local_windows`): ordering and
+    paying stay available (auth_svc's /readyz reports Redis, so its pods leave the load
+    balancer; the admins' password forms stay open), and a limit still holds, once per
+    process rather than once for all: a guesser or a card tester is slowed, not let
+    through. After a failure Redis is left alone for REDIS_RETRY_SECONDS, so a Redis
+    that does not answer (rather than refusing) costs one request its timeout, not
+    every request. Every request counted in memory logs an ERROR line."""
     if not ident:
         return Attempt(allowed=True)
     limit, window = parse_rate(getattr(settings, rate_setting))
     key = f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{ident}"
     member = uuid.uuid4().hex
-    try:
-        allowed, wait = hit(key, limit=limit, window_seconds=window, member=member)
-    except redis.RedisError:
-        logger.error(
-            "rate limit %s counted in this process only: Redis unavailable", scope, exc_info=True
-        )
-        allowed, wait = local_windows.hit(key, limit=limit, window_seconds=window, member=member)
-        return Attempt(allowed=allowed, wait=wait, key=key, member=member, local=True)
-    return Attempt(allowed=allowed, wait=wait, key=key, member=member)
+    if not _redis_breaker.open():
+        try:
+            allowed, wait = hit(key, limit=limit, window_seconds=window, member=member)
+        except redis.RedisError:
+            _redis_breaker.trip()
+            logger.error("rate limit %s: Redis unavailable", scope, exc_info=True)
+        else:
+            return Attempt(allowed=allowed, wait=wait, key=key, member=member)
+    logger.error("rate limit %s counted in this process only: Redis unavailable", scope)
+    allowed, wait = local_windows.hit(scope, key, limit=limit, window_seconds=window, member=member)
+    return Attempt(allowed=allowed, wait=wait, key=key, member=member, local_scope=scope)
 
 
 def account_ident(username: object) -> str | None:

@@ -130,12 +130,16 @@ def staff_admin_client(make_token: Callable[..., str]) -> Any:
 
 @pytest.fixture
 def redis_keys(settings: Any) -> Iterator[str]:
-    """Point rate-limit counters at a fresh key prefix and delete its keys afterwards."""
+    """Point rate-limit counters at a fresh key prefix and delete its keys afterwards;
+    no outage remembered from an earlier test, before or after."""
+    from shared_lib.ratelimit import forget_outage
     from shared_lib.redis_client import redis_client
 
     prefix = f"test:{uuid.uuid4().hex}"
     settings.RATE_LIMIT_KEY_PREFIX = prefix
+    forget_outage()
     yield prefix
+    forget_outage()
     client = redis_client()
     keys = list(client.scan_iter(f"{prefix}:*"))
     if keys:
