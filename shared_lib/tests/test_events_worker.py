@@ -188,7 +188,9 @@ def test_an_idle_worker_stops_on_sigterm_within_a_couple_of_seconds(event_worker
     stopped_cleanly = stop_group(worker.process, timeout=15)
 
     assert stopped_cleanly  # on SIGTERM, not killed
-    assert time.monotonic() - started < 4 * SHUTDOWN_NOTICE_SECONDS
+    # Under the 10 s an idle poll could last: the wake-up is at most one notice, and
+    # Celery's own teardown took 4.7 s once on a CI machine running two suites at once.
+    assert time.monotonic() - started < 8 * SHUTDOWN_NOTICE_SECONDS
     assert "Warm shutdown" in worker.log()
 
 
