@@ -77,7 +77,10 @@ def test_a_failing_message_in_a_batch_is_retried_alone_and_the_others_commit(cap
     dispatcher = demo_dispatcher()
     _drain(dispatcher, until=lambda: len(event_records(caplog, "event retry scheduled")) >= 2)
 
-    assert _batch_sizes(caplog)[0] == 5  # all five were settled together
+    # The ticket queue's four were settled together, with the order.cancelled (another
+    # queue's) or just before or after it, as the deliveries arrived.
+    sizes = _batch_sizes(caplog)
+    assert sizes[0] == 5 or sorted(sizes[:2]) == [1, 4], sizes
     # The three good ones committed in the batch's one transaction...
     assert _applied_together([before, echo, after])
     assert sorted(str(e) for e in Effect.objects.values_list("event_id", flat=True)) == sorted(
