@@ -1,10 +1,11 @@
 """The outgoing emails' indexes leave the given-up rows to one of their own.
 
 Given-up rows stay unsent, so they sat in `email_pending_idx` (`sent_at IS NULL`) until
-purged, and every metrics scrape read them all (there, or in a read of the whole table). `email_due_idx` holds only rows
-still to send; `email_given_up_idx` serves the given-up rows' count and purge; the purge
-of sent rows gets a partial index, `email_sent_at_idx`: the planner took the whole
-`email_sent_idx` for `sent_at IS NULL` and read the given-up rows through it.
+purged, and every metrics scrape read them all (there, or in a read of the whole
+table). `email_due_idx` holds only rows still to send; `email_given_up_idx` serves the
+given-up rows' count and purge; the purge of sent rows gets a partial index,
+`email_sent_at_idx`: the planner took the whole `email_sent_idx` for `sent_at IS NULL`
+and read the given-up rows through it.
 `email_pending_idx` stays: the release before given_up_at claims through it.
 
 Built concurrently (sends, scrapes and purges go on meanwhile), the new before the old
